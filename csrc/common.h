@@ -1,0 +1,44 @@
+/*
+ * common.h - host-side helpers shared by the C and CUDA cores: the error
+ * message of the calling thread, the parameter layout, argument checks.
+ */
+#ifndef MLP_COMMON_H
+#define MLP_COMMON_H
+
+#include <stdint.h>
+
+#include "mlp.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Records a printf-style detail for mlp_last_error(); returns status. */
+mlp_status mlp_fail(mlp_status status, const char *fmt, ...);
+void mlp_clear_error(void);
+
+/* Where each layer's W and b start in the flat parameter buffer. */
+typedef struct mlp_layout {
+    int n_layers;     /* n_sizes - 1 */
+    int64_t *sizes;   /* n_layers + 1 entries: D, H1, ..., C */
+    int64_t *w_off;   /* n_layers entries */
+    int64_t *b_off;   /* n_layers entries */
+    int64_t n_params;
+    int64_t max_width; /* widest layer output (H or C) */
+} mlp_layout;
+
+mlp_status mlp_layout_init(mlp_layout *layout, int n_sizes, const int64_t *sizes);
+void mlp_layout_free(mlp_layout *layout);
+
+/* Arguments of mlp_train_epoch that do not depend on the core. */
+mlp_status mlp_check_train_args(const mlp_layout *layout, int64_t n, int64_t d,
+                                const int32_t *y, const int64_t *order,
+                                int64_t batch_size, float lr, float momentum,
+                                float weight_decay);
+mlp_status mlp_check_labels(const int32_t *y, int64_t n, int64_t n_classes);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MLP_COMMON_H */

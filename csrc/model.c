@@ -1,0 +1,260 @@
+/*
+ * model.c - the C core: mlp.h implemented with the ops of ops.c.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "mlp.h"
+#include "ops.h"
+
+struct mlp_data {
+    const void *X; /* (n, d), read in place */
+    mlp_dtype dtype;
+    const int32_t *y; /* (n) or NULL */
+    int64_t n, d;
+};
+
+struct mlp_model {
+    mlp_layout L;
+    float *params, *grads, *velocity; /* n_params each, same layout */
+    /* Workspace for up to `cap` rows: the gathered input batch, every layer's
+     * output (after ReLU for hidden layers, logits for the last), the softmax
+     * probabilities, two gradient buffers used in turn, the batch labels. */
+    int64_t cap;
+    float *x, **acts, *probs, *dbuf[2];
+    int32_t *ybuf;
+};
+
+const char *mlp_backend_name(void) { return "cpu"; }
+
+mlp_status mlp_device_check(void) {
+    mlp_clear_error();
+    return MLP_OK;
+}
+
+static void free_workspace(mlp_model *m) {
+    free(m->x);
+    if (m->acts)
+        for (int l = 0; l < m->L.n_layers; l++) free(m->acts[l]);
+    free(m->acts);
+    free(m->probs);
+    free(m->dbuf[0]);
+    free(m->dbuf[1]);
+    free(m->ybuf);
+    m->x = m->probs = m->dbuf[0] = m->dbuf[1] = NULL;
+    m->acts = NULL;
+    m->ybuf = NULL;
+    m->cap = 0;
+}
+
+static float *alloc_floats(int64_t rows, int64_t cols) {
+    return malloc(sizeof(float) * (size_t)rows * (size_t)cols);
+}
+
+/* Grows the workspace to hold `rows` rows; never shrinks it. */
+static mlp_status reserve_rows(mlp_model *m, int64_t rows) {
+    if (rows <= m->cap) return MLP_OK;
+    free_workspace(m);
+    const int64_t *s = m->L.sizes;
+    const int n_layers = m->L.n_layers;
+    m->x = alloc_floats(rows, s[0]);
+    m->acts = calloc((size_t)n_layers, sizeof(float *));
+    m->probs = alloc_floats(rows, s[n_layers]);
+    m->dbuf[0] = alloc_floats(rows, m->L.max_width);
+    m->dbuf[1] = alloc_floats(rows, m->L.max_width);
+    m->ybuf = malloc(sizeof(int32_t) * (size_t)rows);
+    int ok = m->x && m->acts && m->probs && m->dbuf[0] && m->dbuf[1] && m->ybuf;
+    for (int l = 0; ok && l < n_layers; l++) ok = (m->acts[l] = alloc_floats(rows, s[l + 1])) != NULL;
+    if (!ok) {
+        free_workspace(m);
+        return mlp_fail(MLP_ERR_NOMEM, "out of host memory for a workspace of %lld rows",
+                        (long long)rows);
+    }
+    m->cap = rows;
+    return MLP_OK;
+}
+
+mlp_status mlp_create(mlp_model **model, int n_sizes, const int64_t *sizes) {
+    mlp_clear_error();
+    if (!model) return mlp_fail(MLP_ERR_INVALID, "model is NULL");
+    *model = NULL;
+    mlp_model *m = calloc(1, sizeof *m);
+    if (!m) return mlp_fail(MLP_ERR_NOMEM, "out of host memory");
+    mlp_status st = mlp_layout_init(&m->L, n_sizes, sizes);
+    if (st != MLP_OK) {
+        free(m);
+        return st;
+    }
+    const size_t bytes = sizeof(float) * (size_t)m->L.n_params;
+    m->params = calloc(1, bytes);
+    m->grads = calloc(1, bytes);
+    m->velocity = calloc(1, bytes);
+    if (!m->params || !m->grads || !m->velocity) {
+        mlp_free(m);
+        return mlp_fail(MLP_ERR_NOMEM, "out of host memory for %lld parameters",
+                        (long long)(bytes / sizeof(float)));
+    }
+    *model = m;
+    return MLP_OK;
+}
+
+void mlp_free(mlp_model *m) {
+    if (!m) return;
+    free_workspace(m);
+    free(m->params);
+    free(m->grads);
+    free(m->velocity);
+    mlp_layout_free(&m->L);
+    free(m);
+}
+
+int64_t mlp_num_params(const mlp_model *m) { return m ? m->L.n_params : 0; }
+
+mlp_status mlp_set_params(mlp_model *m, const float *params) {
+    mlp_clear_error();
+    if (!m || !params) return mlp_fail(MLP_ERR_INVALID, "NULL argument");
+    memcpy(m->params, params, sizeof(float) * (size_t)m->L.n_params);
+    memset(m->velocity, 0, sizeof(float) * (size_t)m->L.n_params);
+    return MLP_OK;
+}
+
+mlp_status mlp_get_params(mlp_model *m, float *params) {
+    mlp_clear_error();
+    if (!m || !params) return mlp_fail(MLP_ERR_INVALID, "NULL argument");
+    memcpy(params, m->params, sizeof(float) * (size_t)m->L.n_params);
+    return MLP_OK;
+}
+
+mlp_status mlp_data_create(mlp_data **data, const void *X, mlp_dtype dtype,
+                           const int32_t *y, int64_t n, int64_t d) {
+    mlp_clear_error();
+    if (!data) return mlp_fail(MLP_ERR_INVALID, "data is NULL");
+    *data = NULL;
+    if (!X || n < 1 || d < 1) return mlp_fail(MLP_ERR_INVALID, "empty data set");
+    if (dtype != MLP_UINT8 && dtype != MLP_FLOAT32)
+        return mlp_fail(MLP_ERR_INVALID, "unknown dtype %d", (int)dtype);
+    mlp_data *p = malloc(sizeof *p);
+    if (!p) return mlp_fail(MLP_ERR_NOMEM, "out of host memory");
+    p->X = X;
+    p->dtype = dtype;
+    p->y = y;
+    p->n = n;
+    p->d = d;
+    *data = p;
+    return MLP_OK;
+}
+
+void mlp_data_free(mlp_data *data) { free(data); }
+
+/* Forward pass of B gathered rows in m->x: fills acts and probs; returns the
+ * summed loss when y is given. */
+static double forward(mlp_model *m, const int32_t *y, int64_t B, int64_t *correct) {
+    const mlp_layout *L = &m->L;
+    const float *inp = m->x;
+    for (int l = 0; l < L->n_layers; l++) {
+        const int64_t in = L->sizes[l], out = L->sizes[l + 1];
+        linear_forward(m->acts[l], inp, m->params + L->w_off[l], m->params + L->b_off[l], B, in, out);
+        if (l + 1 < L->n_layers) relu_forward(m->acts[l], m->acts[l], B * out);
+        inp = m->acts[l];
+    }
+    return softmax_crossentropy_forward(m->probs, m->acts[L->n_layers - 1], y, B,
+                                        L->sizes[L->n_layers], correct);
+}
+
+/* Backward pass after forward(): fills m->grads. */
+static void backward(mlp_model *m, const int32_t *y, int64_t B) {
+    const mlp_layout *L = &m->L;
+    float *dout = m->dbuf[0], *dinp = m->dbuf[1];
+    softmax_crossentropy_backward(dout, m->probs, y, B, L->sizes[L->n_layers]);
+    for (int l = L->n_layers - 1; l >= 0; l--) {
+        const int64_t in = L->sizes[l], out = L->sizes[l + 1];
+        const float *inp = l == 0 ? m->x : m->acts[l - 1];
+        linear_backward(l == 0 ? NULL : dinp, m->grads + L->w_off[l], m->grads + L->b_off[l],
+                        dout, inp, m->params + L->w_off[l], B, in, out);
+        if (l == 0) break;
+        relu_backward(dinp, m->acts[l - 1], dinp, B * in);
+        float *t = dout;
+        dout = dinp;
+        dinp = t;
+    }
+}
+
+mlp_status mlp_train_epoch(mlp_model *m, const mlp_data *data, const int64_t *order,
+                           int64_t batch_size, float lr, float momentum, float weight_decay,
+                           float *batch_losses, double *mean_loss, double *accuracy) {
+    mlp_clear_error();
+    if (!m || !data) return mlp_fail(MLP_ERR_INVALID, "NULL argument");
+    mlp_status st = mlp_check_train_args(&m->L, data->n, data->d, data->y, order, batch_size,
+                                         lr, momentum, weight_decay);
+    if (st != MLP_OK) return st;
+    const int64_t n = data->n, B_max = batch_size < n ? batch_size : n;
+    if ((st = reserve_rows(m, B_max)) != MLP_OK) return st;
+
+    double loss_sum = 0.0;
+    int64_t correct = 0;
+    for (int64_t start = 0, b = 0; start < n; start += batch_size, b++) {
+        const int64_t B = n - start < batch_size ? n - start : batch_size;
+        const int64_t *idx = order + start;
+        gather_batch(m->x, data->X, data->dtype, data->d, idx, B);
+        for (int64_t i = 0; i < B; i++) m->ybuf[i] = data->y[idx[i]];
+        const double loss = forward(m, m->ybuf, B, &correct);
+        backward(m, m->ybuf, B);
+        sgd_update(m->params, m->grads, m->velocity, m->L.n_params, lr, momentum, weight_decay);
+        loss_sum += loss;
+        if (batch_losses) batch_losses[b] = (float)(loss / (double)B);
+    }
+    if (mean_loss) *mean_loss = loss_sum / (double)n;
+    if (accuracy) *accuracy = (double)correct / (double)n;
+    return MLP_OK;
+}
+
+/* Runs forward() over the data set in chunks; copies probs or logits out
+ * when `out` is given, sums loss and hits when the data has labels. */
+static mlp_status forward_all(mlp_model *m, const mlp_data *data, float *out, int want_logits,
+                              double *loss_sum, int64_t *correct) {
+    if (!m || !data) return mlp_fail(MLP_ERR_INVALID, "NULL argument");
+    const mlp_layout *L = &m->L;
+    if (data->d != L->sizes[0])
+        return mlp_fail(MLP_ERR_INVALID, "data has %lld features, the model expects %lld",
+                        (long long)data->d, (long long)L->sizes[0]);
+    const int64_t C = L->sizes[L->n_layers];
+    const int64_t chunk = m->cap > 0 ? m->cap : (data->n < 1024 ? data->n : 1024);
+    mlp_status st = reserve_rows(m, chunk);
+    if (st != MLP_OK) return st;
+    int64_t *idx = malloc(sizeof(int64_t) * (size_t)chunk);
+    if (!idx) return mlp_fail(MLP_ERR_NOMEM, "out of host memory");
+    for (int64_t start = 0; start < data->n; start += chunk) {
+        const int64_t B = data->n - start < chunk ? data->n - start : chunk;
+        for (int64_t i = 0; i < B; i++) idx[i] = start + i;
+        gather_batch(m->x, data->X, data->dtype, data->d, idx, B);
+        const int32_t *y = data->y ? data->y + start : NULL;
+        const double loss = forward(m, y, B, correct);
+        if (loss_sum) *loss_sum += loss;
+        if (out) {
+            const float *src = want_logits ? m->acts[L->n_layers - 1] : m->probs;
+            memcpy(out + start * C, src, sizeof(float) * (size_t)(B * C));
+        }
+    }
+    free(idx);
+    return MLP_OK;
+}
+
+mlp_status mlp_predict(mlp_model *m, const mlp_data *data, float *out, int want_logits) {
+    mlp_clear_error();
+    if (!out) return mlp_fail(MLP_ERR_INVALID, "out is NULL");
+    return forward_all(m, data, out, want_logits, NULL, NULL);
+}
+
+mlp_status mlp_evaluate(mlp_model *m, const mlp_data *data, double *mean_loss, double *accuracy) {
+    mlp_clear_error();
+    if (!m || !data) return mlp_fail(MLP_ERR_INVALID, "NULL argument");
+    mlp_status st = mlp_check_labels(data->y, data->n, m->L.sizes[m->L.n_layers]);
+    if (st != MLP_OK) return st;
+    double loss = 0.0;
+    int64_t correct = 0;
+    if ((st = forward_all(m, data, NULL, 0, &loss, &correct)) != MLP_OK) return st;
+    if (mean_loss) *mean_loss = loss / (double)data->n;
+    if (accuracy) *accuracy = (double)correct / (double)data->n;
+    return MLP_OK;
+}

@@ -1,0 +1,117 @@
+"""Where a network runs: the C core, the CUDA core or the numpy reference,
+each behind the same small interface (bind, train_epoch, predict, evaluate,
+get_params)."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+
+from . import reference
+
+DEVICES = ("auto", "cpu", "cuda", "numpy")
+
+
+def _import_core(name):
+    try:
+        return importlib.import_module(f"mlp.{name}")
+    except ImportError:
+        return None
+
+
+def cuda_unavailable_reason():
+    """None when the CUDA core is built and a usable GPU is present, else why not."""
+    module = _import_core("_cuda")
+    if module is None:
+        return ("the CUDA core was not built: no CUDA compiler was found when the package was "
+                "installed (reinstall with nvcc on PATH, or with MLP_CUDA=ON to make that an error)")
+    try:
+        module.device_check()
+    except module.DeviceUnavailable as exc:
+        return str(exc)
+    return None
+
+
+def get_backend(device):
+    """The backend for a device name; "auto" is CUDA where it can run, else the C core."""
+    if not isinstance(device, str) or device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(map(repr, DEVICES))}, got {device!r}")
+    if device == "numpy":
+        return NumpyBackend()
+    if device in ("cuda", "auto"):
+        reason = cuda_unavailable_reason()
+        if reason is None:
+            return CoreBackend(_import_core("_cuda"))
+        if device == "cuda":
+            raise RuntimeError(f"device='cuda' is not available: {reason}")
+    module = _import_core("_cpu")
+    if module is None:
+        raise ImportError("the C core (mlp._cpu) is missing: install the package with "
+                          "'pip install .' rather than importing it from the source tree")
+    return CoreBackend(module)
+
+
+class CoreBackend:
+    """A compiled core (mlp._cpu or mlp._cuda), both wrapped by mlp/_core.pxi."""
+
+    def __init__(self, module):
+        self.module = module
+        self.name = module.BACKEND
+
+    def network(self, sizes, params):
+        return CoreNetwork(self.module, sizes, params)
+
+
+class CoreNetwork:
+    def __init__(self, module, sizes, params):
+        self.module = module
+        self.model = module.Model(sizes)
+        self.model.set_params(np.ascontiguousarray(params, dtype=np.float32))
+
+    def bind(self, X, y=None):
+        return self.module.Data(X, y)
+
+    def train_epoch(self, data, order, batch_size, lr, momentum, weight_decay):
+        return self.model.train_epoch(data, order, batch_size, lr, momentum, weight_decay)
+
+    def predict(self, data, logits=False):
+        return self.model.predict(data, logits)
+
+    def evaluate(self, data):
+        return self.model.evaluate(data)
+
+    def get_params(self):
+        return self.model.get_params()
+
+
+class NumpyBackend:
+    """The numpy reference (mlp/reference.py) in float32."""
+
+    name = "numpy"
+
+    def network(self, sizes, params):
+        return NumpyNetwork(sizes, params)
+
+
+class NumpyNetwork:
+    def __init__(self, sizes, params):
+        self.ref = reference.Reference(sizes, params, dtype=np.float32)
+
+    def bind(self, X, y=None):
+        return (X, y)
+
+    def train_epoch(self, data, order, batch_size, lr, momentum, weight_decay):
+        X, y = data
+        losses, mean_loss, accuracy = self.ref.train_epoch(
+            X, y, order, batch_size, np.float32(lr), np.float32(momentum), np.float32(weight_decay))
+        return losses.astype(np.float32), mean_loss, accuracy
+
+    def predict(self, data, logits=False):
+        return self.ref.predict(data[0], want_logits=logits)
+
+    def evaluate(self, data):
+        return self.ref.evaluate(*data)
+
+    def get_params(self):
+        return self.ref.params.copy()

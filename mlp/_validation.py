@@ -1,0 +1,102 @@
+"""Input checks at the boundary of the public API: each error names the
+argument and what was wrong with it. The cores check again, but a user
+should never meet their messages for a mistake that Python can see."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+
+def check_X(X, name="X", n_features=None):
+    """A 2-D, non-empty, finite array as uint8 (kept) or float32 (converted
+    once), C-contiguous. Any other real dtype is converted to float32."""
+    if isinstance(X, np.ndarray):
+        arr = X
+    else:
+        try:
+            arr = np.asarray(X)
+        except Exception as exc:  # ragged lists and the like
+            raise TypeError(f"{name} must be a 2-D array of numbers: {exc}") from None
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got {arr.ndim}-D "
+                         f"with shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} is empty: shape {arr.shape}")
+    if arr.dtype == np.uint8:
+        out = np.ascontiguousarray(arr)
+    elif arr.dtype.kind in "fiub":
+        with np.errstate(over="ignore"):  # reported below as a ValueError
+            out = np.ascontiguousarray(arr, dtype=np.float32)
+        if not np.isfinite(out).all():
+            if np.isfinite(arr).all():
+                raise ValueError(f"{name} holds values too large for float32")
+            raise ValueError(f"{name} contains NaN or infinity")
+    else:
+        raise TypeError(f"{name} must hold real numbers (uint8 or float), got dtype {arr.dtype}")
+    if n_features is not None and out.shape[1] != n_features:
+        raise ValueError(f"{name} has {out.shape[1]} features, but the model was trained on "
+                         f"{n_features}")
+    return out
+
+
+def check_y(y, n_samples, name="y"):
+    """A 1-D array of labels of any kind, as long as X."""
+    arr = np.asarray(y)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (n_samples,), got shape {arr.shape}")
+    if arr.shape[0] != n_samples:
+        raise ValueError(f"{name} has {arr.shape[0]} labels but X has {n_samples} rows")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    if arr.dtype == object:
+        raise TypeError(f"{name} must hold labels of one kind (numbers or strings), got objects")
+    return arr
+
+
+def encode_labels(y, classes, name="y"):
+    """Class indices (int32) of y in the sorted array classes."""
+    idx = np.searchsorted(classes, y)
+    idx = np.clip(idx, 0, len(classes) - 1)
+    unknown = classes[idx] != y
+    if np.any(unknown):
+        bad = np.asarray(y)[unknown][:5]
+        raise ValueError(f"{name} holds labels the model was not trained on: {list(bad)}")
+    return idx.astype(np.int32)
+
+
+def check_positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be positive, got {value}")
+    return int(value)
+
+
+def check_hidden(hidden):
+    """An int, or a tuple/list of ints for several hidden layers."""
+    if isinstance(hidden, (tuple, list)):
+        if len(hidden) == 0:
+            raise ValueError("hidden must name at least one layer width")
+        return tuple(check_positive_int(h, "hidden") for h in hidden)
+    return (check_positive_int(hidden, "hidden"),)
+
+
+def check_real(value, name, *, positive=False):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if positive and value <= 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+    if not positive and value < 0:
+        raise ValueError(f"{name} must be non-negative, got {value}")
+    return value
+
+
+def check_seed(seed):
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return int(seed)

@@ -1,0 +1,80 @@
+"""Every compiled core against the float64 numpy reference: the same
+weights, the same batches, the same losses at every step and the same
+parameters after 50 steps; and the cores against each other."""
+
+import numpy as np
+import pytest
+
+from mlp import reference
+from mlp.training import initial_state
+
+from conftest import make_problem, rel_err, run_backend, run_reference
+
+# (n, d, hidden widths, classes, batch size, uint8 input)
+SHAPES = [
+    (200, 784, (256,), 10, 64, True),    # the lecture's network, last batch partial
+    (37, 3, (1,), 2, 8, False),          # d=3, hidden=1, 2 classes, partial batch
+    (10, 5, (7,), 3, 64, False),         # batch larger than n
+    (96, 13, (9, 6), 4, 16, False),      # two hidden layers
+    (50, 33, (17,), 5, 50, True),        # odd widths, one batch per epoch
+]
+CORES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+STEPS = 50
+
+
+def schedule(shape, seed):
+    n, d, hidden, classes, batch, uint8 = shape
+    rng = np.random.default_rng(seed)
+    X, y = make_problem(rng, n, d, classes, uint8)
+    sizes = (d, *hidden, classes)
+    epochs = -(-STEPS // -(-n // batch))
+    params, orders = initial_state(sizes, n, epochs, seed=seed)
+    return X, y, sizes, params, orders, batch
+
+
+@pytest.mark.parametrize("core", CORES)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"n{s[0]}-d{s[1]}-h{s[2]}-c{s[3]}-b{s[4]}")
+@pytest.mark.parametrize("momentum,weight_decay", [(0.0, 0.0), (0.9, 1e-3)])
+def test_core_matches_reference(core, shape, momentum, weight_decay):
+    X, y, sizes, params, orders, batch = schedule(shape, seed=len(shape[2]) + shape[0])
+    lr = 0.05
+    losses, final, net = run_backend(core, sizes, params, X, y, orders, batch, lr, momentum,
+                                     weight_decay)
+    ref_losses, ref_final, ref = run_reference(sizes, params, X, y, orders, batch, lr, momentum,
+                                               weight_decay)
+    assert len(losses) >= STEPS and len(losses) == len(ref_losses)
+    np.testing.assert_allclose(losses[:STEPS], ref_losses[:STEPS], rtol=1e-4)
+    # all parameters, each layer's W and b by itself
+    for got, want in zip(*(reference.layer_views(p, sizes)[0] + reference.layer_views(p, sizes)[1]
+                           for p in (final, ref_final))):
+        assert rel_err(got, want) < 1e-4
+    # predict and evaluate on the trained weights
+    probs = net.predict(net.bind(X))
+    np.testing.assert_allclose(probs, ref.predict(X), rtol=1e-4, atol=1e-6)
+    logits = net.predict(net.bind(X), logits=True)
+    assert rel_err(logits, ref.predict(X, want_logits=True)) < 1e-4
+    loss, acc = net.evaluate(net.bind(X, y))
+    ref_loss, ref_acc = ref.evaluate(X, y)
+    assert loss == pytest.approx(ref_loss, rel=1e-4)
+    assert acc == pytest.approx(ref_acc, abs=1.5 / len(y))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"n{s[0]}-d{s[1]}-h{s[2]}-c{s[3]}-b{s[4]}")
+def test_cuda_core_matches_c_core(shape):
+    X, y, sizes, params, orders, batch = schedule(shape, seed=7)
+    c_losses, c_final, _ = run_backend("cpu", sizes, params, X, y, orders, batch, 0.05, 0.9)
+    g_losses, g_final, _ = run_backend("cuda", sizes, params, X, y, orders, batch, 0.05, 0.9)
+    np.testing.assert_allclose(g_losses[:STEPS], c_losses[:STEPS], rtol=1e-4)
+    assert rel_err(g_final, c_final) < 1e-4
+
+
+@pytest.mark.parametrize("core", CORES + ["numpy"])
+def test_float32_reference_agrees_closely(core):
+    """In float32, the same ops in the same order give nearly the same bits."""
+    X, y, sizes, params, orders, batch = schedule(SHAPES[0], seed=11)
+    losses, final, _ = run_backend(core, sizes, params, X, y, orders[:1], batch, 0.1)
+    ref_losses, ref_final, _ = run_reference(sizes, params, X, y, orders[:1], batch, 0.1,
+                                             dtype=np.float32)
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
+    assert rel_err(final, ref_final) < 1e-5
