@@ -30,12 +30,16 @@ typedef struct mlp_layout {
 mlp_status mlp_layout_init(mlp_layout *layout, int n_sizes, const int64_t *sizes);
 void mlp_layout_free(mlp_layout *layout);
 
-/* Arguments of mlp_train_epoch that do not depend on the core. */
+/* Smallest and largest label, found once when a data set is bound. */
+void mlp_label_range(const int32_t *y, int64_t n, int32_t *lo, int32_t *hi);
+
+/* Labels of a bound data set against the model's class count. */
+mlp_status mlp_check_labels(int has_labels, int32_t lo, int32_t hi, int64_t n_classes);
+
+/* The arguments of mlp_train_epoch that every core checks alike. */
 mlp_status mlp_check_train_args(const mlp_layout *layout, int64_t n, int64_t d,
-                                const int32_t *y, const int64_t *order,
-                                int64_t batch_size, float lr, float momentum,
-                                float weight_decay);
-mlp_status mlp_check_labels(const int32_t *y, int64_t n, int64_t n_classes);
+                                const int64_t *order, int64_t batch_size, float lr,
+                                float momentum, float weight_decay);
 
 #ifdef __cplusplus
 }

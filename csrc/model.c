@@ -12,6 +12,7 @@ struct mlp_data {
     const void *X; /* (n, d), read in place */
     mlp_dtype dtype;
     const int32_t *y; /* (n) or NULL */
+    int32_t y_lo, y_hi; /* label range, checked against the class count */
     int64_t n, d;
 };
 
@@ -139,6 +140,7 @@ mlp_status mlp_data_create(mlp_data **data, const void *X, mlp_dtype dtype,
     p->X = X;
     p->dtype = dtype;
     p->y = y;
+    mlp_label_range(y, n, &p->y_lo, &p->y_hi);
     p->n = n;
     p->d = d;
     *data = p;
@@ -146,6 +148,10 @@ mlp_status mlp_data_create(mlp_data **data, const void *X, mlp_dtype dtype,
 }
 
 void mlp_data_free(mlp_data *data) { free(data); }
+
+static mlp_status check_labels(const mlp_model *m, const mlp_data *data) {
+    return mlp_check_labels(data->y != NULL, data->y_lo, data->y_hi, m->L.sizes[m->L.n_layers]);
+}
 
 /* Forward pass of B gathered rows in m->x: fills acts and probs; returns the
  * summed loss when y is given. */
@@ -185,8 +191,9 @@ mlp_status mlp_train_epoch(mlp_model *m, const mlp_data *data, const int64_t *or
                            float *batch_losses, double *mean_loss, double *accuracy) {
     mlp_clear_error();
     if (!m || !data) return mlp_fail(MLP_ERR_INVALID, "NULL argument");
-    mlp_status st = mlp_check_train_args(&m->L, data->n, data->d, data->y, order, batch_size,
-                                         lr, momentum, weight_decay);
+    mlp_status st = mlp_check_train_args(&m->L, data->n, data->d, order, batch_size, lr,
+                                         momentum, weight_decay);
+    if (st == MLP_OK) st = check_labels(m, data);
     if (st != MLP_OK) return st;
     const int64_t n = data->n, B_max = batch_size < n ? batch_size : n;
     if ((st = reserve_rows(m, B_max)) != MLP_OK) return st;
@@ -249,7 +256,7 @@ mlp_status mlp_predict(mlp_model *m, const mlp_data *data, float *out, int want_
 mlp_status mlp_evaluate(mlp_model *m, const mlp_data *data, double *mean_loss, double *accuracy) {
     mlp_clear_error();
     if (!m || !data) return mlp_fail(MLP_ERR_INVALID, "NULL argument");
-    mlp_status st = mlp_check_labels(data->y, data->n, m->L.sizes[m->L.n_layers]);
+    mlp_status st = check_labels(m, data);
     if (st != MLP_OK) return st;
     double loss = 0.0;
     int64_t correct = 0;

@@ -1,3 +1,4 @@
+import os
 import pathlib
 
 import numpy as np
@@ -65,3 +66,28 @@ def make_problem(rng, n, d, classes, uint8=False):
     y = rng.integers(0, classes, size=n).astype(np.int32)
     y[:classes] = np.arange(classes)  # every class present
     return X, y
+
+
+def find_full_mnist():
+    """The folder holding the four MNIST files, if this machine has one:
+    $MLP_MNIST_DIR, the repository's ignored .data/, or ../shared/data/mnist."""
+    root = pathlib.Path(__file__).resolve().parent.parent
+    candidates = [os.environ.get("MLP_MNIST_DIR"), root / ".data", root.parent / "shared/data/mnist"]
+    for folder in filter(None, candidates):
+        folder = pathlib.Path(folder)
+        if (folder / "train-images-idx3-ubyte.gz").exists():
+            return folder
+    return None
+
+
+@pytest.fixture(scope="session")
+def full_mnist():
+    from mlp.datasets import read_idx
+    folder = find_full_mnist()
+    if folder is None:
+        pytest.skip("full MNIST not on this machine (set MLP_MNIST_DIR)")
+    out = {}
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        out[f"X_{split}"] = read_idx(folder / f"{prefix}-images-idx3-ubyte.gz").reshape(-1, 784)
+        out[f"y_{split}"] = read_idx(folder / f"{prefix}-labels-idx1-ubyte.gz")
+    return out

@@ -123,7 +123,7 @@ def test_core_wrapper_checks_its_own_arguments():
         net.train_epoch(data, order[:5], 8, 0.1, 0.0, 0.0)
     with pytest.raises(ValueError, match=r"order\[3\] = 99"):
         net.train_epoch(data, np.where(order == 3, 99, order), 8, 0.1, 0.0, 0.0)
-    with pytest.raises(ValueError, match="label 2 at row"):
+    with pytest.raises(ValueError, match=r"labels span \[0, 2\], outside \[0, 2\)"):
         net.train_epoch(net.bind(X, Y.astype(np.int32)), order, 8, 0.1, 0.0, 0.0)
     with pytest.raises(ValueError, match="lr must be a positive"):
         net.train_epoch(data, order, 8, -1.0, 0.0, 0.0)

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole GPU check in one call of the device tool, from the repository root:
+# build with the CUDA core, every test, compute-sanitizer, the epoch benchmark.
+# Logs go to $OUT. Full MNIST must be in .data/ (an ignored folder; carry it).
+set -uo pipefail
+OUT=${OUT:-/tmp/mlp-out}
+REPO=$(pwd)
+export PYTHONUNBUFFERED=1 MLP_MNIST_DIR=$REPO/.data MLP_CUDA=ON
+[ -d /usr/local/cuda/bin ] && export PATH=/usr/local/cuda/bin:$PATH
+mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
+python3 -m pip install --no-build-isolation --no-deps -v . > "$OUT/build.log" 2>&1 \
+  || { tail -40 "$OUT/build.log"; exit 1; }
+grep "mlp:" "$OUT/build.log"
+cd /tmp
+echo "== tests"
+timeout 400 pytest "$REPO/tests" -q -p no:cacheprovider -rs 2>&1 | tee "$OUT/tests.log" | tail -15
+if [ "${SANITIZE:-1}" = 1 ]; then
+  skip="not full_mnist and not out_of_gpu and not no_visible_gpu"
+  for tool in memcheck racecheck; do
+    echo "== compute-sanitizer $tool"
+    timeout 300 compute-sanitizer --tool $tool --error-exitcode 9 \
+      python3 -m pytest "$REPO/tests/test_core_vs_reference.py" "$REPO/tests/test_cuda.py" \
+      "$REPO/tests/test_api.py" -q -p no:cacheprovider -m cuda -k "$skip" \
+      > "$OUT/$tool.log" 2>&1
+    echo "exit $?"; grep -E "ERROR SUMMARY|passed|failed" "$OUT/$tool.log" | tail -3
+  done
+fi
+echo "== benchmark"
+python3 "$REPO/benchmarks/bench_cuda.py" --mnist "$REPO/.data" --json "$OUT/bench.json" \
+  2>&1 | tee "$OUT/bench.log"
