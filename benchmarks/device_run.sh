@@ -14,12 +14,12 @@ python3 -m pip install --no-build-isolation --no-deps -v . > "$OUT/build.log" 2>
 grep "mlp:" "$OUT/build.log"
 cd /tmp
 echo "== tests"
-timeout 400 pytest "$REPO/tests" -q -p no:cacheprovider -rs 2>&1 | tee "$OUT/tests.log" | tail -15
+timeout 240 pytest "$REPO/tests" -q -p no:cacheprovider -rs 2>&1 | tee "$OUT/tests.log" | tail -15
 if [ "${SANITIZE:-1}" = 1 ]; then
   skip="not full_mnist and not out_of_gpu and not no_visible_gpu"
   for tool in memcheck racecheck; do
     echo "== compute-sanitizer $tool"
-    timeout 300 compute-sanitizer --tool $tool --error-exitcode 9 \
+    timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 \
       python3 -m pytest "$REPO/tests/test_core_vs_reference.py" "$REPO/tests/test_cuda.py" \
       "$REPO/tests/test_api.py" -q -p no:cacheprovider -m cuda -k "$skip" \
       > "$OUT/$tool.log" 2>&1
