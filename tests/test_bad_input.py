@@ -1,5 +1,8 @@
 """Bad input: a clear exception that names the argument; never a crash."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -141,7 +144,18 @@ def test_core_wrapper_checks_its_own_arguments():
         core.network((4, 3, 2), np.zeros(5, np.float32))
 
 
-def test_huge_network_is_a_memory_error_not_a_crash():
-    from mlp import _cpu
-    with pytest.raises((MemoryError, ValueError)):
-        _cpu.Model((1 << 20, 1 << 19, 10))  # 2 TiB of parameters
+def test_allocation_failure_is_a_memory_error_not_a_crash():
+    """With the address space capped at 4 GiB, a 6 GiB network cannot be
+    allocated: the C core reports it and the process carries on. (A cap,
+    because a machine that overcommits memory grants any single calloc.)"""
+    code = ("import resource, numpy as np, mlp\n"
+            "from mlp import _cpu\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))\n"
+            "try:\n    _cpu.Model((1 << 15, 1 << 14, 10))\n"
+            "except MemoryError as e:\n    print('MemoryError:', e)\n"
+            "print(mlp.train([[0.0], [1.0]], [0, 1], device='cpu').device)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/",
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "MemoryError: out of host memory for 537051146 parameters" in out.stdout
+    assert out.stdout.strip().endswith("cpu")
