@@ -84,8 +84,9 @@ mlp_status mlp_check_labels(int has_labels, int32_t lo, int32_t hi, int64_t n_cl
 }
 
 mlp_status mlp_check_train_args(const mlp_layout *layout, int64_t n, int64_t d,
-                                const int64_t *order, int64_t batch_size, float lr,
-                                float momentum, float weight_decay) {
+                                const int64_t *order, int64_t n_order,
+                                int64_t batch_size, float lr, float momentum,
+                                float weight_decay) {
     if (d != layout->sizes[0])
         return mlp_fail(MLP_ERR_INVALID, "data has %lld features, the model expects %lld",
                         (long long)d, (long long)layout->sizes[0]);
@@ -97,8 +98,8 @@ mlp_status mlp_check_train_args(const mlp_layout *layout, int64_t n, int64_t d,
         return mlp_fail(MLP_ERR_INVALID, "momentum must be >= 0");
     if (!(weight_decay >= 0.0f) || !isfinite(weight_decay))
         return mlp_fail(MLP_ERR_INVALID, "weight_decay must be >= 0");
-    if (!order) return mlp_fail(MLP_ERR_INVALID, "order is NULL");
-    for (int64_t i = 0; i < n; i++)
+    if (!order || n_order < 1) return mlp_fail(MLP_ERR_INVALID, "order is empty");
+    for (int64_t i = 0; i < n_order; i++)
         if (order[i] < 0 || order[i] >= n)
             return mlp_fail(MLP_ERR_INVALID, "order[%lld] = %lld is outside [0, %lld)",
                             (long long)i, (long long)order[i], (long long)n);

@@ -38,7 +38,8 @@ mlp_status mlp_check_labels(int has_labels, int32_t lo, int32_t hi, int64_t n_cl
 
 /* The arguments of mlp_train_epoch that every core checks alike. */
 mlp_status mlp_check_train_args(const mlp_layout *layout, int64_t n, int64_t d,
-                                const int64_t *order, int64_t batch_size, float lr,
+                                const int64_t *order, int64_t n_order,
+                                int64_t batch_size, float lr,
                                 float momentum, float weight_decay);
 
 #ifdef __cplusplus

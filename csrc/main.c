@@ -114,7 +114,7 @@ int main(int argc, char **argv) {
         }
         double loss, acc, test_loss, test_acc;
         const double t0 = now();
-        if (check(mlp_train_epoch(model, train, order, batch, lr, 0.0f, 0.0f, NULL, &loss, &acc), "train"))
+        if (check(mlp_train_epoch(model, train, order, xtr.n, batch, lr, 0.0f, 0.0f, NULL, &loss, &acc), "train"))
             return 1;
         const double seconds = now() - t0;
         if (check(mlp_evaluate(model, test, &test_loss, &test_acc), "evaluate")) return 1;

@@ -77,15 +77,18 @@ mlp_status mlp_data_create(mlp_data **data, const void *X, mlp_dtype dtype,
                            const int32_t *y, int64_t n, int64_t d);
 void mlp_data_free(mlp_data *data);
 
-/* One epoch of minibatch SGD over the rows of data in the given order
- * (n indices, each in [0, n)); the last batch may be partial. The loss is the
- * batch mean; sgd with PyTorch's conventions:
+/* Minibatch SGD over the rows order[0 .. n_order) of data (each index in
+ * [0, n)), in batches of batch_size, the last one possibly partial: a whole
+ * epoch when order is a permutation of the n rows, or a part of one, so a
+ * caller can report progress between parts. The loss is the batch mean; SGD
+ * follows PyTorch's conventions:
  *   g = grad + weight_decay * p;  v = momentum * v + g;  p -= lr * v
- * Outputs (each may be NULL): batch_losses (ceil(n / batch_size) floats),
- * mean_loss and accuracy over the epoch's samples, computed as they were
- * trained on. */
+ * Outputs (each may be NULL): batch_losses (ceil(n_order / batch_size)
+ * floats), mean_loss and accuracy over the rows trained on, computed as they
+ * were trained on. */
 mlp_status mlp_train_epoch(mlp_model *model, const mlp_data *data,
-                           const int64_t *order, int64_t batch_size, float lr,
+                           const int64_t *order, int64_t n_order,
+                           int64_t batch_size, float lr,
                            float momentum, float weight_decay,
                            float *batch_losses, double *mean_loss,
                            double *accuracy);

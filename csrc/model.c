@@ -187,15 +187,15 @@ static void backward(mlp_model *m, const int32_t *y, int64_t B) {
 }
 
 mlp_status mlp_train_epoch(mlp_model *m, const mlp_data *data, const int64_t *order,
-                           int64_t batch_size, float lr, float momentum, float weight_decay,
+                           int64_t n_order, int64_t batch_size, float lr, float momentum, float weight_decay,
                            float *batch_losses, double *mean_loss, double *accuracy) {
     mlp_clear_error();
     if (!m || !data) return mlp_fail(MLP_ERR_INVALID, "NULL argument");
-    mlp_status st = mlp_check_train_args(&m->L, data->n, data->d, order, batch_size, lr,
-                                         momentum, weight_decay);
+    mlp_status st = mlp_check_train_args(&m->L, data->n, data->d, order, n_order, batch_size,
+                                         lr, momentum, weight_decay);
     if (st == MLP_OK) st = check_labels(m, data);
     if (st != MLP_OK) return st;
-    const int64_t n = data->n, B_max = batch_size < n ? batch_size : n;
+    const int64_t n = n_order, B_max = batch_size < n ? batch_size : n;
     if ((st = reserve_rows(m, B_max)) != MLP_OK) return st;
 
     double loss_sum = 0.0;

@@ -353,13 +353,13 @@ static bool same_key(const GraphKey &a, const GraphKey &b) {
     return memcmp(&a, &b, sizeof a) == 0;
 }
 
-/* Records every step of an epoch into m->graph. */
-static mlp_status record_epoch(mlp_model *m, const mlp_data *data, int64_t batch_size, float lr,
-                               float momentum, float weight_decay, const GraphKey &key) {
+/* Records every step over n rows of the order into m->graph. */
+static mlp_status record_epoch(mlp_model *m, const mlp_data *data, int64_t n, int64_t batch_size,
+                               float lr, float momentum, float weight_decay, const GraphKey &key) {
     drop_graph(m);
     CUDA_TRY(cudaStreamBeginCapture(m->stream, cudaStreamCaptureModeThreadLocal));
-    for (int64_t start = 0; start < data->n; start += batch_size) {
-        const int64_t B = data->n - start < batch_size ? data->n - start : batch_size;
+    for (int64_t start = 0; start < n; start += batch_size) {
+        const int64_t B = n - start < batch_size ? n - start : batch_size;
         train_step(m, data, start, B, lr, momentum, weight_decay);
     }
     cudaGraph_t g = NULL;
@@ -376,15 +376,15 @@ static mlp_status record_epoch(mlp_model *m, const mlp_data *data, int64_t batch
 }
 
 extern "C" mlp_status mlp_train_epoch(mlp_model *m, const mlp_data *data, const int64_t *order,
-                                      int64_t batch_size, float lr, float momentum,
+                                      int64_t n_order, int64_t batch_size, float lr, float momentum,
                                       float weight_decay, float *batch_losses, double *mean_loss,
                                       double *accuracy) {
     mlp_clear_error();
     if (!m || !data) return mlp_fail(MLP_ERR_INVALID, "NULL argument");
-    TRY(mlp_check_train_args(&m->L, data->n, data->d, order, batch_size, lr, momentum,
+    TRY(mlp_check_train_args(&m->L, data->n, data->d, order, n_order, batch_size, lr, momentum,
                              weight_decay));
     TRY(check_labels(m, data));
-    const int64_t n = data->n;
+    const int64_t n = n_order;
     TRY(reserve_rows(m, batch_size < n ? batch_size : n));
     TRY(reserve_epoch(m, n));
     CUDA_TRY(cudaMemcpyAsync(m->order, order, sizeof(int64_t) * (size_t)n,
@@ -407,7 +407,7 @@ extern "C" mlp_status mlp_train_epoch(mlp_model *m, const mlp_data *data, const 
                        momentum, weight_decay);
     } else {
         if (!m->graph || !same_key(m->key, key))
-            TRY(record_epoch(m, data, batch_size, lr, momentum, weight_decay, key));
+            TRY(record_epoch(m, data, n, batch_size, lr, momentum, weight_decay, key));
         CUDA_TRY(cudaGraphLaunch(m->graph, m->stream));
     }
     reduce_epoch(m->stream, m->row_loss, m->row_hit, n, batch_size, m->batch_loss, m->loss_sum,

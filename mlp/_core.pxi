@@ -34,7 +34,7 @@ cdef extern from "mlp.h" nogil:
                                const int32_t *y, int64_t n, int64_t d)
     void mlp_data_free(mlp_data *data)
     mlp_status mlp_train_epoch(mlp_model *model, const mlp_data *data, const int64_t *order,
-                               int64_t batch_size, float lr, float momentum, float weight_decay,
+                               int64_t n_order, int64_t batch_size, float lr, float momentum, float weight_decay,
                                float *batch_losses, double *mean_loss, double *accuracy)
     mlp_status mlp_predict(mlp_model *model, const mlp_data *data, float *out, int want_logits)
     mlp_status mlp_evaluate(mlp_model *model, const mlp_data *data, double *mean_loss,
@@ -153,17 +153,19 @@ cdef class Model:
 
     def train_epoch(self, Data data, const int64_t[::1] order, int64_t batch_size, float lr,
                     float momentum=0.0, float weight_decay=0.0):
-        """One epoch; returns (batch losses, mean loss, accuracy)."""
-        if order.shape[0] != data.n:
-            raise ValueError("order must hold one index per row")
+        """SGD over the rows order (an epoch, or part of one); returns
+        (batch losses, mean loss, accuracy)."""
+        if order.shape[0] < 1:
+            raise ValueError("order is empty")
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
-        losses = np.empty((data.n + batch_size - 1) // batch_size, dtype=np.float32)
+        losses = np.empty((order.shape[0] + batch_size - 1) // batch_size, dtype=np.float32)
         cdef float[::1] lp = losses
         cdef double mean_loss = 0.0, accuracy = 0.0
         cdef mlp_status status
         with nogil:
-            status = mlp_train_epoch(self.ptr, data.ptr, &order[0], batch_size, lr, momentum,
+            status = mlp_train_epoch(self.ptr, data.ptr, &order[0], order.shape[0], batch_size, lr,
+                                     momentum,
                                      weight_decay, &lp[0], &mean_loss, &accuracy)
         check(status)
         return losses, mean_loss, accuracy

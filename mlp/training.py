@@ -29,7 +29,7 @@ def initial_state(sizes, n_samples, epochs, seed=0, shuffle=True):
 
 def train(X, y, *, hidden=256, epochs=10, batch_size=64, lr=0.1, momentum=0.0,
           weight_decay=0.0, seed=0, shuffle=True, device="auto", validation_data=None,
-          verbose=False):
+          verbose=False, on_progress=None):
     """Train a multilayer perceptron classifier and return a Model.
 
     X: (n_samples, n_features) array, uint8 pixels (scaled by 1/255 inside
@@ -40,6 +40,8 @@ def train(X, y, *, hidden=256, epochs=10, batch_size=64, lr=0.1, momentum=0.0,
     batch is kept. device: "auto" (CUDA when built and a GPU is present, else
     the C core), "cpu", "cuda" or "numpy" (the reference).
     validation_data: optional (X_val, y_val), evaluated after every epoch.
+    on_progress: optional callable(epoch, rows_done, n_rows), called during
+    each epoch (which then runs in about 50 parts) and after it.
     """
     X = check_X(X)
     y = check_y(y, X.shape[0])
@@ -53,6 +55,8 @@ def train(X, y, *, hidden=256, epochs=10, batch_size=64, lr=0.1, momentum=0.0,
     momentum = check_real(momentum, "momentum")
     weight_decay = check_real(weight_decay, "weight_decay")
     seed = check_seed(seed)
+    if on_progress is not None and not callable(on_progress):
+        raise TypeError("on_progress must be callable")
     backend = get_backend(device)
     val = None
     if validation_data is not None:
@@ -73,7 +77,8 @@ def train(X, y, *, hidden=256, epochs=10, batch_size=64, lr=0.1, momentum=0.0,
         history.update(val_loss=[], val_accuracy=[])
     for epoch, order in enumerate(orders, start=1):
         start = time.perf_counter()
-        _, loss, accuracy = net.train_epoch(data, order, batch_size, lr, momentum, weight_decay)
+        loss, accuracy = _run_epoch(net, data, order, batch_size, lr, momentum, weight_decay,
+                                    on_progress, epoch)
         seconds = time.perf_counter() - start
         history["loss"].append(float(loss))
         history["accuracy"].append(float(accuracy))
@@ -92,3 +97,22 @@ def train(X, y, *, hidden=256, epochs=10, batch_size=64, lr=0.1, momentum=0.0,
                           "try a smaller lr", RuntimeWarning, stacklevel=2)
             break
     return Model(sizes, net.get_params(), classes, history, _network=net)
+
+
+def _run_epoch(net, data, order, batch_size, lr, momentum, weight_decay, on_progress, epoch):
+    """One epoch in one call to the core, or, for progress reports, in parts
+    of whole batches (the same batches and the same result either way)."""
+    if on_progress is None:
+        _, loss, accuracy = net.train_epoch(data, order, batch_size, lr, momentum, weight_decay)
+        return loss, accuracy
+    n = len(order)
+    batches = -(-n // batch_size)
+    part = -(-batches // min(batches, 50)) * batch_size
+    loss_sum = hits = 0.0
+    for start in range(0, n, part):
+        rows = order[start:start + part]
+        _, loss, accuracy = net.train_epoch(data, rows, batch_size, lr, momentum, weight_decay)
+        loss_sum += loss * len(rows)
+        hits += round(accuracy * len(rows))
+        on_progress(epoch, start + len(rows), n)
+    return loss_sum / n, hits / n

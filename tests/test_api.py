@@ -212,3 +212,17 @@ def test_available_devices_and_repr():
     X, y = make_problem(np.random.default_rng(11), 20, 3, 2)
     m = mlp.train(X, y, hidden=4, epochs=1, device="cpu")
     assert repr(m) == "Model(3-4-2, classes=2, device='cpu')"
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_progress_reports_do_not_change_training(device):
+    X, y = make_problem(np.random.default_rng(12), 500, 10, 3)
+    calls = []
+    a = mlp.train(X, y, hidden=8, epochs=2, batch_size=7, device=device)
+    b = mlp.train(X, y, hidden=8, epochs=2, batch_size=7, device=device,
+                  on_progress=lambda *args: calls.append(args))
+    assert np.array_equal(a.params["W1"], b.params["W1"])
+    np.testing.assert_allclose(a.history["loss"], b.history["loss"], rtol=1e-6)
+    assert a.history["accuracy"] == b.history["accuracy"]
+    assert calls[-1] == (2, 500, 500) and len(calls) > 10
+    assert all(0 < done <= total for _, done, total in calls)

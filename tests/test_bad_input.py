@@ -122,8 +122,8 @@ def test_core_wrapper_checks_its_own_arguments():
     net = core.network((4, 3, 2), np.zeros(4 * 3 + 3 + 3 * 2 + 2, np.float32))
     data = net.bind(X, (Y % 2).astype(np.int32))
     order = np.arange(30, dtype=np.int64)
-    with pytest.raises(ValueError, match="order must hold one index per row"):
-        net.train_epoch(data, order[:5], 8, 0.1, 0.0, 0.0)
+    with pytest.raises(ValueError, match="order is empty"):
+        net.train_epoch(data, order[:0], 8, 0.1, 0.0, 0.0)
     with pytest.raises(ValueError, match=r"order\[3\] = 99"):
         net.train_epoch(data, np.where(order == 3, 99, order), 8, 0.1, 0.0, 0.0)
     with pytest.raises(ValueError, match=r"labels span \[0, 2\], outside \[0, 2\)"):
