@@ -29,7 +29,7 @@ def initial_state(sizes, n_samples, epochs, seed=0, shuffle=True):
 
 def train(X, y, *, hidden=256, epochs=10, batch_size=64, lr=0.1, momentum=0.0,
           weight_decay=0.0, seed=0, shuffle=True, device="auto", validation_data=None,
-          verbose=False, on_progress=None):
+          verbose=False, on_progress=None, on_epoch=None):
     """Train a multilayer perceptron classifier and return a Model.
 
     X: (n_samples, n_features) array, uint8 pixels (scaled by 1/255 inside
@@ -42,6 +42,7 @@ def train(X, y, *, hidden=256, epochs=10, batch_size=64, lr=0.1, momentum=0.0,
     validation_data: optional (X_val, y_val), evaluated after every epoch.
     on_progress: optional callable(epoch, rows_done, n_rows), called during
     each epoch (which then runs in about 50 parts) and after it.
+    on_epoch: optional callable(epoch, history), called after each epoch.
     """
     X = check_X(X)
     y = check_y(y, X.shape[0])
@@ -55,8 +56,9 @@ def train(X, y, *, hidden=256, epochs=10, batch_size=64, lr=0.1, momentum=0.0,
     momentum = check_real(momentum, "momentum")
     weight_decay = check_real(weight_decay, "weight_decay")
     seed = check_seed(seed)
-    if on_progress is not None and not callable(on_progress):
-        raise TypeError("on_progress must be callable")
+    for name, fn in (("on_progress", on_progress), ("on_epoch", on_epoch)):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{name} must be callable")
     backend = get_backend(device)
     val = None
     if validation_data is not None:
@@ -92,6 +94,8 @@ def train(X, y, *, hidden=256, epochs=10, batch_size=64, lr=0.1, momentum=0.0,
             line += f"  val_loss {val_loss:.4f}  val_accuracy {val_accuracy:.4f}"
         if verbose:
             print(line, flush=True)
+        if on_epoch is not None:
+            on_epoch(epoch, history)
         if not np.isfinite(loss):
             warnings.warn(f"training diverged at epoch {epoch} (loss is {loss}); "
                           "try a smaller lr", RuntimeWarning, stacklevel=2)
