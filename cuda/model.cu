@@ -215,14 +215,19 @@ extern "C" mlp_status mlp_create(mlp_model **model, int n_sizes, const int64_t *
     }
     if ((st = device_alloc(&m->params, n, "parameters")) != MLP_OK ||
         (st = device_alloc(&m->velocity, n, "momentum")) != MLP_OK ||
-        (st = device_alloc(&m->scratch.ptr, gemm_scratch_floats(), "scratch")) != MLP_OK ||
+            (st = device_alloc(&m->scratch.partial, scratch_partial_floats(), "scratch")) != MLP_OK ||
+        (st = device_alloc(&m->scratch.counters, scratch_counters(), "scratch")) != MLP_OK ||
         (st = device_alloc(&m->loss_sum, 1, "totals")) != MLP_OK ||
         (st = device_alloc(&m->hits, 1, "totals")) != MLP_OK) {
         mlp_free(m);
         return st;
     }
-    m->scratch.floats = gemm_scratch_floats();
+    m->scratch.partial_floats = scratch_partial_floats();
+    m->scratch.n_counters = scratch_counters();
     e = cudaMemsetAsync(m->params, 0, sizeof(float) * (size_t)n, m->stream);
+    if (e == cudaSuccess)
+        e = cudaMemsetAsync(m->scratch.counters, 0, sizeof(unsigned) * (size_t)m->scratch.n_counters,
+                            m->stream);
     if (e == cudaSuccess) e = cudaMemsetAsync(m->velocity, 0, sizeof(float) * (size_t)n, m->stream);
     if (e == cudaSuccess) e = cudaStreamSynchronize(m->stream);
     if (e != cudaSuccess) {
@@ -240,7 +245,8 @@ extern "C" void mlp_free(mlp_model *m) {
     free_rows(m);
     cudaFree(m->params);
     cudaFree(m->velocity);
-    cudaFree(m->scratch.ptr);
+    cudaFree(m->scratch.partial);
+    cudaFree(m->scratch.counters);
     cudaFree(m->loss_sum);
     cudaFree(m->hits);
     if (m->stream) cudaStreamDestroy(m->stream);
@@ -318,34 +324,57 @@ static mlp_status check_labels(const mlp_model *m, const mlp_data *data) {
 
 /* ---- forward and backward ----------------------------------------------- */
 
-static void forward(mlp_model *m, LayerInput in, int64_t B) {
+static LayerInput act_input(const float *act) { return LayerInput{act, NULL, MLP_FLOAT32, NULL, 0}; }
+
+/* Forward through the first `layers` layers (ReLU after each hidden one). */
+static void forward(mlp_model *m, LayerInput in, int64_t B, int layers) {
     const mlp_layout *L = &m->L;
-    for (int l = 0; l < L->n_layers; l++) {
+    for (int l = 0; l < layers; l++) {
         linear_forward(m->stream, m->acts[l], in, m->params + L->w_off[l], B, L->sizes[l],
                        L->sizes[l + 1], l + 1 < L->n_layers, m->scratch);
-        in = LayerInput{m->acts[l], NULL, MLP_FLOAT32, NULL, 0};
+        in = act_input(m->acts[l]);
     }
 }
 
-/* One SGD step on rows order[start .. start + B) of the data set. */
+/* One SGD step on rows order[start .. start + B) of the data set: at batch
+ * 64 a step is a few microseconds of arithmetic, so it is three launches for
+ * one hidden layer (first layer, head, every weight update). */
 static void train_step(mlp_model *m, const mlp_data *data, int64_t start, int64_t B, float lr,
                        float momentum, float weight_decay) {
     const mlp_layout *L = &m->L;
     const int last = L->n_layers - 1;
+    const int64_t C = L->sizes[last + 1];
     const LayerInput in0 = {NULL, data->X, data->dtype, m->order, start};
-    forward(m, in0, B);
-    softmax_crossentropy_forward_backward(m->stream, m->douts[last], m->acts[last], data->y,
-                                          m->order, start, B, L->sizes[last + 1], m->row_loss,
-                                          m->row_hit);
-    for (int l = last; l >= 0; l--) {
-        const int64_t D = L->sizes[l], H = L->sizes[l + 1];
-        float *W = m->params + L->w_off[l];
-        if (l > 0) /* uses W before the update below changes it */
-            linear_backward_input(m->stream, m->douts[l - 1], m->douts[l], W, m->acts[l - 1], B,
-                                  D, H, m->scratch);
-        const LayerInput in = l == 0 ? in0 : LayerInput{m->acts[l - 1], NULL, MLP_FLOAT32, NULL, 0};
-        linear_backward_weights_sgd(m->stream, W, m->velocity + L->w_off[l], m->douts[l], in, B,
-                                    D, H, lr, momentum, weight_decay, m->scratch);
+    if (last >= 1 && C <= MLP_HEAD_MAX_CLASSES) {
+        forward(m, in0, B, last);
+        head_forward_backward(m->stream, m->acts[last], m->douts[last], m->douts[last - 1],
+                              m->acts[last - 1], m->params + L->w_off[last], B, L->sizes[last],
+                              C, data->y, m->order, start, m->row_loss, m->row_hit);
+    } else {
+        forward(m, in0, B, L->n_layers);
+        softmax_crossentropy_forward_backward(m->stream, m->douts[last], m->acts[last], data->y,
+                                              m->order, start, B, C, m->row_loss, m->row_hit);
+        if (last >= 1)
+            linear_backward_input(m->stream, m->douts[last - 1], m->douts[last],
+                                  m->params + L->w_off[last], m->acts[last - 1], B,
+                                  L->sizes[last], C, m->scratch);
+    }
+    /* the other input gradients, each before its layer's weights change */
+    for (int l = last - 1; l >= 1; l--)
+        linear_backward_input(m->stream, m->douts[l - 1], m->douts[l], m->params + L->w_off[l],
+                              m->acts[l - 1], B, L->sizes[l], L->sizes[l + 1], m->scratch);
+    /* every layer's weights, MLP_MAX_FUSED_LAYERS per launch */
+    WeightsJob jobs[MLP_MAX_FUSED_LAYERS];
+    int n_jobs = 0;
+    for (int l = 0; l <= last; l++) {
+        jobs[n_jobs++] = WeightsJob{m->params + L->w_off[l], m->velocity + L->w_off[l],
+                                    m->douts[l], l == 0 ? in0 : act_input(m->acts[l - 1]),
+                                    L->sizes[l], L->sizes[l + 1]};
+        if (n_jobs == MLP_MAX_FUSED_LAYERS || l == last) {
+            linear_backward_weights_sgd(m->stream, jobs, n_jobs, B, lr, momentum, weight_decay,
+                                        m->scratch);
+            n_jobs = 0;
+        }
     }
 }
 
@@ -442,7 +471,7 @@ static mlp_status forward_all(mlp_model *m, const mlp_data *data, float *out, in
     if (data->y) TRY(reserve_epoch(m, data->n));
     for (int64_t start = 0; start < data->n; start += chunk) {
         const int64_t B = data->n - start < chunk ? data->n - start : chunk;
-        forward(m, LayerInput{NULL, data->X, data->dtype, NULL, start}, B);
+        forward(m, LayerInput{NULL, data->X, data->dtype, NULL, start}, B, L->n_layers);
         float *probs = out && !want_logits ? m->douts[last] : NULL;
         softmax_crossentropy_forward(m->stream, probs, m->acts[last], data->y, start, B, C,
                                      m->row_loss, m->row_hit);

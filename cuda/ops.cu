@@ -1,13 +1,13 @@
 /*
  * ops.cu - the lecture's operations as CUDA kernels; see ops.cuh.
  *
- * One tiled matrix-multiply kernel serves every linear op: it reads its two
- * operands through small loader objects (plain, transposed, gathered rows of
- * the data set) and hands each finished sum to an epilogue object (bias is
- * already in, ReLU, ReLU mask, SGD update). Every output element is summed
- * by one thread in a fixed order, and split-K partial sums are added in a
- * fixed order by a second kernel: no atomics, so results are bit-identical
- * from run to run.
+ * One tiled matrix multiply (gemm_block) serves every linear op: it reads its
+ * two operands through small loader objects (plain, transposed, gathered
+ * rows of the data set) and hands each finished sum to an epilogue object
+ * (ReLU, ReLU mask, SGD update; the bias is already in). Every output element
+ * is summed by one thread in a fixed order, and split-K partial sums are
+ * added in slice order: no floating-point atomics, so results are
+ * bit-identical from run to run.
  */
 #include <math.h>
 
@@ -106,99 +106,170 @@ struct SgdUpdate { /* linear_backward's dW, db (+ sgd_update) */
     }
 };
 
-struct StorePartial { /* split-K: slice blockIdx.z of the sum */
-    float *p;
-    int64_t M, N;
-    __device__ void operator()(int64_t m, int64_t n, float v) const {
-        p[((int64_t)blockIdx.z * M + m) * N + n] = v;
-    }
-};
-
 /* ---- the matrix multiply --------------------------------------------- */
 
-/* C (M,N) = A (M,K) @ B (K,N), slice blockIdx.z of K, handed to epi */
+/* One product C (M,N) = A (M,K) @ B (K,N), cut into BM x BN tiles and, when
+ * that gives too few blocks, into `splits` slices of K. */
+struct Shape {
+    int64_t M, N, K;
+    int64_t tiles_n, tiles; /* tiles across N, tiles in all */
+    int64_t k_per_split;
+    int splits;
+};
+
+Shape make_shape(int64_t M, int64_t N, int64_t K, bool allow_split) {
+    Shape sh;
+    sh.M = M;
+    sh.N = N;
+    sh.K = K;
+    sh.tiles_n = cdiv(N, BN);
+    sh.tiles = cdiv(M, BM) * sh.tiles_n;
+    const int64_t ktiles = cdiv(K, BK);
+    int64_t splits = 1;
+    /* more blocks while each slice keeps at least two k-tiles */
+    while (allow_split && sh.tiles * splits < TARGET_BLOCKS && ktiles >= 4 * splits) splits *= 2;
+    sh.k_per_split = cdiv(ktiles, splits) * BK;
+    sh.splits = (int)cdiv(K, sh.k_per_split);
+    return sh;
+}
+
+int64_t partial_floats(const Shape &sh) {
+    return sh.splits > 1 ? (int64_t)sh.splits * sh.tiles * BM * BN : 0;
+}
+
+/* Block (tile, split) of a product. With one split, epi gets each sum. With
+ * several, each block stores its partial tile; the last block of a tile to
+ * finish (counted by an atomic) adds the partials in slice order, so the
+ * result does not depend on which block came last. */
 template <class LA, class LB, class Epi>
-__global__ void __launch_bounds__(THREADS)
-gemm_kernel(int64_t M, int64_t N, int64_t K, int64_t k_per_split, LA a, LB b, Epi epi) {
-    __shared__ float As[BK][BM + 4];
-    __shared__ float Bs[BK][BN + 4];
+__device__ void gemm_block(const Shape &sh, int64_t tile, int split, const LA &a, const LB &b,
+                           const Epi &epi, float *partial, unsigned *counters) {
+    __shared__ __align__(16) float As[2][BK][BM + 4];
+    __shared__ __align__(16) float Bs[2][BK][BN + 4];
+    __shared__ bool is_last;
     const int tx = threadIdx.x % (BN / TN), ty = threadIdx.x / (BN / TN);
-    const int64_t m0 = (int64_t)blockIdx.y * BM, n0 = (int64_t)blockIdx.x * BN;
-    const int64_t kbeg = (int64_t)blockIdx.z * k_per_split;
-    const int64_t kend = kbeg + k_per_split < K ? kbeg + k_per_split : K;
-    float acc[TM][TN] = {};
-    for (int64_t k0 = kbeg; k0 < kend; k0 += BK) {
-        for (int i = threadIdx.x; i < BM * BK; i += THREADS) {
-            const int m = LA::k_contig ? i / BK : i % BM;
-            const int k = LA::k_contig ? i % BK : i / BM;
+    const int64_t m0 = tile / sh.tiles_n * BM, n0 = tile % sh.tiles_n * BN;
+    const int64_t kbeg = split * sh.k_per_split;
+    const int64_t kend = kbeg + sh.k_per_split < sh.K ? kbeg + sh.k_per_split : sh.K;
+    constexpr int LOADS_A = BM * BK / THREADS, LOADS_B = BK * BN / THREADS;
+    float ra[LOADS_A], rb[LOADS_B];
+
+    /* global -> registers, for the k-tile at k0 */
+    auto fetch = [&](int64_t k0) {
+#pragma unroll
+        for (int r = 0; r < LOADS_A; r++) {
+            const int i = threadIdx.x + r * THREADS;
+            const int m = LA::k_contig ? i / BK : i % BM, k = LA::k_contig ? i % BK : i / BM;
             const int64_t gm = m0 + m, gk = k0 + k;
-            As[k][m] = (gm < M && gk < kend) ? a(gm, gk) : 0.0f;
+            ra[r] = (gm < sh.M && gk < kend) ? a(gm, gk) : 0.0f;
         }
-        for (int i = threadIdx.x; i < BK * BN; i += THREADS) {
-            const int n = LB::n_contig ? i % BN : i / BK;
-            const int k = LB::n_contig ? i / BN : i % BK;
+#pragma unroll
+        for (int r = 0; r < LOADS_B; r++) {
+            const int i = threadIdx.x + r * THREADS;
+            const int n = LB::n_contig ? i % BN : i / BK, k = LB::n_contig ? i / BN : i % BK;
             const int64_t gn = n0 + n, gk = k0 + k;
-            Bs[k][n] = (gn < N && gk < kend) ? b(gk, gn) : 0.0f;
+            rb[r] = (gn < sh.N && gk < kend) ? b(gk, gn) : 0.0f;
         }
-        __syncthreads();
+    };
+    /* registers -> shared buffer buf */
+    auto stash = [&](int buf) {
+#pragma unroll
+        for (int r = 0; r < LOADS_A; r++) {
+            const int i = threadIdx.x + r * THREADS;
+            const int m = LA::k_contig ? i / BK : i % BM, k = LA::k_contig ? i % BK : i / BM;
+            As[buf][k][m] = ra[r];
+        }
+#pragma unroll
+        for (int r = 0; r < LOADS_B; r++) {
+            const int i = threadIdx.x + r * THREADS;
+            const int n = LB::n_contig ? i % BN : i / BK, k = LB::n_contig ? i / BN : i % BK;
+            Bs[buf][k][n] = rb[r];
+        }
+    };
+
+    float acc[TM][TN] = {};
+    fetch(kbeg);
+    stash(0);
+    __syncthreads();
+    int buf = 0;
+    for (int64_t k0 = kbeg; k0 < kend; k0 += BK) {
+        const bool more = k0 + BK < kend;
+        if (more) fetch(k0 + BK); /* in flight while this tile is multiplied */
 #pragma unroll
         for (int k = 0; k < BK; k++) {
-            float av[TM], bv[TN];
-#pragma unroll
-            for (int i = 0; i < TM; i++) av[i] = As[k][ty + i * (BM / TM)];
-#pragma unroll
-            for (int j = 0; j < TN; j++) bv[j] = Bs[k][tx + j * (BN / TN)];
+            const float4 av = *reinterpret_cast<const float4 *>(&As[buf][k][ty * TM]);
+            const float4 bv = *reinterpret_cast<const float4 *>(&Bs[buf][k][tx * TN]);
+            const float a4[4] = {av.x, av.y, av.z, av.w}, b4[4] = {bv.x, bv.y, bv.z, bv.w};
 #pragma unroll
             for (int i = 0; i < TM; i++)
 #pragma unroll
-                for (int j = 0; j < TN; j++) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+                for (int j = 0; j < TN; j++) acc[i][j] = fmaf(a4[i], b4[j], acc[i][j]);
         }
+        if (more) stash(buf ^ 1); /* the other buffer: nobody reads it now */
         __syncthreads();
+        buf ^= 1;
     }
+
+    if (sh.splits == 1) {
+#pragma unroll
+        for (int i = 0; i < TM; i++)
+#pragma unroll
+            for (int j = 0; j < TN; j++) {
+                const int64_t gm = m0 + ty * TM + i, gn = n0 + tx * TN + j;
+                if (gm < sh.M && gn < sh.N) epi(gm, gn, acc[i][j]);
+            }
+        return;
+    }
+    const int64_t tile_floats = BM * BN;
+    float *mine = partial + ((int64_t)split * sh.tiles + tile) * tile_floats;
 #pragma unroll
     for (int i = 0; i < TM; i++)
+        *reinterpret_cast<float4 *>(&mine[(ty * TM + i) * BN + tx * TN]) =
+            make_float4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]);
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) is_last = atomicAdd(&counters[tile], 1u) == (unsigned)sh.splits - 1;
+    __syncthreads();
+    if (!is_last) return;
+    __threadfence();
+#pragma unroll
+    for (int i = 0; i < TM; i++) {
+        float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        for (int s = 0; s < sh.splits; s++) {
+            const float4 p = __ldcg(reinterpret_cast<const float4 *>(
+                &partial[((int64_t)s * sh.tiles + tile) * tile_floats + (ty * TM + i) * BN +
+                         tx * TN]));
+            v.x += p.x;
+            v.y += p.y;
+            v.z += p.z;
+            v.w += p.w;
+        }
+        const float vs[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
         for (int j = 0; j < TN; j++) {
-            const int64_t gm = m0 + ty + i * (BM / TM), gn = n0 + tx + j * (BN / TN);
-            if (gm < M && gn < N) epi(gm, gn, acc[i][j]);
+            const int64_t gm = m0 + ty * TM + i, gn = n0 + tx * TN + j;
+            if (gm < sh.M && gn < sh.N) epi(gm, gn, vs[j]);
         }
+    }
+    if (threadIdx.x == 0) counters[tile] = 0; /* ready for the next product */
 }
 
-/* adds the split-K slices in order, then applies epi */
-template <class Epi>
-__global__ void split_reduce_kernel(const float *partial, int splits, int64_t M, int64_t N,
-                                    Epi epi) {
-    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= M * N) return;
-    float v = 0.0f;
-    for (int s = 0; s < splits; s++) v += partial[s * M * N + i];
-    epi(i / N, i % N, v);
-}
-
-int64_t choose_splits(int64_t M, int64_t N, int64_t K) {
-    const int64_t tiles = cdiv(M, BM) * cdiv(N, BN), ktiles = cdiv(K, BK);
-    int64_t splits = 1;
-    /* more blocks while each slice keeps at least two k-tiles */
-    while (tiles * splits < TARGET_BLOCKS && ktiles >= 4 * splits) splits *= 2;
-    return splits;
+template <class LA, class LB, class Epi>
+__global__ void __launch_bounds__(THREADS)
+gemm_kernel(Shape sh, LA a, LB b, Epi epi, float *partial, unsigned *counters) {
+    gemm_block(sh, blockIdx.x % sh.tiles, (int)(blockIdx.x / sh.tiles), a, b, epi, partial,
+               counters);
 }
 
 template <class LA, class LB, class Epi>
 void gemm(cudaStream_t s, int64_t M, int64_t N, int64_t K, LA a, LB b, Epi epi,
           Scratch scratch) {
-    int64_t splits = choose_splits(M, N, K);
-    if (splits * M * N > scratch.floats) splits = 1; /* cannot happen; see gemm_scratch_floats */
-    const int64_t k_per_split = cdiv(cdiv(K, BK), splits) * BK;
-    splits = cdiv(K, k_per_split);
-    dim3 grid((unsigned)cdiv(N, BN), (unsigned)cdiv(M, BM), (unsigned)splits);
-    if (splits == 1) {
-        gemm_kernel<<<grid, THREADS, 0, s>>>(M, N, K, k_per_split, a, b, epi);
-        return;
-    }
-    gemm_kernel<<<grid, THREADS, 0, s>>>(M, N, K, k_per_split, a, b,
-                                         StorePartial{scratch.ptr, M, N});
-    split_reduce_kernel<<<(unsigned)cdiv(M * N, 256), 256, 0, s>>>(scratch.ptr, (int)splits, M,
-                                                                    N, epi);
+    Shape sh = make_shape(M, N, K, true);
+    if (partial_floats(sh) > scratch.partial_floats || sh.tiles > scratch.n_counters)
+        sh = make_shape(M, N, K, false); /* cannot happen; see scratch_partial_floats */
+    gemm_kernel<<<(unsigned)(sh.tiles * sh.splits), THREADS, 0, s>>>(sh, a, b, epi,
+                                                                   scratch.partial,
+                                                                   scratch.counters);
 }
 
 /* ---- softmax cross-entropy: one warp per row ------------------------- */
@@ -272,6 +343,73 @@ __global__ void softmax_ce_forward_kernel(float *probs, const float *logits, con
     }
 }
 
+/* ---- every layer's weight update in one launch ----------------------- */
+
+struct WeightsBatch {
+    int count;
+    Shape shape[MLP_MAX_FUSED_LAYERS];
+    InputRowsT a[MLP_MAX_FUSED_LAYERS];
+    MatB b[MLP_MAX_FUSED_LAYERS];
+    SgdUpdate epi[MLP_MAX_FUSED_LAYERS];
+    int64_t first_block[MLP_MAX_FUSED_LAYERS + 1];
+    int64_t partial_off[MLP_MAX_FUSED_LAYERS], counter_off[MLP_MAX_FUSED_LAYERS];
+};
+
+__global__ void __launch_bounds__(THREADS)
+weights_kernel(WeightsBatch wb, float *partial, unsigned *counters) {
+    int j = 0;
+    while (j + 1 < wb.count && (int64_t)blockIdx.x >= wb.first_block[j + 1]) j++;
+    const int64_t block = blockIdx.x - wb.first_block[j];
+    const Shape &sh = wb.shape[j];
+    gemm_block(sh, block % sh.tiles, (int)(block / sh.tiles), wb.a[j], wb.b[j], wb.epi[j],
+               partial + wb.partial_off[j], counters + wb.counter_off[j]);
+}
+
+/* ---- the head: last layer, softmax cross-entropy, back to dh ---------- */
+
+constexpr int HEAD_WARPS = 4;
+
+__device__ float warp_sum(float v) {
+    for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
+    return v;
+}
+
+__global__ void __launch_bounds__(32 * HEAD_WARPS)
+head_kernel(float *logits, float *dlogits, float *dh, const float *h, const float *W_aug,
+            int64_t B, int64_t H, int64_t C, const int32_t *y, const int64_t *order,
+            int64_t start, float *row_loss, int32_t *row_hit) {
+    const int64_t row = (int64_t)blockIdx.x * HEAD_WARPS + threadIdx.x / 32;
+    const int lane = threadIdx.x % 32;
+    if (row >= B) return;
+    const float *hr = h + row * H, *bias = W_aug + H * C;
+    float *z = logits + row * C, *dz = dlogits + row * C;
+    for (int64_t c = 0; c < C; c++) {
+        float s = 0.0f;
+        for (int64_t k = lane; k < H; k += 32) s = fmaf(hr[k], W_aug[k * C + c], s);
+        s = warp_sum(s);
+        if (lane == 0) z[c] = s + bias[c];
+    }
+    __syncwarp();
+    const RowStats st = row_stats(z, C);
+    const int32_t label = y[order[start + row]];
+    const float inv = 1.0f / st.sum, scale = 1.0f / (float)B;
+    for (int64_t c = lane; c < C; c += 32) {
+        const float p = expf(z[c] - st.zmax) * inv;
+        dz[c] = (p - (c == label ? 1.0f : 0.0f)) * scale;
+    }
+    if (lane == 0) {
+        row_loss[start + row] = logf(st.sum) - (z[label] - st.zmax);
+        row_hit[start + row] = st.argmax == label;
+    }
+    __syncwarp();
+    for (int64_t k = lane; k < H; k += 32) {
+        float s = 0.0f;
+        if (hr[k] > 0.0f)
+            for (int64_t c = 0; c < C; c++) s = fmaf(dz[c], W_aug[k * C + c], s);
+        dh[row * H + k] = s;
+    }
+}
+
 /* ---- epoch statistics ------------------------------------------------ */
 
 __global__ void batch_loss_kernel(const float *row_loss, int64_t n, int64_t batch_size,
@@ -318,10 +456,13 @@ totals_kernel(const float *row_loss, const int32_t *row_hit, int64_t n, double *
 
 /* ---- launchers ------------------------------------------------------- */
 
-int64_t gemm_scratch_floats(void) {
-    /* splits * tiles < 2 * TARGET_BLOCKS whenever splits > 1 */
-    return 2 * TARGET_BLOCKS * BM * BN;
+int64_t scratch_partial_floats(void) {
+    /* when splits > 1, splits * tiles < 2 * TARGET_BLOCKS: per product, and
+     * per layer for the fused weight update */
+    return (int64_t)MLP_MAX_FUSED_LAYERS * 2 * TARGET_BLOCKS * BM * BN;
 }
+
+int64_t scratch_counters(void) { return (int64_t)MLP_MAX_FUSED_LAYERS * TARGET_BLOCKS; }
 
 void linear_forward(cudaStream_t s, float *out, LayerInput in, const float *W_aug, int64_t B,
                     int64_t D, int64_t H, bool relu, Scratch scratch) {
@@ -334,11 +475,38 @@ void linear_backward_input(cudaStream_t s, float *dinp, const float *dout, const
     gemm(s, B, D, H, MatA{dout, H}, MatBT{W, H}, StoreMasked{dinp, act_in, D}, scratch);
 }
 
-void linear_backward_weights_sgd(cudaStream_t s, float *W_aug, float *V, const float *dout,
-                                 LayerInput in, int64_t B, int64_t D, int64_t H, float lr,
-                                 float momentum, float weight_decay, Scratch scratch) {
-    gemm(s, D + 1, H, B, InputRowsT{InputRows{in, D}}, MatB{dout, H},
-         SgdUpdate{W_aug, V, H, lr, momentum, weight_decay}, scratch);
+void linear_backward_weights_sgd(cudaStream_t s, const WeightsJob *jobs, int n_jobs, int64_t B,
+                                 float lr, float momentum, float weight_decay, Scratch scratch) {
+    WeightsBatch wb;
+    wb.count = n_jobs;
+    int64_t blocks = 0, partial = 0, counters = 0;
+    for (int j = 0; j < n_jobs; j++) {
+        const WeightsJob &job = jobs[j];
+        Shape sh = make_shape(job.D + 1, job.H, B, true);
+        if (partial + partial_floats(sh) > scratch.partial_floats ||
+            counters + sh.tiles > scratch.n_counters)
+            sh = make_shape(job.D + 1, job.H, B, false);
+        wb.shape[j] = sh;
+        wb.a[j] = InputRowsT{InputRows{job.in, job.D}};
+        wb.b[j] = MatB{job.dout, job.H};
+        wb.epi[j] = SgdUpdate{job.W_aug, job.V, job.H, lr, momentum, weight_decay};
+        wb.first_block[j] = blocks;
+        wb.partial_off[j] = partial;
+        wb.counter_off[j] = counters;
+        blocks += sh.tiles * sh.splits;
+        partial += partial_floats(sh);
+        if (sh.splits > 1) counters += sh.tiles;
+    }
+    wb.first_block[n_jobs] = blocks;
+    weights_kernel<<<(unsigned)blocks, THREADS, 0, s>>>(wb, scratch.partial, scratch.counters);
+}
+
+void head_forward_backward(cudaStream_t s, float *logits, float *dlogits, float *dh,
+                           const float *h, const float *W_aug, int64_t B, int64_t H, int64_t C,
+                           const int32_t *y, const int64_t *order, int64_t start,
+                           float *row_loss, int32_t *row_hit) {
+    head_kernel<<<(unsigned)cdiv(B, HEAD_WARPS), 32 * HEAD_WARPS, 0, s>>>(
+        logits, dlogits, dh, h, W_aug, B, H, C, y, order, start, row_loss, row_hit);
 }
 
 void softmax_crossentropy_forward_backward(cudaStream_t s, float *dlogits, const float *logits,
