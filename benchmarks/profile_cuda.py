@@ -1,0 +1,26 @@
+"""A few training steps of the CUDA core, for a profiler to look at:
+
+    ncu --launch-skip 40 --launch-count 6 python3 benchmarks/profile_cuda.py --mnist DIR --batch 64
+"""
+
+import argparse
+
+import numpy as np
+
+from mlp._backends import get_backend
+from mlp.datasets import read_idx
+from mlp.training import initial_state
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--mnist", required=True)
+ap.add_argument("--batch", type=int, default=64)
+ap.add_argument("--rows", type=int, default=8192)
+args = ap.parse_args()
+X = read_idx(f"{args.mnist}/train-images-idx3-ubyte.gz").reshape(-1, 784)[:args.rows]
+y = read_idx(f"{args.mnist}/train-labels-idx1-ubyte.gz")[:args.rows].astype(np.int32)
+sizes = (784, 256, 10)
+params, orders = initial_state(sizes, len(X), 2)
+net = get_backend("cuda").network(sizes, params)
+data = net.bind(X, y)
+for order in orders:
+    print(net.train_epoch(data, order, args.batch, 0.1, 0.0, 0.0)[1])
