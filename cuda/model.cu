@@ -43,6 +43,7 @@ struct mlp_model {
      * with respect to it */
     int64_t cap;
     float **acts, **douts;
+    float *xbatch; /* the training batch's input rows as floats, (cap, D) */
     Scratch scratch;
     /* per-row statistics for up to rows_cap rows, the order of an epoch */
     int64_t rows_cap;
@@ -137,6 +138,8 @@ static void free_workspace(mlp_model *m) {
     }
     free(m->acts);
     free(m->douts);
+    cudaFree(m->xbatch);
+    m->xbatch = NULL;
     m->acts = m->douts = NULL;
     m->cap = 0;
 }
@@ -163,6 +166,11 @@ static mlp_status reserve_rows(mlp_model *m, int64_t rows) {
     if (!m->acts || !m->douts) {
         free_workspace(m);
         return mlp_fail(MLP_ERR_NOMEM, "out of host memory");
+    }
+    mlp_status st0 = device_alloc(&m->xbatch, rows * m->L.sizes[0], "the input batch");
+    if (st0 != MLP_OK) {
+        free_workspace(m);
+        return st0;
     }
     for (int l = 0; l < n_layers; l++) {
         const int64_t width = m->L.sizes[l + 1];
@@ -326,12 +334,14 @@ static mlp_status check_labels(const mlp_model *m, const mlp_data *data) {
 
 static LayerInput act_input(const float *act) { return LayerInput{act, NULL, MLP_FLOAT32, NULL, 0}; }
 
-/* Forward through the first `layers` layers (ReLU after each hidden one). */
-static void forward(mlp_model *m, LayerInput in, int64_t B, int layers) {
+/* Forward through the first `layers` layers (ReLU after each hidden one);
+ * the input rows also land in xbatch when training. */
+static void forward(mlp_model *m, LayerInput in, int64_t B, int layers, bool training) {
     const mlp_layout *L = &m->L;
     for (int l = 0; l < layers; l++) {
         linear_forward(m->stream, m->acts[l], in, m->params + L->w_off[l], B, L->sizes[l],
-                       L->sizes[l + 1], l + 1 < L->n_layers, m->scratch);
+                       L->sizes[l + 1], l + 1 < L->n_layers, l == 0 && training ? m->xbatch : NULL,
+                       m->scratch);
         in = act_input(m->acts[l]);
     }
 }
@@ -345,13 +355,13 @@ static void train_step(mlp_model *m, const mlp_data *data, int64_t start, int64_
     const int last = L->n_layers - 1;
     const int64_t C = L->sizes[last + 1];
     const LayerInput in0 = {NULL, data->X, data->dtype, m->order, start};
-    if (last >= 1 && C <= MLP_HEAD_MAX_CLASSES) {
-        forward(m, in0, B, last);
+    if (last >= 1 && head_fits(L->sizes[last], C)) {
+        forward(m, in0, B, last, true);
         head_forward_backward(m->stream, m->acts[last], m->douts[last], m->douts[last - 1],
                               m->acts[last - 1], m->params + L->w_off[last], B, L->sizes[last],
                               C, data->y, m->order, start, m->row_loss, m->row_hit);
     } else {
-        forward(m, in0, B, L->n_layers);
+        forward(m, in0, B, L->n_layers, true);
         softmax_crossentropy_forward_backward(m->stream, m->douts[last], m->acts[last], data->y,
                                               m->order, start, B, C, m->row_loss, m->row_hit);
         if (last >= 1)
@@ -368,7 +378,7 @@ static void train_step(mlp_model *m, const mlp_data *data, int64_t start, int64_
     int n_jobs = 0;
     for (int l = 0; l <= last; l++) {
         jobs[n_jobs++] = WeightsJob{m->params + L->w_off[l], m->velocity + L->w_off[l],
-                                    m->douts[l], l == 0 ? in0 : act_input(m->acts[l - 1]),
+                                    m->douts[l], act_input(l == 0 ? m->xbatch : m->acts[l - 1]),
                                     L->sizes[l], L->sizes[l + 1]};
         if (n_jobs == MLP_MAX_FUSED_LAYERS || l == last) {
             linear_backward_weights_sgd(m->stream, jobs, n_jobs, B, lr, momentum, weight_decay,
@@ -471,7 +481,7 @@ static mlp_status forward_all(mlp_model *m, const mlp_data *data, float *out, in
     if (data->y) TRY(reserve_epoch(m, data->n));
     for (int64_t start = 0; start < data->n; start += chunk) {
         const int64_t B = data->n - start < chunk ? data->n - start : chunk;
-        forward(m, LayerInput{NULL, data->X, data->dtype, NULL, start}, B, L->n_layers);
+        forward(m, LayerInput{NULL, data->X, data->dtype, NULL, start}, B, L->n_layers, false);
         float *probs = out && !want_logits ? m->douts[last] : NULL;
         softmax_crossentropy_forward(m->stream, probs, m->acts[last], data->y, start, B, C,
                                      m->row_loss, m->row_hit);

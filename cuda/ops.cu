@@ -15,7 +15,7 @@
 
 namespace {
 
-constexpr int BM = 64, BN = 64, BK = 16, TM = 4, TN = 4;
+constexpr int BM = 64, BN = 64, BK = 32, TM = 4, TN = 4;
 constexpr int THREADS = (BM / TM) * (BN / TN); /* 256 */
 constexpr int64_t TARGET_BLOCKS = 256;          /* about two waves of 132 SMs */
 
@@ -24,25 +24,32 @@ __host__ __device__ inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 
 /* ---- operand loaders: A(m, k) and B(k, n) ------------------------------- */
 
 /* [in, 1] as (B, D+1): row m of the layer input, and the constant 1 that
- * multiplies the bias row of W_aug. */
+ * multiplies the bias row of W_aug. gemm_block looks each block's rows up
+ * once (row), then reads elements (at). When stash is set, the blocks of the
+ * first tile column also write the gathered floats there, (B, D), so the
+ * weight update of the same step reads a plain matrix. */
 struct InputRows {
     LayerInput in;
     int64_t D;
-    static constexpr bool k_contig = true;
-    __device__ float operator()(int64_t m, int64_t k) const {
+    float *stash;
+    static constexpr bool k_contig = true, rowwise = true;
+    __device__ int64_t row(int64_t m) const {
+        return in.act || !in.order ? (in.act ? m : in.start + m) : in.order[in.start + m];
+    }
+    __device__ float at(int64_t r, int64_t k) const {
         if (k == D) return 1.0f;
-        if (in.act) return in.act[m * D + k];
-        const int64_t r = in.order ? in.order[in.start + m] : in.start + m;
+        if (in.act) return in.act[r * D + k];
         if (in.dtype == MLP_UINT8)
             return (float)((const uint8_t *)in.X)[r * D + k] * (1.0f / 255.0f);
         return ((const float *)in.X)[r * D + k];
     }
+    __device__ float operator()(int64_t m, int64_t k) const { return at(row(m), k); }
 };
 
 /* [in, 1]^T as (D+1, B) */
 struct InputRowsT {
     InputRows rows;
-    static constexpr bool k_contig = false;
+    static constexpr bool k_contig = false, rowwise = false;
     __device__ float operator()(int64_t m, int64_t k) const { return rows(k, m); }
 };
 
@@ -50,7 +57,7 @@ struct InputRowsT {
 struct MatA {
     const float *p;
     int64_t ld;
-    static constexpr bool k_contig = true;
+    static constexpr bool k_contig = true, rowwise = false;
     __device__ float operator()(int64_t m, int64_t k) const { return p[m * ld + k]; }
 };
 
@@ -70,14 +77,19 @@ struct MatBT {
     __device__ float operator()(int64_t k, int64_t n) const { return p[n * ld + k]; }
 };
 
-/* ---- epilogues: what happens to a finished sum v at (m, n) ------------- */
+/* ---- epilogues: what happens to finished sums v[0..count) at (m, n..) --
+ * Each takes a thread's run of up to TN adjacent columns, and reads what it
+ * needs before it writes, so the loads are in flight together. */
 
 struct StoreForward { /* linear_forward (+ relu_forward) */
     float *out;
     int64_t N;
     bool relu;
-    __device__ void operator()(int64_t m, int64_t n, float v) const {
-        out[m * N + n] = relu ? (v > 0.0f ? v : 0.0f) : v;
+    __device__ void operator()(int64_t m, int64_t n, const float (&v)[TN], int count) const {
+        float *o = out + m * N + n;
+#pragma unroll
+        for (int j = 0; j < TN; j++)
+            if (j < count) o[j] = relu ? (v[j] > 0.0f ? v[j] : 0.0f) : v[j];
     }
 };
 
@@ -85,9 +97,14 @@ struct StoreMasked { /* linear_backward's dinp (+ relu_backward) */
     float *out;
     const float *act;
     int64_t N;
-    __device__ void operator()(int64_t m, int64_t n, float v) const {
+    __device__ void operator()(int64_t m, int64_t n, const float (&v)[TN], int count) const {
         const int64_t i = m * N + n;
-        out[i] = act[i] > 0.0f ? v : 0.0f;
+        float a[TN];
+#pragma unroll
+        for (int j = 0; j < TN; j++) a[j] = j < count ? act[i + j] : 0.0f;
+#pragma unroll
+        for (int j = 0; j < TN; j++)
+            if (j < count) out[i + j] = a[j] > 0.0f ? v[j] : 0.0f;
     }
 };
 
@@ -95,14 +112,25 @@ struct SgdUpdate { /* linear_backward's dW, db (+ sgd_update) */
     float *P, *V;
     int64_t N;
     float lr, momentum, weight_decay;
-    __device__ void operator()(int64_t m, int64_t n, float g) const {
+    __device__ void operator()(int64_t m, int64_t n, const float (&grad)[TN], int count) const {
         const int64_t i = m * N + n;
-        g += weight_decay * P[i];
-        if (momentum != 0.0f) {
-            V[i] = momentum * V[i] + g;
-            g = V[i];
+        float p[TN], vel[TN];
+#pragma unroll
+        for (int j = 0; j < TN; j++) {
+            p[j] = j < count ? P[i + j] : 0.0f;
+            vel[j] = j < count && momentum != 0.0f ? V[i + j] : 0.0f;
         }
-        P[i] -= lr * g;
+#pragma unroll
+        for (int j = 0; j < TN; j++) {
+            if (j >= count) continue;
+            float g = grad[j] + weight_decay * p[j];
+            if (momentum != 0.0f) {
+                vel[j] = momentum * vel[j] + g;
+                g = vel[j];
+                V[i + j] = vel[j];
+            }
+            P[i + j] = p[j] - lr * g;
+        }
     }
 };
 
@@ -147,8 +175,13 @@ __device__ void gemm_block(const Shape &sh, int64_t tile, int split, const LA &a
     __shared__ __align__(16) float As[2][BK][BM + 4];
     __shared__ __align__(16) float Bs[2][BK][BN + 4];
     __shared__ bool is_last;
+    __shared__ int64_t rows[BM]; /* where each of the block's A rows starts */
     const int tx = threadIdx.x % (BN / TN), ty = threadIdx.x / (BN / TN);
     const int64_t m0 = tile / sh.tiles_n * BM, n0 = tile % sh.tiles_n * BN;
+    if constexpr (LA::rowwise) {
+        for (int i = threadIdx.x; i < BM; i += THREADS) rows[i] = m0 + i < sh.M ? a.row(m0 + i) : 0;
+        __syncthreads();
+    }
     const int64_t kbeg = split * sh.k_per_split;
     const int64_t kend = kbeg + sh.k_per_split < sh.K ? kbeg + sh.k_per_split : sh.K;
     constexpr int LOADS_A = BM * BK / THREADS, LOADS_B = BK * BN / THREADS;
@@ -161,7 +194,13 @@ __device__ void gemm_block(const Shape &sh, int64_t tile, int split, const LA &a
             const int i = threadIdx.x + r * THREADS;
             const int m = LA::k_contig ? i / BK : i % BM, k = LA::k_contig ? i % BK : i / BM;
             const int64_t gm = m0 + m, gk = k0 + k;
-            ra[r] = (gm < sh.M && gk < kend) ? a(gm, gk) : 0.0f;
+            if constexpr (LA::rowwise) {
+                ra[r] = (gm < sh.M && gk < kend) ? a.at(rows[m], gk) : 0.0f;
+                if (a.stash && n0 == 0 && gm < sh.M && gk < kend && gk < a.D)
+                    a.stash[gm * a.D + gk] = ra[r];
+            } else {
+                ra[r] = (gm < sh.M && gk < kend) ? a(gm, gk) : 0.0f;
+            }
         }
 #pragma unroll
         for (int r = 0; r < LOADS_B; r++) {
@@ -210,14 +249,14 @@ __device__ void gemm_block(const Shape &sh, int64_t tile, int split, const LA &a
         buf ^= 1;
     }
 
+    const int64_t gn = n0 + tx * TN;
+    const int count = sh.N - gn < TN ? (int)(sh.N - gn) : TN;
     if (sh.splits == 1) {
 #pragma unroll
-        for (int i = 0; i < TM; i++)
-#pragma unroll
-            for (int j = 0; j < TN; j++) {
-                const int64_t gm = m0 + ty * TM + i, gn = n0 + tx * TN + j;
-                if (gm < sh.M && gn < sh.N) epi(gm, gn, acc[i][j]);
-            }
+        for (int i = 0; i < TM; i++) {
+            const int64_t gm = m0 + ty * TM + i;
+            if (gm < sh.M && count > 0) epi(gm, gn, acc[i], count);
+        }
         return;
     }
     const int64_t tile_floats = BM * BN;
@@ -244,12 +283,9 @@ __device__ void gemm_block(const Shape &sh, int64_t tile, int split, const LA &a
             v.z += p.z;
             v.w += p.w;
         }
-        const float vs[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-        for (int j = 0; j < TN; j++) {
-            const int64_t gm = m0 + ty * TM + i, gn = n0 + tx * TN + j;
-            if (gm < sh.M && gn < sh.N) epi(gm, gn, vs[j]);
-        }
+        const float vs[TN] = {v.x, v.y, v.z, v.w};
+        const int64_t gm = m0 + ty * TM + i;
+        if (gm < sh.M && count > 0) epi(gm, gn, vs, count);
     }
     if (threadIdx.x == 0) counters[tile] = 0; /* ready for the next product */
 }
@@ -367,25 +403,34 @@ weights_kernel(WeightsBatch wb, float *partial, unsigned *counters) {
 
 /* ---- the head: last layer, softmax cross-entropy, back to dh ---------- */
 
-constexpr int HEAD_WARPS = 4;
+constexpr int HEAD_WARPS = 8;
 
 __device__ float warp_sum(float v) {
     for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
     return v;
 }
 
+/* shared memory: W_aug (H+1, C), then per warp its h row (H) and dlogits (C) */
+int64_t head_smem_floats(int64_t H, int64_t C) { return (H + 1) * C + HEAD_WARPS * (H + C); }
+
 __global__ void __launch_bounds__(32 * HEAD_WARPS)
 head_kernel(float *logits, float *dlogits, float *dh, const float *h, const float *W_aug,
             int64_t B, int64_t H, int64_t C, const int32_t *y, const int64_t *order,
             int64_t start, float *row_loss, int32_t *row_hit) {
+    extern __shared__ float smem[];
+    float *Ws = smem, *hs = smem + (H + 1) * C + (threadIdx.x / 32) * (H + C), *dz = hs + H;
+    for (int64_t i = threadIdx.x; i < (H + 1) * C; i += blockDim.x) Ws[i] = W_aug[i];
     const int64_t row = (int64_t)blockIdx.x * HEAD_WARPS + threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
+    if (row < B)
+        for (int64_t k = lane; k < H; k += 32) hs[k] = h[row * H + k];
+    __syncthreads();
     if (row >= B) return;
-    const float *hr = h + row * H, *bias = W_aug + H * C;
-    float *z = logits + row * C, *dz = dlogits + row * C;
+    const float *bias = Ws + H * C;
+    float *z = logits + row * C;
     for (int64_t c = 0; c < C; c++) {
         float s = 0.0f;
-        for (int64_t k = lane; k < H; k += 32) s = fmaf(hr[k], W_aug[k * C + c], s);
+        for (int64_t k = lane; k < H; k += 32) s = fmaf(hs[k], Ws[k * C + c], s);
         s = warp_sum(s);
         if (lane == 0) z[c] = s + bias[c];
     }
@@ -396,6 +441,7 @@ head_kernel(float *logits, float *dlogits, float *dh, const float *h, const floa
     for (int64_t c = lane; c < C; c += 32) {
         const float p = expf(z[c] - st.zmax) * inv;
         dz[c] = (p - (c == label ? 1.0f : 0.0f)) * scale;
+        dlogits[row * C + c] = dz[c];
     }
     if (lane == 0) {
         row_loss[start + row] = logf(st.sum) - (z[label] - st.zmax);
@@ -404,8 +450,8 @@ head_kernel(float *logits, float *dlogits, float *dh, const float *h, const floa
     __syncwarp();
     for (int64_t k = lane; k < H; k += 32) {
         float s = 0.0f;
-        if (hr[k] > 0.0f)
-            for (int64_t c = 0; c < C; c++) s = fmaf(dz[c], W_aug[k * C + c], s);
+        if (hs[k] > 0.0f)
+            for (int64_t c = 0; c < C; c++) s = fmaf(dz[c], Ws[k * C + c], s);
         dh[row * H + k] = s;
     }
 }
@@ -464,9 +510,14 @@ int64_t scratch_partial_floats(void) {
 
 int64_t scratch_counters(void) { return (int64_t)MLP_MAX_FUSED_LAYERS * TARGET_BLOCKS; }
 
+bool head_fits(int64_t H, int64_t C) {
+    return C <= MLP_HEAD_MAX_CLASSES && head_smem_floats(H, C) * (int64_t)sizeof(float) <= 48 * 1024;
+}
+
 void linear_forward(cudaStream_t s, float *out, LayerInput in, const float *W_aug, int64_t B,
-                    int64_t D, int64_t H, bool relu, Scratch scratch) {
-    gemm(s, B, H, D + 1, InputRows{in, D}, MatB{W_aug, H}, StoreForward{out, H, relu}, scratch);
+                    int64_t D, int64_t H, bool relu, float *stash, Scratch scratch) {
+    gemm(s, B, H, D + 1, InputRows{in, D, stash}, MatB{W_aug, H}, StoreForward{out, H, relu},
+         scratch);
 }
 
 void linear_backward_input(cudaStream_t s, float *dinp, const float *dout, const float *W,
@@ -487,7 +538,7 @@ void linear_backward_weights_sgd(cudaStream_t s, const WeightsJob *jobs, int n_j
             counters + sh.tiles > scratch.n_counters)
             sh = make_shape(job.D + 1, job.H, B, false);
         wb.shape[j] = sh;
-        wb.a[j] = InputRowsT{InputRows{job.in, job.D}};
+        wb.a[j] = InputRowsT{InputRows{job.in, job.D, NULL}};
         wb.b[j] = MatB{job.dout, job.H};
         wb.epi[j] = SgdUpdate{job.W_aug, job.V, job.H, lr, momentum, weight_decay};
         wb.first_block[j] = blocks;
@@ -505,7 +556,8 @@ void head_forward_backward(cudaStream_t s, float *logits, float *dlogits, float 
                            const float *h, const float *W_aug, int64_t B, int64_t H, int64_t C,
                            const int32_t *y, const int64_t *order, int64_t start,
                            float *row_loss, int32_t *row_hit) {
-    head_kernel<<<(unsigned)cdiv(B, HEAD_WARPS), 32 * HEAD_WARPS, 0, s>>>(
+    const size_t smem = sizeof(float) * (size_t)head_smem_floats(H, C);
+    head_kernel<<<(unsigned)cdiv(B, HEAD_WARPS), 32 * HEAD_WARPS, smem, s>>>(
         logits, dlogits, dh, h, W_aug, B, H, C, y, order, start, row_loss, row_hit);
 }
 

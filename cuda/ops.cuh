@@ -51,12 +51,17 @@ int64_t scratch_counters(void);
 /* The most layers one linear_backward_weights_sgd launch updates. */
 #define MLP_MAX_FUSED_LAYERS 8
 
-/* Largest class count the fused head handles (else: the generic path). */
+/* Whether head_forward_backward takes a layer of H inputs and C classes
+ * (at most MLP_HEAD_MAX_CLASSES, and its weights fit in shared memory);
+ * otherwise the generic ops do the same work. */
 #define MLP_HEAD_MAX_CLASSES 64
+bool head_fits(int64_t H, int64_t C);
 
-/* (B,D) @ (D,H) + (H) -> (B,H), then max(0, .) when relu */
+/* (B,D) @ (D,H) + (H) -> (B,H), then max(0, .) when relu. When stash is
+ * given, the input rows, as floats, also go there, (B,D): the gathered batch
+ * that the weight update of the same step reads. */
 void linear_forward(cudaStream_t s, float *out, LayerInput in, const float *W_aug, int64_t B,
-                    int64_t D, int64_t H, bool relu, Scratch scratch);
+                    int64_t D, int64_t H, bool relu, float *stash, Scratch scratch);
 
 /* The last layer and the loss, forward and backward, one warp per row:
  * logits (B,C) = h (B,H) @ W (H,C) + b; dlogits (B,C) = (softmax - onehot)/B;
