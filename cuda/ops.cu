@@ -15,9 +15,9 @@
 
 namespace {
 
-constexpr int BM = 64, BN = 64, BK = 32, TM = 4, TN = 4;
+constexpr int BM = 64, BN = 64, BK = 16, TM = 4, TN = 4;
 constexpr int THREADS = (BM / TM) * (BN / TN); /* 256 */
-constexpr int64_t TARGET_BLOCKS = 256;          /* about two waves of 132 SMs */
+constexpr int64_t TARGET_BLOCKS = 512;          /* about four blocks per SM of 132 */
 
 __host__ __device__ inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -154,8 +154,8 @@ Shape make_shape(int64_t M, int64_t N, int64_t K, bool allow_split) {
     sh.tiles = cdiv(M, BM) * sh.tiles_n;
     const int64_t ktiles = cdiv(K, BK);
     int64_t splits = 1;
-    /* more blocks while each slice keeps at least two k-tiles */
-    while (allow_split && sh.tiles * splits < TARGET_BLOCKS && ktiles >= 4 * splits) splits *= 2;
+    /* more blocks while each slice keeps at least one k-tile */
+    while (allow_split && sh.tiles * splits < TARGET_BLOCKS && ktiles >= 2 * splits) splits *= 2;
     sh.k_per_split = cdiv(ktiles, splits) * BK;
     sh.splits = (int)cdiv(K, sh.k_per_split);
     return sh;
@@ -410,48 +410,50 @@ __device__ float warp_sum(float v) {
     return v;
 }
 
-/* shared memory: W_aug (H+1, C), then per warp its h row (H) and dlogits (C) */
-int64_t head_smem_floats(int64_t H, int64_t C) { return (H + 1) * C + HEAD_WARPS * (H + C); }
+/* shared memory: the row h (H), its logits then dlogits (C) */
+int64_t head_smem_floats(int64_t H, int64_t C) { return H + C; }
 
+/* One block per row; warp w computes the logits c = w, w + 8, ...; then
+ * every thread takes inputs k of the row for dh. */
 __global__ void __launch_bounds__(32 * HEAD_WARPS)
 head_kernel(float *logits, float *dlogits, float *dh, const float *h, const float *W_aug,
             int64_t B, int64_t H, int64_t C, const int32_t *y, const int64_t *order,
             int64_t start, float *row_loss, int32_t *row_hit) {
     extern __shared__ float smem[];
-    float *Ws = smem, *hs = smem + (H + 1) * C + (threadIdx.x / 32) * (H + C), *dz = hs + H;
-    for (int64_t i = threadIdx.x; i < (H + 1) * C; i += blockDim.x) Ws[i] = W_aug[i];
-    const int64_t row = (int64_t)blockIdx.x * HEAD_WARPS + threadIdx.x / 32;
-    const int lane = threadIdx.x % 32;
-    if (row < B)
-        for (int64_t k = lane; k < H; k += 32) hs[k] = h[row * H + k];
+    float *hs = smem, *zs = smem + H;
+    const int64_t row = blockIdx.x;
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    __shared__ int32_t label;
+    if (threadIdx.x == 0) label = y[order[start + row]];
+    for (int64_t k = threadIdx.x; k < H; k += blockDim.x) hs[k] = h[row * H + k];
     __syncthreads();
-    if (row >= B) return;
-    const float *bias = Ws + H * C;
-    float *z = logits + row * C;
-    for (int64_t c = 0; c < C; c++) {
+    for (int64_t c = warp; c < C; c += HEAD_WARPS) {
         float s = 0.0f;
-        for (int64_t k = lane; k < H; k += 32) s = fmaf(hs[k], Ws[k * C + c], s);
+        for (int64_t k = lane; k < H; k += 32) s = fmaf(hs[k], W_aug[k * C + c], s);
         s = warp_sum(s);
-        if (lane == 0) z[c] = s + bias[c];
+        if (lane == 0) zs[c] = s + W_aug[H * C + c];
     }
-    __syncwarp();
-    const RowStats st = row_stats(z, C);
-    const int32_t label = y[order[start + row]];
-    const float inv = 1.0f / st.sum, scale = 1.0f / (float)B;
-    for (int64_t c = lane; c < C; c += 32) {
-        const float p = expf(z[c] - st.zmax) * inv;
-        dz[c] = (p - (c == label ? 1.0f : 0.0f)) * scale;
-        dlogits[row * C + c] = dz[c];
+    __syncthreads();
+    if (warp == 0) {
+        const RowStats st = row_stats(zs, C);
+        const float inv = 1.0f / st.sum, scale = 1.0f / (float)B;
+        if (lane == 0) {
+            row_loss[start + row] = logf(st.sum) - (zs[label] - st.zmax);
+            row_hit[start + row] = st.argmax == label;
+        }
+        __syncwarp();
+        for (int64_t c = lane; c < C; c += 32) {
+            logits[row * C + c] = zs[c];
+            const float p = expf(zs[c] - st.zmax) * inv;
+            zs[c] = (p - (c == label ? 1.0f : 0.0f)) * scale; /* now dlogits */
+            dlogits[row * C + c] = zs[c];
+        }
     }
-    if (lane == 0) {
-        row_loss[start + row] = logf(st.sum) - (z[label] - st.zmax);
-        row_hit[start + row] = st.argmax == label;
-    }
-    __syncwarp();
-    for (int64_t k = lane; k < H; k += 32) {
+    __syncthreads();
+    for (int64_t k = threadIdx.x; k < H; k += blockDim.x) {
         float s = 0.0f;
         if (hs[k] > 0.0f)
-            for (int64_t c = 0; c < C; c++) s = fmaf(dz[c], Ws[k * C + c], s);
+            for (int64_t c = 0; c < C; c++) s = fmaf(zs[c], W_aug[k * C + c], s);
         dh[row * H + k] = s;
     }
 }
@@ -503,9 +505,10 @@ totals_kernel(const float *row_loss, const int32_t *row_hit, int64_t n, double *
 /* ---- launchers ------------------------------------------------------- */
 
 int64_t scratch_partial_floats(void) {
-    /* when splits > 1, splits * tiles < 2 * TARGET_BLOCKS: per product, and
-     * per layer for the fused weight update */
-    return (int64_t)MLP_MAX_FUSED_LAYERS * 2 * TARGET_BLOCKS * BM * BN;
+    /* when splits > 1, splits * tiles < 2 * TARGET_BLOCKS, so one product
+     * always fits; two, for the fused weight update (layers that do not fit
+     * are not split) */
+    return 2 * 2 * TARGET_BLOCKS * BM * BN;
 }
 
 int64_t scratch_counters(void) { return (int64_t)MLP_MAX_FUSED_LAYERS * TARGET_BLOCKS; }
@@ -557,7 +560,7 @@ void head_forward_backward(cudaStream_t s, float *logits, float *dlogits, float 
                            const int32_t *y, const int64_t *order, int64_t start,
                            float *row_loss, int32_t *row_hit) {
     const size_t smem = sizeof(float) * (size_t)head_smem_floats(H, C);
-    head_kernel<<<(unsigned)cdiv(B, HEAD_WARPS), 32 * HEAD_WARPS, smem, s>>>(
+    head_kernel<<<(unsigned)B, 32 * HEAD_WARPS, smem, s>>>(
         logits, dlogits, dh, h, W_aug, B, H, C, y, order, start, row_loss, row_hit);
 }
 
