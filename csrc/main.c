@@ -2,14 +2,16 @@
  * main.c - the lecture's "C without dependencies" level: trains the MNIST MLP
  * with the C core and prints loss, accuracy and seconds per epoch.
  *
- *   mlp_train_c DIR [epochs=10] [batch_size=64] [lr=0.1] [hidden=256] [seed=0]
+ *   mlp_train_c [--plain] DIR [epochs=10] [batch_size=64] [lr=0.1] [hidden=256] [seed=0]
  *
- * DIR holds the four raw (gunzipped) MNIST IDX files.
+ * DIR holds the four raw (gunzipped) MNIST IDX files. --plain runs the
+ * lecture's readable ops (ops.c) instead of the fast paths (fast.c).
  */
 #define _POSIX_C_SOURCE 199309L
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "idx.h"
@@ -51,8 +53,15 @@ static int check(mlp_status st, const char *what) {
 }
 
 int main(int argc, char **argv) {
+    const int plain = argc > 1 && strcmp(argv[1], "--plain") == 0;
+    if (plain) {
+        argv[1] = argv[0];
+        argv++;
+        argc--;
+    }
     if (argc < 2) {
-        fprintf(stderr, "usage: %s DIR [epochs] [batch_size] [lr] [hidden] [seed]\n", argv[0]);
+        fprintf(stderr, "usage: %s [--plain] DIR [epochs] [batch_size] [lr] [hidden] [seed]\n",
+                argv[0]);
         return 2;
     }
     const int epochs = argc > 2 ? atoi(argv[2]) : 10;
@@ -100,10 +109,13 @@ int main(int argc, char **argv) {
         for (int64_t i = 0; i < sizes[l] * sizes[l + 1]; i++) params[off + i] = (float)(std * rng_normal(&seed));
         off += sizes[l] * sizes[l + 1] + sizes[l + 1];
     }
-    if (check(mlp_set_params(model, params), "set_params")) return 1;
+    if (check(mlp_set_params(model, params), "set_params") ||
+        check(mlp_use_plain_ops(model, plain), "use_plain_ops"))
+        return 1;
 
-    printf("MNIST %lld train, %lld test; %lld-%lld-10, batch %lld, lr %g\n", (long long)xtr.n,
-           (long long)xte.n, (long long)sizes[0], (long long)hidden, (long long)batch, (double)lr);
+    printf("MNIST %lld train, %lld test; %lld-%lld-10, batch %lld, lr %g; %s ops\n",
+           (long long)xtr.n, (long long)xte.n, (long long)sizes[0], (long long)hidden,
+           (long long)batch, (double)lr, mlp_kernel_set(model));
     for (int e = 1; e <= epochs; e++) {
         for (int64_t i = 0; i < xtr.n; i++) order[i] = i;
         for (int64_t i = xtr.n - 1; i > 0; i--) {

@@ -64,6 +64,17 @@ mlp_status mlp_create(mlp_model **model, int n_sizes, const int64_t *sizes);
 void mlp_free(mlp_model *model);
 int64_t mlp_num_params(const mlp_model *model);
 
+/* Run the plain, readable ops of the lecture (csrc/ops.c) instead of the
+ * fast paths (on != 0), or go back to the fast paths. The same function
+ * either way, to rounding; a core with one path (CUDA) ignores this. */
+mlp_status mlp_use_plain_ops(mlp_model *model, int on);
+
+/* Which code runs this model's arithmetic: for the C core "plain" (the
+ * ops of ops.c) or the instruction set of the fast paths ("base", "avx2";
+ * the environment variable MLP_KERNELS=base forces the baseline), for the
+ * CUDA core "cuda". */
+const char *mlp_kernel_set(const mlp_model *model);
+
 /* Copy all parameters in or out (mlp_num_params floats). Setting the
  * parameters also clears the momentum buffer. */
 mlp_status mlp_set_params(mlp_model *model, const float *params);

@@ -264,6 +264,14 @@ extern "C" void mlp_free(mlp_model *m) {
 
 extern "C" int64_t mlp_num_params(const mlp_model *m) { return m ? m->L.n_params : 0; }
 
+extern "C" const char *mlp_kernel_set(const mlp_model *m) { return m ? "cuda" : ""; }
+
+extern "C" mlp_status mlp_use_plain_ops(mlp_model *m, int on) {
+    (void)on; /* one path on the GPU */
+    mlp_clear_error();
+    return m ? MLP_OK : mlp_fail(MLP_ERR_INVALID, "model is NULL");
+}
+
 extern "C" mlp_status mlp_set_params(mlp_model *m, const float *params) {
     mlp_clear_error();
     if (!m || !params) return mlp_fail(MLP_ERR_INVALID, "NULL argument");

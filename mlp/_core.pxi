@@ -28,6 +28,8 @@ cdef extern from "mlp.h" nogil:
     mlp_status mlp_create(mlp_model **model, int n_sizes, const int64_t *sizes)
     void mlp_free(mlp_model *model)
     int64_t mlp_num_params(const mlp_model *model)
+    mlp_status mlp_use_plain_ops(mlp_model *model, int on)
+    const char *mlp_kernel_set(const mlp_model *model)
     mlp_status mlp_set_params(mlp_model *model, const float *params)
     mlp_status mlp_get_params(mlp_model *model, float *params)
     mlp_status mlp_data_create(mlp_data **data, const void *X, mlp_dtype dtype,
@@ -133,6 +135,15 @@ cdef class Model:
     def __dealloc__(self):
         if self.ptr is not NULL:
             mlp_free(self.ptr)
+
+    @property
+    def kernel_set(self):
+        """The code that runs this model's arithmetic ("plain", "base", "avx2", "cuda")."""
+        return mlp_kernel_set(self.ptr).decode()
+
+    def use_plain_ops(self, bint on=True):
+        """Run the lecture's plain ops (csrc/ops.c) instead of the fast paths."""
+        check(mlp_use_plain_ops(self.ptr, on))
 
     def set_params(self, const float[::1] params):
         if params.shape[0] != self.n_params:

@@ -48,14 +48,15 @@ def test_core_matches_reference(core, shape, momentum, weight_decay):
     for got, want in zip(*(reference.layer_views(p, sizes)[0] + reference.layer_views(p, sizes)[1]
                            for p in (final, ref_final))):
         assert rel_err(got, want) < 1e-4
-    # predict and evaluate on the trained weights
+    # predict and evaluate with the trained weights, against the reference on the same weights
+    same = reference.Reference(sizes, final, dtype=np.float64)
     probs = net.predict(net.bind(X))
-    np.testing.assert_allclose(probs, ref.predict(X), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(probs, same.predict(X), rtol=1e-5, atol=1e-7)
     logits = net.predict(net.bind(X), logits=True)
-    assert rel_err(logits, ref.predict(X, want_logits=True)) < 1e-4
+    assert rel_err(logits, same.predict(X, want_logits=True)) < 1e-5
     loss, acc = net.evaluate(net.bind(X, y))
-    ref_loss, ref_acc = ref.evaluate(X, y)
-    assert loss == pytest.approx(ref_loss, rel=1e-4)
+    ref_loss, ref_acc = same.evaluate(X, y)
+    assert loss == pytest.approx(ref_loss, rel=1e-5)
     assert acc == pytest.approx(ref_acc, abs=1.5 / len(y))
 
 

@@ -1,7 +1,6 @@
 """The standalone C program (csrc/main.c) builds without Python and trains
 on raw IDX files."""
 
-import os
 import pathlib
 import shutil
 import subprocess
@@ -33,13 +32,15 @@ def program(tmp_path_factory):
     return exe
 
 
-def test_trains_on_idx_files(program, mnist_subset, tmp_path):
+@pytest.mark.parametrize("plain", [False, True])
+def test_trains_on_idx_files(program, mnist_subset, tmp_path, plain):
     write_idx(tmp_path / "train-images-idx3-ubyte", mnist_subset["X_train"].reshape(-1, 28, 28))
     write_idx(tmp_path / "train-labels-idx1-ubyte", mnist_subset["y_train"])
     write_idx(tmp_path / "t10k-images-idx3-ubyte", mnist_subset["X_test"].reshape(-1, 28, 28))
     write_idx(tmp_path / "t10k-labels-idx1-ubyte", mnist_subset["y_test"])
-    out = subprocess.run([str(program), str(tmp_path), "5", "32", "0.1"], check=True,
-                         capture_output=True, text=True, timeout=120).stdout
+    argv = [str(program)] + (["--plain"] if plain else []) + [str(tmp_path), "5", "32", "0.1"]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True, timeout=120).stdout
+    assert ("; plain ops" in out) == plain
     lines = [line for line in out.splitlines() if line.startswith("epoch")]
     assert len(lines) == 5
     test_acc = float(lines[-1].split("test acc")[1].split()[0])
@@ -59,5 +60,6 @@ def test_clear_errors(program, tmp_path):
     write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(10))
     r = subprocess.run([str(program), str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 1 and "truncated" in r.stderr
-    r = subprocess.run([str(program)], capture_output=True, text=True)
-    assert r.returncode == 2 and "usage" in r.stderr
+    for argv in ([str(program)], [str(program), "--plain"]):
+        r = subprocess.run(argv, capture_output=True, text=True)
+        assert r.returncode == 2 and "usage" in r.stderr

@@ -1,0 +1,191 @@
+/*
+ * fast.c - the fast paths of the linear ops; see fast.h for the ideas. The
+ * loops here cut the work into pieces and share them among threads; the
+ * innermost loops are the kernels of kernels.c.
+ */
+#include "fast.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define CHUNK 64 /* output columns per register block (kernels.c) */
+#define NARROW FAST_NARROW
+
+/* parallel loops only where there is enough work to pay for the threads */
+#define PAR_MIN 4096
+
+/* ---- nonzero lists ------------------------------------------------------ */
+
+void nz_gather(nz_rows *nz, const void *X, mlp_dtype dtype, int64_t d, const int64_t *idx,
+                   int64_t start, int64_t B) {
+    nz->B = B;
+    nz->D = d;
+    const int64_t blocks = FAST_BLOCKS(d);
+#pragma omp parallel for schedule(static) if (B * d > PAR_MIN)
+    for (int64_t r = 0; r < B; r++) {
+        const int64_t row = idx ? idx[r] : start + r;
+        int32_t *ix = nz->idx + r * d, *blk = nz->blk + r * (blocks + 1);
+        float *vx = nz->val + r * d;
+        int64_t n = 0;
+        if (dtype == MLP_UINT8) {
+            const uint8_t *src = (const uint8_t *)X + row * d;
+            for (int64_t k0 = 0; k0 < d; k0 += 8) {
+                const int64_t k1 = k0 + 8 < d ? k0 + 8 : d;
+                if (k0 % FAST_KBLOCK == 0) blk[k0 / FAST_KBLOCK] = (int32_t)n;
+                uint64_t word = 1;
+                if (k1 - k0 == 8) memcpy(&word, src + k0, 8);
+                if (word == 0) continue; /* eight blank pixels at once */
+                for (int64_t k = k0; k < k1; k++) { /* branch-free compaction */
+                    ix[n] = (int32_t)k;
+                    vx[n] = (float)src[k] * (1.0f / 255.0f);
+                    n += src[k] != 0;
+                }
+            }
+        } else {
+            const float *src = (const float *)X + row * d;
+            for (int64_t k = 0; k < d; k++) {
+                if (k % FAST_KBLOCK == 0) blk[k / FAST_KBLOCK] = (int32_t)n;
+                ix[n] = (int32_t)k;
+                vx[n] = src[k];
+                n += src[k] != 0.0f;
+            }
+        }
+        nz->nnz[r] = n;
+        blk[blocks] = (int32_t)n;
+    }
+}
+
+void nz_from_dense(nz_rows *nz, const float *act, int64_t B, int64_t D) {
+    nz_gather(nz, act, MLP_FLOAT32, D, NULL, 0, B);
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+const mlp_kernels *mlp_pick_kernels(void) {
+    const char *want = getenv("MLP_KERNELS");
+    if (want && strcmp(want, "base") == 0) return &mlp_kernels_base;
+#ifdef MLP_HAVE_AVX2_KERNELS
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &mlp_kernels_avx2;
+#endif
+    return &mlp_kernels_base;
+}
+
+/* WT (H,D) = W^T for W (D,H) */
+static void transpose(float *WT, const float *W, int64_t D, int64_t H) {
+    for (int64_t k = 0; k < D; k++)
+        for (int64_t j = 0; j < H; j++) WT[j * D + k] = W[k * H + j];
+}
+
+/* ---- linear_forward ----------------------------------------------------- */
+
+void linear_forward_fast(const mlp_kernels *K, float *out, const nz_rows *inp,
+                         const float *dense_inp, const float *W, const float *b, int64_t H,
+                         int relu, float *WT) {
+    const int64_t B = inp->B, D = inp->D, chunks = (H + CHUNK - 1) / CHUNK;
+    if (H < NARROW && dense_inp) { /* a few outputs: dot products with the columns of W */
+        transpose(WT, W, D, H);
+#pragma omp parallel for schedule(static) if (B * D * H > PAR_MIN)
+        for (int64_t r = 0; r < B; r++)
+            for (int64_t j = 0; j < H; j++) {
+                const float v = b[j] + K->dot(dense_inp + r * D, WT + j * D, D);
+                out[r * H + j] = relu && !(v > 0.0f) ? 0.0f : v;
+            }
+        return;
+    }
+    /* chunk-major, then blocks of FAST_KBLOCK inputs: a block's weights
+     * (8 KB) stay in the L1 cache while every row uses them; the sum for each
+     * output still runs over the entries in order, bias first */
+    const int64_t blocks = FAST_BLOCKS(D);
+#pragma omp parallel for schedule(static) if (B * H > PAR_MIN)
+    for (int64_t c = 0; c < chunks; c++) {
+        const int64_t j0 = c * CHUNK, w = H - j0 < CHUNK ? H - j0 : CHUNK;
+        for (int64_t kb = 0; kb < blocks; kb++)
+            for (int64_t r = 0; r < B; r++) {
+                const int32_t *blk = inp->blk + r * (blocks + 1);
+                K->forward_chunk(out + r * H + j0, inp->idx + r * D, inp->val + r * D, blk[kb],
+                              blk[kb + 1], W, b, H, j0, w, kb == 0, kb == blocks - 1, relu);
+            }
+    }
+}
+
+/* ---- linear_backward: the input gradient --------------------------------- */
+
+void linear_backward_input_fast(const mlp_kernels *K, float *dinp, const float *dout,
+                                const float *W, const float *act_in, int64_t B, int64_t D,
+                                int64_t H, float *WT) {
+    if (H < NARROW) { /* dinp row = sum over the few outputs of dout * W^T row */
+        transpose(WT, W, D, H);
+#pragma omp parallel for schedule(static) if (B * D * H > PAR_MIN)
+        for (int64_t r = 0; r < B; r++) {
+            float *g = dinp + r * D;
+            memset(g, 0, sizeof(float) * (size_t)D);
+            for (int64_t j = 0; j < H; j++) K->axpy(g, WT + j * D, dout[r * H + j], D);
+            K->relu_mask(g, act_in + r * D, D);
+        }
+        return;
+    }
+#pragma omp parallel for schedule(static) if (B * D * H > PAR_MIN)
+    for (int64_t r = 0; r < B; r++)
+        for (int64_t k = 0; k < D; k++)
+            dinp[r * D + k] =
+                act_in[r * D + k] > 0.0f ? K->dot(dout + r * H, W + k * H, H) : 0.0f;
+}
+
+/* ---- linear_backward: the weight gradient (+ sgd_update) ------------------ */
+
+/* The entries of inp by column: for column k, rows cols->row[start[k] ..
+ * start[k+1]) in ascending order and their values. */
+static void to_columns(nz_cols *cols, const nz_rows *inp) {
+    const int64_t B = inp->B, D = inp->D;
+    int32_t *start = cols->start;
+    memset(start, 0, sizeof(int32_t) * (size_t)(D + 1));
+    for (int64_t r = 0; r < B; r++)
+        for (int64_t t = 0; t < inp->nnz[r]; t++) start[inp->idx[r * D + t] + 1]++;
+    for (int64_t k = 0; k < D; k++) start[k + 1] += start[k];
+    int32_t *next = cols->next;
+    memcpy(next, start, sizeof(int32_t) * (size_t)D);
+    for (int64_t r = 0; r < B; r++)
+        for (int64_t t = 0; t < inp->nnz[r]; t++) {
+            const int32_t k = inp->idx[r * D + t], at = next[k]++;
+            cols->row[at] = (int32_t)r;
+            cols->val[at] = inp->val[r * D + t];
+        }
+}
+
+void linear_backward_weights_fast(const mlp_kernels *K, float *GW, float *Gb,
+                                  const nz_rows *inp, const float *dense_inp, const float *dout,
+                                  int64_t H, float scale, float *GT, nz_cols *cols) {
+    const int64_t B = inp->B, D = inp->D;
+    if (H < NARROW && dense_inp) { /* GT (H,D) = dout^T @ inp, row by row */
+#pragma omp parallel for schedule(static) if (B * D * H > PAR_MIN)
+        for (int64_t j = 0; j < H; j++) {
+            float *gt = GT + j * D, s = 0.0f;
+            memset(gt, 0, sizeof(float) * (size_t)D);
+            for (int64_t r = 0; r < B; r++) {
+                K->axpy(gt, dense_inp + r * D, dout[r * H + j], D);
+                s += dout[r * H + j];
+            }
+            Gb[j] += scale * s;
+            for (int64_t k = 0; k < D; k++) GW[k * H + j] += scale * gt[k];
+        }
+        return;
+    }
+    to_columns(cols, inp);
+    const int64_t chunks = (H + CHUNK - 1) / CHUNK;
+#pragma omp parallel for schedule(static) if (B * H > PAR_MIN)
+    for (int64_t c = 0; c < chunks; c++) {
+        const int64_t j0 = c * CHUNK, w = H - j0 < CHUNK ? H - j0 : CHUNK;
+        for (int64_t j = 0; j < w; j++) {
+            float s = 0.0f;
+            for (int64_t r = 0; r < B; r++) s += dout[r * H + j0 + j];
+            Gb[j0 + j] += scale * s;
+        }
+        for (int64_t k = 0; k < D; k++) {
+            const int64_t first = cols->start[k], n = cols->start[k + 1] - first;
+            if (n > 0)
+                K->weights_chunk(GW + k * H + j0, cols->row + first, cols->val + first, n, dout, H,
+                              j0, w, scale);
+        }
+    }
+}

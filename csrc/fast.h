@@ -1,0 +1,81 @@
+/*
+ * fast.h - the fast paths of the linear ops, used by the C core in place of
+ * the readable ones in ops.c (which compute the same functions; the core
+ * runs those instead after mlp_use_plain_ops).
+ *
+ * Two facts make them fast without any BLAS:
+ * - inputs are mostly zeros (MNIST pixels: about 81%; ReLU outputs: about
+ *   half), so each input row is first reduced to its nonzero entries and the
+ *   products run over those only;
+ * - the output is cut into column chunks of 64 floats held in eight vector
+ *   registers across the whole sum, and the chunks are shared among threads.
+ *   Each output element is computed by one thread in a fixed order, so the
+ *   results do not depend on the number of threads.
+ * The innermost loops (kernels.h) come in one set per instruction set; K
+ * is the set to run (mlp_pick_kernels).
+ */
+#ifndef MLP_FAST_H
+#define MLP_FAST_H
+
+#include <stdint.h>
+
+#include "kernels.h"
+#include "mlp.h"
+
+/* Layers with fewer outputs than this take the transposed (dense) paths,
+ * and need their input rows as a dense matrix. */
+#define FAST_NARROW 32
+
+/* Inputs per block of the forward sums, and blocks in a row of D. */
+#define FAST_KBLOCK 32
+#define FAST_BLOCKS(D) (((D) + FAST_KBLOCK - 1) / FAST_KBLOCK)
+
+/* The nonzero entries of B rows of width D, row b at offset b * D. */
+typedef struct nz_rows {
+    int32_t *idx; /* column of each entry */
+    float *val;
+    int64_t *nnz; /* entries in each row */
+    int32_t *blk; /* per row, FAST_BLOCKS(D) + 1: where each block of inputs starts */
+    int64_t B, D;
+} nz_rows;
+
+/* The same entries by column (scratch of linear_backward_weights_fast):
+ * D + 1 column starts, D cursors, B * D rows and values. */
+typedef struct nz_cols {
+    int32_t *start, *next, *row;
+    float *val;
+} nz_cols;
+
+/* gather_batch as nonzero lists: rows idx (or start.. when idx is NULL) of
+ * X, uint8 scaled by 1/255 */
+void nz_gather(nz_rows *nz, const void *X, mlp_dtype dtype, int64_t d, const int64_t *idx,
+               int64_t start, int64_t B);
+
+/* the nonzero entries of act (B,D) */
+void nz_from_dense(nz_rows *nz, const float *act, int64_t B, int64_t D);
+
+/* linear_forward (+ relu_forward): (B,D) @ (D,H) + (H) -> (B,H). When the
+ * input rows are also at hand as a dense matrix (B,D), narrow layers use it.
+ * WT: scratch of D*H floats. */
+void linear_forward_fast(const mlp_kernels *K, float *out, const nz_rows *inp,
+                         const float *dense_inp, const float *W, const float *b, int64_t H,
+                         int relu, float *WT);
+
+/* linear_backward's dinp (+ relu_backward): dinp (B,D) = (dout @ W^T) *
+ * (act_in > 0). WT: scratch of D*H floats for narrow layers. */
+void linear_backward_input_fast(const mlp_kernels *K, float *dinp, const float *dout,
+                                const float *W, const float *act_in, int64_t B, int64_t D,
+                                int64_t H, float *WT);
+
+/* linear_backward's dW, db, scaled and added in place:
+ *   GW (D,H) += scale * inp^T @ dout,  Gb (H) += scale * sum over B of dout
+ * With GW, Gb = W, b and scale = -lr this is linear_backward + sgd_update
+ * fused (momentum and weight decay zero); with zeroed gradients and scale 1,
+ * plain linear_backward. dense_inp (B,D) may be given when the input rows
+ * are also at hand as a dense matrix (used for narrow layers). GT: scratch
+ * of D*H floats; cols: scratch for the entries by column. */
+void linear_backward_weights_fast(const mlp_kernels *K, float *GW, float *Gb,
+                                  const nz_rows *inp, const float *dense_inp, const float *dout,
+                                  int64_t H, float scale, float *GT, nz_cols *cols);
+
+#endif /* MLP_FAST_H */

@@ -1,0 +1,148 @@
+/*
+ * kernels.c - see kernels.h. Built twice, with MLP_KERNEL_SET defined to
+ * base and to avx2 (then with -mavx2 -mfma, so that every a += s * x below
+ * becomes one fused multiply-add). GCC/Clang vector extensions (v8: eight
+ * floats) keep the source free of intrinsics.
+ *
+ * Summation orders are fixed by the code: the sets differ in rounding only
+ * (a fused multiply-add rounds once), never in the order of the sums.
+ */
+#include <string.h>
+
+#include "kernels.h"
+
+#ifndef MLP_KERNEL_SET
+#define MLP_KERNEL_SET base
+#endif
+#define NAME_(set) #set
+#define NAME(set) NAME_(set)
+#define TABLE_(set) mlp_kernels_##set
+#define TABLE(set) TABLE_(set)
+
+typedef float v8 __attribute__((vector_size(32), aligned(4)));
+typedef int32_t v8i __attribute__((vector_size(32), aligned(4)));
+
+#define CHUNK 64 /* output columns per register block: 8 x v8 */
+#define LOAD(p) (*(const v8 *)(p))
+#define STORE(p, v) (*(v8 *)(p) = (v))
+#define SPLAT(s) ((v8){(s), (s), (s), (s), (s), (s), (s), (s)})
+#define RELU(x) ((v8)((v8i)(x) & (v8i)((x) > SPLAT(0.0f))))
+
+/* sum of x[k] * y[k] over k < n: 32 lanes (four independent chains of
+ * fused multiply-adds), then the lanes and the tail in a fixed order */
+static float dot(const float *x, const float *y, int64_t n) {
+    v8 a0 = SPLAT(0.0f), a1 = a0, a2 = a0, a3 = a0;
+    int64_t k = 0;
+    for (; k + 32 <= n; k += 32) {
+        a0 += LOAD(x + k) * LOAD(y + k);
+        a1 += LOAD(x + k + 8) * LOAD(y + k + 8);
+        a2 += LOAD(x + k + 16) * LOAD(y + k + 16);
+        a3 += LOAD(x + k + 24) * LOAD(y + k + 24);
+    }
+    for (; k + 8 <= n; k += 8) a0 += LOAD(x + k) * LOAD(y + k);
+    const v8 a = (a0 + a1) + (a2 + a3);
+    float s = 0.0f;
+    for (int l = 0; l < 8; l++) s += a[l];
+    for (; k < n; k++) s += x[k] * y[k];
+    return s;
+}
+
+/* One row's columns [j0, j0 + w) of its entries t0 .. t1 @ W, added to o
+ * (or to the bias b when first); ReLU applied when last. */
+static void forward_chunk(float *o, const int32_t *ix, const float *vx, int64_t t0, int64_t t1,
+                              const float *W, const float *b, int64_t H, int64_t j0, int64_t w,
+                              int first, int last, int relu) {
+    if (w == CHUNK) {
+        const float *a = first ? b + j0 : o;
+        v8 a0 = LOAD(a), a1 = LOAD(a + 8), a2 = LOAD(a + 16), a3 = LOAD(a + 24),
+           a4 = LOAD(a + 32), a5 = LOAD(a + 40), a6 = LOAD(a + 48), a7 = LOAD(a + 56);
+        for (int64_t t = t0; t < t1; t++) {
+            const float *wr = W + (int64_t)ix[t] * H + j0;
+            const v8 s = SPLAT(vx[t]);
+            a0 += s * LOAD(wr);
+            a1 += s * LOAD(wr + 8);
+            a2 += s * LOAD(wr + 16);
+            a3 += s * LOAD(wr + 24);
+            a4 += s * LOAD(wr + 32);
+            a5 += s * LOAD(wr + 40);
+            a6 += s * LOAD(wr + 48);
+            a7 += s * LOAD(wr + 56);
+        }
+        if (last && relu) {
+            a0 = RELU(a0), a1 = RELU(a1), a2 = RELU(a2), a3 = RELU(a3);
+            a4 = RELU(a4), a5 = RELU(a5), a6 = RELU(a6), a7 = RELU(a7);
+        }
+        STORE(o, a0), STORE(o + 8, a1), STORE(o + 16, a2), STORE(o + 24, a3);
+        STORE(o + 32, a4), STORE(o + 40, a5), STORE(o + 48, a6), STORE(o + 56, a7);
+        return;
+    }
+    float acc[CHUNK];
+    memcpy(acc, first ? b + j0 : o, sizeof(float) * (size_t)w);
+    for (int64_t t = t0; t < t1; t++) {
+        const float *wr = W + (int64_t)ix[t] * H + j0;
+        const float s = vx[t];
+        for (int64_t j = 0; j < w; j++) acc[j] += s * wr[j];
+    }
+    for (int64_t j = 0; j < w; j++) o[j] = last && relu && !(acc[j] > 0.0f) ? 0.0f : acc[j];
+}
+
+/* g[k] = 0 where act[k] <= 0 (relu_backward), without branches */
+static void relu_mask(float *g, const float *act, int64_t n) {
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        const v8 a = LOAD(act + k), x = LOAD(g + k);
+        STORE(g + k, (v8)((v8i)x & (v8i)(a > SPLAT(0.0f))));
+    }
+    for (; k < n; k++) g[k] = act[k] > 0.0f ? g[k] : 0.0f;
+}
+
+static void axpy(float *y, const float *x, float a, int64_t n) {
+    int64_t k = 0;
+    const v8 s = SPLAT(a);
+    for (; k + 8 <= n; k += 8) STORE(y + k, LOAD(y + k) + s * LOAD(x + k));
+    for (; k < n; k++) y[k] += a * x[k];
+}
+
+/* Row k of GW, columns [j0, j0 + w): += scale * sum over the entries (r, v)
+ * of input column k of v * dout[r]; the sum is kept in registers, so each
+ * weight is read and written once per step. */
+static void weights_chunk(float *g, const int32_t *rows, const float *vals, int64_t n,
+                              const float *dout, int64_t H, int64_t j0, int64_t w, float scale) {
+    if (w == CHUNK) {
+        v8 a0 = SPLAT(0.0f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+        for (int64_t t = 0; t < n; t++) {
+            const float *d = dout + (int64_t)rows[t] * H + j0;
+            const v8 s = SPLAT(vals[t]);
+            a0 += s * LOAD(d);
+            a1 += s * LOAD(d + 8);
+            a2 += s * LOAD(d + 16);
+            a3 += s * LOAD(d + 24);
+            a4 += s * LOAD(d + 32);
+            a5 += s * LOAD(d + 40);
+            a6 += s * LOAD(d + 48);
+            a7 += s * LOAD(d + 56);
+        }
+        const v8 c = SPLAT(scale);
+        STORE(g, LOAD(g) + c * a0);
+        STORE(g + 8, LOAD(g + 8) + c * a1);
+        STORE(g + 16, LOAD(g + 16) + c * a2);
+        STORE(g + 24, LOAD(g + 24) + c * a3);
+        STORE(g + 32, LOAD(g + 32) + c * a4);
+        STORE(g + 40, LOAD(g + 40) + c * a5);
+        STORE(g + 48, LOAD(g + 48) + c * a6);
+        STORE(g + 56, LOAD(g + 56) + c * a7);
+        return;
+    }
+    float acc[CHUNK] = {0};
+    for (int64_t t = 0; t < n; t++) {
+        const float *d = dout + (int64_t)rows[t] * H + j0;
+        const float s = vals[t];
+        for (int64_t j = 0; j < w; j++) acc[j] += s * d[j];
+    }
+    for (int64_t j = 0; j < w; j++) g[j] += scale * acc[j];
+}
+
+
+const mlp_kernels TABLE(MLP_KERNEL_SET) = {
+    NAME(MLP_KERNEL_SET), dot, axpy, relu_mask, forward_chunk, weights_chunk,
+};

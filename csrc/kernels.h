@@ -1,0 +1,39 @@
+/*
+ * kernels.h - the innermost loops of fast.c, compiled once per instruction
+ * set (kernels.c is built twice: plain x86-64 or the native baseline, and
+ * AVX2 with FMA) and picked at run time by what the CPU supports.
+ */
+#ifndef MLP_KERNELS_H
+#define MLP_KERNELS_H
+
+#include <stdint.h>
+
+typedef struct mlp_kernels {
+    const char *name; /* "base" or "avx2" */
+    /* sum of x[k] * y[k], k < n */
+    float (*dot)(const float *x, const float *y, int64_t n);
+    /* y += a * x */
+    void (*axpy)(float *y, const float *x, float a, int64_t n);
+    /* g[k] = 0 where act[k] <= 0 */
+    void (*relu_mask)(float *g, const float *act, int64_t n);
+    /* one row, columns [j0, j0 + w): o (or b when first) + entries t0..t1 @ W,
+     * ReLU applied when last */
+    void (*forward_chunk)(float *o, const int32_t *ix, const float *vx, int64_t t0, int64_t t1,
+                          const float *W, const float *b, int64_t H, int64_t j0, int64_t w,
+                          int first, int last, int relu);
+    /* row k of GW, columns [j0, j0 + w): += scale * sum of v * dout[r] over
+     * the entries (r, v) of input column k */
+    void (*weights_chunk)(float *g, const int32_t *rows, const float *vals, int64_t n,
+                          const float *dout, int64_t H, int64_t j0, int64_t w, float scale);
+} mlp_kernels;
+
+extern const mlp_kernels mlp_kernels_base;
+#ifdef MLP_HAVE_AVX2_KERNELS
+extern const mlp_kernels mlp_kernels_avx2;
+#endif
+
+/* The best set this CPU runs, unless MLP_KERNELS=base (or avx2) asks for
+ * one; a set the CPU cannot run is never picked. */
+const mlp_kernels *mlp_pick_kernels(void);
+
+#endif /* MLP_KERNELS_H */

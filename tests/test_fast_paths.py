@@ -1,0 +1,107 @@
+"""The C core's fast paths (csrc/fast.c, csrc/kernels.c) against the float64
+reference on shapes that are not multiples of any block, for every
+instruction set this machine runs, against the plain ops, and across
+thread counts."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mlp import reference
+from mlp._backends import get_backend
+from mlp.training import initial_state
+
+from conftest import make_problem, rel_err, run_reference
+
+# (n, d, hidden, classes, batch, uint8): outputs of 64+36, 130, 40 (a wide
+# last layer), 31 and 32 (either side of the narrow/wide switch), odd d
+SHAPES = [
+    (150, 61, (100,), 3, 32, True),
+    (90, 130, (130, 31), 40, 17, False),
+    (70, 33, (32,), 5, 70, True),
+    (40, 7, (65,), 2, 9, False),
+]
+
+
+def cpu_has_avx2_fma():
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return " avx2" in flags and " fma" in flags
+
+
+KERNEL_SETS = ["base"] + (["avx2"] if cpu_has_avx2_fma() else [])
+
+
+def train_cpu(sizes, params, X, y, orders, batch, lr, momentum, weight_decay, plain=False):
+    net = get_backend("cpu").network(sizes, params)
+    if plain:
+        net.model.use_plain_ops()
+    data = net.bind(X, y)
+    losses = np.concatenate([net.train_epoch(data, o, batch, lr, momentum, weight_decay)[0]
+                             for o in orders])
+    return losses, net.get_params(), net
+
+
+@pytest.mark.parametrize("kernels", KERNEL_SETS + ["plain"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"d{s[1]}-h{s[2]}-c{s[3]}-b{s[4]}")
+@pytest.mark.parametrize("momentum,weight_decay", [(0.0, 0.0), (0.9, 1e-3)])
+def test_fast_paths_match_reference(monkeypatch, kernels, shape, momentum, weight_decay):
+    n, d, hidden, classes, batch, uint8 = shape
+    rng = np.random.default_rng(n + d)
+    X, y = make_problem(rng, n, d, classes, uint8)
+    sizes = (d, *hidden, classes)
+    steps = 50
+    epochs = -(-steps // -(-n // batch))
+    params, orders = initial_state(sizes, n, epochs, seed=d)
+    if kernels != "plain":
+        monkeypatch.setenv("MLP_KERNELS", kernels)
+    losses, final, net = train_cpu(sizes, params, X, y, orders, batch, 0.05, momentum,
+                                   weight_decay, plain=kernels == "plain")
+    assert net.model.kernel_set == kernels
+    ref_losses, ref_final, ref = run_reference(sizes, params, X, y, orders, batch, 0.05,
+                                               momentum, weight_decay)
+    np.testing.assert_allclose(losses[:steps], ref_losses[:steps], rtol=1e-4)
+    assert rel_err(final, ref_final) < 1e-4
+    # prediction with the trained weights, against the reference on the same weights
+    same = reference.Reference(sizes, final, dtype=np.float64)
+    np.testing.assert_allclose(net.predict(net.bind(X)), same.predict(X), rtol=1e-5, atol=1e-7)
+
+
+def test_unknown_kernel_request_falls_back_to_the_best_set(monkeypatch):
+    monkeypatch.setenv("MLP_KERNELS", "avx9000")
+    net = get_backend("cpu").network((3, 2, 2), np.zeros(3 * 2 + 2 + 2 * 2 + 2, np.float32))
+    assert net.model.kernel_set == KERNEL_SETS[-1]
+
+
+SCRIPT = """
+import hashlib, numpy as np
+from mlp import reference
+from mlp._backends import get_backend
+from mlp.training import initial_state
+rng = np.random.default_rng(0)
+X = rng.integers(0, 256, size=(600, 200), dtype=np.uint8); X[X < 150] = 0
+y = rng.integers(0, 10, 600).astype(np.int32)
+sizes = (200, 300, 70, 10)
+params, orders = initial_state(sizes, 600, 2)
+for momentum in (0.0, 0.9):
+    net = get_backend("cpu").network(sizes, params)
+    data = net.bind(X, y)
+    for o in orders:
+        net.train_epoch(data, o, 64, 0.05, momentum, 0.0)
+    print(hashlib.sha256(net.get_params().tobytes()).hexdigest())
+"""
+
+
+def test_results_do_not_depend_on_the_thread_count():
+    digests = set()
+    for threads in ("1", "2", "3"):
+        env = dict(os.environ, OMP_NUM_THREADS=threads)
+        out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
+                             text=True, cwd="/", check=True).stdout
+        digests.add(out)
+    assert len(digests) == 1, digests
