@@ -100,8 +100,9 @@ void linear_forward_fast(const mlp_kernels *K, float *out, const nz_rows *inp,
 #pragma omp parallel for schedule(static) if (B * H > PAR_MIN)
     for (int64_t c = 0; c < chunks; c++) {
         const int64_t j0 = c * CHUNK, w = H - j0 < CHUNK ? H - j0 : CHUNK;
+        for (int64_t r0 = 0; r0 < B; r0 += FAST_RBLOCK) /* rows' lists stay in cache */
         for (int64_t kb = 0; kb < blocks; kb++)
-            for (int64_t r = 0; r < B; r++) {
+            for (int64_t r = r0; r < r0 + FAST_RBLOCK && r < B; r++) {
                 const int32_t *blk = inp->blk + r * (blocks + 1);
                 K->forward_chunk(out + r * H + j0, inp->idx + r * D, inp->val + r * D, blk[kb],
                               blk[kb + 1], W, b, H, j0, w, kb == 0, kb == blocks - 1, relu);
@@ -134,18 +135,18 @@ void linear_backward_input_fast(const mlp_kernels *K, float *dinp, const float *
 
 /* ---- linear_backward: the weight gradient (+ sgd_update) ------------------ */
 
-/* The entries of inp by column: for column k, rows cols->row[start[k] ..
- * start[k+1]) in ascending order and their values. */
-static void to_columns(nz_cols *cols, const nz_rows *inp) {
-    const int64_t B = inp->B, D = inp->D;
+/* The entries of rows r0 .. r1 of inp by column: for column k, rows
+ * cols->row[start[k] .. start[k+1]) in ascending order and their values. */
+static void to_columns(nz_cols *cols, const nz_rows *inp, int64_t r0, int64_t r1) {
+    const int64_t D = inp->D;
     int32_t *start = cols->start;
     memset(start, 0, sizeof(int32_t) * (size_t)(D + 1));
-    for (int64_t r = 0; r < B; r++)
+    for (int64_t r = r0; r < r1; r++)
         for (int64_t t = 0; t < inp->nnz[r]; t++) start[inp->idx[r * D + t] + 1]++;
     for (int64_t k = 0; k < D; k++) start[k + 1] += start[k];
     int32_t *next = cols->next;
     memcpy(next, start, sizeof(int32_t) * (size_t)D);
-    for (int64_t r = 0; r < B; r++)
+    for (int64_t r = r0; r < r1; r++)
         for (int64_t t = 0; t < inp->nnz[r]; t++) {
             const int32_t k = inp->idx[r * D + t], at = next[k]++;
             cols->row[at] = (int32_t)r;
@@ -171,7 +172,6 @@ void linear_backward_weights_fast(const mlp_kernels *K, float *GW, float *Gb,
         }
         return;
     }
-    to_columns(cols, inp);
     const int64_t chunks = (H + CHUNK - 1) / CHUNK;
 #pragma omp parallel for schedule(static) if (B * H > PAR_MIN)
     for (int64_t c = 0; c < chunks; c++) {
@@ -181,11 +181,19 @@ void linear_backward_weights_fast(const mlp_kernels *K, float *GW, float *Gb,
             for (int64_t r = 0; r < B; r++) s += dout[r * H + j0 + j];
             Gb[j0 + j] += scale * s;
         }
-        for (int64_t k = 0; k < D; k++) {
-            const int64_t first = cols->start[k], n = cols->start[k + 1] - first;
-            if (n > 0)
-                K->weights_chunk(GW + k * H + j0, cols->row + first, cols->val + first, n, dout, H,
-                              j0, w, scale);
+    }
+    /* blocks of FAST_RBLOCK rows, so that their dout columns stay in cache */
+    for (int64_t r0 = 0; r0 < B; r0 += FAST_RBLOCK) {
+        to_columns(cols, inp, r0, r0 + FAST_RBLOCK < B ? r0 + FAST_RBLOCK : B);
+#pragma omp parallel for schedule(static) if (B * H > PAR_MIN)
+        for (int64_t c = 0; c < chunks; c++) {
+            const int64_t j0 = c * CHUNK, w = H - j0 < CHUNK ? H - j0 : CHUNK;
+            for (int64_t k = 0; k < D; k++) {
+                const int64_t first = cols->start[k], n = cols->start[k + 1] - first;
+                if (n > 0)
+                    K->weights_chunk(GW + k * H + j0, cols->row + first, cols->val + first, n,
+                                     dout, H, j0, w, scale);
+            }
         }
     }
 }

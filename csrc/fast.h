@@ -30,6 +30,9 @@
 #define FAST_KBLOCK 32
 #define FAST_BLOCKS(D) (((D) + FAST_KBLOCK - 1) / FAST_KBLOCK)
 
+/* Rows per block of a large batch. */
+#define FAST_RBLOCK 64
+
 /* The nonzero entries of B rows of width D, row b at offset b * D. */
 typedef struct nz_rows {
     int32_t *idx; /* column of each entry */

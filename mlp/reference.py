@@ -54,9 +54,10 @@ def softmax_crossentropy_backward(probs, y):
     return d / len(y)
 
 
-def linear_backward(dout, inp, W):
-    """dout (B,H) -> dinp (B,D), dW (D,H), db (H)."""
-    return dout @ W.T, inp.T @ dout, dout.sum(axis=0)
+def linear_backward(dout, inp, W, need_dinp=True):
+    """dout (B,H) -> dinp (B,D), dW (D,H), db (H); dinp is None when not
+    needed (the first layer: nothing flows into the data)."""
+    return (dout @ W.T if need_dinp else None), inp.T @ dout, dout.sum(axis=0)
 
 
 def relu_backward(out, dout):
@@ -103,7 +104,8 @@ class Reference:
     def backward(self, probs, y):
         dout = softmax_crossentropy_backward(probs, y)
         for l in reversed(range(len(self.W))):
-            dinp, self.dW[l][...], self.db[l][...] = linear_backward(dout, self.acts[l], self.W[l])
+            dinp, self.dW[l][...], self.db[l][...] = linear_backward(dout, self.acts[l], self.W[l],
+                                                                     need_dinp=l > 0)
             if l > 0:
                 dout = relu_backward(self.acts[l], dinp)
 

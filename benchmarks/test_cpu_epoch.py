@@ -1,0 +1,130 @@
+"""One MNIST epoch on the CPU (60,000 images, 784-256-10, SGD lr 0.1): our C
+core against the numpy peer (the reference backend: plain numpy matrix
+products over OpenBLAS), PyTorch and scikit-learn when installed; then the
+core's products in GFLOP/s.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE pytest benchmarks/ --benchmark-only
+
+Each round of an epoch benchmark trains one more epoch of the same model
+(same initial weights and orders for every backend); the accuracy on the
+test set after the first epoch is recorded next to the time.
+"""
+
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+from mlp._backends import get_backend
+from mlp.reference import layer_views
+from mlp.training import initial_state
+
+SIZES = (784, 256, 10)
+LR = 0.1
+ROUNDS = 5
+BATCHES = [64, 256, 1024]
+
+
+def accuracy(predict, Xt, yt):
+    return round(float(np.mean(np.argmax(predict(Xt), axis=1) == yt)), 4)
+
+
+def run_rounds(benchmark, epoch, rounds=ROUNDS):
+    benchmark.pedantic(epoch, rounds=rounds, iterations=1, warmup_rounds=0)
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("device", ["cpu", "numpy"])
+def test_epoch_mlp(benchmark, mnist, device, batch):
+    X, y, Xt, yt = mnist
+    params, orders = initial_state(SIZES, len(X), ROUNDS + 1, seed=0)
+    net = get_backend(device).network(SIZES, params)
+    data = net.bind(X, y.astype(np.int32))
+    net.train_epoch(data, orders[0], batch, LR, 0.0, 0.0)
+    benchmark.group = f"epoch, batch {batch}"
+    benchmark.name = "mlp C core (device='cpu')" if device == "cpu" else "numpy peer (mlp reference)"
+    benchmark.extra_info["acc_1_epoch"] = accuracy(lambda A: net.predict(net.bind(A)), Xt, yt)
+    rest = iter(orders[1:])
+    run_rounds(benchmark, lambda: net.train_epoch(data, next(rest), batch, LR, 0.0, 0.0))
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+def test_epoch_pytorch(benchmark, mnist, batch):
+    torch = pytest.importorskip("torch")
+    X, y, Xt, yt = mnist
+    params, orders = initial_state(SIZES, len(X), ROUNDS + 1, seed=0)
+    Ws, bs = layer_views(params, SIZES)
+    model = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
+    with torch.no_grad():
+        for lin, W, b in zip((model[0], model[2]), Ws, bs):
+            lin.weight.copy_(torch.from_numpy(W.T.copy()))
+            lin.bias.copy_(torch.from_numpy(b.copy()))
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    Xf = torch.from_numpy(X.astype(np.float32) / np.float32(255))
+    yl = torch.from_numpy(y)
+
+    def epoch(order):
+        perm = torch.from_numpy(order)
+        for s in range(0, len(order), batch):
+            idx = perm[s:s + batch]
+            loss = torch.nn.functional.cross_entropy(model(Xf[idx]), yl[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    epoch(orders[0])
+    benchmark.group = f"epoch, batch {batch}"
+    benchmark.name = f"PyTorch {torch.__version__} CPU, {torch.get_num_threads()} threads"
+    with torch.no_grad():
+        benchmark.extra_info["acc_1_epoch"] = accuracy(
+            lambda A: model(torch.from_numpy(A.astype(np.float32) / 255)).numpy(), Xt, yt)
+    rest = iter(orders[1:])
+    run_rounds(benchmark, lambda: epoch(next(rest)))
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+def test_epoch_sklearn(benchmark, mnist, batch):
+    sklearn = pytest.importorskip("sklearn")
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+    X, y, Xt, yt = mnist
+    Xf = X.astype(np.float32) / np.float32(255)
+
+    def fit():  # one epoch from scratch (scikit-learn draws its own init)
+        clf = MLPClassifier(hidden_layer_sizes=(256,), solver="sgd", batch_size=batch,
+                            learning_rate_init=LR, momentum=0.0, nesterovs_momentum=False,
+                            alpha=0.0, max_iter=1, shuffle=True, random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return clf.fit(Xf, y)
+
+    clf = fit()
+    benchmark.group = f"epoch, batch {batch}"
+    benchmark.name = f"scikit-learn {sklearn.__version__} MLPClassifier (sgd)"
+    benchmark.extra_info["acc_1_epoch"] = round(float(clf.score(Xt.astype(np.float32) / 255, yt)), 4)
+    run_rounds(benchmark, fit, rounds=3)
+
+
+# ---- the core's products --------------------------------------------------
+
+PEAK = float(os.environ.get("MLP_PEAK_GFLOPS", 2 * 2.45 * 32))  # 2 cores, AVX2 FMA x2, 2.45 GHz
+
+
+@pytest.mark.parametrize("inputs", ["mnist pixels (19% nonzero)", "dense random floats"])
+def test_forward_gflops(benchmark, mnist, inputs):
+    """Forward pass (784 -> 256 -> ReLU -> 10) of 10,000 rows: GFLOP/s as if
+    every input were nonzero, against the machine's peak (MLP_PEAK_GFLOPS)."""
+    X = mnist[2] if inputs.startswith("mnist") else \
+        np.random.default_rng(0).standard_normal((10000, 784)).astype(np.float32)
+    params, _ = initial_state(SIZES, 1, 1)
+    net = get_backend("cpu").network(SIZES, params)
+    data = net.bind(X)
+    flops = 2 * len(X) * (784 * 256 + 256 * 10)
+    benchmark.group = "forward of 10,000 rows"
+    benchmark.name = f"C core forward, {inputs}"
+    benchmark.pedantic(lambda: net.predict(data, logits=True), rounds=10, iterations=1,
+                       warmup_rounds=1)
+    gflops = flops / benchmark.stats.stats.median / 1e9
+    benchmark.extra_info["GFLOP/s"] = round(gflops, 1)
+    benchmark.extra_info["of_peak"] = f"{100 * gflops / PEAK:.0f}%"
