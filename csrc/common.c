@@ -67,6 +67,16 @@ void mlp_layout_free(mlp_layout *layout) {
     layout->sizes = layout->w_off = layout->b_off = NULL;
 }
 
+mlp_status mlp_check_data_args(mlp_data **data, const void *X, mlp_dtype dtype, int64_t n,
+                               int64_t d) {
+    if (!data) return mlp_fail(MLP_ERR_INVALID, "data is NULL");
+    *data = NULL;
+    if (!X || n < 1 || d < 1) return mlp_fail(MLP_ERR_INVALID, "empty data set");
+    if (dtype != MLP_UINT8 && dtype != MLP_FLOAT32)
+        return mlp_fail(MLP_ERR_INVALID, "unknown dtype %d", (int)dtype);
+    return MLP_OK;
+}
+
 void mlp_label_range(const int32_t *y, int64_t n, int32_t *lo, int32_t *hi) {
     *lo = *hi = n > 0 && y ? y[0] : 0;
     for (int64_t i = 1; y && i < n; i++) {

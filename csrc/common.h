@@ -30,6 +30,11 @@ typedef struct mlp_layout {
 mlp_status mlp_layout_init(mlp_layout *layout, int n_sizes, const int64_t *sizes);
 void mlp_layout_free(mlp_layout *layout);
 
+/* The arguments of mlp_data_create that every core checks alike; sets
+ * *data to NULL first. */
+mlp_status mlp_check_data_args(mlp_data **data, const void *X, mlp_dtype dtype, int64_t n,
+                               int64_t d);
+
 /* Smallest and largest label, found once when a data set is bound. */
 void mlp_label_range(const int32_t *y, int64_t n, int32_t *lo, int32_t *hi);
 

@@ -194,11 +194,8 @@ mlp_status mlp_get_params(mlp_model *m, float *params) {
 mlp_status mlp_data_create(mlp_data **data, const void *X, mlp_dtype dtype,
                            const int32_t *y, int64_t n, int64_t d) {
     mlp_clear_error();
-    if (!data) return mlp_fail(MLP_ERR_INVALID, "data is NULL");
-    *data = NULL;
-    if (!X || n < 1 || d < 1) return mlp_fail(MLP_ERR_INVALID, "empty data set");
-    if (dtype != MLP_UINT8 && dtype != MLP_FLOAT32)
-        return mlp_fail(MLP_ERR_INVALID, "unknown dtype %d", (int)dtype);
+    mlp_status st = mlp_check_data_args(data, X, dtype, n, d);
+    if (st != MLP_OK) return st;
     mlp_data *p = malloc(sizeof *p);
     if (!p) return mlp_fail(MLP_ERR_NOMEM, "out of host memory");
     p->X = X;

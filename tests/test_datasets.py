@@ -59,6 +59,17 @@ def test_rejects_corrupt_gzip(tmp_path):
 
 # ---- the sources, in order ------------------------------------------------
 
+class Response(io.BytesIO):
+    """What the fake urlopen answers: bytes, usable in a with statement."""
+    headers = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
 @pytest.fixture
 def tiny(monkeypatch, tmp_path):
     """A data set 'tiny' of four small IDX files, registered like MNIST, with
@@ -80,15 +91,6 @@ def tiny(monkeypatch, tmp_path):
     monkeypatch.setattr(datasets, "SYSTEM_DIRS", [tmp_path / "system"])
     served = {}  # url -> bytes the fake network answers with
     requests = []
-
-    class Response(io.BytesIO):
-        headers = {}
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
 
     def urlopen(url, timeout):
         requests.append(url)
@@ -188,15 +190,7 @@ def test_corrupt_file_in_a_folder_of_the_users_is_skipped_not_deleted(tiny, caps
 
 
 def test_interrupted_download_leaves_nothing(tiny, monkeypatch):
-    class Broken(io.BytesIO):
-        headers = {}
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
+    class Broken(Response):
         def read(self, n=-1):
             if self.tell() > 0:
                 raise ConnectionResetError("connection reset")
