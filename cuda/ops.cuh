@@ -52,7 +52,7 @@ int64_t scratch_counters(void);
 #define MLP_MAX_FUSED_LAYERS 8
 
 /* Whether head_forward_backward takes a layer of H inputs and C classes
- * (at most MLP_HEAD_MAX_CLASSES, and its weights fit in shared memory);
+ * (at most MLP_HEAD_MAX_CLASSES, and a row h of H floats fits in shared memory);
  * otherwise the generic ops do the same work. */
 #define MLP_HEAD_MAX_CLASSES 64
 bool head_fits(int64_t H, int64_t C);
