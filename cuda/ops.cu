@@ -360,24 +360,13 @@ rows_forward_kernel(float *out, InputRows in, const float *W_aug, int64_t B, int
         }
         if (any) list[before + __popc(mask & ((1u << lane) - 1u))] = (int16_t)threadIdx.x;
         __syncthreads();
-        if (h < H) {
-            int t = 0;
-            for (; t + 8 <= total; t += 8) { /* eight loads in flight, then their sums */
-                float w[8];
-#pragma unroll
-                for (int u = 0; u < 8; u++) w[u] = W_aug[(k0 + list[t + u]) * H + h];
-#pragma unroll
-                for (int u = 0; u < 8; u++)
-#pragma unroll
-                    for (int i = 0; i < R; i++) acc[i] = fmaf(xs[i][list[t + u]], w[u], acc[i]);
-            }
-            for (; t < total; t++) {
+        if (h < H)
+            for (int t = 0; t < total; t++) {
                 const int kk = list[t];
                 const float w = W_aug[(k0 + kk) * H + h];
 #pragma unroll
                 for (int i = 0; i < R; i++) acc[i] = fmaf(xs[i][kk], w, acc[i]);
             }
-        }
         __syncthreads();
     }
     if (h >= H) return;
@@ -428,19 +417,11 @@ rows_weights_kernel(WeightsBatch wb, int64_t B, float lr, float momentum, float 
         }
         __syncthreads();
         if (h < H)
-            for (int i0 = 0; i0 < WTILE && r0 + i0 < B; i0 += 8) {
-                if (!(live[i0] | live[i0 + 1] | live[i0 + 2] | live[i0 + 3] | live[i0 + 4] |
-                      live[i0 + 5] | live[i0 + 6] | live[i0 + 7]))
-                    continue; /* eight blank rows: nothing to add */
-                float d[8]; /* eight loads in flight, then their sums */
+            for (int i = 0; i < WTILE && r0 + i < B; i++) {
+                if (!live[i]) continue;
+                const float d = job.dout[(r0 + i) * H + h];
 #pragma unroll
-                for (int u = 0; u < 8; u++)
-                    d[u] = r0 + i0 + u < B ? job.dout[(r0 + i0 + u) * H + h] : 0.0f;
-#pragma unroll
-                for (int u = 0; u < 8; u++)
-#pragma unroll
-                    for (int kk = 0; kk < WROWS; kk++)
-                        acc[kk] = fmaf(xs[i0 + u][kk], d[u], acc[kk]);
+                for (int kk = 0; kk < WROWS; kk++) acc[kk] = fmaf(xs[i][kk], d, acc[kk]);
             }
         __syncthreads();
     }
