@@ -344,7 +344,8 @@ static void forward(mlp_model *m, LayerInput in, int64_t B, int layers, bool tra
     const mlp_layout *L = &m->L;
     for (int l = 0; l < layers; l++) {
         linear_forward(m->stream, m->acts[l], in, m->params + L->w_off[l], B, L->sizes[l],
-                       L->sizes[l + 1], l + 1 < L->n_layers, l == 0 && training ? m->xbatch : NULL);
+                       L->sizes[l + 1], l + 1 < L->n_layers, l == 0 && training ? m->xbatch : NULL,
+                       m->scratch);
         in = act_input(m->acts[l]);
     }
 }
@@ -384,7 +385,8 @@ static void train_step(mlp_model *m, const mlp_data *data, int64_t start, int64_
                                     m->douts[l], act_input(l == 0 ? m->xbatch : m->acts[l - 1]),
                                     L->sizes[l], L->sizes[l + 1]};
         if (n_jobs == MLP_MAX_FUSED_LAYERS || l == last) {
-            linear_backward_weights_sgd(m->stream, jobs, n_jobs, B, lr, momentum, weight_decay);
+            linear_backward_weights_sgd(m->stream, jobs, n_jobs, B, lr, momentum, weight_decay,
+                                        m->scratch);
             n_jobs = 0;
         }
     }

@@ -1,12 +1,13 @@
 /*
  * ops.cu - the lecture's operations as CUDA kernels; see ops.cuh.
  *
- * The forward product and the weight update run a few batch rows per block
- * over the inputs that are not zero (rows_forward_kernel, rows_weights_kernel);
- * the input gradient of deeper layers runs through a tiled matrix multiply
- * with split-K (gemm_block). Every output element is summed by one thread in
- * a fixed order, and split-K partial sums are added in slice order: no
- * floating-point atomics, so results are bit-identical from run to run.
+ * One tiled matrix multiply (gemm_block) serves every linear op: it reads its
+ * two operands through small loader objects (plain, transposed, gathered
+ * rows of the data set) and hands each finished sum to an epilogue object
+ * (ReLU, ReLU mask, SGD update; the bias is already in). Every output element
+ * is summed by one thread in a fixed order, and split-K partial sums are
+ * added in slice order: no floating-point atomics, so results are
+ * bit-identical from run to run.
  */
 #include <math.h>
 
@@ -23,11 +24,15 @@ __host__ __device__ inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 
 /* ---- operand loaders: A(m, k) and B(k, n) ------------------------------- */
 
 /* [in, 1] as (B, D+1): row m of the layer input, and the constant 1 that
- * multiplies the bias row of W_aug. Kernels look their rows up once (row),
- * then read elements (at). */
+ * multiplies the bias row of W_aug. gemm_block looks each block's rows up
+ * once (row), then reads elements (at). When stash is set, the blocks of the
+ * first tile column also write the gathered floats there, (B, D), so the
+ * weight update of the same step reads a plain matrix. */
 struct InputRows {
     LayerInput in;
     int64_t D;
+    float *stash;
+    static constexpr bool k_contig = true, rowwise = true;
     __device__ int64_t row(int64_t m) const {
         return in.act || !in.order ? (in.act ? m : in.start + m) : in.order[in.start + m];
     }
@@ -38,14 +43,30 @@ struct InputRows {
             return (float)((const uint8_t *)in.X)[r * D + k] * (1.0f / 255.0f);
         return ((const float *)in.X)[r * D + k];
     }
+    __device__ float operator()(int64_t m, int64_t k) const { return at(row(m), k); }
+};
+
+/* [in, 1]^T as (D+1, B) */
+struct InputRowsT {
+    InputRows rows;
+    static constexpr bool k_contig = false, rowwise = false;
+    __device__ float operator()(int64_t m, int64_t k) const { return rows(k, m); }
 };
 
 /* A (M, K) row-major with leading dimension ld */
 struct MatA {
     const float *p;
     int64_t ld;
-    static constexpr bool k_contig = true;
+    static constexpr bool k_contig = true, rowwise = false;
     __device__ float operator()(int64_t m, int64_t k) const { return p[m * ld + k]; }
+};
+
+/* B (K, N) row-major */
+struct MatB {
+    const float *p;
+    int64_t ld;
+    static constexpr bool n_contig = true;
+    __device__ float operator()(int64_t k, int64_t n) const { return p[k * ld + n]; }
 };
 
 /* B = P^T where P is (N, K) row-major: W^T for the input gradient */
@@ -60,6 +81,18 @@ struct MatBT {
  * Each takes a thread's run of up to TN adjacent columns, and reads what it
  * needs before it writes, so the loads are in flight together. */
 
+struct StoreForward { /* linear_forward (+ relu_forward) */
+    float *out;
+    int64_t N;
+    bool relu;
+    __device__ void operator()(int64_t m, int64_t n, const float (&v)[TN], int count) const {
+        float *o = out + m * N + n;
+#pragma unroll
+        for (int j = 0; j < TN; j++)
+            if (j < count) o[j] = relu ? (v[j] > 0.0f ? v[j] : 0.0f) : v[j];
+    }
+};
+
 struct StoreMasked { /* linear_backward's dinp (+ relu_backward) */
     float *out;
     const float *act;
@@ -72,6 +105,32 @@ struct StoreMasked { /* linear_backward's dinp (+ relu_backward) */
 #pragma unroll
         for (int j = 0; j < TN; j++)
             if (j < count) out[i + j] = a[j] > 0.0f ? v[j] : 0.0f;
+    }
+};
+
+struct SgdUpdate { /* linear_backward's dW, db (+ sgd_update) */
+    float *P, *V;
+    int64_t N;
+    float lr, momentum, weight_decay;
+    __device__ void operator()(int64_t m, int64_t n, const float (&grad)[TN], int count) const {
+        const int64_t i = m * N + n;
+        float p[TN], vel[TN];
+#pragma unroll
+        for (int j = 0; j < TN; j++) {
+            p[j] = j < count ? P[i + j] : 0.0f;
+            vel[j] = j < count && momentum != 0.0f ? V[i + j] : 0.0f;
+        }
+#pragma unroll
+        for (int j = 0; j < TN; j++) {
+            if (j >= count) continue;
+            float g = grad[j] + weight_decay * p[j];
+            if (momentum != 0.0f) {
+                vel[j] = momentum * vel[j] + g;
+                g = vel[j];
+                V[i + j] = vel[j];
+            }
+            P[i + j] = p[j] - lr * g;
+        }
     }
 };
 
@@ -119,8 +178,13 @@ __device__ void gemm_block(const Shape &sh, int64_t tile, int split, const LA &a
     __shared__ __align__(16) float As[2][BK][BM + 4];
     __shared__ __align__(16) float Bs[2][BK][BN + 4];
     __shared__ bool is_last;
+    __shared__ int64_t rows[BM]; /* where each of the block's A rows starts */
     const int tx = threadIdx.x % (BN / TN), ty = threadIdx.x / (BN / TN);
     const int64_t m0 = tile / sh.tiles_n * BM, n0 = tile % sh.tiles_n * BN;
+    if constexpr (LA::rowwise) {
+        for (int i = threadIdx.x; i < BM; i += THREADS) rows[i] = m0 + i < sh.M ? a.row(m0 + i) : 0;
+        __syncthreads();
+    }
     const int64_t kbeg = split * sh.k_per_split;
     const int64_t kend = kbeg + sh.k_per_split < sh.K ? kbeg + sh.k_per_split : sh.K;
     constexpr int LOADS_A = BM * BK / THREADS, LOADS_B = BK * BN / THREADS;
@@ -133,7 +197,13 @@ __device__ void gemm_block(const Shape &sh, int64_t tile, int split, const LA &a
             const int i = threadIdx.x + r * THREADS;
             const int m = LA::k_contig ? i / BK : i % BM, k = LA::k_contig ? i % BK : i / BM;
             const int64_t gm = m0 + m, gk = k0 + k;
-            ra[r] = (gm < sh.M && gk < kend) ? a(gm, gk) : 0.0f;
+            if constexpr (LA::rowwise) {
+                ra[r] = (gm < sh.M && gk < kend) ? a.at(rows[m], gk) : 0.0f;
+                if (a.stash && n0 == 0 && gm < sh.M && gk < kend && gk < a.D)
+                    a.stash[gm * a.D + gk] = ra[r];
+            } else {
+                ra[r] = (gm < sh.M && gk < kend) ? a(gm, gk) : 0.0f;
+            }
         }
 #pragma unroll
         for (int r = 0; r < LOADS_B; r++) {
@@ -312,132 +382,26 @@ __global__ void softmax_ce_forward_kernel(float *probs, const float *logits, con
     }
 }
 
-/* ---- linear_forward: a few rows per block, over their nonzero inputs --- */
-
-constexpr int RCOLS = 256; /* output columns per block: one per thread */
-constexpr int RTILE = 256; /* inputs per shared-memory tile: one per thread */
-
-/* Block (blockIdx.x, blockIdx.y): rows r0 .. r0 + R, columns h0 .. h0 + 256.
- * Each tile of 256 inputs is read once for the R rows into shared memory;
- * the inputs that are zero in all R rows (blank pixels, ReLU zeros) are
- * dropped, the rest listed in ascending order (warp ballots), and each
- * thread runs its column's sum over that list: one coalesced read of a row
- * of W serves R rows. When stash is set, the gathered rows also go there as
- * floats, (B, D), for the weight update of the same step. */
-template <int R>
-__global__ void __launch_bounds__(RCOLS)
-rows_forward_kernel(float *out, InputRows in, const float *W_aug, int64_t B, int64_t H, bool relu,
-                    float *stash) {
-    __shared__ float xs[R][RTILE];
-    __shared__ int16_t list[RTILE];
-    __shared__ int warp_count[RCOLS / 32];
-    __shared__ int64_t rows[R];
-    const int64_t D = in.D, r0 = (int64_t)blockIdx.x * R, h = (int64_t)blockIdx.y * RCOLS + threadIdx.x;
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    if (threadIdx.x < R) rows[threadIdx.x] = r0 + threadIdx.x < B ? in.row(r0 + threadIdx.x) : -1;
-    __syncthreads();
-    float acc[R];
-    const float bias = h < H ? W_aug[D * H + h] : 0.0f;
-#pragma unroll
-    for (int i = 0; i < R; i++) acc[i] = bias;
-    for (int64_t k0 = 0; k0 < D; k0 += RTILE) {
-        const int64_t k = k0 + threadIdx.x;
-        bool any = false;
-#pragma unroll
-        for (int i = 0; i < R; i++) {
-            const float v = rows[i] >= 0 && k < D ? in.at(rows[i], k) : 0.0f;
-            xs[i][threadIdx.x] = v;
-            any |= v != 0.0f;
-            if (stash && blockIdx.y == 0 && rows[i] >= 0 && k < D) stash[(r0 + i) * D + k] = v;
-        }
-        const unsigned mask = __ballot_sync(0xffffffffu, any);
-        if (lane == 0) warp_count[warp] = __popc(mask);
-        __syncthreads();
-        int before = 0, total = 0;
-        for (int w = 0; w < RCOLS / 32; w++) {
-            before += w < warp ? warp_count[w] : 0;
-            total += warp_count[w];
-        }
-        if (any) list[before + __popc(mask & ((1u << lane) - 1u))] = (int16_t)threadIdx.x;
-        __syncthreads();
-        if (h < H)
-            for (int t = 0; t < total; t++) {
-                const int kk = list[t];
-                const float w = W_aug[(k0 + kk) * H + h];
-#pragma unroll
-                for (int i = 0; i < R; i++) acc[i] = fmaf(xs[i][kk], w, acc[i]);
-            }
-        __syncthreads();
-    }
-    if (h >= H) return;
-#pragma unroll
-    for (int i = 0; i < R; i++)
-        if (r0 + i < B) out[(r0 + i) * H + h] = relu ? (acc[i] > 0.0f ? acc[i] : 0.0f) : acc[i];
-}
-
 /* ---- every layer's weight update in one launch ----------------------- */
-
-constexpr int WROWS = 8;  /* rows of W_aug per block */
-constexpr int WTILE = 32; /* batch rows per shared-memory tile */
 
 struct WeightsBatch {
     int count;
-    WeightsJob job[MLP_MAX_FUSED_LAYERS];
+    Shape shape[MLP_MAX_FUSED_LAYERS];
+    InputRowsT a[MLP_MAX_FUSED_LAYERS];
+    MatB b[MLP_MAX_FUSED_LAYERS];
+    SgdUpdate epi[MLP_MAX_FUSED_LAYERS];
     int64_t first_block[MLP_MAX_FUSED_LAYERS + 1];
+    int64_t partial_off[MLP_MAX_FUSED_LAYERS], counter_off[MLP_MAX_FUSED_LAYERS];
 };
 
-/* Block: rows k0 .. k0 + 8 of one layer's W_aug (the last one the bias),
- * columns h0 .. h0 + 256. Each thread sums, over the batch rows in order,
- * in[r, k] * dout[r, h] for its 8 weights (batch rows whose 8 inputs are all
- * zero are skipped by the whole block), then takes the SGD step on them:
- * g += wd * p; v = momentum * v + g; p -= lr * v. */
-__global__ void __launch_bounds__(RCOLS)
-rows_weights_kernel(WeightsBatch wb, int64_t B, float lr, float momentum, float weight_decay) {
-    __shared__ float xs[WTILE][WROWS];
-    __shared__ bool live[WTILE];
+__global__ void __launch_bounds__(THREADS)
+weights_kernel(WeightsBatch wb, float *partial, unsigned *counters) {
     int j = 0;
     while (j + 1 < wb.count && (int64_t)blockIdx.x >= wb.first_block[j + 1]) j++;
-    const WeightsJob &job = wb.job[j];
-    const int64_t D = job.D, H = job.H, kblocks = (D + 1 + WROWS - 1) / WROWS;
-    const int64_t local = blockIdx.x - wb.first_block[j];
-    const int64_t k0 = local % kblocks * WROWS, h = local / kblocks * RCOLS + threadIdx.x;
-    const InputRows in{job.in, D};
-    float acc[WROWS] = {};
-    for (int64_t r0 = 0; r0 < B; r0 += WTILE) {
-        if (threadIdx.x < WTILE * WROWS) {
-            const int i = threadIdx.x / WROWS, kk = threadIdx.x % WROWS;
-            const int64_t r = r0 + i, k = k0 + kk;
-            xs[i][kk] = r < B && k <= D ? in.at(in.row(r), k) : 0.0f;
-        }
-        __syncthreads();
-        if (threadIdx.x < WTILE) {
-            bool any = false;
-            for (int kk = 0; kk < WROWS; kk++) any |= xs[threadIdx.x][kk] != 0.0f;
-            live[threadIdx.x] = any;
-        }
-        __syncthreads();
-        if (h < H)
-            for (int i = 0; i < WTILE && r0 + i < B; i++) {
-                if (!live[i]) continue;
-                const float d = job.dout[(r0 + i) * H + h];
-#pragma unroll
-                for (int kk = 0; kk < WROWS; kk++) acc[kk] = fmaf(xs[i][kk], d, acc[kk]);
-            }
-        __syncthreads();
-    }
-    if (h >= H) return;
-#pragma unroll
-    for (int kk = 0; kk < WROWS; kk++) {
-        if (k0 + kk > D) break;
-        const int64_t at = (k0 + kk) * H + h;
-        const float p = job.W_aug[at];
-        float g = acc[kk] + weight_decay * p;
-        if (momentum != 0.0f) {
-            g = momentum * job.V[at] + g;
-            job.V[at] = g;
-        }
-        job.W_aug[at] = p - lr * g;
-    }
+    const int64_t block = blockIdx.x - wb.first_block[j];
+    const Shape &sh = wb.shape[j];
+    gemm_block(sh, block % sh.tiles, (int)(block / sh.tiles), wb.a[j], wb.b[j], wb.epi[j],
+               partial + wb.partial_off[j], counters + wb.counter_off[j]);
 }
 
 /* ---- the head: last layer, softmax cross-entropy, back to dh ---------- */
@@ -544,26 +508,22 @@ totals_kernel(const float *row_loss, const int32_t *row_hit, int64_t n, double *
 /* ---- launchers ------------------------------------------------------- */
 
 int64_t scratch_partial_floats(void) {
-    /* when splits > 1, splits * tiles < 2 * TARGET_BLOCKS */
-    return 2 * TARGET_BLOCKS * BM * BN;
+    /* when splits > 1, splits * tiles < 2 * TARGET_BLOCKS, so one product
+     * always fits; two, for the fused weight update (layers that do not fit
+     * are not split) */
+    return 2 * 2 * TARGET_BLOCKS * BM * BN;
 }
 
-int64_t scratch_counters(void) { return TARGET_BLOCKS; /* tiles < TARGET_BLOCKS when split */ }
+int64_t scratch_counters(void) { return (int64_t)MLP_MAX_FUSED_LAYERS * TARGET_BLOCKS; }
 
 bool head_fits(int64_t H, int64_t C) {
     return C <= MLP_HEAD_MAX_CLASSES && head_smem_floats(H, C) * (int64_t)sizeof(float) <= 48 * 1024;
 }
 
 void linear_forward(cudaStream_t s, float *out, LayerInput in, const float *W_aug, int64_t B,
-                    int64_t D, int64_t H, bool relu, float *stash) {
-    const InputRows rows{in, D};
-    const unsigned col_blocks = (unsigned)cdiv(H, RCOLS);
-    if (B <= 256) /* small batches: more, smaller blocks */
-        rows_forward_kernel<4><<<dim3((unsigned)cdiv(B, 4), col_blocks), RCOLS, 0, s>>>(
-            out, rows, W_aug, B, H, relu, stash);
-    else
-        rows_forward_kernel<8><<<dim3((unsigned)cdiv(B, 8), col_blocks), RCOLS, 0, s>>>(
-            out, rows, W_aug, B, H, relu, stash);
+                    int64_t D, int64_t H, bool relu, float *stash, Scratch scratch) {
+    gemm(s, B, H, D + 1, InputRows{in, D, stash}, MatB{W_aug, H}, StoreForward{out, H, relu},
+         scratch);
 }
 
 void linear_backward_input(cudaStream_t s, float *dinp, const float *dout, const float *W,
@@ -573,17 +533,29 @@ void linear_backward_input(cudaStream_t s, float *dinp, const float *dout, const
 }
 
 void linear_backward_weights_sgd(cudaStream_t s, const WeightsJob *jobs, int n_jobs, int64_t B,
-                                 float lr, float momentum, float weight_decay) {
+                                 float lr, float momentum, float weight_decay, Scratch scratch) {
     WeightsBatch wb;
     wb.count = n_jobs;
-    int64_t blocks = 0;
+    int64_t blocks = 0, partial = 0, counters = 0;
     for (int j = 0; j < n_jobs; j++) {
-        wb.job[j] = jobs[j];
+        const WeightsJob &job = jobs[j];
+        Shape sh = make_shape(job.D + 1, job.H, B, true);
+        if (partial + partial_floats(sh) > scratch.partial_floats ||
+            counters + sh.tiles > scratch.n_counters)
+            sh = make_shape(job.D + 1, job.H, B, false);
+        wb.shape[j] = sh;
+        wb.a[j] = InputRowsT{InputRows{job.in, job.D, NULL}};
+        wb.b[j] = MatB{job.dout, job.H};
+        wb.epi[j] = SgdUpdate{job.W_aug, job.V, job.H, lr, momentum, weight_decay};
         wb.first_block[j] = blocks;
-        blocks += cdiv(jobs[j].D + 1, WROWS) * cdiv(jobs[j].H, RCOLS);
+        wb.partial_off[j] = partial;
+        wb.counter_off[j] = counters;
+        blocks += sh.tiles * sh.splits;
+        partial += partial_floats(sh);
+        if (sh.splits > 1) counters += sh.tiles;
     }
     wb.first_block[n_jobs] = blocks;
-    rows_weights_kernel<<<(unsigned)blocks, RCOLS, 0, s>>>(wb, B, lr, momentum, weight_decay);
+    weights_kernel<<<(unsigned)blocks, THREADS, 0, s>>>(wb, scratch.partial, scratch.counters);
 }
 
 void head_forward_backward(cudaStream_t s, float *logits, float *dlogits, float *dh,

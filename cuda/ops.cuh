@@ -37,9 +37,8 @@ struct LayerInput {
     int64_t start;
 };
 
-/* Device scratch owned by the model, for linear_backward_input: split-K
- * partial sums, and the counters that let the last block of each tile add
- * them up (zero between uses). */
+/* Device scratch owned by the model: split-K partial sums, and the counters
+ * that let the last block of each tile add them up (zero between uses). */
 struct Scratch {
     float *partial;
     int64_t partial_floats;
@@ -58,12 +57,11 @@ int64_t scratch_counters(void);
 #define MLP_HEAD_MAX_CLASSES 64
 bool head_fits(int64_t H, int64_t C);
 
-/* (B,D) @ (D,H) + (H) -> (B,H), then max(0, .) when relu; a few rows per
- * block, each sum over the inputs that are not zero in all of them. When
- * stash is given, the input rows, as floats, also go there, (B,D): the
- * gathered batch that the weight update of the same step reads. */
+/* (B,D) @ (D,H) + (H) -> (B,H), then max(0, .) when relu. When stash is
+ * given, the input rows, as floats, also go there, (B,D): the gathered batch
+ * that the weight update of the same step reads. */
 void linear_forward(cudaStream_t s, float *out, LayerInput in, const float *W_aug, int64_t B,
-                    int64_t D, int64_t H, bool relu, float *stash);
+                    int64_t D, int64_t H, bool relu, float *stash, Scratch scratch);
 
 /* The last layer and the loss, forward and backward, one warp per row:
  * logits (B,C) = h (B,H) @ W (H,C) + b; dlogits (B,C) = (softmax - onehot)/B;
@@ -101,10 +99,9 @@ struct WeightsJob {
 };
 
 /* For every job at once: dW_aug (D+1,H) = [in, 1]^T @ dout, then SGD:
- * g += wd * p; v = momentum * v + g; p -= lr * v. Each weight's sum runs
- * over the batch rows in order, skipping rows whose inputs are zero. */
+ * g += wd * p; v = momentum * v + g; p -= lr * v */
 void linear_backward_weights_sgd(cudaStream_t s, const WeightsJob *jobs, int n_jobs, int64_t B,
-                                 float lr, float momentum, float weight_decay);
+                                 float lr, float momentum, float weight_decay, Scratch scratch);
 
 /* batch_loss[b] = mean of row_loss over batch b; totals over all n rows:
  * *loss_sum, *hits (device pointers). Fixed summation order. */
