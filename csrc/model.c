@@ -118,6 +118,13 @@ static mlp_status reserve_rows(mlp_model *m, int64_t rows) {
     return MLP_OK;
 }
 
+/* The fast paths' nonzero lists index a layer's inputs with int32. */
+static int too_wide_for_fast_paths(const mlp_layout *L) {
+    for (int l = 0; l < L->n_layers; l++)
+        if (L->sizes[l] > INT32_MAX) return 1;
+    return 0;
+}
+
 mlp_status mlp_create(mlp_model **model, int n_sizes, const int64_t *sizes) {
     mlp_clear_error();
     if (!model) return mlp_fail(MLP_ERR_INVALID, "model is NULL");
@@ -137,10 +144,10 @@ mlp_status mlp_create(mlp_model **model, int n_sizes, const int64_t *sizes) {
     for (int l = 0; l < m->L.n_layers; l++) {
         if (m->L.sizes[l + 1] < FAST_NARROW && m->L.sizes[l] * m->L.sizes[l + 1] > narrow)
             narrow = m->L.sizes[l] * m->L.sizes[l + 1];
-        if (m->L.sizes[l] > INT32_MAX) m->plain = 1; /* the nonzero lists index with int32 */
     }
     m->T = malloc(sizeof(float) * (size_t)narrow);
     m->kernels = mlp_pick_kernels();
+    m->plain = too_wide_for_fast_paths(&m->L);
     if (!m->params || !m->grads || !m->velocity || !m->T) {
         mlp_free(m);
         return mlp_fail(MLP_ERR_NOMEM, "out of host memory for %lld parameters",
@@ -170,9 +177,7 @@ const char *mlp_kernel_set(const mlp_model *m) {
 mlp_status mlp_use_plain_ops(mlp_model *m, int on) {
     mlp_clear_error();
     if (!m) return mlp_fail(MLP_ERR_INVALID, "model is NULL");
-    int too_wide = 0;
-    for (int l = 0; l < m->L.n_layers; l++) too_wide |= m->L.sizes[l] > INT32_MAX;
-    m->plain = on || too_wide;
+    m->plain = on || too_wide_for_fast_paths(&m->L);
     return MLP_OK;
 }
 
@@ -271,15 +276,17 @@ static void backward_and_step(mlp_model *m, const int32_t *y, int64_t B, float l
             if (l > 0) relu_backward(dinp, m->acts[l - 1], dinp, B * in);
         } else {
             /* the input gradient first: it needs W before the update */
-            if (l > 0) linear_backward_input_fast(m->kernels, dinp, dout, W, m->acts[l - 1], B, in, out, m->T);
+            if (l > 0)
+                linear_backward_input_fast(m->kernels, dinp, dout, W, m->acts[l - 1], B, in, out,
+                                           m->T);
             const float *dense = l == 0 ? NULL : m->acts[l - 1];
             if (fused) {
-                linear_backward_weights_fast(m->kernels, W, b, &m->nz[l], dense, dout, out, -lr, m->T,
-                                             &m->cols);
+                linear_backward_weights_fast(m->kernels, W, b, &m->nz[l], dense, dout, out, -lr,
+                                             m->T, &m->cols);
             } else {
                 memset(gW, 0, sizeof(float) * (size_t)((in + 1) * out)); /* W and b */
-                linear_backward_weights_fast(m->kernels, gW, gb, &m->nz[l], dense, dout, out, 1.0f, m->T,
-                                             &m->cols);
+                linear_backward_weights_fast(m->kernels, gW, gb, &m->nz[l], dense, dout, out, 1.0f,
+                                             m->T, &m->cols);
             }
         }
         float *t = dout;
@@ -290,8 +297,9 @@ static void backward_and_step(mlp_model *m, const int32_t *y, int64_t B, float l
 }
 
 mlp_status mlp_train_epoch(mlp_model *m, const mlp_data *data, const int64_t *order,
-                           int64_t n_order, int64_t batch_size, float lr, float momentum, float weight_decay,
-                           float *batch_losses, double *mean_loss, double *accuracy) {
+                           int64_t n_order, int64_t batch_size, float lr, float momentum,
+                           float weight_decay, float *batch_losses, double *mean_loss,
+                           double *accuracy) {
     mlp_clear_error();
     if (!m || !data) return mlp_fail(MLP_ERR_INVALID, "NULL argument");
     mlp_status st = mlp_check_train_args(&m->L, data->n, data->d, order, n_order, batch_size,
