@@ -6,6 +6,7 @@ core, or the numpy reference, from one plain Python API.
     >>> model.predict(X)                 # doctest: +SKIP
 """
 
+from . import datasets
 from ._backends import DEVICES, cuda_unavailable_reason
 from .model import Model, load
 from .training import train
@@ -21,4 +22,4 @@ def available_devices():
     return devices
 
 
-__all__ = ["DEVICES", "Model", "available_devices", "load", "train", "__version__"]
+__all__ = ["DEVICES", "Model", "available_devices", "datasets", "load", "train", "__version__"]
