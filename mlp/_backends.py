@@ -5,6 +5,7 @@ get_params)."""
 from __future__ import annotations
 
 import importlib
+import threading
 
 import numpy as np
 
@@ -64,25 +65,34 @@ class CoreBackend:
 
 
 class CoreNetwork:
+    """One network in a core. The core releases the GIL and keeps a workspace
+    per network, so calls on the same network from several threads take
+    turns (a lock); different networks run in parallel."""
+
     def __init__(self, module, sizes, params):
         self.module = module
         self.model = module.Model(sizes)
         self.model.set_params(np.ascontiguousarray(params, dtype=np.float32))
+        self.lock = threading.Lock()
 
     def bind(self, X, y=None):
         return self.module.Data(X, y)
 
     def train_epoch(self, data, order, batch_size, lr, momentum, weight_decay):
-        return self.model.train_epoch(data, order, batch_size, lr, momentum, weight_decay)
+        with self.lock:
+            return self.model.train_epoch(data, order, batch_size, lr, momentum, weight_decay)
 
     def predict(self, data, logits=False):
-        return self.model.predict(data, logits)
+        with self.lock:
+            return self.model.predict(data, logits)
 
     def evaluate(self, data):
-        return self.model.evaluate(data)
+        with self.lock:
+            return self.model.evaluate(data)
 
     def get_params(self):
-        return self.model.get_params()
+        with self.lock:
+            return self.model.get_params()
 
 
 class NumpyBackend:

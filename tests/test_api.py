@@ -226,3 +226,22 @@ def test_progress_reports_do_not_change_training(device):
     assert a.history["accuracy"] == b.history["accuracy"]
     assert calls[-1] == (2, 500, 500) and len(calls) > 10
     assert all(0 < done <= total for _, done, total in calls)
+
+
+def test_one_model_used_from_several_threads():
+    """Calls into the core on one model take turns: each thread gets the
+    same answer as a lone call."""
+    X, y = make_problem(np.random.default_rng(13), 3000, 50, 4)
+    m = mlp.train(X, y, hidden=64, epochs=1, device="cpu")
+    want = m.predict_proba(X)
+    results = [None] * 8
+
+    def work(i):
+        results[i] = m.predict_proba(X)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(np.array_equal(r, want) for r in results)
