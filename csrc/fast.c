@@ -61,6 +61,12 @@ void nz_from_dense(nz_rows *nz, const float *act, int64_t B, int64_t D) {
 
 /* ---- helpers ------------------------------------------------------------ */
 
+double nz_density(const nz_rows *nz) {
+    int64_t n = 0;
+    for (int64_t r = 0; r < nz->B; r++) n += nz->nnz[r];
+    return nz->B * nz->D > 0 ? (double)n / (double)(nz->B * nz->D) : 0.0;
+}
+
 const mlp_kernels *mlp_pick_kernels(void) {
     const char *want = getenv("MLP_KERNELS");
     if (want && strcmp(want, "base") == 0) return &mlp_kernels_base;
@@ -91,6 +97,17 @@ void linear_forward_fast(const mlp_kernels *K, float *out, const nz_rows *inp,
                 const float v = b[j] + K->dot(dense_inp + r * D, WT + j * D, D);
                 out[r * H + j] = relu && !(v > 0.0f) ? 0.0f : v;
             }
+        return;
+    }
+    if (dense_inp && nz_density(inp) > FAST_DENSE) { /* most inputs nonzero: dense blocks */
+        const int64_t dchunks = (H + 15) / 16;
+#pragma omp parallel for schedule(static) if (B * H > PAR_MIN)
+        for (int64_t c = 0; c < dchunks; c++) {
+            const int64_t j0 = c * 16, w = H - j0 < 16 ? H - j0 : 16;
+            for (int64_t r0 = 0; r0 < B; r0 += 4)
+                K->forward_dense(out + r0 * H + j0, H, dense_inp + r0 * D, D,
+                                 B - r0 < 4 ? (int)(B - r0) : 4, W, b, H, j0, w, D, relu);
+        }
         return;
     }
     /* chunk-major, then blocks of FAST_KBLOCK inputs: a block's weights

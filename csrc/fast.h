@@ -30,6 +30,11 @@
 #define FAST_KBLOCK 32
 #define FAST_BLOCKS(D) (((D) + FAST_KBLOCK - 1) / FAST_KBLOCK)
 
+/* Above this share of nonzero inputs, linear_forward_fast runs dense
+ * register blocks (four rows share each load of W) when the rows are also
+ * at hand as a dense matrix. */
+#define FAST_DENSE 0.5
+
 /* Rows per block of a large batch. */
 #define FAST_RBLOCK 64
 
@@ -57,9 +62,12 @@ void nz_gather(nz_rows *nz, const void *X, mlp_dtype dtype, int64_t d, const int
 /* the nonzero entries of act (B,D) */
 void nz_from_dense(nz_rows *nz, const float *act, int64_t B, int64_t D);
 
+/* the share of nonzero entries */
+double nz_density(const nz_rows *nz);
+
 /* linear_forward (+ relu_forward): (B,D) @ (D,H) + (H) -> (B,H). When the
- * input rows are also at hand as a dense matrix (B,D), narrow layers use it.
- * WT: scratch of D*H floats. */
+ * input rows are also at hand as a dense matrix (B,D), narrow layers and
+ * mostly-nonzero inputs use it. WT: scratch of D*H floats. */
 void linear_forward_fast(const mlp_kernels *K, float *out, const nz_rows *inp,
                          const float *dense_inp, const float *W, const float *b, int64_t H,
                          int relu, float *WT);

@@ -143,6 +143,46 @@ static void weights_chunk(float *g, const int32_t *rows, const float *vals, int6
 }
 
 
+/* Rows x[0 .. n) (n <= 4, dense, ldx apart), columns [j0, j0 + w) (w <= 16):
+ * o = b + x @ W, ReLU when relu. Four rows share each load of W. */
+static void forward_dense(float *o, int64_t ldo, const float *x, int64_t ldx, int n,
+                          const float *W, const float *b, int64_t H, int64_t j0, int64_t w,
+                          int64_t D, int relu) {
+    if (w == 16 && n == 4) {
+        const v8 b0 = LOAD(b + j0), b1 = LOAD(b + j0 + 8);
+        v8 a00 = b0, a01 = b1, a10 = b0, a11 = b1, a20 = b0, a21 = b1, a30 = b0, a31 = b1;
+        for (int64_t k = 0; k < D; k++) {
+            const float *wr = W + k * H + j0;
+            const v8 w0 = LOAD(wr), w1 = LOAD(wr + 8);
+            const v8 s0 = SPLAT(x[k]), s1 = SPLAT(x[ldx + k]), s2 = SPLAT(x[2 * ldx + k]),
+                     s3 = SPLAT(x[3 * ldx + k]);
+            a00 += s0 * w0, a01 += s0 * w1;
+            a10 += s1 * w0, a11 += s1 * w1;
+            a20 += s2 * w0, a21 += s2 * w1;
+            a30 += s3 * w0, a31 += s3 * w1;
+        }
+        if (relu) {
+            a00 = RELU(a00), a01 = RELU(a01), a10 = RELU(a10), a11 = RELU(a11);
+            a20 = RELU(a20), a21 = RELU(a21), a30 = RELU(a30), a31 = RELU(a31);
+        }
+        STORE(o, a00), STORE(o + 8, a01);
+        STORE(o + ldo, a10), STORE(o + ldo + 8, a11);
+        STORE(o + 2 * ldo, a20), STORE(o + 2 * ldo + 8, a21);
+        STORE(o + 3 * ldo, a30), STORE(o + 3 * ldo + 8, a31);
+        return;
+    }
+    for (int i = 0; i < n; i++) { /* the edges: fewer rows or columns */
+        float acc[16];
+        memcpy(acc, b + j0, sizeof(float) * (size_t)w);
+        for (int64_t k = 0; k < D; k++) {
+            const float s = x[i * ldx + k], *wr = W + k * H + j0;
+            for (int64_t j = 0; j < w; j++) acc[j] += s * wr[j];
+        }
+        for (int64_t j = 0; j < w; j++)
+            o[i * ldo + j] = relu && !(acc[j] > 0.0f) ? 0.0f : acc[j];
+    }
+}
+
 const mlp_kernels TABLE(MLP_KERNEL_SET) = {
-    NAME(MLP_KERNEL_SET), dot, axpy, relu_mask, forward_chunk, weights_chunk,
+    NAME(MLP_KERNEL_SET), dot, axpy, relu_mask, forward_chunk, weights_chunk, forward_dense,
 };

@@ -25,6 +25,11 @@ typedef struct mlp_kernels {
      * the entries (r, v) of input column k */
     void (*weights_chunk)(float *g, const int32_t *rows, const float *vals, int64_t n,
                           const float *dout, int64_t H, int64_t j0, int64_t w, float scale);
+    /* dense rows x[0 .. n) (n <= 4, ldx apart), columns [j0, j0 + w) (w <=
+     * 16): o (ldo apart) = b + x @ W, ReLU when relu */
+    void (*forward_dense)(float *o, int64_t ldo, const float *x, int64_t ldx, int n,
+                          const float *W, const float *b, int64_t H, int64_t j0, int64_t w,
+                          int64_t D, int relu);
 } mlp_kernels;
 
 extern const mlp_kernels mlp_kernels_base;

@@ -241,9 +241,19 @@ static double forward(mlp_model *m, const mlp_data *data, const int64_t *idx, in
         }
     } else {
         nz_gather(&m->nz[0], data->X, data->dtype, data->d, idx, start, B);
+        /* dense data (not pixels): the rows as floats too, for the dense paths */
+        const float *x = NULL;
+        if (nz_density(&m->nz[0]) > FAST_DENSE || L->sizes[1] < FAST_NARROW) {
+            if (!idx) {
+                for (int64_t i = 0; i < B; i++) m->rowbuf[i] = start + i;
+                idx = m->rowbuf;
+            }
+            gather_batch(m->x, data->X, data->dtype, data->d, idx, B);
+            x = m->x;
+        }
         for (int l = 0; l <= last; l++) {
             const int64_t out = L->sizes[l + 1];
-            linear_forward_fast(m->kernels, m->acts[l], &m->nz[l], l == 0 ? NULL : m->acts[l - 1],
+            linear_forward_fast(m->kernels, m->acts[l], &m->nz[l], l == 0 ? x : m->acts[l - 1],
                                 m->params + L->w_off[l], m->params + L->b_off[l], out, l < last,
                                 m->T);
             /* the next layer reads nonzero lists unless it is narrow */

@@ -88,9 +88,10 @@ X = rng.integers(0, 256, size=(600, 200), dtype=np.uint8); X[X < 150] = 0
 y = rng.integers(0, 10, 600).astype(np.int32)
 sizes = (200, 300, 70, 10)
 params, orders = initial_state(sizes, 600, 2)
-for momentum in (0.0, 0.9):
+dense = rng.standard_normal((600, 200)).astype(np.float32)  # the dense paths
+for inputs, momentum in ((X, 0.0), (X, 0.9), (dense, 0.0)):
     net = get_backend("cpu").network(sizes, params)
-    data = net.bind(X, y)
+    data = net.bind(inputs, y)
     for o in orders:
         net.train_epoch(data, o, 64, 0.05, momentum, 0.0)
     print(hashlib.sha256(net.get_params().tobytes()).hexdigest())
