@@ -11,12 +11,8 @@
 #define CHUNK 64 /* output columns per register block (kernels.c) */
 #define NARROW FAST_NARROW
 
-/* Parallel loops only where the work pays for waking the other threads and
- * for the barrier at the end (which can cost far more than its microsecond
- * when another program's threads share the cores): about a million
- * multiply-adds, or 32768 elements to compact. */
-#define PAR_WORK (1 << 20)
-#define PAR_ELEMENTS 32768
+/* parallel loops only where there is enough work to pay for the threads */
+#define PAR_MIN 4096
 
 /* ---- nonzero lists ------------------------------------------------------ */
 
@@ -25,7 +21,7 @@ void nz_gather(nz_rows *nz, const void *X, mlp_dtype dtype, int64_t d, const int
     nz->B = B;
     nz->D = d;
     const int64_t blocks = FAST_BLOCKS(d);
-#pragma omp parallel for schedule(static) if (B * d > PAR_ELEMENTS)
+#pragma omp parallel for schedule(static) if (B * d > PAR_MIN)
     for (int64_t r = 0; r < B; r++) {
         const int64_t row = idx ? idx[r] : start + r;
         int32_t *ix = nz->idx + r * d, *blk = nz->blk + r * (blocks + 1);
@@ -65,14 +61,10 @@ void nz_from_dense(nz_rows *nz, const float *act, int64_t B, int64_t D) {
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static int64_t nz_count(const nz_rows *nz) {
+double nz_density(const nz_rows *nz) {
     int64_t n = 0;
     for (int64_t r = 0; r < nz->B; r++) n += nz->nnz[r];
-    return n;
-}
-
-double nz_density(const nz_rows *nz) {
-    return nz->B * nz->D > 0 ? (double)nz_count(nz) / (double)(nz->B * nz->D) : 0.0;
+    return nz->B * nz->D > 0 ? (double)n / (double)(nz->B * nz->D) : 0.0;
 }
 
 const mlp_kernels *mlp_pick_kernels(void) {
@@ -99,7 +91,7 @@ void linear_forward_fast(const mlp_kernels *K, float *out, const nz_rows *inp,
     const int64_t B = inp->B, D = inp->D, chunks = (H + CHUNK - 1) / CHUNK;
     if (H < NARROW && dense_inp) { /* a few outputs: dot products with the columns of W */
         transpose(WT, W, D, H);
-#pragma omp parallel for schedule(static) if (B * D * H > PAR_WORK)
+#pragma omp parallel for schedule(static) if (B * D * H > PAR_MIN)
         for (int64_t r = 0; r < B; r++)
             for (int64_t j = 0; j < H; j++) {
                 const float v = b[j] + K->dot(dense_inp + r * D, WT + j * D, D);
@@ -109,7 +101,7 @@ void linear_forward_fast(const mlp_kernels *K, float *out, const nz_rows *inp,
     }
     if (dense_inp && nz_density(inp) > FAST_DENSE) { /* most inputs nonzero: dense blocks */
         const int64_t dchunks = (H + 15) / 16;
-#pragma omp parallel for schedule(static) if (B * D * H > PAR_WORK)
+#pragma omp parallel for schedule(static) if (B * H > PAR_MIN)
         for (int64_t c = 0; c < dchunks; c++) {
             const int64_t j0 = c * 16, w = H - j0 < 16 ? H - j0 : 16;
             for (int64_t r0 = 0; r0 < B; r0 += 4)
@@ -121,8 +113,8 @@ void linear_forward_fast(const mlp_kernels *K, float *out, const nz_rows *inp,
     /* chunk-major, then blocks of FAST_KBLOCK inputs: a block's weights
      * (8 KB) stay in the L1 cache while every row uses them; the sum for each
      * output still runs over the entries in order, bias first */
-    const int64_t blocks = FAST_BLOCKS(D), work = nz_count(inp) * H;
-#pragma omp parallel for schedule(static) if (work > PAR_WORK)
+    const int64_t blocks = FAST_BLOCKS(D);
+#pragma omp parallel for schedule(static) if (B * H > PAR_MIN)
     for (int64_t c = 0; c < chunks; c++) {
         const int64_t j0 = c * CHUNK, w = H - j0 < CHUNK ? H - j0 : CHUNK;
         for (int64_t r0 = 0; r0 < B; r0 += FAST_RBLOCK) /* rows' lists stay in cache */
@@ -142,7 +134,7 @@ void linear_backward_input_fast(const mlp_kernels *K, float *dinp, const float *
                                 int64_t H, float *WT) {
     if (H < NARROW) { /* dinp row = sum over the few outputs of dout * W^T row */
         transpose(WT, W, D, H);
-#pragma omp parallel for schedule(static) if (B * D * H > PAR_WORK)
+#pragma omp parallel for schedule(static) if (B * D * H > PAR_MIN)
         for (int64_t r = 0; r < B; r++) {
             float *g = dinp + r * D;
             memset(g, 0, sizeof(float) * (size_t)D);
@@ -151,7 +143,7 @@ void linear_backward_input_fast(const mlp_kernels *K, float *dinp, const float *
         }
         return;
     }
-#pragma omp parallel for schedule(static) if (B * D * H > PAR_WORK)
+#pragma omp parallel for schedule(static) if (B * D * H > PAR_MIN)
     for (int64_t r = 0; r < B; r++)
         for (int64_t k = 0; k < D; k++)
             dinp[r * D + k] =
@@ -184,7 +176,7 @@ void linear_backward_weights_fast(const mlp_kernels *K, float *GW, float *Gb,
                                   int64_t H, float scale, float *GT, nz_cols *cols) {
     const int64_t B = inp->B, D = inp->D;
     if (H < NARROW && dense_inp) { /* GT (H,D) = dout^T @ inp, row by row */
-#pragma omp parallel for schedule(static) if (B * D * H > PAR_WORK)
+#pragma omp parallel for schedule(static) if (B * D * H > PAR_MIN)
         for (int64_t j = 0; j < H; j++) {
             float *gt = GT + j * D, s = 0.0f;
             memset(gt, 0, sizeof(float) * (size_t)D);
@@ -197,16 +189,20 @@ void linear_backward_weights_fast(const mlp_kernels *K, float *GW, float *Gb,
         }
         return;
     }
-    const int64_t chunks = (H + CHUNK - 1) / CHUNK, work = nz_count(inp) * H;
-    for (int64_t j = 0; j < H; j++) {
-        float s = 0.0f;
-        for (int64_t r = 0; r < B; r++) s += dout[r * H + j];
-        Gb[j] += scale * s;
+    const int64_t chunks = (H + CHUNK - 1) / CHUNK;
+#pragma omp parallel for schedule(static) if (B * H > PAR_MIN)
+    for (int64_t c = 0; c < chunks; c++) {
+        const int64_t j0 = c * CHUNK, w = H - j0 < CHUNK ? H - j0 : CHUNK;
+        for (int64_t j = 0; j < w; j++) {
+            float s = 0.0f;
+            for (int64_t r = 0; r < B; r++) s += dout[r * H + j0 + j];
+            Gb[j0 + j] += scale * s;
+        }
     }
     /* blocks of FAST_RBLOCK rows, so that their dout columns stay in cache */
     for (int64_t r0 = 0; r0 < B; r0 += FAST_RBLOCK) {
         to_columns(cols, inp, r0, r0 + FAST_RBLOCK < B ? r0 + FAST_RBLOCK : B);
-#pragma omp parallel for schedule(static) if (work > PAR_WORK)
+#pragma omp parallel for schedule(static) if (B * H > PAR_MIN)
         for (int64_t c = 0; c < chunks; c++) {
             const int64_t j0 = c * CHUNK, w = H - j0 < CHUNK ? H - j0 : CHUNK;
             for (int64_t k = 0; k < D; k++) {
