@@ -71,6 +71,7 @@ class CoreNetwork:
 
     def __init__(self, module, sizes, params):
         self.module = module
+        self.device = module.BACKEND
         self.model = module.Model(sizes)
         self.model.set_params(np.ascontiguousarray(params, dtype=np.float32))
         self.lock = threading.Lock()
@@ -105,6 +106,8 @@ class NumpyBackend:
 
 
 class NumpyNetwork:
+    device = "numpy"
+
     def __init__(self, sizes, params):
         self.ref = reference.Reference(sizes, params, dtype=np.float32)
 

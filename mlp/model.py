@@ -35,7 +35,7 @@ class Model:
         self.history = history if history is not None else {}
         self._backend = get_backend(device) if _network is None else None
         self._net = _network
-        self.device = self._backend.name if _network is None else _network_device(_network)
+        self.device = self._backend.name if _network is None else _network.device
 
     def __repr__(self):
         widths = "-".join(map(str, self.sizes))
@@ -109,11 +109,6 @@ class Model:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
-
-
-def _network_device(net):
-    module = getattr(net, "module", None)
-    return module.BACKEND if module is not None else "numpy"
 
 
 def load(path, device="auto"):
