@@ -18,10 +18,10 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from conftest import mnist_root  # noqa: E402
+from lean_numpy import LeanNumpy  # noqa: E402
 
 from mlp import datasets  # noqa: E402
 from mlp._backends import get_backend  # noqa: E402
-from mlp.reference import layer_views  # noqa: E402
 from mlp.training import initial_state  # noqa: E402
 
 SIZES, LR = (784, 256, 10), 0.1
@@ -39,25 +39,7 @@ def main():
         params, orders = initial_state(SIZES, len(X), args.rounds + 1, seed=0)
         net = get_backend("cpu").network(SIZES, params)
         data = net.bind(X, y.astype(np.int32))
-        W1, b1, W2, b2 = (a.copy() for pair in zip(*layer_views(params, SIZES)) for a in pair)
-        lr, scale = np.float32(LR), np.float32(1 / 255)
-
-        def numpy_epoch(order):
-            nonlocal W1, b1, W2, b2
-            for s in range(0, len(order), batch):
-                idx = order[s:s + batch]
-                x, t = X[idx].astype(np.float32) * scale, y[idx]
-                h = np.maximum(x @ W1 + b1, 0)
-                z = h @ W2 + b2
-                p = np.exp(z - z.max(axis=1, keepdims=True))
-                p /= p.sum(axis=1, keepdims=True)
-                p[np.arange(len(t)), t] -= 1
-                p /= len(t)
-                dh = (p @ W2.T) * (h > 0)
-                W2 -= lr * (h.T @ p)
-                b2 -= lr * p.sum(axis=0)
-                W1 -= lr * (x.T @ dh)
-                b1 -= lr * dh.sum(axis=0)
+        peer = LeanNumpy(params, SIZES, LR)
 
         ours, theirs = [], []
         for i, order in enumerate(orders):
@@ -66,7 +48,7 @@ def main():
             ours.append(time.perf_counter() - t0)
             time.sleep(PAUSE)
             t0 = time.perf_counter()
-            numpy_epoch(order)
+            peer.epoch(X, y, order, batch)
             theirs.append(time.perf_counter() - t0)
             time.sleep(PAUSE)
         ours, theirs = ours[1:], theirs[1:]  # the first pair warms up

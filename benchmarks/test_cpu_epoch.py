@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 import pytest
 
+from lean_numpy import LeanNumpy
 from mlp._backends import get_backend
 from mlp.reference import layer_views
 from mlp.training import initial_state
@@ -61,36 +62,13 @@ def test_epoch_numpy_lean(benchmark, mnist, batch):
     forward and backward in a few lines of float32 numpy."""
     X, y, Xt, yt = mnist
     params, orders = initial_state(SIZES, len(X), ROUNDS + 1, seed=0)
-    W1, b1, W2, b2 = (a.copy() for pair in zip(*layer_views(params, SIZES)) for a in pair)
-    lr, scale = np.float32(LR), np.float32(1 / 255)
-
-    def epoch(order):
-        nonlocal W1, b1, W2, b2
-        for s in range(0, len(order), batch):
-            idx = order[s:s + batch]
-            x, t = X[idx].astype(np.float32) * scale, y[idx]
-            h = np.maximum(x @ W1 + b1, 0)
-            z = h @ W2 + b2
-            p = np.exp(z - z.max(axis=1, keepdims=True))
-            p /= p.sum(axis=1, keepdims=True)
-            p[np.arange(len(t)), t] -= 1
-            p /= len(t)
-            dh = (p @ W2.T) * (h > 0)
-            W2 -= lr * (h.T @ p)
-            b2 -= lr * p.sum(axis=0)
-            W1 -= lr * (x.T @ dh)
-            b1 -= lr * dh.sum(axis=0)
-
-    epoch(orders[0])
+    peer = LeanNumpy(params, SIZES, LR)
+    peer.epoch(X, y, orders[0], batch)
     benchmark.group = f"epoch, batch {batch}"
     benchmark.name = "numpy peer, lean"
-
-    def predict(A):
-        return np.maximum(A.astype(np.float32) * scale @ W1 + b1, 0) @ W2 + b2
-
-    benchmark.extra_info["acc_1_epoch"] = accuracy(predict, Xt, yt)
+    benchmark.extra_info["acc_1_epoch"] = accuracy(peer.logits, Xt, yt)
     rest = iter(orders[1:])
-    run_rounds(benchmark, lambda: epoch(next(rest)))
+    run_rounds(benchmark, lambda: peer.epoch(X, y, next(rest), batch))
 
 
 @pytest.mark.parametrize("batch", BATCHES)
