@@ -64,15 +64,18 @@ mlp_status mlp_create(mlp_model **model, int n_sizes, const int64_t *sizes);
 void mlp_free(mlp_model *model);
 int64_t mlp_num_params(const mlp_model *model);
 
-/* Run the plain, readable ops of the lecture (csrc/ops.c) instead of the
- * fast paths (on != 0), or go back to the fast paths. The same function
- * either way, to rounding; a core with one path (CUDA) ignores this. */
+/* Run the plain, readable ops of the lecture instead of the fast paths
+ * (on != 0), or go back to the fast paths. The same function either way, to
+ * rounding. C core: csrc/ops.c instead of fast.c. CUDA core: a kernel per op
+ * (ops.cu) instead of the one-kernel epoch of fused.cu. */
 mlp_status mlp_use_plain_ops(mlp_model *model, int on);
 
-/* Which code runs this model's arithmetic: for the C core "plain" (the
- * ops of ops.c) or the instruction set of the fast paths ("base", "avx2";
- * the environment variable MLP_KERNELS=base forces the baseline), for the
- * CUDA core "cuda". */
+/* Which code runs this model's arithmetic. C core: "plain" (the ops of
+ * ops.c) or the instruction set of the fast paths ("base", "avx2"; the
+ * environment variable MLP_KERNELS=base forces the baseline). CUDA core:
+ * "plain" (a kernel per op, chosen), "fused" (the last epoch ran as one
+ * kernel), "cuda" (a kernel per op: not trained yet, or a shape that fused.cu
+ * does not take). */
 const char *mlp_kernel_set(const mlp_model *model);
 
 /* Copy all parameters in or out (mlp_num_params floats). Setting the

@@ -7,12 +7,17 @@
  * data set, batch size and hyperparameters, then replayed), so the host
  * neither launches nor waits per step. Per-row losses and hits stay on the
  * GPU until one reduction at the end of the epoch.
+ *
+ * Networks with one hidden layer train through fused.cu instead: the whole
+ * epoch is one persistent kernel. mlp_use_plain_ops selects the
+ * kernel-per-op path for them too, so tests can hold the two together.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "common.h"
 #include "mlp.h"
+#include "fused.cuh"
 #include "ops.cuh"
 
 struct mlp_data {
@@ -55,6 +60,16 @@ struct mlp_model {
     /* the recorded epoch */
     cudaGraphExec_t graph;
     GraphKey key;
+    /* the fused epoch kernel: whether it is off (plain ops), its plan for
+     * batch size plan_batch, and its partial sums */
+    bool plain, last_fused;
+    FusedPlan plan;
+    int64_t plan_batch;
+    float *partial;
+    int64_t partial_cap;
+    uint8_t *gathered; /* the epoch's rows in order, gathered_cap bytes */
+    int64_t gathered_cap;
+    int32_t *labels;   /* their labels, rows_cap */
 };
 
 /* ---- errors ------------------------------------------------------------ */
@@ -150,8 +165,9 @@ static void free_rows(mlp_model *m) {
     cudaFree(m->row_hit);
     cudaFree(m->batch_loss);
     cudaFree(m->order);
+    cudaFree(m->labels);
     m->row_loss = m->batch_loss = NULL;
-    m->row_hit = NULL;
+    m->row_hit = m->labels = NULL;
     m->order = NULL;
     m->rows_cap = 0;
 }
@@ -193,6 +209,7 @@ static mlp_status reserve_epoch(mlp_model *m, int64_t n) {
     if (st == MLP_OK) st = device_alloc(&m->row_hit, n, "hits");
     if (st == MLP_OK) st = device_alloc(&m->batch_loss, n, "batch losses");
     if (st == MLP_OK) st = device_alloc(&m->order, n, "the batch order");
+    if (st == MLP_OK) st = device_alloc(&m->labels, n, "labels");
     if (st != MLP_OK) {
         free_rows(m);
         return st;
@@ -255,6 +272,8 @@ extern "C" void mlp_free(mlp_model *m) {
     cudaFree(m->velocity);
     cudaFree(m->scratch.partial);
     cudaFree(m->scratch.counters);
+    cudaFree(m->partial);
+    cudaFree(m->gathered);
     cudaFree(m->loss_sum);
     cudaFree(m->hits);
     if (m->stream) cudaStreamDestroy(m->stream);
@@ -264,12 +283,16 @@ extern "C" void mlp_free(mlp_model *m) {
 
 extern "C" int64_t mlp_num_params(const mlp_model *m) { return m ? m->L.n_params : 0; }
 
-extern "C" const char *mlp_kernel_set(const mlp_model *m) { return m ? "cuda" : ""; }
+extern "C" const char *mlp_kernel_set(const mlp_model *m) {
+    if (!m) return "";
+    return m->plain ? "plain" : m->last_fused ? "fused" : "cuda";
+}
 
 extern "C" mlp_status mlp_use_plain_ops(mlp_model *m, int on) {
-    (void)on; /* one path on the GPU */
     mlp_clear_error();
-    return m ? MLP_OK : mlp_fail(MLP_ERR_INVALID, "model is NULL");
+    if (!m) return mlp_fail(MLP_ERR_INVALID, "model is NULL");
+    m->plain = on != 0;
+    return MLP_OK;
 }
 
 extern "C" mlp_status mlp_set_params(mlp_model *m, const float *params) {
@@ -418,6 +441,70 @@ static mlp_status record_epoch(mlp_model *m, const mlp_data *data, int64_t n, in
     return MLP_OK;
 }
 
+/* The fused kernel's plan for this model at a batch size (rows per step):
+ * ok = false when the model takes the kernel-per-op path. */
+static FusedPlan plan_for(mlp_model *m, int64_t batch) {
+    const mlp_layout *L = &m->L;
+    if (m->plain || L->n_layers != 2) return FusedPlan{};
+    if (!m->plan.ok || m->plan_batch != batch) {
+        m->plan = fused_plan(L->sizes[0], L->sizes[1], L->sizes[2], batch);
+        m->plan_batch = batch;
+    }
+    return m->plan;
+}
+
+/* The epoch through fused.cu; its rows' losses and hits land in row_loss
+ * and row_hit like the other path's. */
+static mlp_status train_fused(mlp_model *m, const mlp_data *data, const FusedPlan &plan,
+                              int64_t n, int64_t batch_size, float lr, float momentum,
+                              float weight_decay) {
+    const mlp_layout *L = &m->L;
+    const int64_t rows = batch_size < n ? batch_size : n;
+    const int64_t need = fused_partial_floats(plan, rows, L->sizes[1]);
+    if (need > m->partial_cap) {
+        cudaFree(m->partial);
+        m->partial = NULL;
+        m->partial_cap = 0;
+        TRY(device_alloc(&m->partial, need, "partial sums"));
+        m->partial_cap = need;
+    }
+    FusedEpoch e;
+    e.n = n;
+    e.D = L->sizes[0];
+    e.dtype = data->dtype;
+    const int64_t bytes = fused_rows_bytes(e);
+    if (bytes > m->gathered_cap) {
+        cudaFree(m->gathered);
+        m->gathered = NULL;
+        m->gathered_cap = 0;
+        TRY(device_alloc(&m->gathered, bytes, "the epoch's rows"));
+        m->gathered_cap = bytes;
+    }
+    e.rows = m->gathered;
+    e.labels = m->labels;
+    e.X = data->X;
+    e.y = data->y;
+    e.order = m->order;
+    e.batch = batch_size;
+    e.H = L->sizes[1];
+    e.C = L->sizes[2];
+    e.W1 = m->params + L->w_off[0];
+    e.V1 = m->velocity + L->w_off[0];
+    e.W2 = m->params + L->w_off[1];
+    e.V2 = m->velocity + L->w_off[1];
+    e.lr = lr;
+    e.momentum = momentum;
+    e.weight_decay = weight_decay;
+    e.partial = m->partial;
+    e.h = m->acts[0];
+    e.dh = m->douts[0];
+    e.dlogits = m->douts[1];
+    e.row_loss = m->row_loss;
+    e.row_hit = m->row_hit;
+    CUDA_TRY(fused_train_epoch(m->stream, plan, e));
+    return MLP_OK;
+}
+
 extern "C" mlp_status mlp_train_epoch(mlp_model *m, const mlp_data *data, const int64_t *order,
                                       int64_t n_order, int64_t batch_size, float lr, float momentum,
                                       float weight_decay, float *batch_losses, double *mean_loss,
@@ -443,12 +530,24 @@ extern "C" mlp_status mlp_train_epoch(mlp_model *m, const mlp_data *data, const 
     key.momentum = momentum;
     key.weight_decay = weight_decay;
     const int64_t batches = (n + batch_size - 1) / batch_size;
-    if (batches > MAX_GRAPH_STEPS) { /* a graph that large costs more than it saves */
+    const FusedPlan plan = plan_for(m, batch_size < n ? batch_size : n);
+    bool fused = false;
+    if (plan.ok) {
+        const mlp_status st = train_fused(m, data, plan, n, batch_size, lr, momentum,
+                                          weight_decay);
+        if (st == MLP_ERR_NOMEM)
+            mlp_clear_error(); /* no room for its workspace: the kernel-per-op path */
+        else if (st != MLP_OK)
+            return st;
+        fused = st == MLP_OK;
+    }
+    m->last_fused = fused;
+    if (!fused && batches > MAX_GRAPH_STEPS) { /* a graph that large costs more than it saves */
         drop_graph(m);
         for (int64_t start = 0; start < n; start += batch_size)
             train_step(m, data, start, n - start < batch_size ? n - start : batch_size, lr,
                        momentum, weight_decay);
-    } else {
+    } else if (!fused) {
         if (!m->graph || !same_key(m->key, key))
             TRY(record_epoch(m, data, n, batch_size, lr, momentum, weight_decay, key));
         CUDA_TRY(cudaGraphLaunch(m->graph, m->stream));

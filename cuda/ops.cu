@@ -12,6 +12,7 @@
 #include <math.h>
 
 #include "ops.cuh"
+#include "warp.cuh"
 
 namespace {
 
@@ -313,36 +314,6 @@ void gemm(cudaStream_t s, int64_t M, int64_t N, int64_t K, LA a, LB b, Epi epi,
 
 /* ---- softmax cross-entropy: one warp per row ------------------------- */
 
-struct RowStats {
-    float zmax;
-    int64_t argmax;
-    float sum;
-};
-
-/* max, first index of the max, and sum of exp(z - max) of one row */
-__device__ RowStats row_stats(const float *z, int64_t C) {
-    const int lane = threadIdx.x % 32;
-    float best = -INFINITY;
-    int64_t arg = C;
-    for (int64_t c = lane; c < C; c += 32)
-        if (z[c] > best || arg == C) {
-            best = z[c];
-            arg = c;
-        }
-    for (int off = 16; off > 0; off /= 2) {
-        const float ob = __shfl_xor_sync(0xffffffffu, best, off);
-        const int64_t oa = __shfl_xor_sync(0xffffffffu, arg, off);
-        if (ob > best || (ob == best && oa < arg)) {
-            best = ob;
-            arg = oa;
-        }
-    }
-    float sum = 0.0f;
-    for (int64_t c = lane; c < C; c += 32) sum += expf(z[c] - best);
-    for (int off = 16; off > 0; off /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, off);
-    return RowStats{best, arg, sum};
-}
-
 __global__ void softmax_ce_forward_backward_kernel(float *dlogits, const float *logits,
                                                   const int32_t *y, const int64_t *order,
                                                   int64_t start, int64_t B, int64_t C,
@@ -407,11 +378,6 @@ weights_kernel(WeightsBatch wb, float *partial, unsigned *counters) {
 /* ---- the head: last layer, softmax cross-entropy, back to dh ---------- */
 
 constexpr int HEAD_WARPS = 8;
-
-__device__ float warp_sum(float v) {
-    for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
-    return v;
-}
 
 /* shared memory: the row h (H), its logits then dlogits (C) */
 int64_t head_smem_floats(int64_t H, int64_t C) { return H + C; }

@@ -138,11 +138,13 @@ cdef class Model:
 
     @property
     def kernel_set(self):
-        """The code that runs this model's arithmetic ("plain", "base", "avx2", "cuda")."""
+        """The code that runs this model's arithmetic: "plain", "base" or "avx2" in the C
+        core; "plain", "fused" or "cuda" in the CUDA core (see csrc/mlp.h)."""
         return mlp_kernel_set(self.ptr).decode()
 
     def use_plain_ops(self, bint on=True):
-        """Run the lecture's plain ops (csrc/ops.c) instead of the fast paths."""
+        """Run the lecture's plain ops instead of the fast paths (C core: csrc/ops.c;
+        CUDA core: a kernel per op instead of one kernel per epoch)."""
         check(mlp_use_plain_ops(self.ptr, on))
 
     def set_params(self, const float[::1] params):

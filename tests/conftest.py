@@ -34,10 +34,13 @@ def mnist_subset():
 
 
 def run_backend(device, sizes, params, X, y, orders, batch_size, lr, momentum=0.0,
-                weight_decay=0.0):
-    """Trains through a backend exactly as mlp.train does; returns every
-    step's loss and the final flat parameters."""
+                weight_decay=0.0, plain=False):
+    """Trains through a backend exactly as mlp.train does (with the core's
+    plain ops when plain); returns every step's loss, the final flat
+    parameters and the network."""
     net = get_backend(device).network(sizes, params)
+    if plain:
+        net.model.use_plain_ops()
     data = net.bind(X, y.astype(np.int32))
     losses = [net.train_epoch(data, order, batch_size, lr, momentum, weight_decay)[0]
               for order in orders]

@@ -60,12 +60,28 @@ def test_core_matches_reference(core, shape, momentum, weight_decay):
     assert acc == pytest.approx(ref_acc, abs=1.5 / len(y))
 
 
+# The CUDA core also against shapes that its one-kernel epoch (cuda/fused.cu)
+# cuts differently: batches of several staged chunks with the last one
+# partial, hidden units spanning tiles with the last one partial, and more
+# tiles than the GPU runs blocks at once.
+CUDA_SHAPES = SHAPES + [
+    (300, 100, (40,), 7, 150, True),
+    (64, 200, (1100,), 10, 16, True),
+]
+
+
 @pytest.mark.cuda
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"n{s[0]}-d{s[1]}-h{s[2]}-c{s[3]}-b{s[4]}")
-def test_cuda_core_matches_c_core(shape):
+@pytest.mark.parametrize("path", ["fast", "plain"])
+@pytest.mark.parametrize("shape", CUDA_SHAPES,
+                         ids=lambda s: f"n{s[0]}-d{s[1]}-h{s[2]}-c{s[3]}-b{s[4]}")
+def test_cuda_core_matches_c_core(shape, path):
     X, y, sizes, params, orders, batch = schedule(shape, seed=7)
     c_losses, c_final, _ = run_backend("cpu", sizes, params, X, y, orders, batch, 0.05, 0.9)
-    g_losses, g_final, _ = run_backend("cuda", sizes, params, X, y, orders, batch, 0.05, 0.9)
+    g_losses, g_final, net = run_backend("cuda", sizes, params, X, y, orders, batch, 0.05, 0.9,
+                                         plain=path == "plain")
+    # one hidden layer trains as one kernel per epoch unless the plain ops are chosen
+    want = "plain" if path == "plain" else "fused" if len(sizes) == 3 else "cuda"
+    assert net.model.kernel_set == want
     np.testing.assert_allclose(g_losses[:STEPS], c_losses[:STEPS], rtol=1e-4)
     assert rel_err(g_final, c_final) < 1e-4
 

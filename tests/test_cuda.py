@@ -25,9 +25,10 @@ def test_full_mnist_three_epochs_matches_c_core(full_mnist):
 
 
 @pytest.mark.cuda
-def test_same_seed_gives_identical_bytes(mnist_subset):
+@pytest.mark.parametrize("hidden", [128, (128, 64)])  # one kernel per epoch; a kernel per op
+def test_same_seed_gives_identical_bytes(mnist_subset, hidden):
     X, y = mnist_subset["X_train"], mnist_subset["y_train"]
-    runs = [mlp.train(X, y, hidden=(128, 64), epochs=2, momentum=0.9, device="cuda")
+    runs = [mlp.train(X, y, hidden=hidden, epochs=2, momentum=0.9, device="cuda")
             for _ in range(2)]
     a, b = (r.params for r in runs)
     assert all(a[k].tobytes() == b[k].tobytes() for k in a)

@@ -1,0 +1,80 @@
+/*
+ * fused.cuh - a whole training epoch of a network with one hidden layer,
+ * (B,D) -> linear -> relu -> (B,H) -> linear -> (B,C) -> softmax cross-entropy,
+ * as one persistent kernel.
+ *
+ * Why: at batch 64 a step is a few microseconds of arithmetic, and a kernel
+ * per op (ops.cu) spends most of each step starting kernels and waiting on
+ * memory round trips between them. Here the blocks of one cooperative grid
+ * run every step of the epoch, with two grid-wide barriers per step.
+ *
+ * Each block owns tiles of W1 (KT inputs x NT hidden units) for the whole
+ * epoch: it computes those tiles' share of the forward product and, after the
+ * head, their gradient and SGD update. Since no other block reads or writes
+ * an owned tile, the next step's forward needs no barrier after the update.
+ * Per step:
+ *   1. linear_forward, per owned tile: partial[kt] (B,H) = X[:, tile] @ W1[tile]
+ *   -- grid barrier --
+ *   2. one warp per row: h = relu(sum_kt partial[kt]); logits = h @ W2 + b2;
+ *      softmax_crossentropy_forward/_backward -> dlogits, loss, hit;
+ *      linear_backward's dinp + relu_backward -> dh
+ *   -- grid barrier --
+ *   3. linear_backward's dW + sgd_update: owned W1 tiles (X^T @ dh), and W2 in
+ *      slices of KW rows ([h, 1]^T @ dlogits)
+ * Every sum runs in a fixed order: results are bit-identical run to run.
+ */
+#ifndef MLP_CUDA_FUSED_CUH
+#define MLP_CUDA_FUSED_CUH
+
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include "mlp.h"
+
+struct FusedEpoch {
+    /* the data set and the rows of this call, X[order] and y[order] */
+    const void *X;
+    mlp_dtype dtype;
+    const int32_t *y;
+    const int64_t *order;
+    int64_t n, batch;
+    /* workspace: those rows gathered, in order, before the epoch starts, so
+     * that no step waits on an index before it can load a row:
+     * rows (n, D) in the data's dtype (fused_rows_bytes), labels (n) */
+    void *rows;
+    int32_t *labels;
+    int64_t D, H, C;
+    /* parameters and momentum, the augmented views (D+1,H) and (H+1,C) */
+    float *W1, *V1, *W2, *V2;
+    float lr, momentum, weight_decay;
+    /* workspace: partial (k_tiles, batch, H); h and dh (batch, H);
+     * dlogits (batch, C); per-row loss and hit (n) */
+    float *partial, *h, *dh, *dlogits;
+    float *row_loss;
+    int32_t *row_hit;
+};
+
+/* A plan for a model's shape on the current GPU: whether the fused kernel
+ * takes it, and how many blocks to launch. */
+struct FusedPlan {
+    bool ok;
+    int blocks;          /* the cooperative grid, all resident at once */
+    size_t smem_bytes;   /* dynamic shared memory per block */
+    int64_t k_tiles;     /* partial sums per hidden unit */
+};
+
+/* Plan for sizes D, H, C at batch size `batch`. Returns ok = false (and the
+ * caller uses the kernel-per-op path) when the GPU cannot launch cooperative
+ * grids, or the head does not fit in shared memory. */
+FusedPlan fused_plan(int64_t D, int64_t H, int64_t C, int64_t batch);
+
+/* Floats of the partial-sum workspace for batch rows. */
+int64_t fused_partial_floats(const FusedPlan &plan, int64_t batch, int64_t H);
+
+/* Bytes of the gathered rows of e. */
+int64_t fused_rows_bytes(const FusedEpoch &e);
+
+/* Enqueues the epoch on stream s. */
+cudaError_t fused_train_epoch(cudaStream_t s, const FusedPlan &plan, const FusedEpoch &e);
+
+#endif /* MLP_CUDA_FUSED_CUH */
