@@ -17,7 +17,7 @@ echo "== tests"
 timeout 240 pytest "$REPO/tests" -q -p no:cacheprovider -rs 2>&1 | tee "$OUT/tests.log" | tail -15
 if [ "${SANITIZE:-1}" = 1 ]; then
   echo "== compute-sanitizer memcheck (every CUDA test but the slow and the process-level ones)"
-  timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 \
+  timeout 300 compute-sanitizer --tool memcheck --error-exitcode 9 \
     python3 -m pytest "$REPO/tests/test_core_vs_reference.py" "$REPO/tests/test_cuda.py" \
     "$REPO/tests/test_api.py" -q -p no:cacheprovider -m cuda \
     -k "not full_mnist and not out_of_gpu and not no_visible_gpu" > "$OUT/memcheck.log" 2>&1
@@ -29,5 +29,5 @@ if [ "${SANITIZE:-1}" = 1 ]; then
   echo "exit $?"; grep -E "ERROR SUMMARY|passed|failed" "$OUT/racecheck.log" | tail -3
 fi
 echo "== benchmark"
-python3 "$REPO/benchmarks/bench_cuda.py" --mnist "$REPO/.data" --json "$OUT/bench.json" \
+python3 "$REPO/benchmarks/bench_cuda.py" --mnist "$REPO/.data" --json "$OUT/bench.json" ${BENCH_ARGS:-} \
   2>&1 | tee "$OUT/bench.log"

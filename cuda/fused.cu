@@ -4,9 +4,6 @@
  */
 #include <cooperative_groups.h>
 #include <math.h>
-#ifdef MLP_FUSED_PROFILE
-#include <stdio.h>
-#endif
 
 #include "fused.cuh"
 #include "warp.cuh"
@@ -31,6 +28,11 @@ constexpr int FR = RT / (THREADS / (NT / 4));   /* forward: rows per thread */
 /* The partial sums the kernel may use (1 GiB): larger shapes take the
  * kernel-per-op path. */
 constexpr int64_t MAX_PARTIAL_FLOATS = (int64_t)1 << 28;
+/* Larger batches take the kernel-per-op path: this kernel's epoch time stays
+ * near 8 ms on MNIST from batch 1024 up (every 64-row chunk waits on its
+ * loads), while a kernel per op gets faster (H100: 7.94 against 8.14 ms at
+ * batch 2048, 8.17 against 5.76 ms at 8192). */
+constexpr int64_t MAX_BATCH = 2048;
 
 __host__ __device__ inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -94,8 +96,8 @@ __device__ inline void fetch_inputs(uint32_t (&raw)[XPT], const FusedEpoch &e, i
     }
 }
 
-__device__ inline void stage_inputs(float *Xs, const uint32_t (&raw)[XPT], const FusedEpoch &e,
-                                    int64_t r0, int64_t B, int64_t k0) {
+__device__ inline void stage_inputs(float *Xs, int stride, const uint32_t (&raw)[XPT],
+                                    const FusedEpoch &e, int64_t r0, int64_t B, int64_t k0) {
 #pragma unroll
     for (int q = 0; q < XPT; q++) {
         const int idx = threadIdx.x + q * THREADS;
@@ -106,7 +108,7 @@ __device__ inline void stage_inputs(float *Xs, const uint32_t (&raw)[XPT], const
             x = e.dtype == MLP_UINT8 ? (float)raw[q] * (1.0f / 255.0f) : __uint_as_float(raw[q]);
         else if (r0 + r < B && gk == e.D)
             x = 1.0f; /* the input that multiplies the bias row */
-        Xs[r * XS + k] = x;
+        Xs[r * stride + k] = x;
     }
 }
 
@@ -120,10 +122,17 @@ __device__ inline void fetch_dh(float (&v)[DPT], const FusedEpoch &e, int64_t r0
     }
 }
 
+/* Whether this compilation has TF32 tensor cores (sm_80 and newer). */
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#define MLP_HAVE_TF32 1
+#else
+#define MLP_HAVE_TF32 0
+#endif
+
 /* ---- phase 1: linear_forward, one W1 tile ------------------------------
  * (B, KT) @ (KT, NT) -> partial[kt] (B, NT); thread (tr, tc) sums rows
  * tr*FR.. and columns tc*4.. of each chunk of RT rows. */
-__device__ void forward_tile(const FusedEpoch &e, const Tiles &t, int64_t item, int64_t start,
+__device__ void forward_tile_fp32(const FusedEpoch &e, const Tiles &t, int64_t item, int64_t start,
                              int64_t B, float *smem) {
     const int64_t kt = item / t.n_tiles, k0 = kt * KT, j0 = item % t.n_tiles * NT;
     float *Ws = smem, *Xs = smem + KT * NT;
@@ -137,7 +146,7 @@ __device__ void forward_tile(const FusedEpoch &e, const Tiles &t, int64_t item, 
     }
     for (int64_t r0 = 0; r0 < B; r0 += RT) {
         if (r0 > 0) __syncthreads();
-        stage_inputs(Xs, raw, e, r0, B, k0);
+        stage_inputs(Xs, XS, raw, e, r0, B, k0);
         __syncthreads();
         if (r0 + RT < B) fetch_inputs(raw, e, start, r0 + RT, B, k0);
         if (r0 + tr * FR >= B) continue;
@@ -166,9 +175,10 @@ __device__ void forward_tile(const FusedEpoch &e, const Tiles &t, int64_t item, 
 }
 
 /* ---- phase 2: the head ------------------------------------------------
- * Each block takes a run of rows, WARPS at a time: first the whole block
- * sums their partial products (every load in flight at once), then one warp
- * per row does the rest. */
+ * Each block takes a run of rows, up to WARPS at a time, and spreads every
+ * stage of them over all its threads: the partial sums (every load in flight
+ * at once), the logits (a warp per row and class), softmax (a warp per row),
+ * dh (a thread per element). */
 constexpr int KMAX = 16; /* partial sums loaded at once per element */
 
 __device__ void head_rows(const FusedEpoch &e, const Tiles &t, int64_t start, int64_t B,
@@ -179,12 +189,13 @@ __device__ void head_rows(const FusedEpoch &e, const Tiles &t, int64_t start, in
     if (first >= last) return; /* no row for this block */
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     float *W2s = smem, *hs = smem + (H + 1) * C, *zs = hs + WARPS * H;
+    __shared__ int32_t labels[WARPS];
     __syncthreads();
     for (int64_t i = threadIdx.x; i < (H + 1) * C; i += THREADS) W2s[i] = __ldcg(e.W2 + i);
     const float scale = 1.0f / (float)B;
     for (int64_t g0 = first; g0 < last; g0 += WARPS) {
         const int R = last - g0 < WARPS ? (int)(last - g0) : WARPS;
-        const int32_t label = warp < R ? __ldg(e.labels + start + g0 + warp) : 0;
+        if (threadIdx.x < R) labels[threadIdx.x] = __ldg(e.labels + start + g0 + threadIdx.x);
         /* relu_forward of the summed partial products (the bias is in) */
         for (int64_t idx = threadIdx.x; idx < R * H; idx += THREADS) {
             const float *p = e.partial + g0 * H + idx;
@@ -201,19 +212,20 @@ __device__ void head_rows(const FusedEpoch &e, const Tiles &t, int64_t start, in
         }
         __syncthreads();
         for (int64_t idx = threadIdx.x; idx < R * H; idx += THREADS) e.h[g0 * H + idx] = hs[idx];
+        /* linear_forward of the last layer */
+        for (int64_t task = warp; task < R * C; task += WARPS) {
+            const int64_t r = task / C, c = task % C;
+            float s = 0.0f;
+            for (int64_t j = lane; j < H; j += 32) s = fmaf(hs[r * H + j], W2s[j * C + c], s);
+            s = warp_sum(s);
+            if (lane == 0) zs[task] = s + W2s[H * C + c];
+        }
+        __syncthreads();
+        /* softmax_crossentropy_forward and _backward */
         if (warp < R) {
             const int64_t r = g0 + warp;
-            const float *hr = hs + warp * H;
             float *zr = zs + warp * C;
-            /* linear_forward of the last layer */
-            for (int64_t c = 0; c < C; c++) {
-                float s = 0.0f;
-                for (int64_t j = lane; j < H; j += 32) s = fmaf(hr[j], W2s[j * C + c], s);
-                s = warp_sum(s);
-                if (lane == 0) zr[c] = s + W2s[H * C + c];
-            }
-            __syncwarp();
-            /* softmax_crossentropy_forward and _backward */
+            const int32_t label = labels[warp];
             const RowStats st = row_stats(zr, C);
             if (lane == 0) {
                 e.row_loss[start + r] = logf(st.sum) - (zr[label] - st.zmax);
@@ -226,14 +238,15 @@ __device__ void head_rows(const FusedEpoch &e, const Tiles &t, int64_t start, in
                 zr[c] = (p - (c == label ? 1.0f : 0.0f)) * scale;
                 e.dlogits[r * C + c] = zr[c];
             }
-            __syncwarp();
-            /* linear_backward's dinp, then relu_backward */
-            for (int64_t j = lane; j < H; j += 32) {
-                float s = 0.0f;
-                if (hr[j] > 0.0f)
-                    for (int64_t c = 0; c < C; c++) s = fmaf(zr[c], W2s[j * C + c], s);
-                e.dh[r * H + j] = s;
-            }
+        }
+        __syncthreads();
+        /* linear_backward's dinp, then relu_backward */
+        for (int64_t idx = threadIdx.x; idx < R * H; idx += THREADS) {
+            const int64_t r = idx / H, j = idx % H;
+            float s = 0.0f;
+            if (hs[idx] > 0.0f)
+                for (int64_t c = 0; c < C; c++) s = fmaf(zs[r * C + c], W2s[j * C + c], s);
+            e.dh[g0 * H + idx] = s;
         }
         __syncthreads();
     }
@@ -243,7 +256,7 @@ __device__ void head_rows(const FusedEpoch &e, const Tiles &t, int64_t start, in
 
 /* One W1 tile: dW (KT, NT) = X[:, tile]^T @ dh[:, tile]; thread (tk, tc)
  * sums inputs tk*2.. and hidden units tc*4.. over every row. */
-__device__ void weights_tile(const FusedEpoch &e, const Tiles &t, int64_t item, int64_t start,
+__device__ void weights_tile_fp32(const FusedEpoch &e, const Tiles &t, int64_t item, int64_t start,
                              int64_t B, float *smem) {
     const int64_t kt = item / t.n_tiles, k0 = kt * KT, j0 = item % t.n_tiles * NT;
     float *Xs = smem, *Ds = smem + RT * XS;
@@ -256,7 +269,7 @@ __device__ void weights_tile(const FusedEpoch &e, const Tiles &t, int64_t item, 
     __syncthreads();
     for (int64_t r0 = 0; r0 < B; r0 += RT) {
         if (r0 > 0) __syncthreads();
-        stage_inputs(Xs, raw, e, r0, B, k0);
+        stage_inputs(Xs, XS, raw, e, r0, B, k0);
 #pragma unroll
         for (int q = 0; q < DPT; q++) Ds[threadIdx.x + q * THREADS] = draw[q];
         __syncthreads();
@@ -290,6 +303,164 @@ __device__ void weights_tile(const FusedEpoch &e, const Tiles &t, int64_t item, 
             g[i * 4 + j] = acc[i][j];
         }
     sgd(e.W1, e.V1, at, ok, g, e);
+}
+
+/* ---- the same two products on tensor cores (sm_80 and newer) -------------
+ * mma.sync m16n8k8 in TF32, three products per product ("3xTF32": each
+ * operand split into a TF32 head and a TF32 remainder, the remainders'
+ * product dropped), which keeps float32 accuracy. Each of the 8 warps takes
+ * a 16 x 16 block of the tile's outputs, two m16n8 accumulators.
+ * Shared strides are chosen so that a warp's fragment loads hit 32
+ * different banks. */
+constexpr int XSF = KT + 4; /* inputs, read as A (row, k) */
+constexpr int WSF = NT + 8; /* W1 tile, read as B (k, n) */
+constexpr int XSW = KT + 8; /* inputs, read as A^T (k, row) */
+constexpr int DSW = NT + 8; /* dh, read as B (row, n) */
+
+#if MLP_HAVE_TF32
+__device__ inline uint32_t to_tf32(float x) {
+    uint32_t r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+    return r;
+}
+
+template <int N>
+__device__ inline void split_tf32(const float (&x)[N], uint32_t (&hi)[N], uint32_t (&lo)[N]) {
+#pragma unroll
+    for (int i = 0; i < N; i++) {
+        hi[i] = to_tf32(x[i]);
+        lo[i] = to_tf32(x[i] - __uint_as_float(hi[i]));
+    }
+}
+
+__device__ inline void mma_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, "
+                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+/* d += a @ b in 3xTF32, a (16x8) and b (8x8) given as float fragments */
+__device__ inline void mma_3xtf32(float (&d)[4], const float (&a)[4], const float (&b)[2]) {
+    uint32_t ah[4], al[4], bh[2], bl[2];
+    split_tf32(a, ah, al);
+    split_tf32(b, bh, bl);
+    mma_tf32(d, al, bh);
+    mma_tf32(d, ah, bl);
+    mma_tf32(d, ah, bh);
+}
+
+__device__ void forward_tile_mma(const FusedEpoch &e, const Tiles &t, int64_t item,
+                                 int64_t start, int64_t B, float *smem) {
+    const int64_t kt = item / t.n_tiles, k0 = kt * KT, j0 = item % t.n_tiles * NT;
+    float *Ws = smem, *Xs = smem + KT * WSF;
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int g = lane / 4, q = lane % 4;
+    const int m0 = warp % 4 * 16, n0 = warp / 4 * 16; /* the warp's block of the tile */
+    uint32_t raw[XPT];
+    fetch_inputs(raw, e, start, 0, B, k0);
+    __syncthreads(); /* shared memory is free: the last phase is done with it */
+    for (int idx = threadIdx.x; idx < KT * NT; idx += THREADS) {
+        const int64_t gk = k0 + idx / NT, gj = j0 + idx % NT;
+        Ws[idx / NT * WSF + idx % NT] = gk <= e.D && gj < e.H ? __ldcg(e.W1 + gk * e.H + gj) : 0.0f;
+    }
+    for (int64_t r0 = 0; r0 < B; r0 += RT) {
+        if (r0 > 0) __syncthreads();
+        stage_inputs(Xs, XSF, raw, e, r0, B, k0);
+        __syncthreads();
+        if (r0 + RT < B) fetch_inputs(raw, e, start, r0 + RT, B, k0);
+        if (r0 + m0 >= B) continue;
+        float acc[2][4] = {};
+#pragma unroll 2
+        for (int k = 0; k < KT; k += 8) {
+            const float *x = Xs + (m0 + g) * XSF + k + q;
+            const float a[4] = {x[0], x[8 * XSF], x[4], x[8 * XSF + 4]};
+#pragma unroll
+            for (int n = 0; n < 2; n++) {
+                const float *w = Ws + (k + q) * WSF + n0 + n * 8 + g;
+                const float b[2] = {w[0], w[4 * WSF]};
+                mma_3xtf32(acc[n], a, b);
+            }
+        }
+#pragma unroll
+        for (int n = 0; n < 2; n++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int64_t row = r0 + m0 + g + (i / 2) * 8, col = j0 + n0 + n * 8 + 2 * q + i % 2;
+                if (row < B && col < e.H) e.partial[(kt * B + row) * e.H + col] = acc[n][i];
+            }
+    }
+}
+
+__device__ void weights_tile_mma(const FusedEpoch &e, const Tiles &t, int64_t item,
+                                 int64_t start, int64_t B, float *smem) {
+    const int64_t kt = item / t.n_tiles, k0 = kt * KT, j0 = item % t.n_tiles * NT;
+    float *Xs = smem, *Ds = smem + RT * XSW;
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int g = lane / 4, q = lane % 4;
+    const int m0 = warp % 4 * 16, n0 = warp / 4 * 16; /* inputs m0.., hidden units n0.. */
+    uint32_t raw[XPT];
+    float draw[DPT];
+    fetch_inputs(raw, e, start, 0, B, k0);
+    fetch_dh(draw, e, 0, B, j0);
+    float acc[2][4] = {};
+    __syncthreads();
+    for (int64_t r0 = 0; r0 < B; r0 += RT) {
+        if (r0 > 0) __syncthreads();
+        stage_inputs(Xs, XSW, raw, e, r0, B, k0);
+#pragma unroll
+        for (int i = 0; i < DPT; i++) {
+            const int idx = threadIdx.x + i * THREADS;
+            Ds[idx / NT * DSW + idx % NT] = draw[i];
+        }
+        __syncthreads();
+        if (r0 + RT < B) {
+            fetch_inputs(raw, e, start, r0 + RT, B, k0);
+            fetch_dh(draw, e, r0 + RT, B, j0);
+        }
+        const int rows = B - r0 < RT ? (int)(B - r0) : RT;
+        for (int r = 0; r < rows; r += 8) { /* rows past B are staged as zeros */
+            const float *x = Xs + (r + q) * XSW + m0 + g;
+            const float a[4] = {x[0], x[8], x[4 * XSW], x[4 * XSW + 8]};
+#pragma unroll
+            for (int n = 0; n < 2; n++) {
+                const float *d = Ds + (r + q) * DSW + n0 + n * 8 + g;
+                const float b[2] = {d[0], d[4 * DSW]};
+                mma_3xtf32(acc[n], a, b);
+            }
+        }
+    }
+    int64_t at[8];
+    bool ok[8];
+    float grad[8];
+#pragma unroll
+    for (int n = 0; n < 2; n++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int64_t gk = k0 + m0 + g + (i / 2) * 8, gj = j0 + n0 + n * 8 + 2 * q + i % 2;
+            at[n * 4 + i] = gk * e.H + gj;
+            ok[n * 4 + i] = gk <= e.D && gj < e.H;
+            grad[n * 4 + i] = acc[n][i];
+        }
+    sgd(e.W1, e.V1, at, ok, grad, e);
+}
+#endif
+
+/* The two W1-tile phases: on tensor cores when asked and compiled for. */
+__device__ inline void forward_tile(const FusedEpoch &e, const Tiles &t, int64_t item,
+                                    int64_t start, int64_t B, float *smem) {
+#if MLP_HAVE_TF32
+    if (e.tensor_cores) return forward_tile_mma(e, t, item, start, B, smem);
+#endif
+    forward_tile_fp32(e, t, item, start, B, smem);
+}
+
+__device__ inline void weights_tile(const FusedEpoch &e, const Tiles &t, int64_t item,
+                                    int64_t start, int64_t B, float *smem) {
+#if MLP_HAVE_TF32
+    if (e.tensor_cores) return weights_tile_mma(e, t, item, start, B, smem);
+#endif
+    weights_tile_fp32(e, t, item, start, B, smem);
 }
 
 /* One slice of W2: dW (KW, C) = [h, 1][:, slice]^T @ dlogits; thread
@@ -335,35 +506,16 @@ __device__ void head_weights_slice(const FusedEpoch &e, int64_t slice, int64_t B
 
 /* ---- the epoch ------------------------------------------------------------ */
 
-#ifdef MLP_FUSED_PROFILE
-__device__ unsigned long long fused_prof[6];
-#define PROF_MARK(i)                                  \
-    if (threadIdx.x == 0) {                           \
-        const long long now = clock64();              \
-        tp[i] += now - last;                          \
-        last = now;                                   \
-    }
-#else
-#define PROF_MARK(i)
-#endif
-
 __global__ void __launch_bounds__(THREADS) fused_epoch_kernel(FusedEpoch e) {
     extern __shared__ __align__(16) float smem[];
     cg::grid_group grid = cg::this_grid();
     const Tiles t = tiles_of(e.D, e.H);
-#ifdef MLP_FUSED_PROFILE
-    long long last = clock64(), tp[5] = {};
-#endif
     for (int64_t start = 0; start < e.n; start += e.batch) {
         const int64_t B = e.n - start < e.batch ? e.n - start : e.batch;
         for (int64_t i = blockIdx.x; i < t.w1; i += gridDim.x) forward_tile(e, t, i, start, B, smem);
-        PROF_MARK(0)
         grid.sync();
-        PROF_MARK(1)
         head_rows(e, t, start, B, smem);
-        PROF_MARK(2)
         grid.sync();
-        PROF_MARK(3)
         /* The next step's forward reads only this block's own W1 tiles, which
          * it updates here: no grid barrier until after that forward. */
         for (int64_t i = blockIdx.x; i < t.w1 + t.w2; i += gridDim.x) {
@@ -372,14 +524,7 @@ __global__ void __launch_bounds__(THREADS) fused_epoch_kernel(FusedEpoch e) {
             else
                 head_weights_slice(e, i - t.w1, B, smem);
         }
-        PROF_MARK(4)
     }
-#ifdef MLP_FUSED_PROFILE
-    if (threadIdx.x == 0) {
-        for (int i = 0; i < 5; i++) atomicAdd(&fused_prof[i], (unsigned long long)tp[i]);
-        atomicAdd(&fused_prof[5], 1ull);
-    }
-#endif
 }
 
 /* rows (n, row_bytes) = X[order], labels (n) = y[order]: a warp per row */
@@ -402,8 +547,10 @@ __global__ void gather_rows_kernel(uint8_t *rows, int32_t *labels, const uint8_t
 }
 
 int64_t smem_floats(int64_t H, int64_t C) {
-    int64_t f = KT * NT + RT * XS;                           /* forward */
-    if (RT * XS + RT * NT > f) f = RT * XS + RT * NT;         /* W1 update */
+    int64_t f = KT * WSF + RT * XSF;                         /* forward */
+    if (KT * NT + RT * XS > f) f = KT * NT + RT * XS;
+    if (RT * XSW + RT * DSW > f) f = RT * XSW + RT * DSW;     /* W1 update */
+    if (RT * XS + RT * NT > f) f = RT * XS + RT * NT;
     if (RT * (KW + 1) + RT * C > f) f = RT * (KW + 1) + RT * C; /* W2 update */
     if ((H + 1) * C + WARPS * (H + C) > f) f = (H + 1) * C + WARPS * (H + C); /* head */
     return f;
@@ -414,7 +561,8 @@ int64_t smem_floats(int64_t H, int64_t C) {
 FusedPlan fused_plan(int64_t D, int64_t H, int64_t C, int64_t batch) {
     FusedPlan plan = {};
     const Tiles t = tiles_of(D, H);
-    if (C > MAX_CLASSES || t.k_tiles * batch * H > MAX_PARTIAL_FLOATS) return plan;
+    if (C > MAX_CLASSES || batch > MAX_BATCH || t.k_tiles * batch * H > MAX_PARTIAL_FLOATS)
+        return plan;
     int dev = 0, coop = 0, sms = 0, optin = 0;
     if (cudaGetDevice(&dev) != cudaSuccess ||
         cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev) != cudaSuccess ||
@@ -424,13 +572,19 @@ FusedPlan fused_plan(int64_t D, int64_t H, int64_t C, int64_t batch) {
         cudaGetLastError();
         return plan;
     }
+    cudaFuncAttributes attr;
+    if (cudaFuncGetAttributes(&attr, fused_epoch_kernel) != cudaSuccess) {
+        cudaGetLastError();
+        return plan;
+    }
+    const size_t most_dynamic = (size_t)optin - attr.sharedSizeBytes;
     const size_t bytes = sizeof(float) * (size_t)smem_floats(H, C);
-    if (!coop || bytes > (size_t)optin) return plan;
+    if (!coop || bytes > most_dynamic) return plan;
     int per_sm = 0;
     /* the most this GPU allows, always the same: models of other shapes, on
      * other threads, share the setting */
     if (cudaFuncSetAttribute(fused_epoch_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             optin) != cudaSuccess ||
+                             (int)most_dynamic) != cudaSuccess ||
         cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fused_epoch_kernel, THREADS,
                                                       bytes) != cudaSuccess ||
         per_sm < 1) {
@@ -442,7 +596,10 @@ FusedPlan fused_plan(int64_t D, int64_t H, int64_t C, int64_t batch) {
     int64_t want = t.w1 + t.w2;
     if (cdiv(batch, WARPS) > want) want = cdiv(batch, WARPS);
     const int64_t most = (int64_t)per_sm * sms;
+    int major = 0;
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
     plan.ok = true;
+    plan.tensor_cores = major >= 8;
     plan.blocks = (int)(want < most ? want : most);
     plan.smem_bytes = bytes;
     plan.k_tiles = t.k_tiles;
@@ -466,22 +623,6 @@ cudaError_t fused_train_epoch(cudaStream_t s, const FusedPlan &plan, const Fused
     if (err != cudaSuccess) return err;
     FusedEpoch args = e;
     void *argv[] = {&args};
-#ifndef MLP_FUSED_PROFILE
     return cudaLaunchCooperativeKernel((const void *)fused_epoch_kernel, dim3(plan.blocks),
                                        dim3(THREADS), argv, plan.smem_bytes, s);
-#else
-    unsigned long long zero[6] = {}, h[6];
-    cudaMemcpyToSymbolAsync(fused_prof, zero, sizeof zero, 0, cudaMemcpyHostToDevice, s);
-    err = cudaLaunchCooperativeKernel((const void *)fused_epoch_kernel, dim3(plan.blocks),
-                                      dim3(THREADS), argv, plan.smem_bytes, s);
-    cudaStreamSynchronize(s);
-    cudaMemcpyFromSymbol(h, fused_prof, sizeof h);
-    const double steps = (double)cdiv(e.n, e.batch) * (double)h[5];
-    FILE *f = fopen("/tmp/fused_prof.txt", "a");
-    fprintf(f, "n %lld batch %lld blocks %d | cycles per step, mean over blocks: forward %.0f sync %.0f head %.0f sync %.0f weights %.0f\n",
-            (long long)e.n, (long long)e.batch, plan.blocks, h[0] / steps, h[1] / steps,
-            h[2] / steps, h[3] / steps, h[4] / steps);
-    fclose(f);
-    return err;
-#endif
 }

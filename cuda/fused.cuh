@@ -47,6 +47,9 @@ struct FusedEpoch {
     /* parameters and momentum, the augmented views (D+1,H) and (H+1,C) */
     float *W1, *V1, *W2, *V2;
     float lr, momentum, weight_decay;
+    /* the two large products on TF32 tensor cores in 3xTF32 (float32
+     * accuracy; sm_80 and newer), or on the float32 units */
+    bool tensor_cores;
     /* workspace: partial (k_tiles, batch, H); h and dh (batch, H);
      * dlogits (batch, C); per-row loss and hit (n) */
     float *partial, *h, *dh, *dlogits;
@@ -58,6 +61,7 @@ struct FusedEpoch {
  * takes it, and how many blocks to launch. */
 struct FusedPlan {
     bool ok;
+    bool tensor_cores;   /* the GPU has TF32 tensor cores */
     int blocks;          /* the cooperative grid, all resident at once */
     size_t smem_bytes;   /* dynamic shared memory per block */
     int64_t k_tiles;     /* partial sums per hidden unit */

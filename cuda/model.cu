@@ -62,7 +62,8 @@ struct mlp_model {
     GraphKey key;
     /* the fused epoch kernel: whether it is off (plain ops), its plan for
      * batch size plan_batch, and its partial sums */
-    bool plain, last_fused;
+    bool plain;
+    const char *last_kernels; /* what the last epoch ran: "cuda", "fused", "fused-tensor" */
     FusedPlan plan;
     int64_t plan_batch;
     float *partial;
@@ -285,7 +286,7 @@ extern "C" int64_t mlp_num_params(const mlp_model *m) { return m ? m->L.n_params
 
 extern "C" const char *mlp_kernel_set(const mlp_model *m) {
     if (!m) return "";
-    return m->plain ? "plain" : m->last_fused ? "fused" : "cuda";
+    return m->plain ? "plain" : m->last_kernels ? m->last_kernels : "cuda";
 }
 
 extern "C" mlp_status mlp_use_plain_ops(mlp_model *m, int on) {
@@ -495,6 +496,9 @@ static mlp_status train_fused(mlp_model *m, const mlp_data *data, const FusedPla
     e.lr = lr;
     e.momentum = momentum;
     e.weight_decay = weight_decay;
+    /* MLP_KERNELS=base: the float32 units only, as in the C core's baseline */
+    const char *kernels = getenv("MLP_KERNELS");
+    e.tensor_cores = plan.tensor_cores && !(kernels && strcmp(kernels, "base") == 0);
     e.partial = m->partial;
     e.h = m->acts[0];
     e.dh = m->douts[0];
@@ -502,6 +506,7 @@ static mlp_status train_fused(mlp_model *m, const mlp_data *data, const FusedPla
     e.row_loss = m->row_loss;
     e.row_hit = m->row_hit;
     CUDA_TRY(fused_train_epoch(m->stream, plan, e));
+    m->last_kernels = e.tensor_cores ? "fused-tensor" : "fused";
     return MLP_OK;
 }
 
@@ -541,7 +546,7 @@ extern "C" mlp_status mlp_train_epoch(mlp_model *m, const mlp_data *data, const 
             return st;
         fused = st == MLP_OK;
     }
-    m->last_fused = fused;
+    if (!fused) m->last_kernels = "cuda";
     if (!fused && batches > MAX_GRAPH_STEPS) { /* a graph that large costs more than it saves */
         drop_graph(m);
         for (int64_t start = 0; start < n; start += batch_size)

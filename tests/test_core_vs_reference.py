@@ -71,17 +71,21 @@ CUDA_SHAPES = SHAPES + [
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("path", ["fast", "plain"])
+@pytest.mark.parametrize("path", ["fast", "base", "plain"])
 @pytest.mark.parametrize("shape", CUDA_SHAPES,
                          ids=lambda s: f"n{s[0]}-d{s[1]}-h{s[2]}-c{s[3]}-b{s[4]}")
-def test_cuda_core_matches_c_core(shape, path):
+def test_cuda_core_matches_c_core(shape, path, monkeypatch):
+    """fast: one kernel per epoch for one hidden layer, on tensor cores where
+    the GPU has them; base: the same without tensor cores; plain: a kernel
+    per op."""
+    if path == "base":
+        monkeypatch.setenv("MLP_KERNELS", "base")
     X, y, sizes, params, orders, batch = schedule(shape, seed=7)
     c_losses, c_final, _ = run_backend("cpu", sizes, params, X, y, orders, batch, 0.05, 0.9)
     g_losses, g_final, net = run_backend("cuda", sizes, params, X, y, orders, batch, 0.05, 0.9,
                                          plain=path == "plain")
-    # one hidden layer trains as one kernel per epoch unless the plain ops are chosen
-    want = "plain" if path == "plain" else "fused" if len(sizes) == 3 else "cuda"
-    assert net.model.kernel_set == want
+    fused = {"fast": {"fused-tensor", "fused"}, "base": {"fused"}, "plain": {"plain"}}[path]
+    assert net.model.kernel_set in (fused if len(sizes) == 3 or path == "plain" else {"cuda"})
     np.testing.assert_allclose(g_losses[:STEPS], c_losses[:STEPS], rtol=1e-4)
     assert rel_err(g_final, c_final) < 1e-4
 
