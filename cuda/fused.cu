@@ -316,6 +316,8 @@ constexpr int XSF = KT + 4; /* inputs, read as A (row, k) */
 constexpr int WSF = NT + 8; /* W1 tile, read as B (k, n) */
 constexpr int XSW = KT + 8; /* inputs, read as A^T (k, row) */
 constexpr int DSW = NT + 8; /* dh, read as B (row, n) */
+constexpr int STAGES = 3;           /* chunks in the ring of asynchronous copies */
+constexpr int RAW_FLOATS = RT * KT; /* one chunk of raw inputs, float32 or uint8 */
 
 #if MLP_HAVE_TF32
 __device__ inline uint32_t to_tf32(float x) {
@@ -330,6 +332,60 @@ __device__ inline void split_tf32(const float (&x)[N], uint32_t (&hi)[N], uint32
     for (int i = 0; i < N; i++) {
         hi[i] = to_tf32(x[i]);
         lo[i] = to_tf32(x[i] - __uint_as_float(hi[i]));
+    }
+}
+
+/* ---- asynchronous copies into shared memory (sm_80 and newer) ----------
+ * With e.async_copy (rows of 16-byte multiples, H a multiple of 4), the
+ * chunks of inputs and dh come through a ring of STAGES buffers filled by
+ * cp.async, STAGES - 1 chunks ahead of the one being multiplied, so that no
+ * chunk waits on a round trip to memory. */
+__device__ inline void cp_async16(void *dst, const void *src, int bytes) {
+    const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src), "r"(bytes));
+}
+__device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
+__device__ inline void cp_async_wait_ahead() { /* all but the newest STAGES - 2 groups */
+    asm volatile("cp.async.wait_group %0;" ::"n"(STAGES - 2));
+}
+
+/* Copies the raw inputs of rows r0.. (zeros past B and past D) into stage. */
+__device__ inline void copy_inputs(void *stage, const FusedEpoch &e, int64_t start, int64_t r0,
+                                   int64_t B, int64_t k0) {
+    const int esize = e.dtype == MLP_UINT8 ? 1 : 4;
+    const int per_row = KT * esize / 16;
+    for (int sgm = threadIdx.x; sgm < RT * per_row; sgm += THREADS) {
+        const int r = sgm / per_row, part = sgm % per_row;
+        const int64_t k = k0 + part * 16 / esize;
+        const bool valid = r0 + r < B && k < e.D;
+        const char *src = (const char *)e.rows + (valid ? ((start + r0 + r) * e.D + k) * esize : 0);
+        cp_async16((char *)stage + sgm * 16, src, valid ? 16 : 0);
+    }
+}
+
+/* Copies dh of rows r0.., columns j0.. into stage, (RT, DSW). */
+__device__ inline void copy_dh(float *stage, const FusedEpoch &e, int64_t r0, int64_t B,
+                               int64_t j0, int stride) {
+    for (int sgm = threadIdx.x; sgm < RT * NT / 4; sgm += THREADS) {
+        const int r = sgm / (NT / 4), part = sgm % (NT / 4);
+        const bool valid = r0 + r < B && j0 + part * 4 < e.H;
+        const float *src = e.dh + (valid ? (r0 + r) * e.H + j0 + part * 4 : 0);
+        cp_async16(stage + r * stride + part * 4, src, valid ? 16 : 0);
+    }
+}
+
+/* Raw inputs of a stage -> floats in Xs (row stride `stride`), the bias
+ * input 1 at column D. */
+__device__ inline void convert_inputs(float *Xs, int stride, const void *stage,
+                                      const FusedEpoch &e, int64_t k0) {
+#pragma unroll
+    for (int q = 0; q < XPT; q++) {
+        const int idx = threadIdx.x + q * THREADS;
+        const int r = idx / KT, k = idx % KT;
+        float x = e.dtype == MLP_UINT8 ? (float)((const uint8_t *)stage)[idx] * (1.0f / 255.0f)
+                                       : ((const float *)stage)[idx];
+        if (k0 + k == e.D) x = 1.0f;
+        Xs[r * stride + k] = x;
     }
 }
 
@@ -358,17 +414,37 @@ __device__ void forward_tile_mma(const FusedEpoch &e, const Tiles &t, int64_t it
     const int g = lane / 4, q = lane % 4;
     const int m0 = warp % 4 * 16, n0 = warp / 4 * 16; /* the warp's block of the tile */
     uint32_t raw[XPT];
-    fetch_inputs(raw, e, start, 0, B, k0);
+    if (!e.async_copy) fetch_inputs(raw, e, start, 0, B, k0);
     __syncthreads(); /* shared memory is free: the last phase is done with it */
     for (int idx = threadIdx.x; idx < KT * NT; idx += THREADS) {
         const int64_t gk = k0 + idx / NT, gj = j0 + idx % NT;
         Ws[idx / NT * WSF + idx % NT] = gk <= e.D && gj < e.H ? __ldcg(e.W1 + gk * e.H + gj) : 0.0f;
     }
-    for (int64_t r0 = 0; r0 < B; r0 += RT) {
-        if (r0 > 0) __syncthreads();
-        stage_inputs(Xs, XSF, raw, e, r0, B, k0);
-        __syncthreads();
-        if (r0 + RT < B) fetch_inputs(raw, e, start, r0 + RT, B, k0);
+    float *ring = Xs + RT * XSF; /* STAGES raw chunks, with e.async_copy */
+    const int64_t chunks = cdiv(B, RT);
+    if (e.async_copy) {
+        for (int c = 0; c < STAGES - 1; c++) {
+            if (c < chunks) copy_inputs(ring + c * RAW_FLOATS, e, start, c * RT, B, k0);
+            cp_async_commit();
+        }
+    }
+    for (int64_t c = 0; c < chunks; c++) {
+        const int64_t r0 = c * RT;
+        if (e.async_copy) {
+            cp_async_wait_ahead();
+            __syncthreads();
+            if (c + STAGES - 1 < chunks)
+                copy_inputs(ring + (c + STAGES - 1) % STAGES * RAW_FLOATS, e, start,
+                            r0 + (STAGES - 1) * RT, B, k0);
+            cp_async_commit();
+            convert_inputs(Xs, XSF, ring + c % STAGES * RAW_FLOATS, e, k0);
+            __syncthreads();
+        } else {
+            if (r0 > 0) __syncthreads();
+            stage_inputs(Xs, XSF, raw, e, r0, B, k0);
+            __syncthreads();
+            if (r0 + RT < B) fetch_inputs(raw, e, start, r0 + RT, B, k0);
+        }
         if (r0 + m0 >= B) continue;
         float acc[2][4] = {};
 #pragma unroll 2
@@ -396,27 +472,56 @@ __device__ void weights_tile_mma(const FusedEpoch &e, const Tiles &t, int64_t it
                                  int64_t start, int64_t B, float *smem) {
     const int64_t kt = item / t.n_tiles, k0 = kt * KT, j0 = item % t.n_tiles * NT;
     float *Xs = smem, *Ds = smem + RT * XSW;
+    /* with e.async_copy: STAGES chunks of raw inputs, then STAGES of dh */
+    float *ring = Ds, *dring = ring + STAGES * RAW_FLOATS;
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const int g = lane / 4, q = lane % 4;
     const int m0 = warp % 4 * 16, n0 = warp / 4 * 16; /* inputs m0.., hidden units n0.. */
     uint32_t raw[XPT];
     float draw[DPT];
-    fetch_inputs(raw, e, start, 0, B, k0);
-    fetch_dh(draw, e, 0, B, j0);
+    if (!e.async_copy) {
+        fetch_inputs(raw, e, start, 0, B, k0);
+        fetch_dh(draw, e, 0, B, j0);
+    }
     float acc[2][4] = {};
     __syncthreads();
-    for (int64_t r0 = 0; r0 < B; r0 += RT) {
-        if (r0 > 0) __syncthreads();
-        stage_inputs(Xs, XSW, raw, e, r0, B, k0);
-#pragma unroll
-        for (int i = 0; i < DPT; i++) {
-            const int idx = threadIdx.x + i * THREADS;
-            Ds[idx / NT * DSW + idx % NT] = draw[i];
+    const int64_t chunks = cdiv(B, RT);
+    if (e.async_copy) {
+        for (int c = 0; c < STAGES - 1; c++) {
+            if (c < chunks) {
+                copy_inputs(ring + c * RAW_FLOATS, e, start, c * RT, B, k0);
+                copy_dh(dring + c * RT * DSW, e, c * RT, B, j0, DSW);
+            }
+            cp_async_commit();
         }
-        __syncthreads();
-        if (r0 + RT < B) {
-            fetch_inputs(raw, e, start, r0 + RT, B, k0);
-            fetch_dh(draw, e, r0 + RT, B, j0);
+    }
+    for (int64_t c = 0; c < chunks; c++) {
+        const int64_t r0 = c * RT;
+        if (e.async_copy) {
+            cp_async_wait_ahead();
+            __syncthreads();
+            if (c + STAGES - 1 < chunks) {
+                const int64_t next = (c + STAGES - 1) % STAGES;
+                copy_inputs(ring + next * RAW_FLOATS, e, start, r0 + (STAGES - 1) * RT, B, k0);
+                copy_dh(dring + next * RT * DSW, e, r0 + (STAGES - 1) * RT, B, j0, DSW);
+            }
+            cp_async_commit();
+            convert_inputs(Xs, XSW, ring + c % STAGES * RAW_FLOATS, e, k0);
+            Ds = dring + c % STAGES * RT * DSW;
+            __syncthreads();
+        } else {
+            if (r0 > 0) __syncthreads();
+            stage_inputs(Xs, XSW, raw, e, r0, B, k0);
+#pragma unroll
+            for (int i = 0; i < DPT; i++) {
+                const int idx = threadIdx.x + i * THREADS;
+                Ds[idx / NT * DSW + idx % NT] = draw[i];
+            }
+            __syncthreads();
+            if (r0 + RT < B) {
+                fetch_inputs(raw, e, start, r0 + RT, B, k0);
+                fetch_dh(draw, e, r0 + RT, B, j0);
+            }
         }
         const int rows = B - r0 < RT ? (int)(B - r0) : RT;
         for (int r = 0; r < rows; r += 8) { /* rows past B are staged as zeros */
@@ -551,6 +656,9 @@ int64_t smem_floats(int64_t H, int64_t C) {
     if (KT * NT + RT * XS > f) f = KT * NT + RT * XS;
     if (RT * XSW + RT * DSW > f) f = RT * XSW + RT * DSW;     /* W1 update */
     if (RT * XS + RT * NT > f) f = RT * XS + RT * NT;
+    /* the async copies' rings (uint8 rows use a quarter of theirs) */
+    if (KT * WSF + RT * XSF + STAGES * RAW_FLOATS > f) f = KT * WSF + RT * XSF + STAGES * RAW_FLOATS;
+    if (RT * XSW + STAGES * (RAW_FLOATS + RT * DSW) > f) f = RT * XSW + STAGES * (RAW_FLOATS + RT * DSW);
     if (RT * (KW + 1) + RT * C > f) f = RT * (KW + 1) + RT * C; /* W2 update */
     if ((H + 1) * C + WARPS * (H + C) > f) f = (H + 1) * C + WARPS * (H + C); /* head */
     return f;

@@ -50,6 +50,9 @@ struct FusedEpoch {
     /* the two large products on TF32 tensor cores in 3xTF32 (float32
      * accuracy; sm_80 and newer), or on the float32 units */
     bool tensor_cores;
+    /* with tensor_cores: load chunks through cp.async (rows of a multiple of
+     * 16 bytes, H a multiple of 4) */
+    bool async_copy;
     /* workspace: partial (k_tiles, batch, H); h and dh (batch, H);
      * dlogits (batch, C); per-row loss and hit (n) */
     float *partial, *h, *dh, *dlogits;

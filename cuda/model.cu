@@ -499,6 +499,8 @@ static mlp_status train_fused(mlp_model *m, const mlp_data *data, const FusedPla
     /* MLP_KERNELS=base: the float32 units only, as in the C core's baseline */
     const char *kernels = getenv("MLP_KERNELS");
     e.tensor_cores = plan.tensor_cores && !(kernels && strcmp(kernels, "base") == 0);
+    e.async_copy = e.tensor_cores && e.D * (e.dtype == MLP_UINT8 ? 1 : 4) % 16 == 0 &&
+                   e.H % 4 == 0;
     e.partial = m->partial;
     e.h = m->acts[0];
     e.dh = m->douts[0];
