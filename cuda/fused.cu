@@ -6,7 +6,7 @@
 #include <math.h>
 
 #include "fused.cuh"
-#include "warp.cuh"
+#include "common.cuh"
 
 namespace cg = cooperative_groups;
 
@@ -50,9 +50,8 @@ __host__ __device__ inline Tiles tiles_of(int64_t D, int64_t H) {
     return t;
 }
 
-/* sgd_update of N elements P[at[i]] (where ok[i]) with gradients g[i]:
- * g += wd * p; v = momentum * v + g; p -= lr * v. Every load is issued
- * before any store, so the round trips overlap. */
+/* sgd_update (sgd_step) of N elements P[at[i]] (where ok[i]) with gradients
+ * g[i]. Every load is issued before any store, so the round trips overlap. */
 template <int N>
 __device__ inline void sgd(float *P, float *V, const int64_t (&at)[N], const bool (&ok)[N],
                            const float (&g)[N], const FusedEpoch &e) {
@@ -65,12 +64,8 @@ __device__ inline void sgd(float *P, float *V, const int64_t (&at)[N], const boo
 #pragma unroll
     for (int i = 0; i < N; i++) {
         if (!ok[i]) continue;
-        float gi = g[i] + e.weight_decay * p[i];
-        if (e.momentum != 0.0f) {
-            gi = e.momentum * v[i] + gi;
-            V[at[i]] = gi;
-        }
-        P[at[i]] = p[i] - e.lr * gi;
+        P[at[i]] = sgd_step(p[i], v[i], g[i], e.lr, e.momentum, e.weight_decay);
+        if (e.momentum != 0.0f) V[at[i]] = v[i];
     }
 }
 
@@ -122,6 +117,17 @@ __device__ inline void fetch_dh(float (&v)[DPT], const FusedEpoch &e, int64_t r0
     }
 }
 
+/* The W1 tile (KT, NT) at inputs k0.., hidden units j0.. into Ws, row
+ * stride `stride`, zeros past the matrix. */
+__device__ inline void load_w1_tile(float *Ws, int stride, const FusedEpoch &e, int64_t k0,
+                                    int64_t j0) {
+    for (int idx = threadIdx.x; idx < KT * NT; idx += THREADS) {
+        const int64_t gk = k0 + idx / NT, gj = j0 + idx % NT;
+        Ws[idx / NT * stride + idx % NT] =
+            gk <= e.D && gj < e.H ? __ldcg(e.W1 + gk * e.H + gj) : 0.0f;
+    }
+}
+
 /* Whether this compilation has TF32 tensor cores (sm_80 and newer). */
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
 #define MLP_HAVE_TF32 1
@@ -140,10 +146,7 @@ __device__ void forward_tile_fp32(const FusedEpoch &e, const Tiles &t, int64_t i
     uint32_t raw[XPT];
     fetch_inputs(raw, e, start, 0, B, k0);
     __syncthreads(); /* shared memory is free: the last phase is done with it */
-    for (int idx = threadIdx.x; idx < KT * NT; idx += THREADS) {
-        const int64_t gk = k0 + idx / NT, gj = j0 + idx % NT;
-        Ws[idx] = gk <= e.D && gj < e.H ? __ldcg(e.W1 + gk * e.H + gj) : 0.0f;
-    }
+    load_w1_tile(Ws, NT, e, k0, j0);
     for (int64_t r0 = 0; r0 < B; r0 += RT) {
         if (r0 > 0) __syncthreads();
         stage_inputs(Xs, XS, raw, e, r0, B, k0);
@@ -389,6 +392,35 @@ __device__ inline void convert_inputs(float *Xs, int stride, const void *stage,
     }
 }
 
+/* The ring of one W1 tile's chunks of rows: raw inputs, and dh when dring
+ * is given. Chunk c lives in slot c % STAGES. */
+struct ChunkRing {
+    float *ring, *dring;
+    const FusedEpoch *e;
+    int64_t start, B, k0, j0, chunks;
+
+    /* queues the copies of chunk c (none past the last chunk) as one group */
+    __device__ void queue(int64_t c) const {
+        if (c < chunks) {
+            copy_inputs(inputs(c), *e, start, c * RT, B, k0);
+            if (dring) copy_dh(dh(c), *e, c * RT, B, j0, DSW);
+        }
+        cp_async_commit();
+    }
+    __device__ void begin() const {
+        for (int c = 0; c < STAGES - 1; c++) queue(c);
+    }
+    /* waits until chunk c has landed for the whole block, and the block is
+     * done with chunk c - 1, whose slot then takes chunk c + STAGES - 1 */
+    __device__ void advance(int64_t c) const {
+        cp_async_wait_ahead();
+        __syncthreads();
+        queue(c + STAGES - 1);
+    }
+    __device__ float *inputs(int64_t c) const { return ring + c % STAGES * RAW_FLOATS; }
+    __device__ float *dh(int64_t c) const { return dring + c % STAGES * RT * DSW; }
+};
+
 __device__ inline void mma_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
     asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, "
                  "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
@@ -416,28 +448,16 @@ __device__ void forward_tile_mma(const FusedEpoch &e, const Tiles &t, int64_t it
     uint32_t raw[XPT];
     if (!e.async_copy) fetch_inputs(raw, e, start, 0, B, k0);
     __syncthreads(); /* shared memory is free: the last phase is done with it */
-    for (int idx = threadIdx.x; idx < KT * NT; idx += THREADS) {
-        const int64_t gk = k0 + idx / NT, gj = j0 + idx % NT;
-        Ws[idx / NT * WSF + idx % NT] = gk <= e.D && gj < e.H ? __ldcg(e.W1 + gk * e.H + gj) : 0.0f;
-    }
-    float *ring = Xs + RT * XSF; /* STAGES raw chunks, with e.async_copy */
+    load_w1_tile(Ws, WSF, e, k0, j0);
     const int64_t chunks = cdiv(B, RT);
-    if (e.async_copy) {
-        for (int c = 0; c < STAGES - 1; c++) {
-            if (c < chunks) copy_inputs(ring + c * RAW_FLOATS, e, start, c * RT, B, k0);
-            cp_async_commit();
-        }
-    }
+    /* with e.async_copy, STAGES chunks of raw inputs after Xs */
+    const ChunkRing ring = {Xs + RT * XSF, NULL, &e, start, B, k0, j0, chunks};
+    if (e.async_copy) ring.begin();
     for (int64_t c = 0; c < chunks; c++) {
         const int64_t r0 = c * RT;
         if (e.async_copy) {
-            cp_async_wait_ahead();
-            __syncthreads();
-            if (c + STAGES - 1 < chunks)
-                copy_inputs(ring + (c + STAGES - 1) % STAGES * RAW_FLOATS, e, start,
-                            r0 + (STAGES - 1) * RT, B, k0);
-            cp_async_commit();
-            convert_inputs(Xs, XSF, ring + c % STAGES * RAW_FLOATS, e, k0);
+            ring.advance(c);
+            convert_inputs(Xs, XSF, ring.inputs(c), e, k0);
             __syncthreads();
         } else {
             if (r0 > 0) __syncthreads();
@@ -472,8 +492,6 @@ __device__ void weights_tile_mma(const FusedEpoch &e, const Tiles &t, int64_t it
                                  int64_t start, int64_t B, float *smem) {
     const int64_t kt = item / t.n_tiles, k0 = kt * KT, j0 = item % t.n_tiles * NT;
     float *Xs = smem, *Ds = smem + RT * XSW;
-    /* with e.async_copy: STAGES chunks of raw inputs, then STAGES of dh */
-    float *ring = Ds, *dring = ring + STAGES * RAW_FLOATS;
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const int g = lane / 4, q = lane % 4;
     const int m0 = warp % 4 * 16, n0 = warp / 4 * 16; /* inputs m0.., hidden units n0.. */
@@ -486,28 +504,16 @@ __device__ void weights_tile_mma(const FusedEpoch &e, const Tiles &t, int64_t it
     float acc[2][4] = {};
     __syncthreads();
     const int64_t chunks = cdiv(B, RT);
-    if (e.async_copy) {
-        for (int c = 0; c < STAGES - 1; c++) {
-            if (c < chunks) {
-                copy_inputs(ring + c * RAW_FLOATS, e, start, c * RT, B, k0);
-                copy_dh(dring + c * RT * DSW, e, c * RT, B, j0, DSW);
-            }
-            cp_async_commit();
-        }
-    }
+    /* with e.async_copy, STAGES chunks of raw inputs, then STAGES of dh,
+     * where the synchronous path keeps Ds */
+    const ChunkRing ring = {Ds, Ds + STAGES * RAW_FLOATS, &e, start, B, k0, j0, chunks};
+    if (e.async_copy) ring.begin();
     for (int64_t c = 0; c < chunks; c++) {
         const int64_t r0 = c * RT;
         if (e.async_copy) {
-            cp_async_wait_ahead();
-            __syncthreads();
-            if (c + STAGES - 1 < chunks) {
-                const int64_t next = (c + STAGES - 1) % STAGES;
-                copy_inputs(ring + next * RAW_FLOATS, e, start, r0 + (STAGES - 1) * RT, B, k0);
-                copy_dh(dring + next * RT * DSW, e, r0 + (STAGES - 1) * RT, B, j0, DSW);
-            }
-            cp_async_commit();
-            convert_inputs(Xs, XSW, ring + c % STAGES * RAW_FLOATS, e, k0);
-            Ds = dring + c % STAGES * RT * DSW;
+            ring.advance(c);
+            convert_inputs(Xs, XSW, ring.inputs(c), e, k0);
+            Ds = ring.dh(c);
             __syncthreads();
         } else {
             if (r0 > 0) __syncthreads();

@@ -141,6 +141,18 @@ static mlp_status device_alloc(T **p, int64_t count, const char *what) {
     return MLP_OK;
 }
 
+/* Makes *p hold at least `need` elements (*cap of them now), replacing it
+ * when it is smaller; its contents are not kept. */
+template <class T>
+static mlp_status grow(T **p, int64_t *cap, int64_t need, const char *what) {
+    if (need <= *cap) return MLP_OK;
+    cudaFree(*p);
+    *cap = 0;
+    TRY(device_alloc(p, need, what));
+    *cap = need;
+    return MLP_OK;
+}
+
 static void drop_graph(mlp_model *m) {
     if (m->graph) cudaGraphExecDestroy(m->graph);
     m->graph = NULL;
@@ -447,7 +459,7 @@ static mlp_status record_epoch(mlp_model *m, const mlp_data *data, int64_t n, in
 static FusedPlan plan_for(mlp_model *m, int64_t batch) {
     const mlp_layout *L = &m->L;
     if (m->plain || L->n_layers != 2) return FusedPlan{};
-    if (!m->plan.ok || m->plan_batch != batch) {
+    if (m->plan_batch != batch) { /* 0 until the first plan */
         m->plan = fused_plan(L->sizes[0], L->sizes[1], L->sizes[2], batch);
         m->plan_batch = batch;
     }
@@ -461,26 +473,13 @@ static mlp_status train_fused(mlp_model *m, const mlp_data *data, const FusedPla
                               float weight_decay) {
     const mlp_layout *L = &m->L;
     const int64_t rows = batch_size < n ? batch_size : n;
-    const int64_t need = fused_partial_floats(plan, rows, L->sizes[1]);
-    if (need > m->partial_cap) {
-        cudaFree(m->partial);
-        m->partial = NULL;
-        m->partial_cap = 0;
-        TRY(device_alloc(&m->partial, need, "partial sums"));
-        m->partial_cap = need;
-    }
+    TRY(grow(&m->partial, &m->partial_cap, fused_partial_floats(plan, rows, L->sizes[1]),
+             "partial sums"));
     FusedEpoch e;
     e.n = n;
     e.D = L->sizes[0];
     e.dtype = data->dtype;
-    const int64_t bytes = fused_rows_bytes(e);
-    if (bytes > m->gathered_cap) {
-        cudaFree(m->gathered);
-        m->gathered = NULL;
-        m->gathered_cap = 0;
-        TRY(device_alloc(&m->gathered, bytes, "the epoch's rows"));
-        m->gathered_cap = bytes;
-    }
+    TRY(grow(&m->gathered, &m->gathered_cap, fused_rows_bytes(e), "the epoch's rows"));
     e.rows = m->gathered;
     e.labels = m->labels;
     e.X = data->X;

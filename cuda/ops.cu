@@ -12,7 +12,7 @@
 #include <math.h>
 
 #include "ops.cuh"
-#include "warp.cuh"
+#include "common.cuh"
 
 namespace {
 
@@ -124,13 +124,8 @@ struct SgdUpdate { /* linear_backward's dW, db (+ sgd_update) */
 #pragma unroll
         for (int j = 0; j < TN; j++) {
             if (j >= count) continue;
-            float g = grad[j] + weight_decay * p[j];
-            if (momentum != 0.0f) {
-                vel[j] = momentum * vel[j] + g;
-                g = vel[j];
-                V[i + j] = vel[j];
-            }
-            P[i + j] = p[j] - lr * g;
+            P[i + j] = sgd_step(p[j], vel[j], grad[j], lr, momentum, weight_decay);
+            if (momentum != 0.0f) V[i + j] = vel[j];
         }
     }
 };

@@ -1,8 +1,9 @@
 /*
- * warp.cuh - warp-wide reductions shared by ops.cu and fused.cu.
+ * common.cuh - device code shared by ops.cu and fused.cu: warp-wide
+ * reductions and the SGD rule.
  */
-#ifndef MLP_CUDA_WARP_CUH
-#define MLP_CUDA_WARP_CUH
+#ifndef MLP_CUDA_COMMON_CUH
+#define MLP_CUDA_COMMON_CUH
 
 #include <math.h>
 #include <stdint.h>
@@ -43,4 +44,17 @@ __device__ inline RowStats row_stats(const float *z, int64_t C) {
     return RowStats{best, arg, sum};
 }
 
-#endif /* MLP_CUDA_WARP_CUH */
+/* sgd_update of one parameter p with gradient grad, PyTorch's convention:
+ * g = grad + weight_decay * p; v = momentum * v + g (v updated only when
+ * momentum != 0); returns p - lr * v (or p - lr * g without momentum). */
+__device__ inline float sgd_step(float p, float &v, float grad, float lr, float momentum,
+                                 float weight_decay) {
+    float g = grad + weight_decay * p;
+    if (momentum != 0.0f) {
+        v = momentum * v + g;
+        g = v;
+    }
+    return p - lr * g;
+}
+
+#endif /* MLP_CUDA_COMMON_CUH */
