@@ -7,6 +7,7 @@
 
 #include "fused.cuh"
 #include "common.cuh"
+#include "tf32.cuh"
 
 namespace cg = cooperative_groups;
 
@@ -33,6 +34,8 @@ constexpr int64_t MAX_PARTIAL_FLOATS = (int64_t)1 << 28;
  * loads), while a kernel per op gets faster (H100: 7.94 against 8.14 ms at
  * batch 2048, 8.17 against 5.76 ms at 8192). */
 constexpr int64_t MAX_BATCH = 2048;
+/* The same for fused_rows.cu's kernel. */
+constexpr int64_t ROWS_MAX_BATCH = 1 << 30;
 
 __host__ __device__ inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -128,12 +131,6 @@ __device__ inline void load_w1_tile(float *Ws, int stride, const FusedEpoch &e, 
     }
 }
 
-/* Whether this compilation has TF32 tensor cores (sm_80 and newer). */
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-#define MLP_HAVE_TF32 1
-#else
-#define MLP_HAVE_TF32 0
-#endif
 
 /* ---- phase 1: linear_forward, one W1 tile ------------------------------
  * (B, KT) @ (KT, NT) -> partial[kt] (B, NT); thread (tr, tc) sums rows
@@ -323,33 +320,13 @@ constexpr int STAGES = 3;           /* chunks in the ring of asynchronous copies
 constexpr int RAW_FLOATS = RT * KT; /* one chunk of raw inputs, float32 or uint8 */
 
 #if MLP_HAVE_TF32
-__device__ inline uint32_t to_tf32(float x) {
-    uint32_t r;
-    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
-    return r;
-}
-
-template <int N>
-__device__ inline void split_tf32(const float (&x)[N], uint32_t (&hi)[N], uint32_t (&lo)[N]) {
-#pragma unroll
-    for (int i = 0; i < N; i++) {
-        hi[i] = to_tf32(x[i]);
-        lo[i] = to_tf32(x[i] - __uint_as_float(hi[i]));
-    }
-}
-
 /* ---- asynchronous copies into shared memory (sm_80 and newer) ----------
  * With e.async_copy (rows of 16-byte multiples, H a multiple of 4), the
  * chunks of inputs and dh come through a ring of STAGES buffers filled by
  * cp.async, STAGES - 1 chunks ahead of the one being multiplied, so that no
  * chunk waits on a round trip to memory. */
-__device__ inline void cp_async16(void *dst, const void *src, int bytes) {
-    const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src), "r"(bytes));
-}
-__device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
 __device__ inline void cp_async_wait_ahead() { /* all but the newest STAGES - 2 groups */
-    asm volatile("cp.async.wait_group %0;" ::"n"(STAGES - 2));
+    cp_async_wait<STAGES - 2>();
 }
 
 /* Copies the raw inputs of rows r0.. (zeros past B and past D) into stage. */
@@ -420,13 +397,6 @@ struct ChunkRing {
     __device__ float *inputs(int64_t c) const { return ring + c % STAGES * RAW_FLOATS; }
     __device__ float *dh(int64_t c) const { return dring + c % STAGES * RT * DSW; }
 };
-
-__device__ inline void mma_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, "
-                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
 
 /* d += a @ b in 3xTF32, a (16x8) and b (8x8) given as float fragments */
 __device__ inline void mma_3xtf32(float (&d)[4], const float (&a)[4], const float (&b)[2]) {
@@ -638,21 +608,30 @@ __global__ void __launch_bounds__(THREADS) fused_epoch_kernel(FusedEpoch e) {
     }
 }
 
-/* rows (n, row_bytes) = X[order], labels (n) = y[order]: a warp per row */
+/* rows (n, stride) = X[order], labels (n) = y[order], a warp per row: each
+ * row's d elements (esize bytes each), then, when stride > d, the bias input
+ * (255 for uint8, 1.0f for float32) and zeros. */
 __global__ void gather_rows_kernel(uint8_t *rows, int32_t *labels, const uint8_t *X,
-                                   const int32_t *y, const int64_t *order, int64_t n,
-                                   int64_t row_bytes) {
+                                   const int32_t *y, const int64_t *order, int64_t n, int64_t d,
+                                   int64_t stride, int esize) {
     const int lane = threadIdx.x % 32;
+    const int64_t in_bytes = d * esize, out_bytes = stride * esize;
     for (int64_t i = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32; i < n;
          i += (int64_t)gridDim.x * blockDim.x / 32) {
         const int64_t src = __ldg(order + i);
         if (lane == 0) labels[i] = __ldg(y + src);
-        if (row_bytes % 16 == 0) { /* rows stay 16-byte aligned */
-            const uint4 *from = (const uint4 *)(X + src * row_bytes);
-            uint4 *to = (uint4 *)(rows + i * row_bytes);
-            for (int64_t k = lane; k < row_bytes / 16; k += 32) to[k] = __ldg(from + k);
+        uint8_t *to = rows + i * out_bytes;
+        if (in_bytes % 16 == 0 && out_bytes % 16 == 0) { /* rows stay 16-byte aligned */
+            const uint4 *from = (const uint4 *)(X + src * in_bytes);
+            for (int64_t k = lane; k < in_bytes / 16; k += 32) ((uint4 *)to)[k] = __ldg(from + k);
         } else {
-            for (int64_t k = lane; k < row_bytes; k += 32) rows[i * row_bytes + k] = __ldg(X + src * row_bytes + k);
+            for (int64_t k = lane; k < in_bytes; k += 32) to[k] = __ldg(X + src * in_bytes + k);
+        }
+        for (int64_t k = d + lane; k < stride; k += 32) {
+            if (esize == 1)
+                to[k] = k == d ? 255 : 0;
+            else
+                ((float *)to)[k] = k == d ? 1.0f : 0.0f;
         }
     }
 }
@@ -672,20 +651,28 @@ int64_t smem_floats(int64_t H, int64_t C) {
 
 } // namespace
 
-FusedPlan fused_plan(int64_t D, int64_t H, int64_t C, int64_t batch) {
+FusedPlan fused_plan(int64_t D, int64_t H, int64_t C, int64_t batch, bool tensor_cores) {
     FusedPlan plan = {};
     const Tiles t = tiles_of(D, H);
-    if (C > MAX_CLASSES || batch > MAX_BATCH || t.k_tiles * batch * H > MAX_PARTIAL_FLOATS)
-        return plan;
-    int dev = 0, coop = 0, sms = 0, optin = 0;
+    int dev = 0, coop = 0, sms = 0, optin = 0, major = 0;
     if (cudaGetDevice(&dev) != cudaSuccess ||
         cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev) != cudaSuccess ||
         cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
         cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) !=
             cudaSuccess) {
         cudaGetLastError();
         return plan;
     }
+    if (!coop) return plan;
+    plan.tensor_cores = tensor_cores && major >= 8;
+    if (plan.tensor_cores && batch >= ROWS_BATCH && batch <= ROWS_MAX_BATCH &&
+        fused_rows_plan(plan, D, H, C, batch, sms)) {
+        plan.ok = true;
+        return plan;
+    }
+    if (C > MAX_CLASSES || batch > MAX_BATCH || t.k_tiles * batch * H > MAX_PARTIAL_FLOATS)
+        return plan;
     cudaFuncAttributes attr;
     if (cudaFuncGetAttributes(&attr, fused_epoch_kernel) != cudaSuccess) {
         cudaGetLastError();
@@ -693,7 +680,7 @@ FusedPlan fused_plan(int64_t D, int64_t H, int64_t C, int64_t batch) {
     }
     const size_t most_dynamic = (size_t)optin - attr.sharedSizeBytes;
     const size_t bytes = sizeof(float) * (size_t)smem_floats(H, C);
-    if (!coop || bytes > most_dynamic) return plan;
+    if (bytes > most_dynamic) return plan;
     int per_sm = 0;
     /* the most this GPU allows, always the same: models of other shapes, on
      * other threads, share the setting */
@@ -710,31 +697,26 @@ FusedPlan fused_plan(int64_t D, int64_t H, int64_t C, int64_t batch) {
     int64_t want = t.w1 + t.w2;
     if (cdiv(batch, WARPS) > want) want = cdiv(batch, WARPS);
     const int64_t most = (int64_t)per_sm * sms;
-    int major = 0;
-    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
     plan.ok = true;
-    plan.tensor_cores = major >= 8;
     plan.blocks = (int)(want < most ? want : most);
     plan.smem_bytes = bytes;
-    plan.k_tiles = t.k_tiles;
+    plan.row_stride = D;
+    plan.workspace_floats = t.k_tiles * batch * H;
     return plan;
 }
 
-int64_t fused_partial_floats(const FusedPlan &plan, int64_t batch, int64_t H) {
-    return plan.k_tiles * batch * H;
-}
-
-int64_t fused_rows_bytes(const FusedEpoch &e) {
-    return e.n * e.D * (e.dtype == MLP_UINT8 ? 1 : (int64_t)sizeof(float));
+int64_t fused_rows_bytes(const FusedPlan &plan, int64_t n, mlp_dtype dtype) {
+    return n * plan.row_stride * (dtype == MLP_UINT8 ? 1 : (int64_t)sizeof(float));
 }
 
 cudaError_t fused_train_epoch(cudaStream_t s, const FusedPlan &plan, const FusedEpoch &e) {
     const int64_t warps = e.n < 4096 * 8 ? e.n : 4096 * 8;
     gather_rows_kernel<<<(unsigned)cdiv(warps, 8), 256, 0, s>>>(
-        (uint8_t *)e.rows, e.labels, (const uint8_t *)e.X, e.y, e.order, e.n,
-        fused_rows_bytes(e) / e.n);
+        (uint8_t *)e.rows, e.labels, (const uint8_t *)e.X, e.y, e.order, e.n, e.D, e.row_stride,
+        e.dtype == MLP_UINT8 ? 1 : (int)sizeof(float));
     cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) return err;
+    if (plan.by_rows) return fused_rows_launch(s, plan, e);
     FusedEpoch args = e;
     void *argv[] = {&args};
     return cudaLaunchCooperativeKernel((const void *)fused_epoch_kernel, dim3(plan.blocks),

@@ -22,6 +22,10 @@
  *   3. linear_backward's dW + sgd_update: owned W1 tiles (X^T @ dh), and W2 in
  *      slices of KW rows ([h, 1]^T @ dlogits)
  * Every sum runs in a fixed order: results are bit-identical run to run.
+ *
+ * From ROWS_BATCH rows a step, on GPUs with TF32 tensor cores, the epoch
+ * runs as fused_rows.cu's kernel instead, which cuts the work by rows and
+ * hidden units (see there). Both take the same FusedEpoch.
  */
 #ifndef MLP_CUDA_FUSED_CUH
 #define MLP_CUDA_FUSED_CUH
@@ -40,8 +44,11 @@ struct FusedEpoch {
     int64_t n, batch;
     /* workspace: those rows gathered, in order, before the epoch starts, so
      * that no step waits on an index before it can load a row:
-     * rows (n, D) in the data's dtype (fused_rows_bytes), labels (n) */
+     * rows (n, row_stride) in the data's dtype (fused_rows_bytes), labels (n).
+     * With row_stride > D (fused_rows.cu), each row is followed by its bias
+     * input (255 for uint8, 1 for float32) and zeros. */
     void *rows;
+    int64_t row_stride;
     int32_t *labels;
     int64_t D, H, C;
     /* parameters and momentum, the augmented views (D+1,H) and (H+1,C) */
@@ -53,7 +60,9 @@ struct FusedEpoch {
     /* with tensor_cores: load chunks through cp.async (rows of a multiple of
      * 16 bytes, H a multiple of 4) */
     bool async_copy;
-    /* workspace: partial (k_tiles, batch, H); h and dh (batch, H);
+    /* fused_rows.cu: inputs per update item */
+    int64_t in_tile;
+    /* workspace: partial (fused_workspace_floats); h and dh (batch, H);
      * dlogits (batch, C); per-row loss and hit (n) */
     float *partial, *h, *dh, *dlogits;
     float *row_loss;
@@ -64,24 +73,38 @@ struct FusedEpoch {
  * takes it, and how many blocks to launch. */
 struct FusedPlan {
     bool ok;
-    bool tensor_cores;   /* the GPU has TF32 tensor cores */
+    bool tensor_cores;   /* the products run on TF32 tensor cores */
+    bool by_rows;        /* fused_rows.cu's kernel (always on tensor cores) */
     int blocks;          /* the cooperative grid, all resident at once */
     size_t smem_bytes;   /* dynamic shared memory per block */
-    int64_t k_tiles;     /* partial sums per hidden unit */
+    int64_t row_stride;  /* elements per gathered row */
+    int64_t in_tile;     /* fused_rows.cu: inputs per update item */
+    int64_t workspace_floats; /* e.partial */
 };
 
-/* Plan for sizes D, H, C at batch size `batch`. Returns ok = false (and the
- * caller uses the kernel-per-op path) when the GPU cannot launch cooperative
- * grids, or the head does not fit in shared memory. */
-FusedPlan fused_plan(int64_t D, int64_t H, int64_t C, int64_t batch);
+/* Batches of at least this many rows take fused_rows.cu's kernel where
+ * the GPU has TF32 tensor cores. */
+constexpr int64_t ROWS_BATCH = 512;
 
-/* Floats of the partial-sum workspace for batch rows. */
-int64_t fused_partial_floats(const FusedPlan &plan, int64_t batch, int64_t H);
+/* Plan for sizes D, H, C at batch size `batch` (rows per step), on tensor
+ * cores when `tensor_cores` and the GPU has them. Returns ok = false (and
+ * the caller uses the kernel-per-op path) when the GPU cannot launch
+ * cooperative grids, the shape does not fit in shared memory, or the batch
+ * is past what the fused kernels are faster at. */
+FusedPlan fused_plan(int64_t D, int64_t H, int64_t C, int64_t batch, bool tensor_cores);
 
-/* Bytes of the gathered rows of e. */
-int64_t fused_rows_bytes(const FusedEpoch &e);
+/* fused_rows.cu's part of fused_plan: fills plan's by_rows, blocks,
+ * smem_bytes, in_tile, row_stride and workspace_floats; false when the
+ * shape does not fit. */
+bool fused_rows_plan(FusedPlan &plan, int64_t D, int64_t H, int64_t C, int64_t batch, int sms);
+
+/* Bytes of the gathered rows of an epoch of n rows. */
+int64_t fused_rows_bytes(const FusedPlan &plan, int64_t n, mlp_dtype dtype);
 
 /* Enqueues the epoch on stream s. */
 cudaError_t fused_train_epoch(cudaStream_t s, const FusedPlan &plan, const FusedEpoch &e);
+
+/* Launches fused_rows.cu's kernel (the rows already gathered). */
+cudaError_t fused_rows_launch(cudaStream_t s, const FusedPlan &plan, const FusedEpoch &e);
 
 #endif /* MLP_CUDA_FUSED_CUH */

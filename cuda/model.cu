@@ -60,12 +60,14 @@ struct mlp_model {
     /* the recorded epoch */
     cudaGraphExec_t graph;
     GraphKey key;
-    /* the fused epoch kernel: whether it is off (plain ops), its plan for
-     * batch size plan_batch, and its partial sums */
+    /* the fused epoch kernels: whether they are off (plain ops), the plan for
+     * batch size plan_batch (with tensor cores allowed: plan_tensor), and
+     * their workspace */
     bool plain;
-    const char *last_kernels; /* what the last epoch ran: "cuda", "fused", "fused-tensor" */
+    const char *last_kernels; /* what the last epoch ran; see mlp_kernel_set */
     FusedPlan plan;
     int64_t plan_batch;
+    bool plan_tensor;
     float *partial;
     int64_t partial_cap;
     uint8_t *gathered; /* the epoch's rows in order, gathered_cap bytes */
@@ -459,9 +461,13 @@ static mlp_status record_epoch(mlp_model *m, const mlp_data *data, int64_t n, in
 static FusedPlan plan_for(mlp_model *m, int64_t batch) {
     const mlp_layout *L = &m->L;
     if (m->plain || L->n_layers != 2) return FusedPlan{};
-    if (m->plan_batch != batch) { /* 0 until the first plan */
-        m->plan = fused_plan(L->sizes[0], L->sizes[1], L->sizes[2], batch);
+    /* MLP_KERNELS=base: the float32 units only, as in the C core's baseline */
+    const char *kernels = getenv("MLP_KERNELS");
+    const bool tensor = !(kernels && strcmp(kernels, "base") == 0);
+    if (m->plan_batch != batch || m->plan_tensor != tensor) { /* plan_batch 0 until the first plan */
+        m->plan = fused_plan(L->sizes[0], L->sizes[1], L->sizes[2], batch, tensor);
         m->plan_batch = batch;
+        m->plan_tensor = tensor;
     }
     return m->plan;
 }
@@ -472,15 +478,16 @@ static mlp_status train_fused(mlp_model *m, const mlp_data *data, const FusedPla
                               int64_t n, int64_t batch_size, float lr, float momentum,
                               float weight_decay) {
     const mlp_layout *L = &m->L;
-    const int64_t rows = batch_size < n ? batch_size : n;
-    TRY(grow(&m->partial, &m->partial_cap, fused_partial_floats(plan, rows, L->sizes[1]),
-             "partial sums"));
+    TRY(grow(&m->partial, &m->partial_cap, plan.workspace_floats, "the fused workspace"));
+    TRY(grow(&m->gathered, &m->gathered_cap, fused_rows_bytes(plan, n, data->dtype),
+             "the epoch's rows"));
     FusedEpoch e;
     e.n = n;
     e.D = L->sizes[0];
     e.dtype = data->dtype;
-    TRY(grow(&m->gathered, &m->gathered_cap, fused_rows_bytes(e), "the epoch's rows"));
     e.rows = m->gathered;
+    e.row_stride = plan.row_stride;
+    e.in_tile = plan.in_tile;
     e.labels = m->labels;
     e.X = data->X;
     e.y = data->y;
@@ -495,9 +502,7 @@ static mlp_status train_fused(mlp_model *m, const mlp_data *data, const FusedPla
     e.lr = lr;
     e.momentum = momentum;
     e.weight_decay = weight_decay;
-    /* MLP_KERNELS=base: the float32 units only, as in the C core's baseline */
-    const char *kernels = getenv("MLP_KERNELS");
-    e.tensor_cores = plan.tensor_cores && !(kernels && strcmp(kernels, "base") == 0);
+    e.tensor_cores = plan.tensor_cores;
     e.async_copy = e.tensor_cores && e.D * (e.dtype == MLP_UINT8 ? 1 : 4) % 16 == 0 &&
                    e.H % 4 == 0;
     e.partial = m->partial;
@@ -507,7 +512,7 @@ static mlp_status train_fused(mlp_model *m, const mlp_data *data, const FusedPla
     e.row_loss = m->row_loss;
     e.row_hit = m->row_hit;
     CUDA_TRY(fused_train_epoch(m->stream, plan, e));
-    m->last_kernels = e.tensor_cores ? "fused-tensor" : "fused";
+    m->last_kernels = plan.by_rows ? "fused-rows" : e.tensor_cores ? "fused-tensor" : "fused";
     return MLP_OK;
 }
 

@@ -60,13 +60,21 @@ def test_core_matches_reference(core, shape, momentum, weight_decay):
     assert acc == pytest.approx(ref_acc, abs=1.5 / len(y))
 
 
-# The CUDA core also against shapes that its one-kernel epoch (cuda/fused.cu)
-# cuts differently: batches of several staged chunks with the last one
-# partial, hidden units spanning tiles with the last one partial, and more
-# tiles than the GPU runs blocks at once.
+# The CUDA core also against shapes that its one-kernel epochs cut
+# differently. cuda/fused.cu: batches of several staged chunks with the last
+# one partial, hidden units spanning tiles with the last one partial, and more
+# tiles than the GPU runs blocks at once. cuda/fused_rows.cu (batches from
+# ROWS_BATCH rows): several row tiles with the last one partial, a last
+# group of hidden units partial, a hidden width that is not a multiple of 4,
+# float32 inputs, and more items than the GPU runs blocks at once.
+ROWS_BATCH = 512  # as in cuda/fused.cuh
 CUDA_SHAPES = SHAPES + [
     (300, 100, (40,), 7, 150, True),
     (64, 200, (1100,), 10, 16, True),
+    (1100, 784, (256,), 10, 512, True),
+    (1300, 50, (100,), 7, 600, False),
+    (600, 20, (37,), 3, 512, False),
+    (520, 37, (1100,), 5, 512, True),
 ]
 
 
@@ -84,7 +92,8 @@ def test_cuda_core_matches_c_core(shape, path, monkeypatch):
     c_losses, c_final, _ = run_backend("cpu", sizes, params, X, y, orders, batch, 0.05, 0.9)
     g_losses, g_final, net = run_backend("cuda", sizes, params, X, y, orders, batch, 0.05, 0.9,
                                          plain=path == "plain")
-    fused = {"fast": {"fused-tensor", "fused"}, "base": {"fused"}, "plain": {"plain"}}[path]
+    fast = {"fused-rows", "fused"} if batch >= ROWS_BATCH else {"fused-tensor", "fused"}
+    fused = {"fast": fast, "base": {"fused"}, "plain": {"plain"}}[path]
     assert net.model.kernel_set in (fused if len(sizes) == 3 or path == "plain" else {"cuda"})
     np.testing.assert_allclose(g_losses[:STEPS], c_losses[:STEPS], rtol=1e-4)
     assert rel_err(g_final, c_final) < 1e-4

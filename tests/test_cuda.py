@@ -25,10 +25,12 @@ def test_full_mnist_three_epochs_matches_c_core(full_mnist):
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("hidden", [128, (128, 64)])  # one kernel per epoch; a kernel per op
-def test_same_seed_gives_identical_bytes(mnist_subset, hidden):
+# one kernel per epoch (fused.cu, then fused_rows.cu); a kernel per op
+@pytest.mark.parametrize("hidden,batch_size", [(128, 64), (128, 512), ((128, 64), 64)])
+def test_same_seed_gives_identical_bytes(mnist_subset, hidden, batch_size):
     X, y = mnist_subset["X_train"], mnist_subset["y_train"]
-    runs = [mlp.train(X, y, hidden=hidden, epochs=2, momentum=0.9, device="cuda")
+    runs = [mlp.train(X, y, hidden=hidden, epochs=2, batch_size=batch_size, momentum=0.9,
+                      device="cuda")
             for _ in range(2)]
     a, b = (r.params for r in runs)
     assert all(a[k].tobytes() == b[k].tobytes() for k in a)

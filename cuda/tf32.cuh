@@ -1,0 +1,64 @@
+/*
+ * tf32.cuh - device code shared by the fused epochs (fused.cu and
+ * fused_rows.cu) on sm_80 and newer: TF32 tensor-core products and
+ * asynchronous copies into shared memory.
+ */
+#ifndef MLP_CUDA_TF32_CUH
+#define MLP_CUDA_TF32_CUH
+
+#include <stdint.h>
+
+/* Whether this compilation has TF32 tensor cores (sm_80 and newer). */
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#define MLP_HAVE_TF32 1
+#else
+#define MLP_HAVE_TF32 0
+#endif
+
+#if MLP_HAVE_TF32
+__device__ inline uint32_t to_tf32(float x) {
+    uint32_t r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+    return r;
+}
+
+/* x = hi + lo, both TF32: together they carry float32's precision. */
+template <int N>
+__device__ inline void split_tf32(const float (&x)[N], uint32_t (&hi)[N], uint32_t (&lo)[N]) {
+#pragma unroll
+    for (int i = 0; i < N; i++) {
+        hi[i] = to_tf32(x[i]);
+        lo[i] = to_tf32(x[i] - __uint_as_float(hi[i]));
+    }
+}
+
+/* d += a @ b on tensor cores, a (16x8, row) and b (8x8, col) in TF32. Lane
+ * (g = lane / 4, q = lane % 4) holds a (g, q), (g+8, q), (g, q+4),
+ * (g+8, q+4); b (q, g), (q+4, g); d (g, 2q), (g, 2q+1), (g+8, 2q), (g+8, 2q+1). */
+__device__ inline void mma_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, "
+                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+/* Asynchronous copies global -> shared; bytes past src_bytes are zeros. */
+__device__ inline void cp_async16(void *dst, const void *src, int src_bytes) {
+    const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src),
+                 "r"(src_bytes));
+}
+__device__ inline void cp_async4(void *dst, const void *src, int src_bytes) {
+    const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(d), "l"(src),
+                 "r"(src_bytes));
+}
+__device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
+/* waits until at most N of this thread's groups are still in flight */
+template <int N>
+__device__ inline void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;" ::"n"(N));
+}
+#endif
+
+#endif /* MLP_CUDA_TF32_CUH */
