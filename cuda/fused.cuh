@@ -60,8 +60,8 @@ struct FusedEpoch {
     /* with tensor_cores: load chunks through cp.async (rows of a multiple of
      * 16 bytes, H a multiple of 4) */
     bool async_copy;
-    /* fused_rows.cu: inputs per update item */
-    int64_t in_tile;
+    /* fused_rows.cu: inputs per update item; groups' logits staged at once */
+    int64_t in_tile, head_groups;
     /* workspace: partial (fused_workspace_floats); h and dh (batch, H);
      * dlogits (batch, C); per-row loss and hit (n) */
     float *partial, *h, *dh, *dlogits;
@@ -79,12 +79,13 @@ struct FusedPlan {
     size_t smem_bytes;   /* dynamic shared memory per block */
     int64_t row_stride;  /* elements per gathered row */
     int64_t in_tile;     /* fused_rows.cu: inputs per update item */
+    int64_t head_groups; /* fused_rows.cu: groups' logits staged at once */
     int64_t workspace_floats; /* e.partial */
 };
 
 /* Batches of at least this many rows take fused_rows.cu's kernel where
  * the GPU has TF32 tensor cores. */
-constexpr int64_t ROWS_BATCH = 512;
+constexpr int64_t ROWS_BATCH = 256;
 
 /* Plan for sizes D, H, C at batch size `batch` (rows per step), on tensor
  * cores when `tensor_cores` and the GPU has them. Returns ok = false (and

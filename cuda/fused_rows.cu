@@ -23,14 +23,18 @@
  *      the item's share of dW2 = h^T @ dlogits -> pw2[row tile]
  *   -- grid barrier --
  *   3. per update item: dW1 (piece, NG) = [X, 1][:, piece]^T @ dh[:, group]
- *      and sgd_update of that piece of W1; the items of the first piece also
- *      update their group's rows of W2 (and b2) from the row tiles' pw2
- *   -- grid barrier --
+ *      and sgd_update of that piece of W1; the items of the last piece (the
+ *      smallest) also update their group's rows of W2 (and b2) from the row
+ *      tiles' pw2
+ *   -- grid barrier -- (the next forward reads all of W1[:, group])
  * Both products are (128 x K) @ (K x 16) on TF32 tensor cores. The inputs
  * are gathered as raw values with the bias input appended (255 for uint8
  * pixels, whose 1/255 scale is applied to the sums, 1 for float32), so a
  * uint8 input is an exact TF32 number: only the other operand is split in
- * two (2 products instead of 3xTF32's 3), at float32 accuracy.
+ * two (2 products instead of 3xTF32's 3), each value then carried to about
+ * 2^-21 of itself (float32: 2^-24).
+ * On an H100 this takes an MNIST epoch at batch 1024 from 6.7 ms (fused.cu)
+ * to about 2.7 ms; benchmarks/RESULTS.md has the measurements.
  * Every sum runs in a fixed order: results are bit-identical run to run.
  */
 #include <cooperative_groups.h>
@@ -47,34 +51,59 @@ namespace {
 constexpr int THREADS = 256;
 constexpr int NG = 16;     /* hidden units per group: two n8 tiles */
 constexpr int MT = 128;    /* rows per forward item, most inputs per update item */
-constexpr int KC = 64;     /* the K of one staged chunk: 8 k8 steps */
-constexpr int STAGES = 3;  /* chunks in the ring of asynchronous copies */
+/* A product's warps: MH along MT's 8 m16 tiles, MW tiles each, and KR along
+ * k, each taking every KR-th k8 step (measured on an H100: as fast as 16
+ * warps of 2 tiles, and faster than 8 warps with the k steps unsplit) */
+constexpr int MW = 4;
+constexpr int MH = 8 / MW;
+constexpr int KR = THREADS / 32 / MH;
 constexpr int MAX_CLASSES = 64;
-/* Row strides in shared memory, in elements, chosen so that a warp's
- * fragment loads hit different banks and every row stays 16-byte aligned:
- * the forward reads inputs as A (row, k), the update as A (input, k = row). */
-template <class T> struct Strides;
-template <> struct Strides<uint8_t> { static constexpr int fwd = KC + 16, upd = MT + 16; };
-template <> struct Strides<float> { static constexpr int fwd = KC + 4, upd = MT + 8; };
-constexpr int SB = NG + 8; /* W1 chunk or dh chunk, read as B (k, n) */
-constexpr int cmax(int a, int b) { return a > b ? a : b; }
+constexpr int SB = NG + 8; /* a chunk of W1 or dh, read as B (k, n) */
+__host__ __device__ constexpr int cmax(int a, int b) { return a > b ? a : b; }
+
+/* The ring of staged chunks, per input type: KC, the K of a chunk (a
+ * multiple of 8 * KR); STAGES chunks, about 120 KB (6 stages measured no
+ * faster than 4). Row strides in shared memory (elements) are chosen
+ * so that a warp's fragment loads hit different banks and every row stays
+ * 16-byte aligned: the forward reads inputs as A (row, k), the update as
+ * A (input, k = row). */
+template <class T> struct Ring;
+template <> struct Ring<uint8_t> {
+    static constexpr int KC = 128, STAGES = 4, SA_FWD = KC + 16, SA_UPD = MT + 16;
+};
+template <> struct Ring<float> {
+    static constexpr int KC = 64, STAGES = 3, SA_FWD = KC + 4, SA_UPD = MT + 8;
+};
 template <class T>
-constexpr int a_bytes() { /* a chunk of A in either product */
-    return cmax(MT * Strides<T>::fwd, KC * Strides<T>::upd) * (int)sizeof(T);
+__host__ __device__ constexpr int a_bytes() {
+    return cmax(MT * Ring<T>::SA_FWD, Ring<T>::KC * Ring<T>::SA_UPD) * (int)sizeof(T);
 }
-constexpr int A_BYTES = cmax(a_bytes<uint8_t>(), a_bytes<float>());
-constexpr int STAGE_BYTES = A_BYTES + KC * SB * 4;
-/* the rest of shared memory, used between products */
-constexpr int RED_FLOATS = 4 * MT * NG; /* the four warp pairs' sums */
-constexpr int HS = NG + 1;              /* h (MT, HS) */
-constexpr int SMEM_BYTES_HEAD =
-    4 * (RED_FLOATS + MT * HS + NG * MAX_CLASSES + MAX_CLASSES + MT * MAX_CLASSES);
-constexpr int SMEM_BYTES = cmax(STAGES * STAGE_BYTES, SMEM_BYTES_HEAD);
+template <class T>
+__host__ __device__ constexpr int stage_bytes() {
+    return a_bytes<T>() + Ring<T>::KC * SB * 4;
+}
+constexpr int RING_BYTES = cmax(Ring<uint8_t>::STAGES * stage_bytes<uint8_t>(),
+                                Ring<float>::STAGES * stage_bytes<float>());
+
+/* Shared memory between products (floats): the KR parts of a product, h
+ * (MT, HS), the group's W2 rows, b2, the logits (MT, C), then as many
+ * groups' shares of the logits (MT, CP) as fit */
+constexpr int RED_FLOATS = KR * MT * NG;
+constexpr int HS = NG + 4; /* rows 16-byte aligned */
+constexpr int HEAD_FLOATS = RED_FLOATS + MT * HS + NG * MAX_CLASSES + MAX_CLASSES + MT * MAX_CLASSES;
+/* After the ring, what an item's epilogue needs, fetched while its product
+ * runs: the old W1 piece and its momentum (update), the group's W2 rows
+ * (forward). */
+constexpr int PRE_FLOATS = 2 * MT * NG + NG * MAX_CLASSES;
+/* shared memory asked for: up to this much, at least the ring and room for one group */
+constexpr int SMEM_WANT = 200 * 1024;
 
 __host__ __device__ inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+__host__ __device__ inline int64_t padded_classes(int64_t C) { return cdiv(C, 4) * 4; }
 
 /* Where the workspace's parts start (floats), for at most `rows` rows a step:
- * zp (G, rows, C), h and dh (G, rows, NG), pw2 (row tiles, H+1, C). */
+ * zp (G, rows, CP), h and dh (G, rows, NG), pw2 (row tiles, H+1, C); CP is
+ * C rounded up to 4, so that every part is copied in 16-byte pieces. */
 struct Workspace {
     int64_t zp, h, dh, pw2, total;
 };
@@ -83,7 +112,7 @@ __host__ __device__ inline Workspace workspace_of(int64_t H, int64_t C, int64_t 
     const int64_t G = cdiv(H, NG);
     Workspace w;
     w.zp = 0;
-    w.h = cdiv(G * rows * C, 4) * 4; /* 16-byte aligned, for cp.async */
+    w.h = G * rows * padded_classes(C);
     w.dh = w.h + G * rows * NG;
     w.pw2 = w.dh + G * rows * NG;
     w.total = w.pw2 + cdiv(rows, MT) * (H + 1) * C;
@@ -105,14 +134,25 @@ struct Step {
  * A source queues chunk c of A and B into a ring stage with cp.async and
  * reads A fragments from it. */
 
+/* x = hi + lo in TF32: hi, x with its mantissa cut to TF32's 10 bits (no
+ * conversion needed); lo, the exact rest, rounded to TF32. */
+template <int N>
+__device__ inline void split_cut(const float (&x)[N], uint32_t (&hi)[N], uint32_t (&lo)[N]) {
+#pragma unroll
+    for (int i = 0; i < N; i++) {
+        hi[i] = __float_as_uint(x[i]) & 0xffffe000u;
+        lo[i] = to_tf32(x[i] - __uint_as_float(hi[i]));
+    }
+}
+
 /* forward: A = the inputs of rows r0.. (MT, K = D+1), B = W1[:, j0..j0+NG) */
 template <class T>
 struct ForwardSource {
-    static constexpr int SA = Strides<T>::fwd;
+    static constexpr int SA = Ring<T>::SA_FWD, KC = Ring<T>::KC;
     const FusedEpoch *e;
     int64_t row0, nrows, j0;
 
-    __device__ int64_t chunks() const { return cdiv(e->D + 1, KC); }
+    __device__ int64_t K() const { return e->D + 1; }
     __device__ void copy(char *A, float *Bs, int64_t c) const {
         constexpr int per = 16 / sizeof(T), segs = KC / per; /* 16-byte pieces of a row */
         const T *rows = (const T *)e->rows;
@@ -148,12 +188,12 @@ struct ForwardSource {
  * B = dh[:, group] */
 template <class T>
 struct UpdateSource {
-    static constexpr int SA = Strides<T>::upd;
+    static constexpr int SA = Ring<T>::SA_UPD, KC = Ring<T>::KC;
     const FusedEpoch *e;
     int64_t row0, B, i0, width; /* width: inputs staged, a multiple of 16 */
     const float *dh;            /* (rows, NG) of the group */
 
-    __device__ int64_t chunks() const { return cdiv(B, KC); }
+    __device__ int64_t K() const { return B; }
     __device__ void copy(char *A, float *Bs, int64_t c) const {
         constexpr int per = 16 / sizeof(T);
         const int segs = (int)(width / per);
@@ -184,72 +224,88 @@ __device__ inline void a_fragment(const float (&x)[4], uint32_t (&hi)[4], uint32
 #pragma unroll
         for (int i = 0; i < 4; i++) hi[i] = __float_as_uint(x[i]);
     } else {
-        split_tf32(x, hi, lo);
+        split_cut(x, hi, lo);
     }
 }
 
-/* red (4, MT, NG) = the four warp pairs' shares of A (mtiles*16 x K) @ B
- * (K x NG); the caller sums them in order (result()). Warp w takes the
- * m16 tiles (w % 2) * 4.. and, of every chunk's 8 k8 steps, steps w / 2 and
- * w / 2 + 4. Starts and ends with a block barrier. */
+/* red (KR, MT, NG) = A (mtiles*16 x K) @ B (K x NG) in KR parts, by k8
+ * step modulo KR; the caller sums them in order (result()). Warp w takes the
+ * MW m16 tiles from (w % MH) * MW and, of every chunk's k8 steps, those
+ * equal to w / MH modulo KR. Starts and ends with a block barrier. */
 template <class T, class Src>
 __device__ void product(const Src &src, int mtiles, char *smem, float *red) {
+    constexpr int KC = Ring<T>::KC, STAGES = Ring<T>::STAGES, STAGE = stage_bytes<T>();
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    const int g = lane / 4, q = lane % 4, mh = warp % 2, kr = warp / 2;
-    const int64_t chunks = src.chunks();
-    float acc[4][2][4] = {};
+    const int g = lane / 4, q = lane % 4, mh = warp % MH, kr = warp / MH;
+    const int K = (int)src.K(), chunks = (int)cdiv(K, KC);
+    float acc[MW][2][4] = {};
+    bool on[MW]; /* the warp's m16 tiles that hold data */
+#pragma unroll
+    for (int mi = 0; mi < MW; mi++) on[mi] = mh * MW + mi < mtiles;
     __syncthreads(); /* shared memory is free */
     for (int s = 0; s < STAGES - 1; s++) {
-        if (s < chunks) src.copy(smem + s * STAGE_BYTES, (float *)(smem + s * STAGE_BYTES + A_BYTES), s);
+        if (s < chunks) src.copy(smem + s * STAGE, (float *)(smem + s * STAGE + a_bytes<T>()), s);
         cp_async_commit();
     }
-    for (int64_t c = 0; c < chunks; c++) {
+    for (int c = 0; c < chunks; c++) {
         cp_async_wait<STAGES - 2>();
         __syncthreads(); /* chunk c is in; everyone is done with chunk c - 1 */
-        const int64_t next = c + STAGES - 1;
+        const int next = c + STAGES - 1;
         if (next < chunks) {
-            char *stage = smem + next % STAGES * STAGE_BYTES;
-            src.copy(stage, (float *)(stage + A_BYTES), next);
+            char *stage = smem + next % STAGES * STAGE;
+            src.copy(stage, (float *)(stage + a_bytes<T>()), next);
         }
         cp_async_commit();
-        const char *A = smem + c % STAGES * STAGE_BYTES;
-        const float *Bs = (const float *)(A + A_BYTES);
-#pragma unroll
-        for (int half = 0; half < 2; half++) {
-            const int k0 = (kr + half * 4) * 8;
+        const char *A = smem + c % STAGES * STAGE;
+        const float *Bs = (const float *)(A + a_bytes<T>());
+        const int steps = ((K - c * KC < KC ? K - c * KC : KC) + 7) / 8; /* k8 steps with data */
+        for (int ks = kr; ks < steps; ks += KR) {
+            const int k0 = ks * 8;
             uint32_t bh[2][2], bl[2][2];
 #pragma unroll
             for (int n = 0; n < 2; n++) {
                 const float b[2] = {Bs[(k0 + q) * SB + n * 8 + g], Bs[(k0 + q + 4) * SB + n * 8 + g]};
-                split_tf32(b, bh[n], bl[n]);
+                split_cut(b, bh[n], bl[n]);
             }
+            uint32_t ah[MW][4], al[MW][4];
 #pragma unroll
-            for (int mi = 0; mi < 4; mi++) {
-                const int m0 = (mh * 4 + mi) * 16;
-                if (mh * 4 + mi >= mtiles) break;
+            for (int mi = 0; mi < MW; mi++) {
+                if (!on[mi]) continue;
+                const int m0 = (mh * MW + mi) * 16;
                 const float x[4] = {src.a(A, m0 + g, k0 + q), src.a(A, m0 + g + 8, k0 + q),
                                     src.a(A, m0 + g, k0 + q + 4), src.a(A, m0 + g + 8, k0 + q + 4)};
-                uint32_t ah[4], al[4];
-                a_fragment<T>(x, ah, al);
-#pragma unroll
-                for (int n = 0; n < 2; n++) {
-                    if (sizeof(T) != 1) mma_tf32(acc[mi][n], al, bh[n]);
-                    mma_tf32(acc[mi][n], ah, bl[n]);
-                    mma_tf32(acc[mi][n], ah, bh[n]);
-                }
+                a_fragment<T>(x, ah[mi], al[mi]);
             }
+            /* the small products first, each accumulator's next product
+             * several instructions later, so that none waits on the last */
+            if (sizeof(T) != 1)
+#pragma unroll
+                for (int mi = 0; mi < MW; mi++)
+#pragma unroll
+                    for (int n = 0; n < 2; n++)
+                        if (on[mi]) mma_tf32(acc[mi][n], al[mi], bh[n]);
+#pragma unroll
+            for (int mi = 0; mi < MW; mi++)
+#pragma unroll
+                for (int n = 0; n < 2; n++)
+                    if (on[mi]) mma_tf32(acc[mi][n], ah[mi], bl[n]);
+#pragma unroll
+            for (int mi = 0; mi < MW; mi++)
+#pragma unroll
+                for (int n = 0; n < 2; n++)
+                    if (on[mi]) mma_tf32(acc[mi][n], ah[mi], bh[n]);
         }
     }
     cp_async_wait<0>();
     __syncthreads(); /* the ring is free for red */
 #pragma unroll
-    for (int mi = 0; mi < 4; mi++) {
-        if (mh * 4 + mi >= mtiles) break;
+    for (int mi = 0; mi < MW; mi++) {
+        if (mh * MW + mi >= mtiles) break;
 #pragma unroll
         for (int n = 0; n < 2; n++)
 #pragma unroll
             for (int i = 0; i < 4; i++) {
-                const int m = (mh * 4 + mi) * 16 + g + i / 2 * 8, col = n * 8 + 2 * q + i % 2;
+                const int m = (mh * MW + mi) * 16 + g + i / 2 * 8, col = n * 8 + 2 * q + i % 2;
                 red[(kr * MT + m) * NG + col] = acc[mi][n][i];
             }
     }
@@ -257,27 +313,33 @@ __device__ void product(const Src &src, int mtiles, char *smem, float *red) {
 }
 
 __device__ inline float result(const float *red, int m, int j) {
-    return ((red[m * NG + j] + red[(MT + m) * NG + j]) + red[(2 * MT + m) * NG + j]) +
-           red[(3 * MT + m) * NG + j];
+    float s = red[m * NG + j];
+#pragma unroll
+    for (int k = 1; k < KR; k++) s += red[(k * MT + m) * NG + j];
+    return s;
 }
 
 /* Shared memory between products: red, then h, the group's W2 rows, b2 and
  * the logits. */
 struct HeadSmem {
-    float *red, *hs, *W2s, *b2s, *zs;
+    float *red, *hs, *W2s, *b2s, *zs, *zbuf;
+    int32_t *labels; /* in the head, where the products keep red */
     __device__ explicit HeadSmem(char *smem) {
         red = (float *)smem;
+        labels = (int32_t *)smem;
         hs = red + RED_FLOATS;
         W2s = hs + MT * HS;
         b2s = W2s + NG * MAX_CLASSES;
         zs = b2s + MAX_CLASSES;
+        zbuf = zs + MT * MAX_CLASSES;
     }
 };
 
 /* W2[group] (NG, C), zeros past H, into W2s */
 __device__ inline void load_w2_group(float *W2s, const FusedEpoch &e, int64_t j0) {
-    for (int64_t i = threadIdx.x; i < NG * e.C; i += THREADS)
-        W2s[i] = j0 + i / e.C < e.H ? __ldcg(e.W2 + j0 * e.C + i) : 0.0f;
+    const int C = (int)e.C;
+    for (int i = threadIdx.x; i < NG * C; i += THREADS)
+        W2s[i] = j0 + i / C < e.H ? __ldcg(e.W2 + j0 * C + i) : 0.0f;
 }
 
 /* ---- phase 1: linear_forward and relu_forward, h @ W2[group] ------------ */
@@ -287,6 +349,12 @@ __device__ void forward_item(const Step &st, int64_t rt, int64_t g, char *smem) 
     const int64_t r0 = rt * MT, nrows = st.B - r0 < MT ? st.B - r0 : MT, j0 = g * NG, C = e.C;
     const HeadSmem sm(smem);
     const ForwardSource<T> src = {&e, st.start + r0, nrows, j0};
+    float *W2s = (float *)(smem + RING_BYTES) + 2 * MT * NG;
+    __syncthreads(); /* the last item's epilogue is done with W2s */
+    for (int i = threadIdx.x; i < NG * (int)C; i += THREADS) {
+        const bool ok = j0 + i / (int)C < e.H;
+        cp_async4(W2s + i, e.W2 + (ok ? j0 * C + i : 0), ok ? 4 : 0);
+    }
     product<T>(src, (int)cdiv(nrows, 16), smem, sm.red);
     for (int i = threadIdx.x; i < nrows * NG; i += THREADS) {
         const int m = i / NG, j = i % NG;
@@ -295,94 +363,124 @@ __device__ void forward_item(const Step &st, int64_t rt, int64_t g, char *smem) 
         sm.hs[m * HS + j] = hv;
         st.h[(g * st.rows + r0 + m) * NG + j] = hv;
     }
-    load_w2_group(sm.W2s, e, j0);
     __syncthreads();
-    for (int64_t i = threadIdx.x; i < nrows * C; i += THREADS) {
-        const int64_t m = i / C, c = i % C;
+    for (int i = threadIdx.x; i < (int)(nrows * C); i += THREADS) {
+        const int m = i / (int)C, c = i % (int)C;
         float s = 0.0f;
 #pragma unroll
-        for (int j = 0; j < NG; j++) s = fmaf(sm.hs[m * HS + j], sm.W2s[j * C + c], s);
-        st.zp[(g * st.rows + r0) * C + i] = s;
+        for (int j = 0; j < NG; j++) s = fmaf(sm.hs[m * HS + j], W2s[j * C + c], s);
+        st.zp[(g * st.rows + r0 + m) * padded_classes(C) + c] = s;
     }
 }
 
 /* ---- phase 2: the head, dh and the share of dW2 ------------------------- */
-constexpr int ZMAX = 8; /* groups' logits loaded at once per element */
+
+/* Sum of n products a[i * sa] * b[i * sb], as four interleaved sums added
+ * in a fixed order: a quarter of the dependent chain. */
+__device__ inline float dot4(const float *a, int sa, const float *b, int sb, int n) {
+    float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    int i = 0;
+#pragma unroll 4
+    for (; i + 4 <= n; i += 4)
+#pragma unroll
+        for (int u = 0; u < 4; u++) s[u] = fmaf(a[(i + u) * sa], b[(i + u) * sb], s[u]);
+    for (; i < n; i++) s[0] = fmaf(a[i * sa], b[i * sb], s[0]);
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
 
 __device__ void head_item(const Step &st, int64_t rt, int64_t g, char *smem) {
     const FusedEpoch &e = *st.e;
     const int64_t r0 = rt * MT, nrows = st.B - r0 < MT ? st.B - r0 : MT, j0 = g * NG;
-    const int64_t C = e.C, H = e.H;
+    const int64_t C = e.C, CP = padded_classes(C), H = e.H;
     const HeadSmem sm(smem);
     __syncthreads(); /* shared memory is free */
+    /* h of the item, then the logits' shares of the groups, as many groups
+     * at a time as zbuf holds, each summed in group order */
+    for (int i = threadIdx.x; i < nrows * NG / 4; i += THREADS)
+        cp_async16(sm.hs + i / (NG / 4) * HS + i % (NG / 4) * 4,
+                   st.h + (g * st.rows + r0) * NG + i * 4, 16);
     load_w2_group(sm.W2s, e, j0);
     for (int64_t c = threadIdx.x; c < C; c += THREADS) sm.b2s[c] = __ldcg(e.W2 + H * C + c);
-    for (int i = threadIdx.x; i < nrows * NG; i += THREADS)
-        sm.hs[i / NG * HS + i % NG] = __ldcg(st.h + (g * st.rows + r0) * NG + i);
-    /* the logits: every group's share, in group order */
-    for (int64_t i = threadIdx.x; i < nrows * C; i += THREADS) {
-        const float *p = st.zp + r0 * C + i;
-        float s = 0.0f;
-        for (int64_t g0 = 0; g0 < st.G; g0 += ZMAX) {
-            float v[ZMAX];
-#pragma unroll
-            for (int u = 0; u < ZMAX; u++)
-                v[u] = g0 + u < st.G ? __ldcg(p + (g0 + u) * st.rows * C) : 0.0f;
-#pragma unroll
-            for (int u = 0; u < ZMAX; u++) s += v[u];
+    for (int m = threadIdx.x; m < (int)nrows; m += THREADS)
+        sm.labels[m] = __ldg(e.labels + st.start + r0 + m);
+    for (int64_t i = threadIdx.x; i < nrows * C; i += THREADS) sm.zs[i] = 0.0f;
+    for (int64_t g0 = 0; g0 < st.G; g0 += e.head_groups) {
+        const int64_t gn = st.G - g0 < e.head_groups ? st.G - g0 : e.head_groups;
+        const int per = (int)(nrows * CP / 4); /* 16-byte pieces of a group's share */
+        for (int i = threadIdx.x; i < (int)gn * per; i += THREADS) {
+            const int gi = i / per, at = i % per * 4;
+            cp_async16(sm.zbuf + gi * MT * CP + at, st.zp + ((g0 + gi) * st.rows + r0) * CP + at, 16);
         }
-        sm.zs[i] = s;
+        cp_async_commit();
+        cp_async_wait<0>();
+        __syncthreads();
+        for (int i = threadIdx.x; i < (int)(nrows * C); i += THREADS) {
+            const int m = i / (int)C, c = i % (int)C;
+            float s = sm.zs[i];
+            for (int gi = 0; gi < (int)gn; gi++) s += sm.zbuf[(gi * MT + m) * CP + c];
+            sm.zs[i] = s;
+        }
+        __syncthreads();
     }
-    __syncthreads();
     /* softmax_crossentropy_forward and _backward, a thread per row */
     const float scale = 1.0f / (float)st.B;
-    for (int64_t m = threadIdx.x; m < nrows; m += THREADS) {
+    for (int m = threadIdx.x; m < (int)nrows; m += THREADS) {
         float *z = sm.zs + m * C;
-        const int32_t label = __ldg(e.labels + st.start + r0 + m);
+        const int label = sm.labels[m];
         float zmax = -INFINITY;
-        int64_t arg = 0;
-        for (int64_t c = 0; c < C; c++) {
+        int arg = 0;
+        for (int c = 0; c < (int)C; c++) {
             z[c] += sm.b2s[c];
             if (z[c] > zmax || c == 0) {
                 zmax = z[c];
                 arg = c;
             }
         }
+        const float zlabel = z[label];
         float sum = 0.0f;
-        for (int64_t c = 0; c < C; c++) sum += expf(z[c] - zmax);
+        for (int c = 0; c < (int)C; c++) {
+            z[c] = expf(z[c] - zmax);
+            sum += z[c];
+        }
         if (g == 0) {
-            e.row_loss[st.start + r0 + m] = logf(sum) - (z[label] - zmax);
+            e.row_loss[st.start + r0 + m] = logf(sum) - (zlabel - zmax);
             e.row_hit[st.start + r0 + m] = arg == label;
         }
         const float inv = 1.0f / sum;
-        for (int64_t c = 0; c < C; c++)
-            z[c] = (expf(z[c] - zmax) * inv - (c == label ? 1.0f : 0.0f)) * scale;
+        for (int c = 0; c < (int)C; c++) z[c] = (z[c] * inv - (c == label ? 1.0f : 0.0f)) * scale;
     }
     __syncthreads();
     /* linear_backward's dinp, then relu_backward */
     for (int i = threadIdx.x; i < nrows * NG; i += THREADS) {
         const int m = i / NG, j = i % NG;
         float s = 0.0f;
-        if (sm.hs[m * HS + j] > 0.0f)
-            for (int64_t c = 0; c < C; c++) s = fmaf(sm.zs[m * C + c], sm.W2s[j * C + c], s);
+        if (sm.hs[m * HS + j] > 0.0f) {
+#pragma unroll 4
+            for (int c = 0; c < (int)C; c++) s = fmaf(sm.zs[m * C + c], sm.W2s[j * C + c], s);
+        }
         st.dh[(g * st.rows + r0) * NG + i] = s;
     }
     /* this row tile's share of dW2 (and of db2, in the first group) */
     float *pw2 = st.pw2 + rt * (H + 1) * C;
-    for (int64_t i = threadIdx.x; i < NG * C; i += THREADS) {
-        const int64_t j = i / C, c = i % C;
-        if (j0 + j >= H) break;
-        float s = 0.0f;
-        for (int64_t m = 0; m < nrows; m++) s = fmaf(sm.hs[m * HS + j], sm.zs[m * C + c], s);
-        pw2[(j0 + j) * C + c] = s;
-    }
-    if (g == 0)
-        for (int64_t c = threadIdx.x; c < C; c += THREADS) {
-            float s = 0.0f;
-            for (int64_t m = 0; m < nrows; m++) s += sm.zs[m * C + c];
-            pw2[H * C + c] = s;
+    const int64_t outs = (j0 + NG < H ? NG : H - j0) * C + (g == 0 ? C : 0);
+    for (int i = threadIdx.x; i < (int)outs; i += THREADS) {
+        const int c = i % (int)C;
+        if (i < (j0 + NG < H ? NG : H - j0) * C) {
+            const int j = i / (int)C;
+            pw2[(j0 + j) * C + c] = dot4(sm.hs + j, HS, sm.zs + c, (int)C, (int)nrows);
+        } else {
+            float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            int64_t m = 0;
+            for (; m + 4 <= nrows; m += 4)
+#pragma unroll
+                for (int u = 0; u < 4; u++) s[u] += sm.zs[(m + u) * C + c];
+            for (; m < nrows; m++) s[0] += sm.zs[m * C + c];
+            pw2[H * C + c] = (s[0] + s[1]) + (s[2] + s[3]);
         }
+    }
 }
+
+constexpr int ZMAX = 16; /* row tiles' shares of dW2 loaded at once */
 
 /* ---- phase 3: linear_backward's dW and sgd_update ----------------------- */
 template <class T>
@@ -393,24 +491,42 @@ __device__ void update_item(const Step &st, int64_t p, int64_t g, char *smem) {
     const HeadSmem sm(smem);
     const UpdateSource<T> src = {&e, st.start, st.B, i0, cdiv(width, 16) * 16,
                                  st.dh + g * st.rows * NG};
+    float *Wp = (float *)(smem + RING_BYTES), *Vp = Wp + MT * NG;
+    const bool momentum = e.momentum != 0.0f;
+    __syncthreads(); /* the last item's epilogue is done with Wp and Vp */
+    for (int i = threadIdx.x; i < (int)width * NG; i += THREADS) {
+        const int m = i / NG, j = i % NG;
+        const bool ok = j0 + j < H;
+        const int64_t at = ok ? (i0 + m) * H + j0 + j : 0;
+        cp_async4(Wp + i, e.W1 + at, ok ? 4 : 0);
+        if (momentum) cp_async4(Vp + i, e.V1 + at, ok ? 4 : 0);
+    }
     product<T>(src, (int)cdiv(width, 16), smem, sm.red);
-    for (int i = threadIdx.x; i < width * NG; i += THREADS) {
+    for (int i = threadIdx.x; i < (int)width * NG; i += THREADS) {
         const int m = i / NG, j = i % NG;
         if (j0 + j >= H) continue;
         const int64_t at = (i0 + m) * H + j0 + j;
         const float grad = result(sm.red, m, j) * st.xscale;
-        float v = e.momentum != 0.0f ? __ldcg(e.V1 + at) : 0.0f;
-        e.W1[at] = sgd_step(__ldcg(e.W1 + at), v, grad, e.lr, e.momentum, e.weight_decay);
-        if (e.momentum != 0.0f) e.V1[at] = v;
+        float v = momentum ? Vp[i] : 0.0f;
+        e.W1[at] = sgd_step(Wp[i], v, grad, e.lr, e.momentum, e.weight_decay);
+        if (momentum) e.V1[at] = v;
     }
-    if (p != 0) return;
-    /* the group's rows of W2, and b2 with the first group */
+    /* the last piece, the smallest, also updates the group's rows of W2 */
+    if (p != cdiv(e.D + 1, e.in_tile) - 1) return;
+    /* (and b2 with the first group) */
     const int64_t tiles = cdiv(st.B, MT), last = g == 0 ? NG + 1 : NG;
-    for (int64_t i = threadIdx.x; i < last * C; i += THREADS) {
-        const int64_t row = i < NG * C ? j0 + i / C : H, c = i % C;
+    for (int i = threadIdx.x; i < (int)(last * C); i += THREADS) {
+        const int64_t row = i < NG * C ? j0 + i / (int)C : H, c = i % (int)C;
         if (row >= H && i < NG * C) continue;
         float grad = 0.0f;
-        for (int64_t t = 0; t < tiles; t++) grad += __ldcg(st.pw2 + (t * (H + 1) + row) * C + c);
+        for (int64_t t0 = 0; t0 < tiles; t0 += ZMAX) { /* ZMAX loads in flight */
+            float v[ZMAX];
+#pragma unroll
+            for (int u = 0; u < ZMAX; u++)
+                v[u] = t0 + u < tiles ? __ldcg(st.pw2 + ((t0 + u) * (H + 1) + row) * C + c) : 0.0f;
+#pragma unroll
+            for (int u = 0; u < ZMAX; u++) grad += v[u];
+        }
         const int64_t at = row * C + c;
         float v = e.momentum != 0.0f ? __ldcg(e.V2 + at) : 0.0f;
         e.W2[at] = sgd_step(__ldcg(e.W2 + at), v, grad, e.lr, e.momentum, e.weight_decay);
@@ -461,11 +577,25 @@ __global__ void __launch_bounds__(THREADS, 1) fused_rows_kernel(FusedEpoch e) {
 
 bool fused_rows_plan(FusedPlan &plan, int64_t D, int64_t H, int64_t C, int64_t batch, int sms) {
     if (C > MAX_CLASSES) return false;
-    int per_sm = 0;
+    int dev = 0, optin = 0, per_sm = 0;
+    cudaFuncAttributes attr;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) !=
+            cudaSuccess ||
+        cudaFuncGetAttributes(&attr, fused_rows_kernel) != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    /* the most the GPU gives, up to SMEM_WANT; at least the ring, and the
+     * head with room for one group's logits */
+    const int64_t group_bytes = 4 * MT * padded_classes(C);
+    int64_t bytes = (int64_t)optin - (int64_t)attr.sharedSizeBytes;
+    if (bytes > SMEM_WANT) bytes = SMEM_WANT;
+    if (bytes < RING_BYTES + 4 * PRE_FLOATS || bytes < 4 * HEAD_FLOATS + group_bytes) return false;
     if (cudaFuncSetAttribute(fused_rows_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             SMEM_BYTES) != cudaSuccess ||
+                             (int)bytes) != cudaSuccess ||
         cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fused_rows_kernel, THREADS,
-                                                      SMEM_BYTES) != cudaSuccess ||
+                                                      (size_t)bytes) != cudaSuccess ||
         per_sm < 1) {
         cudaGetLastError();
         return false;
@@ -481,8 +611,9 @@ bool fused_rows_plan(FusedPlan &plan, int64_t D, int64_t H, int64_t C, int64_t b
     if (pieces * G > want) want = pieces * G;
     plan.by_rows = true;
     plan.blocks = (int)(want < most ? want : most);
-    plan.smem_bytes = SMEM_BYTES;
+    plan.smem_bytes = (size_t)bytes;
     plan.in_tile = width;
+    plan.head_groups = (bytes - 4 * HEAD_FLOATS) / group_bytes;
     plan.row_stride = cdiv(D + 1, 16) * 16; /* 16-byte rows for either dtype */
     plan.workspace_floats = workspace_of(H, C, batch).total;
     return true;

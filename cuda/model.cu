@@ -488,6 +488,7 @@ static mlp_status train_fused(mlp_model *m, const mlp_data *data, const FusedPla
     e.rows = m->gathered;
     e.row_stride = plan.row_stride;
     e.in_tile = plan.in_tile;
+    e.head_groups = plan.head_groups;
     e.labels = m->labels;
     e.X = data->X;
     e.y = data->y;

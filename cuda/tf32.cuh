@@ -32,14 +32,15 @@ __device__ inline void split_tf32(const float (&x)[N], uint32_t (&hi)[N], uint32
     }
 }
 
-/* d += a @ b on tensor cores, a (16x8, row) and b (8x8, col) in TF32. Lane
+/* d += a @ b on tensor cores (not volatile: the compiler may interleave
+ * independent products), a (16x8, row) and b (8x8, col) in TF32. Lane
  * (g = lane / 4, q = lane % 4) holds a (g, q), (g+8, q), (g, q+4),
  * (g+8, q+4); b (q, g), (q+4, g); d (g, 2q), (g, 2q+1), (g+8, 2q), (g+8, 2q+1). */
 __device__ inline void mma_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, "
-                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, "
+        "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
 /* Asynchronous copies global -> shared; bytes past src_bytes are zeros. */
