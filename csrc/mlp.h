@@ -73,11 +73,12 @@ mlp_status mlp_use_plain_ops(mlp_model *model, int on);
 /* Which code runs this model's arithmetic. C core: "plain" (the ops of
  * ops.c) or the instruction set of the fast paths ("base", "avx2"; the
  * environment variable MLP_KERNELS=base forces the baseline). CUDA core:
- * "plain" (a kernel per op, chosen), "fused-tensor" or "fused" (the last
- * epoch ran as one kernel, its large products on TF32 tensor cores in 3xTF32
- * or, on GPUs without them or with MLP_KERNELS=base, on the float32 units),
- * "cuda" (a kernel per op: not trained yet, or a shape that fused.cu does
- * not take). */
+ * "plain" (a kernel per op, chosen), "fused-rows" (the last epoch ran as
+ * one kernel cut by rows, fused_rows.cu, on TF32 tensor cores: batches from
+ * 256 rows), "fused-tensor" or "fused" (one kernel cut by inputs, fused.cu,
+ * its large products on TF32 tensor cores in 3xTF32 or, on GPUs without them
+ * or with MLP_KERNELS=base, on the float32 units), "cuda" (a kernel per op:
+ * not trained yet, or a shape that the fused kernels do not take). */
 const char *mlp_kernel_set(const mlp_model *model);
 
 /* Copy all parameters in or out (mlp_num_params floats). Setting the

@@ -29,13 +29,14 @@ constexpr int FR = RT / (THREADS / (NT / 4));   /* forward: rows per thread */
 /* The partial sums the kernel may use (1 GiB): larger shapes take the
  * kernel-per-op path. */
 constexpr int64_t MAX_PARTIAL_FLOATS = (int64_t)1 << 28;
-/* Larger batches take the kernel-per-op path: this kernel's epoch time stays
- * near 8 ms on MNIST from batch 1024 up (every 64-row chunk waits on its
- * loads), while a kernel per op gets faster (H100: 7.94 against 8.14 ms at
- * batch 2048, 8.17 against 5.76 ms at 8192). */
+/* Without TF32 tensor cores (MLP_KERNELS=base, sm_75), larger batches take
+ * the kernel-per-op path: this kernel's epoch time stays near 8 ms on MNIST
+ * from batch 1024 up (every 64-row chunk waits on its loads), while a kernel
+ * per op gets faster (H100: 7.94 against 8.14 ms at batch 2048, 8.17 against
+ * 5.76 ms at 8192). fused_rows.cu's kernel takes any batch from ROWS_BATCH:
+ * on an H100 it is faster than the kernel-per-op path up to batch 8192 at
+ * least (2.5 against 5.7 ms). */
 constexpr int64_t MAX_BATCH = 2048;
-/* The same for fused_rows.cu's kernel. */
-constexpr int64_t ROWS_MAX_BATCH = 1 << 30;
 
 __host__ __device__ inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -666,7 +667,7 @@ FusedPlan fused_plan(int64_t D, int64_t H, int64_t C, int64_t batch, bool tensor
     }
     if (!coop) return plan;
     plan.tensor_cores = tensor_cores && major >= 8;
-    if (plan.tensor_cores && batch >= ROWS_BATCH && batch <= ROWS_MAX_BATCH &&
+    if (plan.tensor_cores && batch >= ROWS_BATCH &&
         fused_rows_plan(plan, D, H, C, batch, sms)) {
         plan.ok = true;
         return plan;

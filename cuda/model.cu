@@ -8,8 +8,8 @@
  * neither launches nor waits per step. Per-row losses and hits stay on the
  * GPU until one reduction at the end of the epoch.
  *
- * Networks with one hidden layer train through fused.cu instead: the whole
- * epoch is one persistent kernel. mlp_use_plain_ops selects the
+ * Networks with one hidden layer train through fused.cu or fused_rows.cu
+ * instead (fused.cuh says which): the whole epoch is one persistent kernel. mlp_use_plain_ops selects the
  * kernel-per-op path for them too, so tests can hold the two together.
  */
 #include <stdlib.h>
@@ -472,7 +472,7 @@ static FusedPlan plan_for(mlp_model *m, int64_t batch) {
     return m->plan;
 }
 
-/* The epoch through fused.cu; its rows' losses and hits land in row_loss
+/* The epoch through a fused kernel; its rows' losses and hits land in row_loss
  * and row_hit like the other path's. */
 static mlp_status train_fused(mlp_model *m, const mlp_data *data, const FusedPlan &plan,
                               int64_t n, int64_t batch_size, float lr, float momentum,
