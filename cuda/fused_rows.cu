@@ -126,6 +126,7 @@ struct Step {
     const FusedEpoch *e;
     int64_t start, B, rows; /* first row of the step in the epoch, its rows, rows of a full step */
     int64_t G;              /* hidden groups */
+    int64_t pieces;         /* of the inputs, in_tile each (the last one less) */
     float *zp, *h, *dh, *pw2;
     float xscale;           /* 1/255 for uint8 inputs */
 };
@@ -335,11 +336,14 @@ struct HeadSmem {
     }
 };
 
-/* W2[group] (NG, C), zeros past H, into W2s */
-__device__ inline void load_w2_group(float *W2s, const FusedEpoch &e, int64_t j0) {
+/* Queues the copy of W2[group] (NG, C), zeros past H, into W2s; it lands
+ * with the caller's next cp.async group. */
+__device__ inline void copy_w2_group(float *W2s, const FusedEpoch &e, int64_t j0) {
     const int C = (int)e.C;
-    for (int i = threadIdx.x; i < NG * C; i += THREADS)
-        W2s[i] = j0 + i / C < e.H ? __ldcg(e.W2 + j0 * C + i) : 0.0f;
+    for (int i = threadIdx.x; i < NG * C; i += THREADS) {
+        const bool ok = j0 + i / C < e.H;
+        cp_async4(W2s + i, e.W2 + (ok ? j0 * C + i : 0), ok ? 4 : 0);
+    }
 }
 
 /* ---- phase 1: linear_forward and relu_forward, h @ W2[group] ------------ */
@@ -351,10 +355,7 @@ __device__ void forward_item(const Step &st, int64_t rt, int64_t g, char *smem) 
     const ForwardSource<T> src = {&e, st.start + r0, nrows, j0};
     float *W2s = (float *)(smem + RING_BYTES) + 2 * MT * NG;
     __syncthreads(); /* the last item's epilogue is done with W2s */
-    for (int i = threadIdx.x; i < NG * (int)C; i += THREADS) {
-        const bool ok = j0 + i / (int)C < e.H;
-        cp_async4(W2s + i, e.W2 + (ok ? j0 * C + i : 0), ok ? 4 : 0);
-    }
+    copy_w2_group(W2s, e, j0); /* lands with the product's first chunk */
     product<T>(src, (int)cdiv(nrows, 16), smem, sm.red);
     for (int i = threadIdx.x; i < nrows * NG; i += THREADS) {
         const int m = i / NG, j = i % NG;
@@ -399,14 +400,14 @@ __device__ void head_item(const Step &st, int64_t rt, int64_t g, char *smem) {
     for (int i = threadIdx.x; i < nrows * NG / 4; i += THREADS)
         cp_async16(sm.hs + i / (NG / 4) * HS + i % (NG / 4) * 4,
                    st.h + (g * st.rows + r0) * NG + i * 4, 16);
-    load_w2_group(sm.W2s, e, j0);
+    copy_w2_group(sm.W2s, e, j0);
     for (int64_t c = threadIdx.x; c < C; c += THREADS) sm.b2s[c] = __ldcg(e.W2 + H * C + c);
     for (int m = threadIdx.x; m < (int)nrows; m += THREADS)
         sm.labels[m] = __ldg(e.labels + st.start + r0 + m);
     for (int64_t i = threadIdx.x; i < nrows * C; i += THREADS) sm.zs[i] = 0.0f;
+    const int per = (int)(nrows * CP / 4); /* 16-byte pieces of a group's share */
     for (int64_t g0 = 0; g0 < st.G; g0 += e.head_groups) {
         const int64_t gn = st.G - g0 < e.head_groups ? st.G - g0 : e.head_groups;
-        const int per = (int)(nrows * CP / 4); /* 16-byte pieces of a group's share */
         for (int i = threadIdx.x; i < (int)gn * per; i += THREADS) {
             const int gi = i / per, at = i % per * 4;
             cp_async16(sm.zbuf + gi * MT * CP + at, st.zp + ((g0 + gi) * st.rows + r0) * CP + at, 16);
@@ -462,10 +463,11 @@ __device__ void head_item(const Step &st, int64_t rt, int64_t g, char *smem) {
     }
     /* this row tile's share of dW2 (and of db2, in the first group) */
     float *pw2 = st.pw2 + rt * (H + 1) * C;
-    const int64_t outs = (j0 + NG < H ? NG : H - j0) * C + (g == 0 ? C : 0);
-    for (int i = threadIdx.x; i < (int)outs; i += THREADS) {
+    const int w2_outs = (int)((j0 + NG < H ? NG : H - j0) * C); /* the group's rows of W2 */
+    const int outs = w2_outs + (g == 0 ? (int)C : 0);
+    for (int i = threadIdx.x; i < outs; i += THREADS) {
         const int c = i % (int)C;
-        if (i < (j0 + NG < H ? NG : H - j0) * C) {
+        if (i < w2_outs) {
             const int j = i / (int)C;
             pw2[(j0 + j) * C + c] = dot4(sm.hs + j, HS, sm.zs + c, (int)C, (int)nrows);
         } else {
@@ -512,7 +514,7 @@ __device__ void update_item(const Step &st, int64_t p, int64_t g, char *smem) {
         if (momentum) e.V1[at] = v;
     }
     /* the last piece, the smallest, also updates the group's rows of W2 */
-    if (p != cdiv(e.D + 1, e.in_tile) - 1) return;
+    if (p != st.pieces - 1) return;
     /* (and b2 with the first group) */
     const int64_t tiles = cdiv(st.B, MT), last = g == 0 ? NG + 1 : NG;
     for (int i = threadIdx.x; i < (int)(last * C); i += THREADS) {
@@ -528,9 +530,9 @@ __device__ void update_item(const Step &st, int64_t p, int64_t g, char *smem) {
             for (int u = 0; u < ZMAX; u++) grad += v[u];
         }
         const int64_t at = row * C + c;
-        float v = e.momentum != 0.0f ? __ldcg(e.V2 + at) : 0.0f;
+        float v = momentum ? __ldcg(e.V2 + at) : 0.0f;
         e.W2[at] = sgd_step(__ldcg(e.W2 + at), v, grad, e.lr, e.momentum, e.weight_decay);
-        if (e.momentum != 0.0f) e.V2[at] = v;
+        if (momentum) e.V2[at] = v;
     }
 }
 
@@ -547,7 +549,7 @@ __device__ void epoch(const FusedEpoch &e, char *smem) {
     st.dh = e.partial + w.dh;
     st.pw2 = e.partial + w.pw2;
     st.xscale = sizeof(T) == 1 ? 1.0f / 255.0f : 1.0f;
-    const int64_t pieces = cdiv(e.D + 1, e.in_tile);
+    st.pieces = cdiv(e.D + 1, e.in_tile);
     for (st.start = 0; st.start < e.n; st.start += e.batch) {
         st.B = e.n - st.start < e.batch ? e.n - st.start : e.batch;
         const int64_t items = cdiv(st.B, MT) * st.G;
@@ -556,7 +558,7 @@ __device__ void epoch(const FusedEpoch &e, char *smem) {
         grid.sync();
         for (int64_t i = blockIdx.x; i < items; i += gridDim.x) head_item(st, i / st.G, i % st.G, smem);
         grid.sync();
-        for (int64_t i = blockIdx.x; i < pieces * st.G; i += gridDim.x)
+        for (int64_t i = blockIdx.x; i < st.pieces * st.G; i += gridDim.x)
             update_item<T>(st, i / st.G, i % st.G, smem);
         if (st.start + e.batch < e.n) grid.sync(); /* the next forward reads all of W1[:, group] */
     }
