@@ -67,47 +67,101 @@ void mlp_layout_free(mlp_layout *layout) {
     layout->sizes = layout->w_off = layout->b_off = NULL;
 }
 
+mlp_status mlp_check_config(const mlp_config *config) {
+    if (!config) return mlp_fail(MLP_ERR_INVALID, "config is NULL");
+    if ((unsigned)config->activation > MLP_GELU)
+        return mlp_fail(MLP_ERR_INVALID, "unknown activation %d", (int)config->activation);
+    if ((unsigned)config->loss > MLP_BINARY_CROSS_ENTROPY)
+        return mlp_fail(MLP_ERR_INVALID, "unknown loss %d", (int)config->loss);
+    if (!(config->input_scale > 0.0f) || !isfinite(config->input_scale))
+        return mlp_fail(MLP_ERR_INVALID, "input_scale must be a positive finite number");
+    if (config->loss == MLP_CROSS_ENTROPY && config->n_sizes >= 2 && config->sizes &&
+        config->sizes[config->n_sizes - 1] < 2)
+        return mlp_fail(MLP_ERR_INVALID, "cross-entropy needs at least 2 outputs");
+    return MLP_OK;
+}
+
 mlp_status mlp_check_data_args(mlp_data **data, const void *X, mlp_dtype dtype, int64_t n,
-                               int64_t d) {
+                               int64_t d, const mlp_targets *t) {
     if (!data) return mlp_fail(MLP_ERR_INVALID, "data is NULL");
     *data = NULL;
     if (!X || n < 1 || d < 1) return mlp_fail(MLP_ERR_INVALID, "empty data set");
     if (dtype != MLP_UINT8 && dtype != MLP_FLOAT32)
         return mlp_fail(MLP_ERR_INVALID, "unknown dtype %d", (int)dtype);
+    if (!t) return MLP_OK;
+    if (t->values && t->n_outputs < 1)
+        return mlp_fail(MLP_ERR_INVALID, "n_outputs must be >= 1 with target values");
+    for (int64_t i = 0; t->sample_weight && i < n; i++)
+        if (!(t->sample_weight[i] >= 0.0f) || !isfinite(t->sample_weight[i]))
+            return mlp_fail(MLP_ERR_INVALID, "sample_weight[%lld] is not a finite number >= 0",
+                            (long long)i);
     return MLP_OK;
 }
 
-void mlp_label_range(const int32_t *y, int64_t n, int32_t *lo, int32_t *hi) {
-    *lo = *hi = n > 0 && y ? y[0] : 0;
-    for (int64_t i = 1; y && i < n; i++) {
-        if (y[i] < *lo) *lo = y[i];
-        if (y[i] > *hi) *hi = y[i];
+mlp_target_info mlp_target_info_of(const mlp_targets *t, int64_t n) {
+    mlp_target_info info = {0, 0, 0, 0, 0};
+    if (!t) return info;
+    info.has_labels = t->labels != NULL;
+    info.has_values = t->values != NULL;
+    info.n_outputs = t->values ? t->n_outputs : 0;
+    if (t->labels && n > 0) {
+        info.y_lo = info.y_hi = t->labels[0];
+        for (int64_t i = 1; i < n; i++) {
+            if (t->labels[i] < info.y_lo) info.y_lo = t->labels[i];
+            if (t->labels[i] > info.y_hi) info.y_hi = t->labels[i];
+        }
     }
+    return info;
 }
 
-mlp_status mlp_check_labels(int has_labels, int32_t lo, int32_t hi, int64_t n_classes) {
-    if (!has_labels) return mlp_fail(MLP_ERR_INVALID, "the data set has no labels");
-    if (lo < 0 || hi >= n_classes)
-        return mlp_fail(MLP_ERR_INVALID, "labels span [%d, %d], outside [0, %lld)", (int)lo,
-                        (int)hi, (long long)n_classes);
+mlp_status mlp_check_targets(const mlp_target_info *info, mlp_loss loss, int64_t n_outputs) {
+    if (loss == MLP_CROSS_ENTROPY) {
+        if (!info->has_labels) return mlp_fail(MLP_ERR_INVALID, "the data set has no labels");
+        if (info->y_lo < 0 || info->y_hi >= n_outputs)
+            return mlp_fail(MLP_ERR_INVALID, "labels span [%d, %d], outside [0, %lld)",
+                            (int)info->y_lo, (int)info->y_hi, (long long)n_outputs);
+        return MLP_OK;
+    }
+    if (!info->has_values) return mlp_fail(MLP_ERR_INVALID, "the data set has no target values");
+    if (info->n_outputs != n_outputs)
+        return mlp_fail(MLP_ERR_INVALID, "the targets have %lld outputs, the model %lld",
+                        (long long)info->n_outputs, (long long)n_outputs);
+    return MLP_OK;
+}
+
+static int finite_in(float x, float lo, float hi) { return isfinite(x) && x >= lo && x <= hi; }
+
+mlp_status mlp_check_optimizer(const mlp_optimizer *o) {
+    if (!o) return mlp_fail(MLP_ERR_INVALID, "optimizer is NULL");
+    if (o->kind != MLP_SGD && o->kind != MLP_ADAM)
+        return mlp_fail(MLP_ERR_INVALID, "unknown optimizer kind %d", (int)o->kind);
+    if (o->convention != MLP_TORCH && o->convention != MLP_SKLEARN)
+        return mlp_fail(MLP_ERR_INVALID, "unknown convention %d", (int)o->convention);
+    if (!(o->lr > 0.0f) || !isfinite(o->lr))
+        return mlp_fail(MLP_ERR_INVALID, "lr must be a positive finite number");
+    if (!finite_in(o->momentum, 0.0f, INFINITY))
+        return mlp_fail(MLP_ERR_INVALID, "momentum must be >= 0");
+    if (!finite_in(o->weight_decay, 0.0f, INFINITY))
+        return mlp_fail(MLP_ERR_INVALID, "weight_decay must be >= 0");
+    if (o->kind == MLP_ADAM &&
+        (!finite_in(o->beta1, 0.0f, 1.0f) || !finite_in(o->beta2, 0.0f, 1.0f) ||
+         o->beta1 >= 1.0f || o->beta2 >= 1.0f))
+        return mlp_fail(MLP_ERR_INVALID, "Adam's betas must be in [0, 1)");
+    if (o->kind == MLP_ADAM && !(o->eps > 0.0f && isfinite(o->eps)))
+        return mlp_fail(MLP_ERR_INVALID, "Adam's eps must be a positive finite number");
     return MLP_OK;
 }
 
 mlp_status mlp_check_train_args(const mlp_layout *layout, int64_t n, int64_t d,
-                                const int64_t *order, int64_t n_order,
-                                int64_t batch_size, float lr, float momentum,
-                                float weight_decay) {
+                                const int64_t *order, int64_t n_order, int64_t batch_size,
+                                const mlp_optimizer *opt) {
     if (d != layout->sizes[0])
         return mlp_fail(MLP_ERR_INVALID, "data has %lld features, the model expects %lld",
                         (long long)d, (long long)layout->sizes[0]);
     if (batch_size < 1)
         return mlp_fail(MLP_ERR_INVALID, "batch_size must be >= 1, got %lld", (long long)batch_size);
-    if (!(lr > 0.0f) || !isfinite(lr))
-        return mlp_fail(MLP_ERR_INVALID, "lr must be a positive finite number");
-    if (!(momentum >= 0.0f) || !isfinite(momentum))
-        return mlp_fail(MLP_ERR_INVALID, "momentum must be >= 0");
-    if (!(weight_decay >= 0.0f) || !isfinite(weight_decay))
-        return mlp_fail(MLP_ERR_INVALID, "weight_decay must be >= 0");
+    mlp_status st = mlp_check_optimizer(opt);
+    if (st != MLP_OK) return st;
     if (!order || n_order < 1) return mlp_fail(MLP_ERR_INVALID, "order is empty");
     for (int64_t i = 0; i < n_order; i++)
         if (order[i] < 0 || order[i] >= n)

@@ -28,24 +28,35 @@ typedef struct mlp_layout {
 } mlp_layout;
 
 mlp_status mlp_layout_init(mlp_layout *layout, int n_sizes, const int64_t *sizes);
+
+/* The checks of mlp_create's config that every core makes alike. */
+mlp_status mlp_check_config(const mlp_config *config);
 void mlp_layout_free(mlp_layout *layout);
 
-/* The arguments of mlp_data_create that every core checks alike; sets
- * *data to NULL first. */
+/* The arguments of mlp_data_create that every core checks alike (the
+ * sample weights: finite, non-negative); sets *data to NULL first. */
 mlp_status mlp_check_data_args(mlp_data **data, const void *X, mlp_dtype dtype, int64_t n,
-                               int64_t d);
+                               int64_t d, const mlp_targets *targets);
 
-/* Smallest and largest label, found once when a data set is bound. */
-void mlp_label_range(const int32_t *y, int64_t n, int32_t *lo, int32_t *hi);
+/* What every core records of a data set's targets when it is bound. */
+typedef struct mlp_target_info {
+    int has_labels, has_values;
+    int32_t y_lo, y_hi; /* label range, checked against the class count */
+    int64_t n_outputs;
+} mlp_target_info;
 
-/* Labels of a bound data set against the model's class count. */
-mlp_status mlp_check_labels(int has_labels, int32_t lo, int32_t hi, int64_t n_classes);
+mlp_target_info mlp_target_info_of(const mlp_targets *targets, int64_t n);
+
+/* A bound data set's targets against the model's loss and outputs. */
+mlp_status mlp_check_targets(const mlp_target_info *info, mlp_loss loss, int64_t n_outputs);
+
+/* The optimizer settings every core checks alike. */
+mlp_status mlp_check_optimizer(const mlp_optimizer *opt);
 
 /* The arguments of mlp_train_epoch that every core checks alike. */
 mlp_status mlp_check_train_args(const mlp_layout *layout, int64_t n, int64_t d,
-                                const int64_t *order, int64_t n_order,
-                                int64_t batch_size, float lr,
-                                float momentum, float weight_decay);
+                                const int64_t *order, int64_t n_order, int64_t batch_size,
+                                const mlp_optimizer *opt);
 
 #ifdef __cplusplus
 }

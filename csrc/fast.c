@@ -5,6 +5,8 @@
  */
 #include "fast.h"
 
+#include "ops.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,7 +19,7 @@
 /* ---- nonzero lists ------------------------------------------------------ */
 
 void nz_gather(nz_rows *nz, const void *X, mlp_dtype dtype, int64_t d, const int64_t *idx,
-                   int64_t start, int64_t B) {
+               int64_t start, int64_t B, float scale) {
     nz->B = B;
     nz->D = d;
     const int64_t blocks = FAST_BLOCKS(d);
@@ -37,7 +39,7 @@ void nz_gather(nz_rows *nz, const void *X, mlp_dtype dtype, int64_t d, const int
                 if (word == 0) continue; /* eight blank pixels at once */
                 for (int64_t k = k0; k < k1; k++) { /* branch-free compaction */
                     ix[n] = (int32_t)k;
-                    vx[n] = (float)src[k] * (1.0f / 255.0f);
+                    vx[n] = (float)src[k] * scale;
                     n += src[k] != 0;
                 }
             }
@@ -46,7 +48,7 @@ void nz_gather(nz_rows *nz, const void *X, mlp_dtype dtype, int64_t d, const int
             for (int64_t k = 0; k < d; k++) {
                 if (k % FAST_KBLOCK == 0) blk[k / FAST_KBLOCK] = (int32_t)n;
                 ix[n] = (int32_t)k;
-                vx[n] = src[k];
+                vx[n] = src[k] * scale;
                 n += src[k] != 0.0f;
             }
         }
@@ -56,7 +58,7 @@ void nz_gather(nz_rows *nz, const void *X, mlp_dtype dtype, int64_t d, const int
 }
 
 void nz_from_dense(nz_rows *nz, const float *act, int64_t B, int64_t D) {
-    nz_gather(nz, act, MLP_FLOAT32, D, NULL, 0, B);
+    nz_gather(nz, act, MLP_FLOAT32, D, NULL, 0, B, 1.0f);
 }
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -95,7 +97,7 @@ void linear_forward_fast(const mlp_kernels *K, float *out, const nz_rows *inp,
         for (int64_t r = 0; r < B; r++)
             for (int64_t j = 0; j < H; j++) {
                 const float v = b[j] + K->dot(dense_inp + r * D, WT + j * D, D);
-                out[r * H + j] = relu && !(v > 0.0f) ? 0.0f : v;
+                out[r * H + j] = relu ? mlp_activation_forward(MLP_RELU, v) : v;
             }
         return;
     }
@@ -130,8 +132,9 @@ void linear_forward_fast(const mlp_kernels *K, float *out, const nz_rows *inp,
 /* ---- linear_backward: the input gradient --------------------------------- */
 
 void linear_backward_input_fast(const mlp_kernels *K, float *dinp, const float *dout,
-                                const float *W, const float *act_in, int64_t B, int64_t D,
-                                int64_t H, float *WT) {
+                                const float *W, mlp_activation act, const float *pre_in,
+                                const float *act_in, int64_t B, int64_t D, int64_t H, float *WT) {
+    const int relu = act == MLP_RELU;
     if (H < NARROW) { /* dinp row = sum over the few outputs of dout * W^T row */
         transpose(WT, W, D, H);
 #pragma omp parallel for schedule(static) if (B * D * H > PAR_MIN)
@@ -139,15 +142,52 @@ void linear_backward_input_fast(const mlp_kernels *K, float *dinp, const float *
             float *g = dinp + r * D;
             memset(g, 0, sizeof(float) * (size_t)D);
             for (int64_t j = 0; j < H; j++) K->axpy(g, WT + j * D, dout[r * H + j], D);
-            K->relu_mask(g, act_in + r * D, D);
+            if (relu)
+                K->relu_mask(g, act_in + r * D, D);
+            else
+                activation_backward(act, g, pre_in ? pre_in + r * D : NULL, act_in + r * D, g, D);
         }
         return;
     }
 #pragma omp parallel for schedule(static) if (B * D * H > PAR_MIN)
     for (int64_t r = 0; r < B; r++)
-        for (int64_t k = 0; k < D; k++)
-            dinp[r * D + k] =
-                act_in[r * D + k] > 0.0f ? K->dot(dout + r * H, W + k * H, H) : 0.0f;
+        for (int64_t k = 0; k < D; k++) {
+            const int64_t i = r * D + k;
+            if (relu) {
+                dinp[i] = act_in[i] > 0.0f ? K->dot(dout + r * H, W + k * H, H) : 0.0f;
+            } else {
+                const float g = K->dot(dout + r * H, W + k * H, H);
+                dinp[i] = mlp_activation_backward(act, pre_in ? pre_in[i] : 0.0f, act_in[i], g);
+            }
+        }
+}
+
+/* ---- the optimizer ------------------------------------------------------ */
+
+/* Elements per piece of the update shared among threads. */
+#define UPDATE_PIECE 4096
+
+static void update_range(const mlp_step *s, float *p, const float *g, float *m, float *v,
+                         int64_t n, int is_bias) {
+    const mlp_step local = *s; /* a copy no store can alias: the loop vectorizes */
+    for (int64_t i = 0; i < n; i++) p[i] = mlp_update(&local, p[i], g[i], &m[i], &v[i], is_bias);
+}
+
+void optimizer_update_fast(const mlp_layout *L, const mlp_step *s, float *params,
+                           const float *grads, float *m, float *v) {
+    for (int l = 0; l < L->n_layers; l++) {
+        const int64_t w0 = L->w_off[l], nw = L->sizes[l] * L->sizes[l + 1];
+        const int64_t pieces = (nw + UPDATE_PIECE - 1) / UPDATE_PIECE;
+#pragma omp parallel for schedule(static) if (nw > 16 * PAR_MIN)
+        for (int64_t c = 0; c < pieces; c++) {
+            const int64_t i = w0 + c * UPDATE_PIECE;
+            const int64_t n = nw - c * UPDATE_PIECE < UPDATE_PIECE ? nw - c * UPDATE_PIECE
+                                                                   : UPDATE_PIECE;
+            update_range(s, params + i, grads + i, m + i, v + i, n, 0);
+        }
+        const int64_t b0 = L->b_off[l];
+        update_range(s, params + b0, grads + b0, m + b0, v + b0, L->sizes[l + 1], 1);
+    }
 }
 
 /* ---- linear_backward: the weight gradient (+ sgd_update) ------------------ */

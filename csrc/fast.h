@@ -19,8 +19,10 @@
 
 #include <stdint.h>
 
+#include "common.h"
 #include "kernels.h"
 #include "mlp.h"
+#include "pointwise.h"
 
 /* Layers with fewer outputs than this take the transposed (dense) paths,
  * and need their input rows as a dense matrix. */
@@ -55,9 +57,9 @@ typedef struct nz_cols {
 } nz_cols;
 
 /* gather_batch as nonzero lists: rows idx (or start.. when idx is NULL) of
- * X, uint8 scaled by 1/255 */
+ * X, times scale */
 void nz_gather(nz_rows *nz, const void *X, mlp_dtype dtype, int64_t d, const int64_t *idx,
-               int64_t start, int64_t B);
+               int64_t start, int64_t B, float scale);
 
 /* the nonzero entries of act (B,D) */
 void nz_from_dense(nz_rows *nz, const float *act, int64_t B, int64_t D);
@@ -72,11 +74,17 @@ void linear_forward_fast(const mlp_kernels *K, float *out, const nz_rows *inp,
                          const float *dense_inp, const float *W, const float *b, int64_t H,
                          int relu, float *WT);
 
-/* linear_backward's dinp (+ relu_backward): dinp (B,D) = (dout @ W^T) *
- * (act_in > 0). WT: scratch of D*H floats for narrow layers. */
+/* linear_backward's dinp (+ activation_backward): dinp (B,D) = f'(.) *
+ * (dout @ W^T), from the activation's output act_in (B,D) and, when it
+ * needs it, its input pre_in (B,D). WT: scratch of D*H floats for narrow
+ * layers. */
 void linear_backward_input_fast(const mlp_kernels *K, float *dinp, const float *dout,
-                                const float *W, const float *act_in, int64_t B, int64_t D,
-                                int64_t H, float *WT);
+                                const float *W, mlp_activation act, const float *pre_in,
+                                const float *act_in, int64_t B, int64_t D, int64_t H, float *WT);
+
+/* optimizer_update, its pieces shared among threads (the same result). */
+void optimizer_update_fast(const mlp_layout *L, const mlp_step *s, float *params,
+                           const float *grads, float *m, float *v);
 
 /* linear_backward's dW, db, scaled and added in place:
  *   GW (D,H) += scale * inp^T @ dout,  Gb (H) += scale * sum over B of dout

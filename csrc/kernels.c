@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "pointwise.h"
 
 #ifndef MLP_KERNEL_SET
 #define MLP_KERNEL_SET base
@@ -26,6 +27,7 @@ typedef int32_t v8i __attribute__((vector_size(32), aligned(4)));
 #define LOAD(p) (*(const v8 *)(p))
 #define STORE(p, v) (*(v8 *)(p) = (v))
 #define SPLAT(s) ((v8){(s), (s), (s), (s), (s), (s), (s), (s)})
+/* relu_forward of pointwise.h, eight lanes at once (the tests hold the two together) */
 #define RELU(x) ((v8)((v8i)(x) & (v8i)((x) > SPLAT(0.0f))))
 
 /* sum of x[k] * y[k] over k < n: 32 lanes (four independent chains of
@@ -83,7 +85,8 @@ static void forward_chunk(float *o, const int32_t *ix, const float *vx, int64_t 
         const float s = vx[t];
         for (int64_t j = 0; j < w; j++) acc[j] += s * wr[j];
     }
-    for (int64_t j = 0; j < w; j++) o[j] = last && relu && !(acc[j] > 0.0f) ? 0.0f : acc[j];
+    for (int64_t j = 0; j < w; j++)
+        o[j] = last && relu ? mlp_activation_forward(MLP_RELU, acc[j]) : acc[j];
 }
 
 /* g[k] = 0 where act[k] <= 0 (relu_backward), without branches */
@@ -93,7 +96,7 @@ static void relu_mask(float *g, const float *act, int64_t n) {
         const v8 a = LOAD(act + k), x = LOAD(g + k);
         STORE(g + k, (v8)((v8i)x & (v8i)(a > SPLAT(0.0f))));
     }
-    for (; k < n; k++) g[k] = act[k] > 0.0f ? g[k] : 0.0f;
+    for (; k < n; k++) g[k] = mlp_activation_backward(MLP_RELU, 0.0f, act[k], g[k]);
 }
 
 static void axpy(float *y, const float *x, float a, int64_t n) {
@@ -179,7 +182,7 @@ static void forward_dense(float *o, int64_t ldo, const float *x, int64_t ldx, in
             for (int64_t j = 0; j < w; j++) acc[j] += s * wr[j];
         }
         for (int64_t j = 0; j < w; j++)
-            o[i * ldo + j] = relu && !(acc[j] > 0.0f) ? 0.0f : acc[j];
+            o[i * ldo + j] = relu ? mlp_activation_forward(MLP_RELU, acc[j]) : acc[j];
     }
 }
 

@@ -95,9 +95,12 @@ int main(int argc, char **argv) {
     const int64_t sizes[3] = {xtr.row, hidden, 10};
     mlp_model *model;
     mlp_data *train, *test;
-    if (check(mlp_create(&model, 3, sizes), "create") ||
-        check(mlp_data_create(&train, xtr.data, MLP_UINT8, ytr32, xtr.n, xtr.row), "train data") ||
-        check(mlp_data_create(&test, xte.data, MLP_UINT8, yte32, xte.n, xte.row), "test data"))
+    const mlp_config config = {3, sizes, MLP_RELU, MLP_CROSS_ENTROPY, 1.0f / 255.0f};
+    const mlp_targets train_y = {ytr32, NULL, 0, NULL}, test_y = {yte32, NULL, 0, NULL};
+    const mlp_optimizer sgd = {MLP_SGD, MLP_TORCH, lr, 0.0f, 0, 0.0f, 0, 0.9f, 0.999f, 1e-8f};
+    if (check(mlp_create(&model, &config), "create") ||
+        check(mlp_data_create(&train, xtr.data, MLP_UINT8, xtr.n, xtr.row, &train_y), "train data") ||
+        check(mlp_data_create(&test, xte.data, MLP_UINT8, xte.n, xte.row, &test_y), "test data"))
         return 1;
 
     /* He initialisation, biases zero; the same layout as mlp.h describes */
@@ -126,7 +129,7 @@ int main(int argc, char **argv) {
         }
         double loss, acc, test_loss, test_acc;
         const double t0 = now();
-        if (check(mlp_train_epoch(model, train, order, xtr.n, batch, lr, 0.0f, 0.0f, NULL, &loss, &acc), "train"))
+        if (check(mlp_train_epoch(model, train, order, xtr.n, batch, &sgd, NULL, &loss, &acc), "train"))
             return 1;
         const double seconds = now() - t0;
         if (check(mlp_evaluate(model, test, &test_loss, &test_acc), "evaluate")) return 1;

@@ -1,8 +1,9 @@
 /*
  * model.c - the C core: mlp.h implemented with the ops of ops.c, the linear
  * ones through their fast paths in fast.c (or the plain ones of ops.c after
- * mlp_use_plain_ops).
+ * mlp_use_plain_ops, or for a configuration the fast paths do not support).
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,24 +11,34 @@
 #include "fast.h"
 #include "mlp.h"
 #include "ops.h"
+#include "pointwise.h"
 
 struct mlp_data {
     const void *X; /* (n, d), read in place */
     mlp_dtype dtype;
-    const int32_t *y; /* (n) or NULL */
-    int32_t y_lo, y_hi; /* label range, checked against the class count */
+    mlp_targets t; /* read in place */
+    mlp_target_info info;
     int64_t n, d;
 };
 
 struct mlp_model {
     mlp_layout L;
-    float *params, *grads, *velocity; /* n_params each, same layout */
+    mlp_activation act;
+    mlp_loss loss;
+    float input_scale;
+    float *params, *grads;
+    float *m, *v; /* optimizer state, same layout as params */
+    int64_t steps;
+    atomic_int stop;
     /* Workspace for up to `cap` rows: the gathered input batch, every layer's
-     * output (after ReLU for hidden layers, logits for the last), the softmax
-     * probabilities, two gradient buffers used in turn, the batch labels. */
+     * output (after the activation for hidden layers, the last layer's raw
+     * values for the last) and, when the activation's backward needs it,
+     * its input (pre), the model's outputs (probabilities), two gradient
+     * buffers used in turn, the batch's targets and weights. */
     int64_t cap;
-    float *x, **acts, *probs, *dbuf[2];
+    float *x, **acts, **pre, *out, *dbuf[2];
     int32_t *ybuf;
+    float *tbuf, *wbuf;
     int64_t *rowbuf; /* row numbers of a batch taken in order */
     nz_rows *nz;  /* the fast path's view of each layer's input rows */
     nz_cols cols; /* the same by column, for the weight gradients */
@@ -61,15 +72,20 @@ static void free_workspace(mlp_model *m) {
     m->nz = NULL;
     m->rowbuf = NULL;
     free(m->x);
-    if (m->acts)
-        for (int l = 0; l < m->L.n_layers; l++) free(m->acts[l]);
+    for (int l = 0; l < m->L.n_layers; l++) {
+        if (m->acts) free(m->acts[l]);
+        if (m->pre) free(m->pre[l]);
+    }
     free(m->acts);
-    free(m->probs);
+    free(m->pre);
+    free(m->out);
     free(m->dbuf[0]);
     free(m->dbuf[1]);
     free(m->ybuf);
-    m->x = m->probs = m->dbuf[0] = m->dbuf[1] = NULL;
-    m->acts = NULL;
+    free(m->tbuf);
+    free(m->wbuf);
+    m->x = m->out = m->dbuf[0] = m->dbuf[1] = m->tbuf = m->wbuf = NULL;
+    m->acts = m->pre = NULL;
     m->ybuf = NULL;
     m->cap = 0;
 }
@@ -86,15 +102,22 @@ static mlp_status reserve_rows(mlp_model *m, int64_t rows) {
     const int n_layers = m->L.n_layers;
     m->x = alloc_floats(rows, s[0]);
     m->acts = calloc((size_t)n_layers, sizeof(float *));
-    m->probs = alloc_floats(rows, s[n_layers]);
+    m->pre = calloc((size_t)n_layers, sizeof(float *));
+    m->out = alloc_floats(rows, s[n_layers]);
+    m->tbuf = alloc_floats(rows, s[n_layers]);
+    m->wbuf = alloc_floats(rows, 1);
     m->dbuf[0] = alloc_floats(rows, m->L.max_width);
     m->dbuf[1] = alloc_floats(rows, m->L.max_width);
     m->ybuf = malloc(sizeof(int32_t) * (size_t)rows);
     m->nz = calloc((size_t)n_layers, sizeof(nz_rows));
     m->rowbuf = malloc(sizeof(int64_t) * (size_t)rows);
-    int ok = m->x && m->acts && m->probs && m->dbuf[0] && m->dbuf[1] && m->ybuf && m->nz &&
-             m->rowbuf;
-    for (int l = 0; ok && l < n_layers; l++) ok = (m->acts[l] = alloc_floats(rows, s[l + 1])) != NULL;
+    int ok = m->x && m->acts && m->pre && m->out && m->tbuf && m->wbuf && m->dbuf[0] &&
+             m->dbuf[1] && m->ybuf && m->nz && m->rowbuf;
+    const int keep_pre = mlp_activation_needs_input(m->act);
+    for (int l = 0; ok && l < n_layers; l++) {
+        ok = (m->acts[l] = alloc_floats(rows, s[l + 1])) != NULL;
+        if (ok && keep_pre && l + 1 < n_layers) ok = (m->pre[l] = alloc_floats(rows, s[l + 1])) != NULL;
+    }
     int64_t widest_in = 1;
     for (int l = 0; l < n_layers; l++) widest_in = s[l] > widest_in ? s[l] : widest_in;
     m->cols.start = malloc(sizeof(int32_t) * (size_t)(widest_in + 1));
@@ -118,28 +141,36 @@ static mlp_status reserve_rows(mlp_model *m, int64_t rows) {
     return MLP_OK;
 }
 
-/* The fast paths' nonzero lists index a layer's inputs with int32. */
-static int too_wide_for_fast_paths(const mlp_layout *L) {
+/* What the fast paths support: layers whose inputs int32 indexes (their
+ * nonzero lists); everything else of mlp_config is theirs too. */
+static int fast_paths_support(const mlp_layout *L) {
     for (int l = 0; l < L->n_layers; l++)
-        if (L->sizes[l] > INT32_MAX) return 1;
-    return 0;
+        if (L->sizes[l] > INT32_MAX) return 0;
+    return 1;
 }
 
-mlp_status mlp_create(mlp_model **model, int n_sizes, const int64_t *sizes) {
+mlp_status mlp_create(mlp_model **model, const mlp_config *config) {
     mlp_clear_error();
     if (!model) return mlp_fail(MLP_ERR_INVALID, "model is NULL");
     *model = NULL;
+    mlp_status st = mlp_check_config(config);
+    if (st != MLP_OK) return st;
     mlp_model *m = calloc(1, sizeof *m);
     if (!m) return mlp_fail(MLP_ERR_NOMEM, "out of host memory");
-    mlp_status st = mlp_layout_init(&m->L, n_sizes, sizes);
+    st = mlp_layout_init(&m->L, config->n_sizes, config->sizes);
     if (st != MLP_OK) {
         free(m);
         return st;
     }
+    m->act = config->activation;
+    m->loss = config->loss;
+    m->input_scale = config->input_scale;
+    atomic_init(&m->stop, 0);
     const size_t bytes = sizeof(float) * (size_t)m->L.n_params;
     m->params = calloc(1, bytes);
     m->grads = calloc(1, bytes);
-    m->velocity = calloc(1, bytes);
+    m->m = calloc(1, bytes);
+    m->v = calloc(1, bytes);
     int64_t narrow = 1;
     for (int l = 0; l < m->L.n_layers; l++) {
         if (m->L.sizes[l + 1] < FAST_NARROW && m->L.sizes[l] * m->L.sizes[l + 1] > narrow)
@@ -147,8 +178,8 @@ mlp_status mlp_create(mlp_model **model, int n_sizes, const int64_t *sizes) {
     }
     m->T = malloc(sizeof(float) * (size_t)narrow);
     m->kernels = mlp_pick_kernels();
-    m->plain = too_wide_for_fast_paths(&m->L);
-    if (!m->params || !m->grads || !m->velocity || !m->T) {
+    m->plain = !fast_paths_support(&m->L);
+    if (!m->params || !m->grads || !m->m || !m->v || !m->T) {
         mlp_free(m);
         return mlp_fail(MLP_ERR_NOMEM, "out of host memory for %lld parameters",
                         (long long)(bytes / sizeof(float)));
@@ -162,7 +193,8 @@ void mlp_free(mlp_model *m) {
     free_workspace(m);
     free(m->params);
     free(m->grads);
-    free(m->velocity);
+    free(m->m);
+    free(m->v);
     free(m->T);
     mlp_layout_free(&m->L);
     free(m);
@@ -177,7 +209,7 @@ const char *mlp_kernel_set(const mlp_model *m) {
 mlp_status mlp_use_plain_ops(mlp_model *m, int on) {
     mlp_clear_error();
     if (!m) return mlp_fail(MLP_ERR_INVALID, "model is NULL");
-    m->plain = on || too_wide_for_fast_paths(&m->L);
+    m->plain = on || !fast_paths_support(&m->L);
     return MLP_OK;
 }
 
@@ -185,7 +217,9 @@ mlp_status mlp_set_params(mlp_model *m, const float *params) {
     mlp_clear_error();
     if (!m || !params) return mlp_fail(MLP_ERR_INVALID, "NULL argument");
     memcpy(m->params, params, sizeof(float) * (size_t)m->L.n_params);
-    memset(m->velocity, 0, sizeof(float) * (size_t)m->L.n_params);
+    memset(m->m, 0, sizeof(float) * (size_t)m->L.n_params);
+    memset(m->v, 0, sizeof(float) * (size_t)m->L.n_params);
+    m->steps = 0;
     return MLP_OK;
 }
 
@@ -196,17 +230,42 @@ mlp_status mlp_get_params(mlp_model *m, float *params) {
     return MLP_OK;
 }
 
-mlp_status mlp_data_create(mlp_data **data, const void *X, mlp_dtype dtype,
-                           const int32_t *y, int64_t n, int64_t d) {
+mlp_status mlp_get_state(mlp_model *m, float *state, int64_t *steps) {
     mlp_clear_error();
-    mlp_status st = mlp_check_data_args(data, X, dtype, n, d);
+    if (!m || !state || !steps) return mlp_fail(MLP_ERR_INVALID, "NULL argument");
+    const size_t n = (size_t)m->L.n_params;
+    memcpy(state, m->m, sizeof(float) * n);
+    memcpy(state + n, m->v, sizeof(float) * n);
+    *steps = m->steps;
+    return MLP_OK;
+}
+
+mlp_status mlp_set_state(mlp_model *m, const float *state, int64_t steps) {
+    mlp_clear_error();
+    if (!m || !state) return mlp_fail(MLP_ERR_INVALID, "NULL argument");
+    if (steps < 0) return mlp_fail(MLP_ERR_INVALID, "steps must be >= 0");
+    const size_t n = (size_t)m->L.n_params;
+    memcpy(m->m, state, sizeof(float) * n);
+    memcpy(m->v, state + n, sizeof(float) * n);
+    m->steps = steps;
+    return MLP_OK;
+}
+
+void mlp_request_stop(mlp_model *m) {
+    if (m) atomic_store(&m->stop, 1);
+}
+
+mlp_status mlp_data_create(mlp_data **data, const void *X, mlp_dtype dtype, int64_t n, int64_t d,
+                           const mlp_targets *targets) {
+    mlp_clear_error();
+    mlp_status st = mlp_check_data_args(data, X, dtype, n, d, targets);
     if (st != MLP_OK) return st;
-    mlp_data *p = malloc(sizeof *p);
+    mlp_data *p = calloc(1, sizeof *p);
     if (!p) return mlp_fail(MLP_ERR_NOMEM, "out of host memory");
     p->X = X;
     p->dtype = dtype;
-    p->y = y;
-    mlp_label_range(y, n, &p->y_lo, &p->y_hi);
+    if (targets) p->t = *targets;
+    p->info = mlp_target_info_of(targets, n);
     p->n = n;
     p->d = d;
     *data = p;
@@ -215,14 +274,43 @@ mlp_status mlp_data_create(mlp_data **data, const void *X, mlp_dtype dtype,
 
 void mlp_data_free(mlp_data *data) { free(data); }
 
-static mlp_status check_labels(const mlp_model *m, const mlp_data *data) {
-    return mlp_check_labels(data->y != NULL, data->y_lo, data->y_hi, m->L.sizes[m->L.n_layers]);
+static mlp_status check_targets(const mlp_model *m, const mlp_data *data) {
+    return mlp_check_targets(&data->info, m->loss, m->L.sizes[m->L.n_layers]);
+}
+
+/* The targets and weights of B rows (idx, or start.. when idx is NULL),
+ * copied into the batch buffers when they are picked out of order. */
+static batch_targets gather_targets(mlp_model *m, const mlp_data *data, const int64_t *idx,
+                                    int64_t start, int64_t B) {
+    batch_targets t = {NULL, NULL, NULL};
+    const int64_t C = m->L.sizes[m->L.n_layers];
+    if (!idx) {
+        if (data->t.labels) t.labels = data->t.labels + start;
+        if (data->t.values) t.values = data->t.values + start * C;
+        if (data->t.sample_weight) t.weights = data->t.sample_weight + start;
+        return t;
+    }
+    if (data->t.labels) {
+        for (int64_t i = 0; i < B; i++) m->ybuf[i] = data->t.labels[idx[i]];
+        t.labels = m->ybuf;
+    }
+    if (data->t.values) {
+        for (int64_t i = 0; i < B; i++)
+            memcpy(m->tbuf + i * C, data->t.values + idx[i] * C, sizeof(float) * (size_t)C);
+        t.values = m->tbuf;
+    }
+    if (data->t.sample_weight) {
+        for (int64_t i = 0; i < B; i++) m->wbuf[i] = data->t.sample_weight[idx[i]];
+        t.weights = m->wbuf;
+    }
+    return t;
 }
 
 /* Forward pass of B rows of the data set (rows idx, or start.. when idx is
- * NULL): fills acts and probs; returns the summed loss when y is given. */
+ * NULL): fills acts, pre and out; with targets, returns the weighted sum of
+ * the rows' losses. */
 static double forward(mlp_model *m, const mlp_data *data, const int64_t *idx, int64_t start,
-                      const int32_t *y, int64_t B, int64_t *correct) {
+                      const batch_targets *t, int64_t B, int64_t *correct) {
     const mlp_layout *L = &m->L;
     const int last = L->n_layers - 1;
     if (m->plain) {
@@ -231,16 +319,16 @@ static double forward(mlp_model *m, const mlp_data *data, const int64_t *idx, in
             for (int64_t i = 0; i < B; i++) m->rowbuf[i] = start + i;
             idx = m->rowbuf;
         }
-        gather_batch(m->x, data->X, data->dtype, data->d, idx, B);
+        gather_batch(m->x, data->X, data->dtype, data->d, idx, B, m->input_scale);
         for (int l = 0; l <= last; l++) {
             const int64_t in = L->sizes[l], out = L->sizes[l + 1];
-            linear_forward(m->acts[l], inp, m->params + L->w_off[l], m->params + L->b_off[l], B,
-                           in, out);
-            if (l < last) relu_forward(m->acts[l], m->acts[l], B * out);
+            float *z = l < last && m->pre[l] ? m->pre[l] : m->acts[l];
+            linear_forward(z, inp, m->params + L->w_off[l], m->params + L->b_off[l], B, in, out);
+            if (l < last) activation_forward(m->act, m->acts[l], z, B * out);
             inp = m->acts[l];
         }
     } else {
-        nz_gather(&m->nz[0], data->X, data->dtype, data->d, idx, start, B);
+        nz_gather(&m->nz[0], data->X, data->dtype, data->d, idx, start, B, m->input_scale);
         /* dense data (not pixels): the rows as floats too, for the dense paths */
         const float *x = NULL;
         if (nz_density(&m->nz[0]) > FAST_DENSE || L->sizes[1] < FAST_NARROW) {
@@ -248,14 +336,17 @@ static double forward(mlp_model *m, const mlp_data *data, const int64_t *idx, in
                 for (int64_t i = 0; i < B; i++) m->rowbuf[i] = start + i;
                 idx = m->rowbuf;
             }
-            gather_batch(m->x, data->X, data->dtype, data->d, idx, B);
+            gather_batch(m->x, data->X, data->dtype, data->d, idx, B, m->input_scale);
             x = m->x;
         }
+        const int relu = m->act == MLP_RELU;
         for (int l = 0; l <= last; l++) {
             const int64_t out = L->sizes[l + 1];
-            linear_forward_fast(m->kernels, m->acts[l], &m->nz[l], l == 0 ? x : m->acts[l - 1],
-                                m->params + L->w_off[l], m->params + L->b_off[l], out, l < last,
-                                m->T);
+            float *z = l < last && m->pre[l] ? m->pre[l] : m->acts[l];
+            linear_forward_fast(m->kernels, z, &m->nz[l], l == 0 ? x : m->acts[l - 1],
+                                m->params + L->w_off[l], m->params + L->b_off[l], out,
+                                l < last && relu, m->T);
+            if (l < last && !relu) activation_forward(m->act, m->acts[l], z, B * out);
             /* the next layer reads nonzero lists unless it is narrow */
             if (l < last && L->sizes[l + 2] >= FAST_NARROW)
                 nz_from_dense(&m->nz[l + 1], m->acts[l], B, out);
@@ -263,83 +354,117 @@ static double forward(mlp_model *m, const mlp_data *data, const int64_t *idx, in
                 m->nz[l + 1].B = B, m->nz[l + 1].D = out;
         }
     }
-    return softmax_crossentropy_forward(m->probs, m->acts[last], y, B, L->sizes[last + 1],
-                                        correct);
+    return loss_forward(m->loss, m->out, m->acts[last], t, B, L->sizes[last + 1], correct);
 }
 
-/* Backward pass after forward() and the SGD step: with the plain ops,
- * gradients then sgd_update; with the fast paths, each layer's update fused
- * into its weight gradient when there is no momentum and no weight decay. */
-static void backward_and_step(mlp_model *m, const int32_t *y, int64_t B, float lr, float momentum,
-                              float weight_decay) {
+/* Backward pass after forward(), into the gradients (scale 1, zeroed) or,
+ * when `fused_lr` is nonzero, straight into the parameters (fast paths, a
+ * plain SGD step: p -= lr * g fused into each layer's weight gradient). */
+static void backward(mlp_model *m, const batch_targets *t, int64_t B, double wsum,
+                     float fused_lr) {
     const mlp_layout *L = &m->L;
     float *dout = m->dbuf[0], *dinp = m->dbuf[1];
-    const int fused = !m->plain && momentum == 0.0f && weight_decay == 0.0f;
-    softmax_crossentropy_backward(dout, m->probs, y, B, L->sizes[L->n_layers]);
-    for (int l = L->n_layers - 1; l >= 0; l--) {
+    const int last = L->n_layers - 1;
+    loss_backward(m->loss, dout, m->out, m->acts[last], t, B, L->sizes[last + 1], wsum);
+    for (int l = last; l >= 0; l--) {
         const int64_t in = L->sizes[l], out = L->sizes[l + 1];
         float *W = m->params + L->w_off[l], *b = m->params + L->b_off[l];
         float *gW = m->grads + L->w_off[l], *gb = m->grads + L->b_off[l];
+        const float *pre_in = l > 0 ? m->pre[l - 1] : NULL;
         if (m->plain) {
             const float *inp = l == 0 ? m->x : m->acts[l - 1];
             linear_backward(l == 0 ? NULL : dinp, gW, gb, dout, inp, W, B, in, out);
-            if (l > 0) relu_backward(dinp, m->acts[l - 1], dinp, B * in);
+            if (l > 0) activation_backward(m->act, dinp, pre_in, m->acts[l - 1], dinp, B * in);
         } else {
             /* the input gradient first: it needs W before the update */
             if (l > 0)
-                linear_backward_input_fast(m->kernels, dinp, dout, W, m->acts[l - 1], B, in, out,
-                                           m->T);
+                linear_backward_input_fast(m->kernels, dinp, dout, W, m->act, pre_in,
+                                           m->acts[l - 1], B, in, out, m->T);
             const float *dense = l == 0 ? NULL : m->acts[l - 1];
-            if (fused) {
-                linear_backward_weights_fast(m->kernels, W, b, &m->nz[l], dense, dout, out, -lr,
-                                             m->T, &m->cols);
+            if (fused_lr != 0.0f) {
+                linear_backward_weights_fast(m->kernels, W, b, &m->nz[l], dense, dout, out,
+                                             -fused_lr, m->T, &m->cols);
             } else {
                 memset(gW, 0, sizeof(float) * (size_t)((in + 1) * out)); /* W and b */
                 linear_backward_weights_fast(m->kernels, gW, gb, &m->nz[l], dense, dout, out, 1.0f,
                                              m->T, &m->cols);
             }
         }
-        float *t = dout;
+        float *tmp = dout;
         dout = dinp;
-        dinp = t;
+        dinp = tmp;
     }
-    if (!fused) sgd_update(m->params, m->grads, m->velocity, L->n_params, lr, momentum, weight_decay);
+}
+
+/* The L2 coefficient of the scikit-learn convention for a batch of total
+ * weight wsum, added to the reported loss (0 in PyTorch's convention). */
+static double reported_penalty(const mlp_model *m, const mlp_optimizer *opt, double wsum) {
+    if (opt->convention != MLP_SKLEARN || opt->weight_decay == 0.0f || !(wsum > 0.0)) return 0.0;
+    return l2_penalty(&m->L, m->params, (double)opt->weight_decay / wsum);
+}
+
+/* One optimizer step on rows idx[0 .. B); returns the batch's loss (the
+ * weighted mean, with the reported penalty) and its weight in *wsum. */
+static double train_step(mlp_model *m, const mlp_data *data, const int64_t *idx, int64_t B,
+                         const mlp_optimizer *opt, double *wsum, int64_t *correct) {
+    const batch_targets t = gather_targets(m, data, idx, 0, B);
+    const double w = batch_weight(t.weights, B);
+    const double loss_sum = forward(m, data, idx, 0, &t, B, correct);
+    const double loss = (w > 0.0 ? loss_sum / w : 0.0) + reported_penalty(m, opt, w);
+    m->steps++;
+    const mlp_step s = mlp_step_init(opt, m->steps, w);
+    const int fused = !m->plain && mlp_step_is_plain_sgd(&s);
+    backward(m, &t, B, w, fused ? s.lr : 0.0f);
+    if (!fused) {
+        if (m->plain)
+            optimizer_update(&m->L, &s, m->params, m->grads, m->m, m->v);
+        else
+            optimizer_update_fast(&m->L, &s, m->params, m->grads, m->m, m->v);
+    }
+    *wsum = w;
+    return loss;
 }
 
 mlp_status mlp_train_epoch(mlp_model *m, const mlp_data *data, const int64_t *order,
-                           int64_t n_order, int64_t batch_size, float lr, float momentum,
-                           float weight_decay, float *batch_losses, double *mean_loss,
-                           double *accuracy) {
+                           int64_t n_order, int64_t batch_size, const mlp_optimizer *opt,
+                           float *batch_losses, double *mean_loss, double *accuracy) {
     mlp_clear_error();
     if (!m || !data) return mlp_fail(MLP_ERR_INVALID, "NULL argument");
-    mlp_status st = mlp_check_train_args(&m->L, data->n, data->d, order, n_order, batch_size,
-                                         lr, momentum, weight_decay);
-    if (st == MLP_OK) st = check_labels(m, data);
+    mlp_status st = mlp_check_train_args(&m->L, data->n, data->d, order, n_order, batch_size, opt);
+    if (st == MLP_OK) st = check_targets(m, data);
     if (st != MLP_OK) return st;
     const int64_t n = n_order, B_max = batch_size < n ? batch_size : n;
     if ((st = reserve_rows(m, B_max)) != MLP_OK) return st;
 
-    double loss_sum = 0.0;
-    int64_t correct = 0;
+    double loss_sum = 0.0, weight_sum = 0.0;
+    int64_t correct = 0, done = 0;
     for (int64_t start = 0, b = 0; start < n; start += batch_size, b++) {
+        if (atomic_exchange(&m->stop, 0)) {
+            st = mlp_fail(MLP_STOPPED, "stopped at the caller's request after %lld rows",
+                          (long long)done);
+            break;
+        }
         const int64_t B = n - start < batch_size ? n - start : batch_size;
-        const int64_t *idx = order + start;
-        for (int64_t i = 0; i < B; i++) m->ybuf[i] = data->y[idx[i]];
-        const double loss = forward(m, data, idx, 0, m->ybuf, B, &correct);
-        backward_and_step(m, m->ybuf, B, lr, momentum, weight_decay);
-        loss_sum += loss;
-        if (batch_losses) batch_losses[b] = (float)(loss / (double)B);
+        double w = 0.0;
+        const double loss = train_step(m, data, order + start, B, opt, &w, &correct);
+        loss_sum += loss * w;
+        weight_sum += w;
+        done += B;
+        if (batch_losses) batch_losses[b] = (float)loss;
     }
-    if (mean_loss) *mean_loss = loss_sum / (double)n;
-    if (accuracy) *accuracy = (double)correct / (double)n;
-    return MLP_OK;
+    if (mean_loss) *mean_loss = weight_sum > 0.0 ? loss_sum / weight_sum : 0.0;
+    if (accuracy) *accuracy = done > 0 ? (double)correct / (double)done : 0.0;
+    return st;
 }
 
-/* Runs forward() over the data set in chunks; copies probs or logits out
- * when `out` is given, sums loss and hits when the data has labels. */
+/* Runs forward() over the data set in chunks; copies outputs or last-layer
+ * values out when `out` is given; sums the weighted loss, the weight and
+ * the hits when the data has targets. When grad is given, also adds each
+ * chunk's gradient of the loss summed over rows, each row's weighted by
+ * its weight / total_weight. */
 static mlp_status forward_all(mlp_model *m, const mlp_data *data, float *out, int want_logits,
-                              double *loss_sum, int64_t *correct) {
-    if (!m || !data) return mlp_fail(MLP_ERR_INVALID, "NULL argument");
+                              double *loss_sum, double *weight, int64_t *correct, float *grad,
+                              double total_weight) {
     const mlp_layout *L = &m->L;
     if (data->d != L->sizes[0])
         return mlp_fail(MLP_ERR_INVALID, "data has %lld features, the model expects %lld",
@@ -348,14 +473,20 @@ static mlp_status forward_all(mlp_model *m, const mlp_data *data, float *out, in
     const int64_t chunk = m->cap > 0 ? m->cap : (data->n < 1024 ? data->n : 1024);
     mlp_status st = reserve_rows(m, chunk);
     if (st != MLP_OK) return st;
+    const int has_targets = loss_sum != NULL;
     for (int64_t start = 0; start < data->n; start += chunk) {
         const int64_t B = data->n - start < chunk ? data->n - start : chunk;
-        const int32_t *y = data->y ? data->y + start : NULL;
-        const double loss = forward(m, data, NULL, start, y, B, correct);
+        const batch_targets t = gather_targets(m, data, NULL, start, B);
+        const double loss = forward(m, data, NULL, start, has_targets ? &t : NULL, B, correct);
         if (loss_sum) *loss_sum += loss;
+        if (weight) *weight += batch_weight(t.weights, B);
         if (out) {
-            const float *src = want_logits ? m->acts[L->n_layers - 1] : m->probs;
+            const float *src = want_logits ? m->acts[L->n_layers - 1] : m->out;
             memcpy(out + start * C, src, sizeof(float) * (size_t)(B * C));
+        }
+        if (grad) {
+            backward(m, &t, B, total_weight, 0.0f);
+            for (int64_t i = 0; i < L->n_params; i++) grad[i] += m->grads[i];
         }
     }
     return MLP_OK;
@@ -363,19 +494,45 @@ static mlp_status forward_all(mlp_model *m, const mlp_data *data, float *out, in
 
 mlp_status mlp_predict(mlp_model *m, const mlp_data *data, float *out, int want_logits) {
     mlp_clear_error();
-    if (!out) return mlp_fail(MLP_ERR_INVALID, "out is NULL");
-    return forward_all(m, data, out, want_logits, NULL, NULL);
+    if (!m || !data || !out) return mlp_fail(MLP_ERR_INVALID, "NULL argument");
+    return forward_all(m, data, out, want_logits, NULL, NULL, NULL, NULL, 0.0);
 }
 
 mlp_status mlp_evaluate(mlp_model *m, const mlp_data *data, double *mean_loss, double *accuracy) {
     mlp_clear_error();
     if (!m || !data) return mlp_fail(MLP_ERR_INVALID, "NULL argument");
-    mlp_status st = check_labels(m, data);
+    mlp_status st = check_targets(m, data);
     if (st != MLP_OK) return st;
-    double loss = 0.0;
+    double loss = 0.0, weight = 0.0;
     int64_t correct = 0;
-    if ((st = forward_all(m, data, NULL, 0, &loss, &correct)) != MLP_OK) return st;
-    if (mean_loss) *mean_loss = loss / (double)data->n;
+    st = forward_all(m, data, NULL, 0, &loss, &weight, &correct, NULL, 0.0);
+    if (st != MLP_OK) return st;
+    if (mean_loss) *mean_loss = weight > 0.0 ? loss / weight : 0.0;
     if (accuracy) *accuracy = (double)correct / (double)data->n;
+    return MLP_OK;
+}
+
+mlp_status mlp_loss_and_grad(mlp_model *m, const mlp_data *data, const mlp_optimizer *opt,
+                             double *loss, float *grad) {
+    mlp_clear_error();
+    if (!m || !data || !loss) return mlp_fail(MLP_ERR_INVALID, "NULL argument");
+    mlp_status st = mlp_check_optimizer(opt);
+    if (st == MLP_OK) st = check_targets(m, data);
+    if (st != MLP_OK) return st;
+    const double total = batch_weight(data->t.sample_weight, data->n);
+    if (grad) memset(grad, 0, sizeof(float) * (size_t)m->L.n_params);
+    double loss_sum = 0.0, weight = 0.0;
+    int64_t correct = 0;
+    st = forward_all(m, data, NULL, 0, &loss_sum, &weight, &correct, grad, total);
+    if (st != MLP_OK) return st;
+    *loss = (total > 0.0 ? loss_sum / total : 0.0) + reported_penalty(m, opt, total);
+    if (grad) { /* the penalty's gradient, as the optimizer would add it */
+        const mlp_step s = mlp_step_init(opt, 1, total);
+        for (int l = 0; l < m->L.n_layers; l++) {
+            const int64_t w0 = m->L.w_off[l], b0 = m->L.b_off[l], b1 = b0 + m->L.sizes[l + 1];
+            for (int64_t i = w0; i < b0; i++) grad[i] += s.l2_weight * m->params[i];
+            for (int64_t i = b0; i < b1; i++) grad[i] += s.l2_bias * m->params[i];
+        }
+    }
     return MLP_OK;
 }

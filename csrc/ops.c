@@ -14,22 +14,23 @@
  * fixed by the code, not by the compiler. */
 #define LANES 8
 
-void gather_batch(float *out, const void *X, mlp_dtype dtype, int64_t d,
-                  const int64_t *idx, int64_t B) {
+void gather_batch(float *out, const void *X, mlp_dtype dtype, int64_t d, const int64_t *idx,
+                  int64_t B, float scale) {
     for (int64_t i = 0; i < B; i++) {
         float *row = out + i * d;
         if (dtype == MLP_UINT8) {
             const uint8_t *src = (const uint8_t *)X + idx[i] * d;
-            for (int64_t k = 0; k < d; k++) row[k] = (float)src[k] * (1.0f / 255.0f);
+            for (int64_t k = 0; k < d; k++) row[k] = (float)src[k] * scale;
         } else {
-            memcpy(row, (const float *)X + idx[i] * d, (size_t)d * sizeof(float));
+            const float *src = (const float *)X + idx[i] * d;
+            for (int64_t k = 0; k < d; k++) row[k] = src[k] * scale;
         }
     }
 }
 
 /* (B,D) @ (D,H) + (H) -> (B,H) */
-void linear_forward(float *out, const float *inp, const float *W,
-                    const float *b, int64_t B, int64_t D, int64_t H) {
+void linear_forward(float *out, const float *inp, const float *W, const float *b, int64_t B,
+                    int64_t D, int64_t H) {
     for (int64_t i = 0; i < B; i++) {
         float *o = out + i * H;
         const float *x = inp + i * D;
@@ -43,52 +44,82 @@ void linear_forward(float *out, const float *inp, const float *W,
     }
 }
 
-/* (B,H) -> (B,H) */
-void relu_forward(float *out, const float *inp, int64_t N) {
-    for (int64_t i = 0; i < N; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
+/* (N) -> (N) */
+void activation_forward(mlp_activation act, float *out, const float *inp, int64_t N) {
+    for (int64_t i = 0; i < N; i++) out[i] = mlp_activation_forward(act, inp[i]);
 }
 
-/* (B,C) logits, (B) labels -> (B,C) probs; returns sum of -log p[y] */
-double softmax_crossentropy_forward(float *probs, const float *logits,
-                                    const int32_t *y, int64_t B, int64_t C,
-                                    int64_t *correct) {
-    double loss = 0.0;
+/* (N) -> (N) */
+void activation_backward(mlp_activation act, float *dinp, const float *inp, const float *out,
+                         const float *dout, int64_t N) {
+    for (int64_t i = 0; i < N; i++)
+        dinp[i] = mlp_activation_backward(act, inp ? inp[i] : 0.0f, out[i], dout[i]);
+}
+
+static float row_weight(const batch_targets *t, int64_t i) {
+    return t->weights ? t->weights[i] : 1.0f;
+}
+
+/* (B,C) logits -> (B,C) outputs; returns the weighted sum of row losses */
+double loss_forward(mlp_loss loss, float *out, const float *logits, const batch_targets *t,
+                    int64_t B, int64_t C, int64_t *correct) {
+    double total = 0.0;
     for (int64_t i = 0; i < B; i++) {
         const float *z = logits + i * C;
-        float *p = probs + i * C;
-        int64_t argmax = 0;
-        for (int64_t c = 1; c < C; c++)
-            if (z[c] > z[argmax]) argmax = c;
-        const float zmax = z[argmax];
-        float sum = 0.0f;
+        float *o = out + i * C;
+        if (loss == MLP_CROSS_ENTROPY) { /* softmax_crossentropy_forward */
+            int64_t argmax = 0;
+            for (int64_t c = 1; c < C; c++)
+                if (z[c] > z[argmax]) argmax = c;
+            const float zmax = z[argmax];
+            float sum = 0.0f;
+            for (int64_t c = 0; c < C; c++) {
+                o[c] = mlp_softmax_term(z[c], zmax);
+                sum += o[c];
+            }
+            const float inv = 1.0f / sum;
+            for (int64_t c = 0; c < C; c++) o[c] *= inv;
+            if (t && t->labels) {
+                const int32_t y = t->labels[i];
+                total += (double)row_weight(t, i) * (double)mlp_cross_entropy_loss(zmax, sum, z[y]);
+                if (correct && argmax == y) (*correct)++;
+            }
+            continue;
+        }
+        for (int64_t c = 0; c < C; c++) o[c] = mlp_output(loss, z[c]);
+        if (!t || !t->values) continue;
+        const float *y = t->values + i * C;
+        float row = 0.0f;
+        int hit = loss == MLP_BINARY_CROSS_ENTROPY;
         for (int64_t c = 0; c < C; c++) {
-            p[c] = expf(z[c] - zmax);
-            sum += p[c];
+            row += mlp_elementwise_loss(loss, z[c], y[c]);
+            hit = hit && (z[c] > 0.0f) == (y[c] > 0.5f);
         }
-        const float inv = 1.0f / sum;
-        for (int64_t c = 0; c < C; c++) p[c] *= inv;
-        if (y) {
-            loss += (double)(logf(sum) - (z[y[i]] - zmax));
-            if (correct && argmax == y[i]) (*correct)++;
-        }
+        total += (double)row_weight(t, i) * (double)row;
+        if (correct) *correct += hit;
     }
-    return loss;
+    return total;
 }
 
-/* (B,C) probs, (B) labels -> (B,C) dlogits of the batch-mean loss */
-void softmax_crossentropy_backward(float *dlogits, const float *probs,
-                                   const int32_t *y, int64_t B, int64_t C) {
-    const float scale = 1.0f / (float)B;
+/* (B,C) -> (B,C) dlogits of the weighted batch-mean loss */
+void loss_backward(mlp_loss loss, float *dlogits, const float *out, const float *logits,
+                   const batch_targets *t, int64_t B, int64_t C, double wsum) {
     for (int64_t i = 0; i < B; i++) {
+        const float scale = wsum > 0.0 ? (float)(row_weight(t, i) / wsum) : 0.0f;
+        float *d = dlogits + i * C;
+        if (loss == MLP_CROSS_ENTROPY) { /* softmax_crossentropy_backward */
+            for (int64_t c = 0; c < C; c++)
+                d[c] = mlp_cross_entropy_grad(out[i * C + c], c == t->labels[i], scale);
+            continue;
+        }
         for (int64_t c = 0; c < C; c++)
-            dlogits[i * C + c] = (probs[i * C + c] - (c == y[i] ? 1.0f : 0.0f)) * scale;
+            d[c] = mlp_elementwise_grad(loss, logits[i * C + c], t->values[i * C + c], scale);
     }
 }
 
 /* dout (B,H) -> dW (D,H) = inp^T @ dout, db (H), dinp (B,D) = dout @ W^T */
-void linear_backward(float *dinp, float *dW, float *db, const float *dout,
-                     const float *inp, const float *W, int64_t B, int64_t D,
-                     int64_t H) {
+void linear_backward(float *dinp, float *dW, float *db, const float *dout, const float *inp,
+                     const float *W, int64_t B, int64_t D, int64_t H) {
     for (int64_t j = 0; j < H; j++) db[j] = 0.0f;
     for (int64_t i = 0; i < B; i++)
         for (int64_t j = 0; j < H; j++) db[j] += dout[i * H + j];
@@ -121,22 +152,29 @@ void linear_backward(float *dinp, float *dW, float *db, const float *dout,
     }
 }
 
-/* (N) -> (N): the gradient passes where the ReLU output was positive */
-void relu_backward(float *dinp, const float *out, const float *dout, int64_t N) {
-    for (int64_t i = 0; i < N; i++) dinp[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+void optimizer_update(const mlp_layout *L, const mlp_step *s, float *params, const float *grads,
+                      float *m, float *v) {
+    for (int l = 0; l < L->n_layers; l++) {
+        const int64_t w0 = L->w_off[l], b0 = L->b_off[l], b1 = b0 + L->sizes[l + 1];
+        for (int64_t i = w0; i < b0; i++)
+            params[i] = mlp_update(s, params[i], grads[i], &m[i], &v[i], 0);
+        for (int64_t i = b0; i < b1; i++)
+            params[i] = mlp_update(s, params[i], grads[i], &m[i], &v[i], 1);
+    }
 }
 
-/* (n) params, grads, velocity: g += wd * p; v = momentum * v + g; p -= lr * v */
-void sgd_update(float *params, const float *grads, float *velocity, int64_t n,
-                float lr, float momentum, float weight_decay) {
-    if (momentum == 0.0f) {
-        for (int64_t i = 0; i < n; i++)
-            params[i] -= lr * (grads[i] + weight_decay * params[i]);
-        return;
+double l2_penalty(const mlp_layout *L, const float *params, double l2) {
+    double sum = 0.0;
+    for (int l = 0; l < L->n_layers; l++) {
+        const float *W = params + L->w_off[l];
+        for (int64_t i = 0; i < L->sizes[l] * L->sizes[l + 1]; i++) sum += (double)W[i] * W[i];
     }
-    for (int64_t i = 0; i < n; i++) {
-        const float g = grads[i] + weight_decay * params[i];
-        velocity[i] = momentum * velocity[i] + g;
-        params[i] -= lr * velocity[i];
-    }
+    return 0.5 * l2 * sum;
+}
+
+double batch_weight(const float *weights, int64_t B) {
+    if (!weights) return (double)B;
+    double s = 0.0;
+    for (int64_t i = 0; i < B; i++) s += weights[i];
+    return s;
 }

@@ -60,28 +60,35 @@ class CoreBackend:
         self.module = module
         self.name = module.BACKEND
 
-    def network(self, sizes, params):
-        return CoreNetwork(self.module, sizes, params)
+    def network(self, sizes, params, **config):
+        return CoreNetwork(self.module, sizes, params, **config)
 
 
 class CoreNetwork:
     """One network in a core. The core releases the GIL and keeps a workspace
     per network, so calls on the same network from several threads take
-    turns (a lock); different networks run in parallel."""
+    turns (a lock); different networks run in parallel.
 
-    def __init__(self, module, sizes, params):
+    config: activation, loss, input_scale (csrc/mlp.h's mlp_config)."""
+
+    def __init__(self, module, sizes, params, activation="relu", loss="cross_entropy",
+                 input_scale=1.0):
         self.module = module
         self.device = module.BACKEND
-        self.model = module.Model(sizes)
+        self.model = module.Model(sizes, activation, loss, input_scale)
         self.model.set_params(np.ascontiguousarray(params, dtype=np.float32))
         self.lock = threading.Lock()
 
-    def bind(self, X, y=None):
-        return self.module.Data(X, y)
+    def bind(self, X, labels=None, values=None, sample_weight=None):
+        return self.module.Data(X, labels, values, sample_weight)
 
-    def train_epoch(self, data, order, batch_size, lr, momentum, weight_decay):
+    def train_epoch(self, data, order, batch_size, opt):
         with self.lock:
-            return self.model.train_epoch(data, order, batch_size, lr, momentum, weight_decay)
+            return self.model.train_epoch(data, order, batch_size, opt)
+
+    def loss_and_grad(self, data, opt):
+        with self.lock:
+            return self.model.loss_and_grad(data, opt)
 
     def predict(self, data, logits=False):
         with self.lock:
@@ -95,30 +102,45 @@ class CoreNetwork:
         with self.lock:
             return self.model.get_params()
 
+    def set_params(self, params):
+        with self.lock:
+            self.model.set_params(np.ascontiguousarray(params, dtype=np.float32))
+
+    def get_state(self):
+        with self.lock:
+            return self.model.get_state()
+
+    def set_state(self, state, steps):
+        with self.lock:
+            self.model.set_state(np.ascontiguousarray(state, dtype=np.float32), steps)
+
 
 class NumpyBackend:
     """The numpy reference (mlp/reference.py) in float32."""
 
     name = "numpy"
 
-    def network(self, sizes, params):
-        return NumpyNetwork(sizes, params)
+    def network(self, sizes, params, **config):
+        return NumpyNetwork(sizes, params, **config)
 
 
 class NumpyNetwork:
     device = "numpy"
 
-    def __init__(self, sizes, params):
-        self.ref = reference.Reference(sizes, params, dtype=np.float32)
+    def __init__(self, sizes, params, activation="relu", loss="cross_entropy", input_scale=1.0):
+        self.ref = reference.Reference(sizes, params, np.float32, activation, loss, input_scale)
 
-    def bind(self, X, y=None):
-        return (X, y)
+    def bind(self, X, labels=None, values=None, sample_weight=None):
+        return (X, labels if labels is not None else values, sample_weight)
 
-    def train_epoch(self, data, order, batch_size, lr, momentum, weight_decay):
-        X, y = data
-        losses, mean_loss, accuracy = self.ref.train_epoch(
-            X, y, order, batch_size, np.float32(lr), np.float32(momentum), np.float32(weight_decay))
+    def train_epoch(self, data, order, batch_size, opt):
+        X, t, w = data
+        losses, mean_loss, accuracy = self.ref.train_epoch(X, t, order, batch_size, opt, w)
         return losses.astype(np.float32), mean_loss, accuracy
+
+    def loss_and_grad(self, data, opt):
+        X, t, w = data
+        return self.ref.loss_and_grad(X, t, opt, w)
 
     def predict(self, data, logits=False):
         return self.ref.predict(data[0], want_logits=logits)
@@ -128,3 +150,17 @@ class NumpyNetwork:
 
     def get_params(self):
         return self.ref.params.copy()
+
+    def set_params(self, params):
+        self.ref.params[...] = params
+        self.ref.m[...] = 0
+        self.ref.v[...] = 0
+        self.ref.steps = 0
+
+    def get_state(self):
+        return np.concatenate([self.ref.m, self.ref.v]), self.ref.steps
+
+    def set_state(self, state, steps):
+        n = len(self.ref.params)
+        self.ref.m[...], self.ref.v[...] = state[:n], state[n:]
+        self.ref.steps = int(steps)

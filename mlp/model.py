@@ -12,34 +12,58 @@ from . import reference
 from ._backends import get_backend
 from ._validation import check_X, check_y, encode_labels
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+LOSS_TASKS = {"cross_entropy": "classifier", "squared_error": "regressor",
+              "binary_cross_entropy": "multilabel"}
+PIXEL_SCALE = float(np.float32(1 / 255))
 
 
 class Model:
-    """A trained multilayer perceptron classifier.
+    """A trained multilayer perceptron.
 
-    Attributes: ``classes_`` (the labels, sorted), ``sizes`` (layer widths,
-    input to output), ``history`` (per-epoch ``loss``, ``accuracy``,
-    ``seconds`` and, with validation data, ``val_loss``, ``val_accuracy``),
-    ``device`` (the backend it predicts on: "cpu", "cuda" or "numpy").
+    Attributes: ``classes_`` (the labels, sorted; the output indices for
+    multi-label; None for regression), ``sizes`` (layer widths, input to
+    output), ``activation``, ``loss``, ``task`` ("classifier", "regressor"
+    or "multilabel"), ``input_scale`` (every input is read as x *
+    input_scale: 1/255 for a model trained on uint8 pixels), ``history``
+    (per-epoch ``loss``, ``accuracy``, ``seconds``, ``lr`` and, with
+    validation data, ``val_loss``, ``val_accuracy``; ``stopped_epoch``,
+    ``stop_reason``, and ``best_epoch`` under early stopping), ``device``
+    (the backend it predicts on: "cpu", "cuda" or "numpy").
     """
 
-    def __init__(self, sizes, params, classes, history=None, *, device="auto", _network=None):
+    def __init__(self, sizes, params, classes, history=None, *, device="auto", _network=None,
+                 activation="relu", loss="cross_entropy", input_scale=1.0, task=None,
+                 single_output=False, optimizer_state=None):
         self.sizes = tuple(int(s) for s in sizes)
         self._flat = np.array(params, dtype=np.float32)
         if self._flat.shape != (reference.num_params(self.sizes),):
             raise ValueError("params do not match the layer sizes")
-        self.classes_ = np.asarray(classes)
-        if len(self.classes_) != self.sizes[-1]:
+        self.activation, self.loss = activation, loss
+        self.task = task or LOSS_TASKS[loss]
+        self.classes_ = None if classes is None else np.asarray(classes)
+        if self.classes_ is not None and len(self.classes_) != self.sizes[-1]:
             raise ValueError("classes do not match the output layer")
+        # None: a model saved by format version 1, whose inputs were scaled
+        # by their dtype at each call (uint8 by 1/255, floats not at all)
+        self.input_scale = input_scale
+        self.single_output = bool(single_output)
+        self.optimizer_state = optimizer_state
         self.history = history if history is not None else {}
         self._backend = get_backend(device) if _network is None else None
-        self._net = _network
+        self._nets = {} if _network is None else {input_scale: _network}
         self.device = self._backend.name if _network is None else _network.device
 
     def __repr__(self):
-        widths = "-".join(map(str, self.sizes))
-        return f"Model({widths}, classes={len(self.classes_)}, device={self.device!r})"
+        parts = ["-".join(map(str, self.sizes))]
+        if self.activation != "relu":
+            parts.append(f"activation={self.activation!r}")
+        if self.task == "classifier":
+            parts.append(f"classes={len(self.classes_)}")
+        else:
+            parts.append(f"loss={self.loss!r}")
+        parts.append(f"device={self.device!r}")
+        return f"Model({', '.join(parts)})"
 
     @property
     def n_features_in_(self):
@@ -54,54 +78,96 @@ class Model:
             out[f"W{i}"], out[f"b{i}"] = W, b
         return out
 
-    def _network(self):
-        if self._net is None:
-            self._net = self._backend.network(self.sizes, self._flat)
-        return self._net
+    def _network(self, X):
+        scale = self.input_scale
+        if scale is None:
+            scale = PIXEL_SCALE if X.dtype == np.uint8 else 1.0
+        if scale not in self._nets:
+            backend = self._backend or get_backend(self.device)
+            self._nets[scale] = backend.network(self.sizes, self._flat,
+                                                activation=self.activation, loss=self.loss,
+                                                input_scale=scale)
+        return self._nets[scale]
+
+    def _outputs(self, X, logits=False):
+        X = check_X(X, n_features=self.sizes[0])
+        net = self._network(X)
+        return net.predict(net.bind(X), logits=logits)
 
     def predict_proba(self, X):
-        """Class probabilities, (n_samples, n_classes), columns in classes_ order."""
-        X = check_X(X, n_features=self.sizes[0])
-        net = self._network()
-        return net.predict(net.bind(X))
+        """Class probabilities (n_samples, n_classes), columns in classes_ order;
+        for multi-label, each label's probability."""
+        if self.task == "regressor":
+            raise AttributeError("predict_proba is for classifiers; this model is a regressor")
+        return self._outputs(X)
 
     def predict_logits(self, X):
-        X = check_X(X, n_features=self.sizes[0])
-        net = self._network()
-        return net.predict(net.bind(X), logits=True)
+        """The last layer's raw values (n_samples, n_outputs)."""
+        return self._outputs(X, logits=True)
 
     def predict(self, X):
-        """The most probable label of each row."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        """The most probable label of each row; for multi-label, the 0/1
+        indicator matrix; for regression, the outputs ((n,) for a 1-D target)."""
+        out = self._outputs(X)
+        if self.task == "classifier":
+            return self.classes_[np.argmax(out, axis=1)]
+        if self.task == "multilabel":
+            return (out > 0.5).astype(np.int64)
+        return out[:, 0] if self.single_output else out
 
     def score(self, X, y):
-        """Accuracy: the fraction of rows whose predicted label is y."""
+        """Accuracy (classification; for multi-label, rows whose every label is
+        right) or R^2 (regression, averaged over the outputs)."""
         X = check_X(X, n_features=self.sizes[0])
-        y = check_y(y, X.shape[0])
-        return float(np.mean(self.predict(X) == y))
+        if self.task == "classifier":
+            y = check_y(y, X.shape[0])
+            return float(np.mean(self.predict(X) == y))
+        t = np.asarray(y, dtype=np.float64).reshape(X.shape[0], -1)
+        pred = np.asarray(self.predict(X), dtype=np.float64).reshape(X.shape[0], -1)
+        if self.task == "multilabel":
+            return float(np.mean(np.all(pred == t, axis=1)))
+        ss_res = ((t - pred) ** 2).sum(axis=0)
+        ss_tot = ((t - t.mean(axis=0)) ** 2).sum(axis=0)
+        r2 = np.where(ss_tot > 0, 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1),
+                      np.where(ss_res > 0, 0.0, 1.0))
+        return float(np.mean(r2))
 
     def evaluate(self, X, y):
-        """{"loss": mean cross-entropy, "accuracy": fraction correct}."""
+        """{"loss": mean loss, "accuracy": fraction correct} (classification,
+        multi-label) or {"loss", "r2"} (regression)."""
+        from .training import encode_targets
         X = check_X(X, n_features=self.sizes[0])
-        y = encode_labels(check_y(y, X.shape[0]), self.classes_)
-        net = self._network()
-        loss, accuracy = net.evaluate(net.bind(X, y))
+        t, _, _ = encode_targets(y, X.shape[0], self.loss,
+                                 self.classes_ if self.task == "classifier" else None)
+        net = self._network(X)
+        key = "labels" if self.loss == "cross_entropy" else "values"
+        loss, accuracy = net.evaluate(net.bind(X, **{key: t}))
+        if self.task == "regressor":
+            return {"loss": float(loss), "r2": self.score(X, y)}
         return {"loss": float(loss), "accuracy": float(accuracy)}
 
     def save(self, path):
         """Writes an .npz file at exactly `path`, atomically: a temporary file
         in the same folder, renamed over the target once complete."""
-        classes = np.asarray(self.classes_)
+        classes = np.asarray(self.classes_) if self.classes_ is not None else np.zeros(0)
         if classes.dtype == object:
             raise TypeError("classes_ of mixed types cannot be saved without pickle")
         path = os.fspath(path)
         folder = os.path.dirname(os.path.abspath(path))
+        config = dict(activation=self.activation, loss=self.loss, task=self.task,
+                      input_scale=self.input_scale, single_output=self.single_output)
+        arrays = dict(format=np.array("mlp.Model"), format_version=np.array(FORMAT_VERSION),
+                      sizes=np.array(self.sizes, dtype=np.int64), params=self._flat,
+                      classes=classes, history=np.array(json.dumps(self.history)),
+                      config=np.array(json.dumps(config)))
+        if self.optimizer_state is not None:
+            arrays["optimizer_state"] = np.asarray(self.optimizer_state["state"], np.float32)
+            arrays["optimizer"] = np.array(json.dumps(
+                {"name": self.optimizer_state["name"], "steps": self.optimizer_state["steps"]}))
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".mlp-", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
-                np.savez(f, format=np.array("mlp.Model"), format_version=np.array(FORMAT_VERSION),
-                         sizes=np.array(self.sizes, dtype=np.int64), params=self._flat,
-                         classes=classes, history=np.array(json.dumps(self.history)))
+                np.savez(f, **arrays)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
@@ -112,7 +178,8 @@ class Model:
 
 
 def load(path, device="auto"):
-    """A model written by Model.save, ready to predict on `device`."""
+    """A model written by Model.save (any format version up to this one),
+    ready to predict on `device`."""
     path = os.fspath(path)
     not_a_model = f"path: {path!r} is not a saved mlp model"
     try:
@@ -123,6 +190,7 @@ def load(path, device="auto"):
         raise ValueError(f"{not_a_model} ({exc})") from None
     if not isinstance(f, np.lib.npyio.NpzFile):
         raise ValueError(f"{not_a_model} (a single array, not an .npz archive)")
+    optimizer_state = None
     try:
         with f:
             if "format" not in f.files or str(f["format"]) != "mlp.Model":
@@ -134,9 +202,25 @@ def load(path, device="auto"):
             sizes = tuple(int(s) for s in f["sizes"])
             params, classes = f["params"], f["classes"]
             history = json.loads(str(f["history"]))
+            if version >= 2:
+                config = json.loads(str(f["config"]))
+                if "optimizer_state" in f.files:
+                    meta = json.loads(str(f["optimizer"]))
+                    optimizer_state = dict(name=meta["name"], steps=int(meta["steps"]),
+                                           state=f["optimizer_state"])
+            else:
+                config = dict(activation="relu", loss="cross_entropy", task="classifier",
+                              input_scale=None, single_output=False)
     except Exception as exc:
         raise ValueError(f"{not_a_model} ({exc})") from None
     if params.dtype != np.float32 or len(sizes) < 2 or min(sizes) < 1 \
             or params.shape != (reference.num_params(sizes),):
         raise ValueError(f"{not_a_model} (inconsistent shapes)")
-    return Model(sizes, params, classes, history, device=device)
+    if optimizer_state is not None and optimizer_state["state"].shape != (2 * len(params),):
+        raise ValueError(f"{not_a_model} (inconsistent optimizer state)")
+    if config.get("task") != "classifier" or len(classes) == 0:
+        classes = None if config.get("task") == "regressor" else classes
+    return Model(sizes, params, classes, history, device=device,
+                 activation=config["activation"], loss=config["loss"],
+                 input_scale=config["input_scale"], task=config["task"],
+                 single_output=config["single_output"], optimizer_state=optimizer_state)

@@ -11,112 +11,298 @@ from . import reference
 from ._backends import get_backend
 from ._validation import (check_hidden, check_positive_int, check_real, check_seed, check_X,
                           check_y, encode_labels)
-from .model import Model
+from .model import LOSS_TASKS, Model
+from .optimizers import make_optimizer
+from .schedules import make_schedule
+
+ACTIVATIONS = tuple(reference.ACTIVATIONS)
+LOSSES = tuple(reference.LOSSES)
+WEIGHT_INITS = ("auto", "he", "glorot")
 
 
-def initial_state(sizes, n_samples, epochs, seed=0, shuffle=True):
+def init_scheme(weight_init, activation):
+    """He for ReLU and GELU, Glorot for the others, unless asked otherwise."""
+    if weight_init != "auto":
+        return weight_init
+    return "he" if activation in ("relu", "gelu") else "glorot"
+
+
+def epoch_orders(rng, n_samples, epochs, shuffle=True):
+    """One row order per epoch, drawn from rng as each epoch starts (memory
+    does not grow with epochs)."""
+    for _ in range(epochs):
+        yield rng.permutation(n_samples).astype(np.int64) if shuffle else \
+            np.arange(n_samples, dtype=np.int64)
+
+
+def initial_state(sizes, n_samples, epochs, seed=0, shuffle=True, activation="relu",
+                  weight_init="auto"):
     """Everything random in training, drawn from `seed` in this one place:
-    the He-initialised flat parameters and one row order per epoch. Every
-    backend starts from these, so all of them see the same weights and batches."""
+    the initial flat parameters and one row order per epoch. Every backend
+    starts from these, so all of them see the same weights and batches."""
     rng = np.random.default_rng(seed)
-    params = reference.init_params(sizes, rng)
-    if shuffle:
-        orders = [rng.permutation(n_samples).astype(np.int64) for _ in range(epochs)]
-    else:
-        orders = [np.arange(n_samples, dtype=np.int64)] * epochs
-    return params, orders
+    params = reference.init_params(sizes, rng, init_scheme(weight_init, activation), activation)
+    return params, list(epoch_orders(rng, n_samples, epochs, shuffle))
 
 
-def train(X, y, *, hidden=256, epochs=10, batch_size=64, lr=0.1, momentum=0.0,
-          weight_decay=0.0, seed=0, shuffle=True, device="auto", validation_data=None,
-          verbose=False, on_progress=None, on_epoch=None):
-    """Train a multilayer perceptron classifier and return a Model.
+def encode_targets(y, n_samples, loss, classes=None, name="y"):
+    """(what the core trains on, classes_ or None, whether y was 1-D) for a loss:
+    class indices for cross_entropy; float32 values (n, k) for the others."""
+    if loss == "cross_entropy":
+        y = check_y(y, n_samples, name)
+        if classes is None:
+            classes, idx = np.unique(y, return_inverse=True)
+            if len(classes) < 2:
+                raise ValueError(f"{name} must hold at least 2 classes, got {len(classes)}")
+        else:
+            idx = encode_labels(y, classes, name)
+        return idx.reshape(-1).astype(np.int32), classes, True
+    arr = np.asarray(y)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must hold numbers for loss={loss!r}, got dtype {arr.dtype}")
+    if arr.ndim not in (1, 2) or arr.shape[0] != n_samples:
+        raise ValueError(f"{name} must have shape (n_samples,) or (n_samples, n_outputs) with "
+                         f"n_samples = {n_samples}, got {arr.shape}")
+    values = np.ascontiguousarray(arr.reshape(n_samples, -1), dtype=np.float32)
+    if values.shape[1] == 0:
+        raise ValueError(f"{name} has no outputs: shape {arr.shape}")
+    if not np.isfinite(values).all():
+        raise ValueError(f"{name} contains NaN or infinity (or values too large for float32)")
+    if loss == "binary_cross_entropy" and not np.isin(values, (0.0, 1.0)).all():
+        raise ValueError(f"{name} must be a 0/1 indicator matrix for "
+                         "loss='binary_cross_entropy'")
+    out_classes = np.arange(values.shape[1]) if loss == "binary_cross_entropy" else None
+    return values, out_classes, arr.ndim == 1
 
-    X: (n_samples, n_features) array, uint8 pixels (scaled by 1/255 inside
-    the core, never copied to floats) or real numbers (float32, others
-    converted once). y: (n_samples,) labels of any kind; ``classes_`` holds
-    them sorted. hidden: the hidden layer's width, or a tuple of widths.
-    Minibatch SGD on the batch-mean softmax cross-entropy; the last partial
-    batch is kept. device: "auto" (CUDA when built and a GPU is present, else
-    the C core), "cpu", "cuda" or "numpy" (the reference).
-    validation_data: optional (X_val, y_val), evaluated after every epoch.
+
+def _check_sample_weight(sample_weight, n):
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight)
+    if w.dtype.kind not in "fiub" or w.shape != (n,):
+        raise ValueError(f"sample_weight must be {n} numbers, one per row, got shape {w.shape} "
+                         f"of dtype {w.dtype}")
+    w = np.ascontiguousarray(w, dtype=np.float32)
+    if not (np.isfinite(w).all() and (w >= 0).all()):
+        raise ValueError("sample_weight must be finite and >= 0")
+    if not w.sum() > 0:
+        raise ValueError("sample_weight must not be all zero")
+    return w
+
+
+def _split_validation(n, fraction, labels, seed):
+    """Row indices (train, validation): `fraction` held out, stratified by
+    class when labels are given; drawn from its own generator so that the
+    weights and batches stay those of `seed`."""
+    rng = np.random.default_rng([seed, 1])
+    if labels is None:
+        perm = rng.permutation(n)
+        k = max(1, int(round(fraction * n)))
+        return np.sort(perm[k:]), np.sort(perm[:k])
+    val = []
+    for c in np.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == c))
+        val.append(rows[:int(round(fraction * len(rows)))])
+    val = np.sort(np.concatenate(val))
+    if len(val) == 0:
+        val = np.sort(rng.permutation(n)[:1])
+    train = np.setdiff1d(np.arange(n), val)
+    if len(train) == 0:
+        raise ValueError("validation_fraction leaves no rows to train on")
+    return train, val
+
+
+def train(X, y, *, hidden=256, activation="relu", loss="cross_entropy", epochs=10,
+          batch_size=64, optimizer="sgd", lr=None, momentum=0.0, nesterov=False,
+          weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8, lr_schedule="constant",
+          early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
+          weight_init="auto", init=None, sample_weight=None, seed=0, shuffle=True,
+          device="auto", validation_data=None, verbose=False, on_progress=None,
+          on_epoch=None):
+    """Train a multilayer perceptron and return a Model.
+
+    X: (n_samples, n_features) array, uint8 pixels (read as x / 255 inside
+    the core, never copied to floats; the model keeps that scale) or real
+    numbers (float32, others converted once).
+    y: for loss="cross_entropy" (classification, the default), labels of any
+    kind (``classes_`` holds them sorted); for "squared_error" (regression,
+    identity outputs), float targets (n,) or (n, k); for
+    "binary_cross_entropy" (multi-label, logistic outputs), a 0/1 indicator
+    matrix (n, k).
+    hidden: the hidden layer's width, or a tuple of widths. activation: "relu",
+    "tanh", "logistic", "identity" or "gelu", between the layers.
+    optimizer: "sgd" (momentum, nesterov, weight_decay as PyTorch's SGD),
+    "adam" or "adamw" (betas, eps, weight_decay as PyTorch's); lr defaults to
+    0.1 for SGD and 1e-3 for Adam. lr_schedule, per epoch: "constant",
+    "step", "cosine", "invscaling", "adaptive", or an mlp.schedules.Schedule.
+    early_stopping: hold out validation_fraction of the rows (stratified for
+    classification), or use validation_data when given, and stop after
+    n_iter_no_change epochs whose validation loss improved by no more than
+    tol; the best epoch's weights are kept. validation_data alone only
+    reports. init: a Model to continue training from (its weights and
+    optimizer state). weight_init: "auto" (He for relu and gelu, Glorot for
+    the others), "he" or "glorot". sample_weight: (n_samples,) row weights.
+    Minibatches of batch_size rows, the last one partial; one step each on
+    the batch's (weighted) mean loss.
+    device: "auto" (CUDA when built and a GPU is present, else the C core),
+    "cpu", "cuda" or "numpy" (the reference).
     on_progress: optional callable(epoch, rows_done, n_rows), called during
     each epoch (which then runs in about 50 parts) and after it.
     on_epoch: optional callable(epoch, history), called after each epoch.
     """
     X = check_X(X)
-    y = check_y(y, X.shape[0])
-    classes, y_idx = np.unique(y, return_inverse=True)
-    if len(classes) < 2:
-        raise ValueError(f"y must hold at least 2 classes, got {len(classes)}")
+    n = X.shape[0]
+    if not isinstance(loss, str) or loss not in LOSSES:
+        raise ValueError(f"loss must be one of {', '.join(map(repr, LOSSES))}, got {loss!r}")
+    if not isinstance(activation, str) or activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(map(repr, ACTIVATIONS))}, "
+                         f"got {activation!r}")
+    if weight_init not in WEIGHT_INITS:
+        raise ValueError(f"weight_init must be one of {', '.join(map(repr, WEIGHT_INITS))}, "
+                         f"got {weight_init!r}")
+    if init is not None and not isinstance(init, Model):
+        raise TypeError(f"init must be an mlp.Model, got {type(init).__name__}")
+    targets, classes, y_1d = encode_targets(
+        y, n, loss, None if init is None or loss != "cross_entropy" else init.classes_)
+    weights = _check_sample_weight(sample_weight, n)
     hidden = check_hidden(hidden)
     epochs = check_positive_int(epochs, "epochs")
     batch_size = check_positive_int(batch_size, "batch_size")
-    lr = check_real(lr, "lr", positive=True)
-    momentum = check_real(momentum, "momentum")
-    weight_decay = check_real(weight_decay, "weight_decay")
+    opt = make_optimizer(optimizer, lr, momentum, nesterov, weight_decay, betas, eps)
+    n_iter_no_change = check_positive_int(n_iter_no_change, "n_iter_no_change")
+    tol = check_real(tol, "tol")
+    schedule = make_schedule(lr_schedule, patience=n_iter_no_change)
+    validation_fraction = check_real(validation_fraction, "validation_fraction")
+    if not 0 < validation_fraction < 1:
+        raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
     seed = check_seed(seed)
     for name, fn in (("on_progress", on_progress), ("on_epoch", on_epoch)):
         if fn is not None and not callable(fn):
             raise TypeError(f"{name} must be callable")
     backend = get_backend(device)
+
     val = None
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise TypeError("validation_data must be a pair (X_val, y_val)")
         X_val = check_X(validation_data[0], "validation_data[0]", n_features=X.shape[1])
-        y_val = check_y(validation_data[1], X_val.shape[0], "validation_data[1]")
-        val = (X_val, encode_labels(y_val, classes, "validation_data[1]"))
+        t_val, _, _ = encode_targets(validation_data[1], X_val.shape[0], loss, classes,
+                                     "validation_data[1]")
+        val = (X_val, t_val)
+    if early_stopping and val is None:
+        tr, va = _split_validation(n, validation_fraction,
+                                   targets if loss == "cross_entropy" else None, seed)
+        val = (X[va], targets[va])
+        X, targets = X[tr], targets[tr]
+        weights = None if weights is None else weights[tr]
+        n = len(tr)
 
-    sizes = (X.shape[1], *hidden, len(classes))
-    params, orders = initial_state(sizes, X.shape[0], epochs, seed, bool(shuffle))
-    net = backend.network(sizes, params)
-    data = net.bind(X, y_idx.reshape(-1).astype(np.int32))
-    val_data = net.bind(*val) if val is not None else None
+    input_scale = float(np.float32(1 / 255)) if X.dtype == np.uint8 else 1.0
+    n_out = len(classes) if loss == "cross_entropy" else targets.shape[1]
+    sizes = (X.shape[1], *hidden, n_out)
+    rng = np.random.default_rng(seed)
+    params = reference.init_params(sizes, rng, init_scheme(weight_init, activation), activation)
+    if init is not None:
+        _check_init(init, sizes, activation, loss)
+        params = init._flat
+        input_scale = init.input_scale
+    config = dict(activation=activation, loss=loss, input_scale=input_scale)
+    net = backend.network(sizes, params, **config)
+    if init is not None and init.optimizer_state is not None \
+            and init.optimizer_state["name"] == opt.name:
+        net.set_state(init.optimizer_state["state"], init.optimizer_state["steps"])
+    core_targets = _core_targets(loss, targets)
+    data = net.bind(X, **core_targets, sample_weight=weights)
+    val_data = net.bind(val[0], **_core_targets(loss, val[1])) if val is not None else None
 
-    history = {"loss": [], "accuracy": [], "seconds": []}
+    history = {"loss": [], "accuracy": [], "seconds": [], "lr": []}
     if val is not None:
         history.update(val_loss=[], val_accuracy=[])
+    schedule.start(opt.lr, epochs, n)
+    best = (np.inf, None, 0)  # (loss, params, epoch) watched by early stopping
+    bad_epochs = 0
+    stop_reason = None
+    orders = epoch_orders(rng, n, epochs, bool(shuffle))
     for epoch, order in enumerate(orders, start=1):
+        lr_now = schedule.lr(epoch)
         start = time.perf_counter()
-        loss, accuracy = _run_epoch(net, data, order, batch_size, lr, momentum, weight_decay,
-                                    on_progress, epoch)
+        loss_value, accuracy = _run_epoch(net, data, order, batch_size,
+                                          opt.with_lr(lr_now).core_dict(), on_progress, epoch, weights)
         seconds = time.perf_counter() - start
-        history["loss"].append(float(loss))
+        history["loss"].append(float(loss_value))
         history["accuracy"].append(float(accuracy))
         history["seconds"].append(seconds)
-        line = (f"epoch {epoch:3d}/{epochs}  loss {loss:.4f}  accuracy {accuracy:.4f}  "
+        history["lr"].append(lr_now)
+        line = (f"epoch {epoch:3d}/{epochs}  loss {loss_value:.4f}  accuracy {accuracy:.4f}  "
                 f"{seconds:.3f} s")
+        watched = loss_value
         if val_data is not None:
             val_loss, val_accuracy = net.evaluate(val_data)
             history["val_loss"].append(float(val_loss))
             history["val_accuracy"].append(float(val_accuracy))
             line += f"  val_loss {val_loss:.4f}  val_accuracy {val_accuracy:.4f}"
+            watched = val_loss
         if verbose:
             print(line, flush=True)
         if on_epoch is not None:
             on_epoch(epoch, history)
-        if not np.isfinite(loss):
-            warnings.warn(f"training diverged at epoch {epoch} (loss is {loss}); "
+        if not np.isfinite(loss_value):
+            warnings.warn(f"training diverged at epoch {epoch} (loss is {loss_value}); "
                           "try a smaller lr", RuntimeWarning, stacklevel=2)
+            stop_reason = "diverged"
             break
-    return Model(sizes, net.get_params(), classes, history, _network=net)
+        improved = watched < best[0] - tol
+        if watched < best[0]:
+            best = (watched, net.get_params() if early_stopping else None, epoch)
+        bad_epochs = 0 if improved else bad_epochs + 1
+        stop_reason = schedule.after_epoch(epoch, improved)
+        if stop_reason is None and early_stopping and bad_epochs >= n_iter_no_change:
+            stop_reason = (f"validation loss did not improve by more than tol={tol:g} for "
+                           f"{n_iter_no_change} epochs")
+        if stop_reason is not None:
+            break
+    history["stopped_epoch"] = epoch
+    history["stop_reason"] = stop_reason
+    final = net.get_params()
+    if early_stopping and best[1] is not None:
+        history["best_epoch"] = best[2]
+        final = best[1]
+        net.set_params(final)
+    state, steps = net.get_state()
+    model = Model(sizes, final, classes, history, _network=net, **config,
+                  task=LOSS_TASKS[loss], single_output=y_1d and loss == "squared_error",
+                  optimizer_state=dict(name=opt.name, state=state, steps=steps))
+    return model
 
 
-def _run_epoch(net, data, order, batch_size, lr, momentum, weight_decay, on_progress, epoch):
+def _core_targets(loss, targets):
+    return {"labels": targets} if loss == "cross_entropy" else {"values": targets}
+
+
+def _check_init(init, sizes, activation, loss):
+    if tuple(init.sizes) != tuple(sizes):
+        raise ValueError(f"init has layer sizes {init.sizes}, but this training needs {sizes}")
+    if init.activation != activation or init.loss != loss:
+        raise ValueError(f"init was trained with activation={init.activation!r}, "
+                         f"loss={init.loss!r}; this training asks for {activation!r}, {loss!r}")
+
+
+def _run_epoch(net, data, order, batch_size, opt, on_progress, epoch, weights):
     """One epoch in one call to the core, or, for progress reports, in parts
     of whole batches (the same batches and the same result either way)."""
     if on_progress is None:
-        _, loss, accuracy = net.train_epoch(data, order, batch_size, lr, momentum, weight_decay)
+        _, loss, accuracy = net.train_epoch(data, order, batch_size, opt)
         return loss, accuracy
     n = len(order)
     batches = -(-n // batch_size)
     part = -(-batches // min(batches, 50)) * batch_size
-    loss_sum = hits = 0.0
+    loss_sum = weight_sum = hits = 0.0
     for start in range(0, n, part):
         rows = order[start:start + part]
-        _, loss, accuracy = net.train_epoch(data, rows, batch_size, lr, momentum, weight_decay)
-        loss_sum += loss * len(rows)
+        _, loss, accuracy = net.train_epoch(data, rows, batch_size, opt)
+        w = len(rows) if weights is None else float(np.sum(weights[rows], dtype=np.float64))
+        loss_sum += loss * w
+        weight_sum += w
         hits += round(accuracy * len(rows))
         on_progress(epoch, start + len(rows), n)
-    return loss_sum / n, hits / n
+    return loss_sum / weight_sum, hits / n

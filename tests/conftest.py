@@ -7,6 +7,8 @@ import pytest
 import mlp
 from mlp import reference
 from mlp._backends import _import_core, cuda_unavailable_reason, get_backend
+from mlp.model import PIXEL_SCALE
+from mlp.optimizers import make_optimizer
 
 DATA = pathlib.Path(__file__).parent / "data"
 
@@ -33,25 +35,46 @@ def mnist_subset():
         return {k: f[k] for k in f.files}
 
 
-def run_backend(device, sizes, params, X, y, orders, batch_size, lr, momentum=0.0,
-                weight_decay=0.0, plain=False):
+def sgd(lr, momentum=0.0, weight_decay=0.0):
+    """The core's optimizer dict for PyTorch's SGD."""
+    return make_optimizer("sgd", lr, momentum, weight_decay=weight_decay).core_dict()
+
+
+def scale_of(X):
+    return PIXEL_SCALE if X.dtype == np.uint8 else 1.0
+
+
+def targets_of(loss, y):
+    if loss == "cross_entropy":
+        return {"labels": np.ascontiguousarray(y, dtype=np.int32)}
+    return {"values": np.ascontiguousarray(np.asarray(y, np.float32).reshape(len(y), -1))}
+
+
+def run_backend(device, sizes, params, X, y, orders, batch_size, lr=0.05, momentum=0.0,
+                weight_decay=0.0, plain=False, opt=None, activation="relu",
+                loss="cross_entropy", sample_weight=None):
     """Trains through a backend exactly as mlp.train does (with the core's
     plain ops when plain); returns every step's loss, the final flat
-    parameters and the network."""
-    net = get_backend(device).network(sizes, params)
+    parameters and the network. opt: a core optimizer dict (default: SGD
+    with lr, momentum, weight_decay)."""
+    opt = opt or sgd(lr, momentum, weight_decay)
+    net = get_backend(device).network(sizes, params, activation=activation, loss=loss,
+                                      input_scale=scale_of(X))
     if plain:
         net.model.use_plain_ops()
-    data = net.bind(X, y.astype(np.int32))
-    losses = [net.train_epoch(data, order, batch_size, lr, momentum, weight_decay)[0]
-              for order in orders]
+    data = net.bind(X, **targets_of(loss, y), sample_weight=sample_weight)
+    losses = [net.train_epoch(data, order, batch_size, opt)[0] for order in orders]
     return np.concatenate(losses), net.get_params(), net
 
 
-def run_reference(sizes, params, X, y, orders, batch_size, lr, momentum=0.0, weight_decay=0.0,
-                  dtype=np.float64):
-    ref = reference.Reference(sizes, params, dtype=dtype)
-    losses = [ref.train_epoch(X, y, order, batch_size, lr, momentum, weight_decay)[0]
-              for order in orders]
+def run_reference(sizes, params, X, y, orders, batch_size, lr=0.05, momentum=0.0,
+                  weight_decay=0.0, dtype=np.float64, opt=None, activation="relu",
+                  loss="cross_entropy", sample_weight=None):
+    opt = opt or sgd(lr, momentum, weight_decay)
+    ref = reference.Reference(sizes, params, dtype, activation, loss, scale_of(X))
+    t = targets_of(loss, y)
+    t = t.get("labels", t.get("values"))
+    losses = [ref.train_epoch(X, t, order, batch_size, opt, sample_weight)[0] for order in orders]
     return np.concatenate(losses), ref.params, ref
 
 

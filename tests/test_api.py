@@ -9,7 +9,7 @@ import pytest
 import mlp
 from mlp.training import initial_state
 
-from conftest import make_problem
+from conftest import make_problem, sgd
 
 DEVICES = ["cpu", "numpy", pytest.param("cuda", marks=pytest.mark.cuda)]
 
@@ -53,8 +53,10 @@ def test_history_and_validation():
     rng = np.random.default_rng(1)
     X, y = make_problem(rng, 300, 10, 3)
     m = mlp.train(X, y, hidden=8, epochs=4, validation_data=(X[:50], y[:50]))
-    assert set(m.history) == {"loss", "accuracy", "seconds", "val_loss", "val_accuracy"}
-    assert all(len(v) == 4 for v in m.history.values())
+    assert set(m.history) == {"loss", "accuracy", "seconds", "lr", "val_loss", "val_accuracy",
+                              "stopped_epoch", "stop_reason"}
+    assert all(len(v) == 4 for v in m.history.values() if isinstance(v, list))
+    assert m.history["stopped_epoch"] == 4 and m.history["stop_reason"] is None
     assert m.history["val_accuracy"][-1] == pytest.approx(m.score(X[:50], y[:50]))
     assert m.history["val_loss"][-1] == pytest.approx(m.evaluate(X[:50], y[:50])["loss"], rel=1e-5)
 
@@ -182,13 +184,13 @@ def test_training_releases_the_gil():
     from mlp._backends import get_backend
     sizes = (784, 512, 10)
     params, orders = initial_state(sizes, len(X), 1)
-    net = get_backend("cpu").network(sizes, params)
+    net = get_backend("cpu").network(sizes, params, input_scale=1 / 255)
     data = net.bind(X, y.astype(np.int32))
     span = {}
 
     def work():
         span["start"] = time.perf_counter()
-        net.train_epoch(data, orders[0], 32, 0.01, 0.0, 0.0)
+        net.train_epoch(data, orders[0], 32, sgd(0.01))
         span["end"] = time.perf_counter()
 
     ticks = []

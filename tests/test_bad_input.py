@@ -9,7 +9,7 @@ import pytest
 import mlp
 from mlp._backends import get_backend
 
-from conftest import make_problem
+from conftest import make_problem, sgd
 
 X, Y = make_problem(np.random.default_rng(0), 30, 4, 3)
 
@@ -123,13 +123,13 @@ def test_core_wrapper_checks_its_own_arguments():
     data = net.bind(X, (Y % 2).astype(np.int32))
     order = np.arange(30, dtype=np.int64)
     with pytest.raises(ValueError, match="order is empty"):
-        net.train_epoch(data, order[:0], 8, 0.1, 0.0, 0.0)
+        net.train_epoch(data, order[:0], 8, sgd(0.1))
     with pytest.raises(ValueError, match=r"order\[3\] = 99"):
-        net.train_epoch(data, np.where(order == 3, 99, order), 8, 0.1, 0.0, 0.0)
+        net.train_epoch(data, np.where(order == 3, 99, order), 8, sgd(0.1))
     with pytest.raises(ValueError, match=r"labels span \[0, 2\], outside \[0, 2\)"):
-        net.train_epoch(net.bind(X, Y.astype(np.int32)), order, 8, 0.1, 0.0, 0.0)
+        net.train_epoch(net.bind(X, Y.astype(np.int32)), order, 8, sgd(0.1))
     with pytest.raises(ValueError, match="lr must be a positive"):
-        net.train_epoch(data, order, 8, -1.0, 0.0, 0.0)
+        net.train_epoch(data, order, 8, dict(sgd(0.1), lr=-1.0))
     with pytest.raises(ValueError, match="data has 3 features, the model expects 4"):
         net.predict(net.bind(X[:, :3].copy()))
     with pytest.raises(ValueError, match="non-empty"):

@@ -8,7 +8,7 @@ import pytest
 from mlp import reference
 from mlp.training import initial_state
 
-from conftest import make_problem, rel_err, run_backend, run_reference
+from conftest import make_problem, rel_err, run_backend, run_reference, scale_of
 
 # (n, d, hidden widths, classes, batch size, uint8 input)
 SHAPES = [
@@ -49,7 +49,7 @@ def test_core_matches_reference(core, shape, momentum, weight_decay):
                            for p in (final, ref_final))):
         assert rel_err(got, want) < 1e-4
     # predict and evaluate with the trained weights, against the reference on the same weights
-    same = reference.Reference(sizes, final, dtype=np.float64)
+    same = reference.Reference(sizes, final, np.float64, input_scale=scale_of(X))
     probs = net.predict(net.bind(X))
     np.testing.assert_allclose(probs, same.predict(X), rtol=1e-5, atol=1e-7)
     logits = net.predict(net.bind(X), logits=True)

@@ -14,7 +14,7 @@ from mlp import reference
 from mlp._backends import get_backend
 from mlp.training import initial_state
 
-from conftest import make_problem, rel_err, run_reference
+from conftest import make_problem, rel_err, run_reference, run_backend, scale_of
 
 # (n, d, hidden, classes, batch, uint8): outputs of 64+36, 130, 40 (a wide
 # last layer), 31 and 32 (either side of the narrow/wide switch), odd d
@@ -38,13 +38,8 @@ KERNEL_SETS = ["base"] + (["avx2"] if cpu_has_avx2_fma() else [])
 
 
 def train_cpu(sizes, params, X, y, orders, batch, lr, momentum, weight_decay, plain=False):
-    net = get_backend("cpu").network(sizes, params)
-    if plain:
-        net.model.use_plain_ops()
-    data = net.bind(X, y)
-    losses = np.concatenate([net.train_epoch(data, o, batch, lr, momentum, weight_decay)[0]
-                             for o in orders])
-    return losses, net.get_params(), net
+    return run_backend("cpu", sizes, params, X, y, orders, batch, lr, momentum, weight_decay,
+                       plain=plain)
 
 
 @pytest.mark.parametrize("kernels", KERNEL_SETS + ["plain"])
@@ -68,7 +63,7 @@ def test_fast_paths_match_reference(monkeypatch, kernels, shape, momentum, weigh
     np.testing.assert_allclose(losses[:steps], ref_losses[:steps], rtol=1e-4)
     assert rel_err(final, ref_final) < 1e-4
     # prediction with the trained weights, against the reference on the same weights
-    same = reference.Reference(sizes, final, dtype=np.float64)
+    same = reference.Reference(sizes, final, np.float64, input_scale=scale_of(X))
     np.testing.assert_allclose(net.predict(net.bind(X)), same.predict(X), rtol=1e-5, atol=1e-7)
 
 
@@ -89,11 +84,15 @@ y = rng.integers(0, 10, 600).astype(np.int32)
 sizes = (200, 300, 70, 10)
 params, orders = initial_state(sizes, 600, 2)
 dense = rng.standard_normal((600, 200)).astype(np.float32)  # the dense paths
-for inputs, momentum in ((X, 0.0), (X, 0.9), (dense, 0.0)):
-    net = get_backend("cpu").network(sizes, params)
+from mlp.optimizers import make_optimizer
+for inputs, opt in ((X, "sgd"), (X, "momentum"), (dense, "sgd"), (X, "adam"), (dense, "tanh")):
+    net = get_backend("cpu").network(sizes, params, input_scale=1 / 255,
+                                     activation="tanh" if opt == "tanh" else "relu")
     data = net.bind(inputs, y)
+    core_opt = make_optimizer("adam" if opt == "adam" else "sgd",
+                              momentum=0.9 if opt == "momentum" else 0.0).core_dict()
     for o in orders:
-        net.train_epoch(data, o, 64, 0.05, momentum, 0.0)
+        net.train_epoch(data, o, 64, core_opt)
     print(hashlib.sha256(net.get_params().tobytes()).hexdigest())
 """
 

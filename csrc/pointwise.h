@@ -1,0 +1,202 @@
+/*
+ * pointwise.h - every piece of pointwise math of the network, written once.
+ *
+ * Each activation's forward and backward, each loss's value and gradient,
+ * and each optimizer's update of one parameter. The C core (plain ops and
+ * fast paths) and the CUDA core (every kernel) call these functions; no other
+ * file spells out a ReLU, a softmax, a loss or an optimizer rule. Compiled as
+ * host code by the C compiler and as __host__ __device__ code by nvcc.
+ *
+ * The numpy reference (mlp/reference.py) writes the same formulas in numpy,
+ * and the tests hold the cores to it.
+ */
+#ifndef MLP_POINTWISE_H
+#define MLP_POINTWISE_H
+
+#include <math.h>
+#include <stdint.h>
+
+#include "mlp.h"
+
+#ifdef __CUDACC__
+#define MLP_FN __host__ __device__ static inline
+#else
+#define MLP_FN static inline
+#endif
+
+/* ---- activations --------------------------------------------------------
+ * y = f(x); the backward pass gets both the input x and the output y of the
+ * activation, so each derivative uses whichever is cheaper and exact. */
+
+MLP_FN float mlp_logistic(float x) {
+    /* never exp of a large positive number */
+    if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));
+    const float e = expf(x);
+    return e / (1.0f + e);
+}
+
+MLP_FN float mlp_activation_forward(mlp_activation act, float x) {
+    switch (act) {
+    case MLP_RELU: return x > 0.0f ? x : 0.0f;
+    case MLP_TANH: return tanhf(x);
+    case MLP_LOGISTIC: return mlp_logistic(x);
+    case MLP_GELU: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+    case MLP_IDENTITY: default: return x;
+    }
+}
+
+/* dL/dx from dL/dy = dy, for y = f(x) */
+MLP_FN float mlp_activation_backward(mlp_activation act, float x, float y, float dy) {
+    switch (act) {
+    case MLP_RELU: return y > 0.0f ? dy : 0.0f;
+    case MLP_TANH: return dy * (1.0f - y * y);
+    case MLP_LOGISTIC: return dy * (y * (1.0f - y));
+    case MLP_GELU: {
+        /* d/dx x * Phi(x) = Phi(x) + x * phi(x) */
+        const float Phi = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
+        const float phi = 0.39894228040143268f * expf(-0.5f * x * x);
+        return dy * (Phi + x * phi);
+    }
+    case MLP_IDENTITY: default: return dy;
+    }
+}
+
+/* Whether the backward pass needs the activation's input x (not only y). */
+MLP_FN int mlp_activation_needs_input(mlp_activation act) { return act == MLP_GELU; }
+
+/* ---- losses --------------------------------------------------------------
+ * The loss of a row is summed over its outputs; a batch's loss is the mean
+ * over its rows, weighted by the sample weights when there are any. The
+ * gradient with respect to each output z is given for a row whose weight in
+ * the batch mean is `scale` (1 / rows, or w / sum of weights).
+ *
+ * Softmax cross-entropy is a function of the whole row; it comes in three
+ * pieces so that a warp of the CUDA core and a loop of the C core assemble
+ * it alike: the row's max zmax and sum = sum_c exp(z_c - zmax) are taken
+ * first (any order), then each probability and gradient. */
+
+MLP_FN float mlp_softmax_term(float z, float zmax) { return expf(z - zmax); }
+
+MLP_FN float mlp_softmax_prob(float z, float zmax, float inv_sum) {
+    return expf(z - zmax) * inv_sum;
+}
+
+/* -log softmax(z)[label] */
+MLP_FN float mlp_cross_entropy_loss(float zmax, float sum, float z_label) {
+    return logf(sum) - (z_label - zmax);
+}
+
+/* d loss / d z_c for probability p of class c */
+MLP_FN float mlp_cross_entropy_grad(float p, int is_label, float scale) {
+    return (p - (is_label ? 1.0f : 0.0f)) * scale;
+}
+
+/* squared error with an identity output: 0.5 (z - t)^2 per output */
+MLP_FN float mlp_squared_error_loss(float z, float t) {
+    const float r = z - t;
+    return 0.5f * r * r;
+}
+
+MLP_FN float mlp_squared_error_grad(float z, float t, float scale) { return (z - t) * scale; }
+
+/* binary cross-entropy with a logistic output, from the logit z:
+ * -t log s(z) - (1 - t) log(1 - s(z)), written to stay finite for large |z| */
+MLP_FN float mlp_binary_cross_entropy_loss(float z, float t) {
+    return (z > 0.0f ? z : 0.0f) - z * t + log1pf(expf(-fabsf(z)));
+}
+
+MLP_FN float mlp_binary_cross_entropy_grad(float z, float t, float scale) {
+    return (mlp_logistic(z) - t) * scale;
+}
+
+/* The loss of one output and its gradient, for the element-wise losses. */
+MLP_FN float mlp_elementwise_loss(mlp_loss loss, float z, float t) {
+    return loss == MLP_SQUARED_ERROR ? mlp_squared_error_loss(z, t)
+                                     : mlp_binary_cross_entropy_loss(z, t);
+}
+
+MLP_FN float mlp_elementwise_grad(mlp_loss loss, float z, float t, float scale) {
+    return loss == MLP_SQUARED_ERROR ? mlp_squared_error_grad(z, t, scale)
+                                     : mlp_binary_cross_entropy_grad(z, t, scale);
+}
+
+/* What the model outputs for prediction from the last layer's z. */
+MLP_FN float mlp_output(mlp_loss loss, float z) {
+    return loss == MLP_BINARY_CROSS_ENTROPY ? mlp_logistic(z) : z;
+}
+
+/* ---- optimizers ----------------------------------------------------------
+ * mlp_step holds one step's constants, worked out once per step from the
+ * optimizer settings and the step count (mlp_step_init); mlp_update then
+ * updates one parameter p with gradient g (the gradient of the batch's data
+ * loss) and its state m (velocity or first moment) and v (second moment). */
+
+typedef struct mlp_step {
+    int adam, sklearn, nesterov;
+    float lr, momentum;
+    float l2_weight, l2_bias; /* added to the gradient: l2 * p */
+    float decay;              /* decoupled weight decay: p *= decay first */
+    float beta1, beta2, eps;
+    float step_size;  /* Adam: lr / (1 - beta1^t) (PyTorch), or lr sqrt(1 - beta2^t) / (1 - beta1^t) */
+    float bc2_sqrt;   /* Adam, PyTorch: sqrt(1 - beta2^t) */
+} mlp_step;
+
+/* step: the number of this step, from 1; batch_weight: the rows (or the sum
+ * of the sample weights) of the batch, which scikit-learn's L2 term divides by */
+MLP_FN mlp_step mlp_step_init(const mlp_optimizer *o, int64_t step, double batch_weight) {
+    mlp_step s;
+    s.adam = o->kind == MLP_ADAM;
+    s.sklearn = o->convention == MLP_SKLEARN;
+    s.nesterov = o->nesterov != 0;
+    s.lr = o->lr;
+    s.momentum = o->momentum;
+    s.beta1 = o->beta1;
+    s.beta2 = o->beta2;
+    s.eps = o->eps;
+    s.decay = 1.0f;
+    if (s.sklearn) { /* alpha: L2 on the weights only, over the batch */
+        s.l2_weight = (float)((double)o->weight_decay / batch_weight);
+        s.l2_bias = 0.0f;
+    } else if (s.adam && o->decoupled) { /* AdamW */
+        s.l2_weight = s.l2_bias = 0.0f;
+        s.decay = 1.0f - o->lr * o->weight_decay;
+    } else {
+        s.l2_weight = s.l2_bias = o->weight_decay;
+    }
+    const double bc1 = 1.0 - pow((double)o->beta1, (double)step);
+    const double bc2 = 1.0 - pow((double)o->beta2, (double)step);
+    s.bc2_sqrt = (float)sqrt(bc2);
+    s.step_size = s.sklearn ? (float)((double)o->lr * sqrt(bc2) / bc1) : (float)((double)o->lr / bc1);
+    return s;
+}
+
+/* Whether an SGD step keeps no state and adds nothing to the gradient, so
+ * that it is p -= lr * g (the fast paths fuse it into the weight gradient). */
+MLP_FN int mlp_step_is_plain_sgd(const mlp_step *s) {
+    return !s->adam && s->momentum == 0.0f && s->l2_weight == 0.0f && s->l2_bias == 0.0f;
+}
+
+/* The new value of p. PyTorch: SGD(momentum, nesterov, weight_decay), Adam,
+ * AdamW. scikit-learn: its SGD (the velocity holds lr) and Adam (eps added
+ * after the bias correction). */
+MLP_FN float mlp_update(const mlp_step *s, float p, float g, float *m, float *v, int is_bias) {
+    g += (is_bias ? s->l2_bias : s->l2_weight) * p;
+    if (s->adam) {
+        p *= s->decay;
+        *m = s->beta1 * *m + (1.0f - s->beta1) * g;
+        *v = s->beta2 * *v + (1.0f - s->beta2) * g * g;
+        const float denom = s->sklearn ? sqrtf(*v) + s->eps : sqrtf(*v) / s->bc2_sqrt + s->eps;
+        return p - s->step_size * (*m / denom);
+    }
+    if (s->sklearn) {
+        *m = s->momentum * *m - s->lr * g;
+        return s->nesterov ? p + (s->momentum * *m - s->lr * g) : p + *m;
+    }
+    if (s->momentum != 0.0f) {
+        *m = s->momentum * *m + g;
+        g = s->nesterov ? g + s->momentum * *m : *m;
+    }
+    return p - s->lr * g;
+}
+
+#endif /* MLP_POINTWISE_H */

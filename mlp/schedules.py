@@ -1,0 +1,116 @@
+"""Learning-rate schedules, applied once per epoch.
+
+Each schedule is one small class: ``lr(epoch, lr0)`` gives the learning rate
+of an epoch (numbered from 1) from the initial one, and ``after_epoch(...)``
+lets a schedule that watches training ("adaptive") react. ``make_schedule``
+turns the names that ``mlp.train(lr_schedule=...)`` takes into these.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+class Schedule:
+    name = "constant"
+
+    def start(self, lr0, epochs, n_samples):
+        """Called once before training: the initial rate, the epochs, the rows."""
+        self.lr0, self.epochs, self.n_samples = lr0, epochs, n_samples
+        self.current = lr0
+
+    def lr(self, epoch):
+        return self.current
+
+    def after_epoch(self, epoch, improved):
+        """Called after each epoch with whether the watched quantity improved;
+        returns a reason to stop training, or None."""
+        return None
+
+    def __repr__(self):
+        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items()
+                           if k not in ("lr0", "epochs", "n_samples", "current"))
+        return f"{type(self).__name__}({fields})"
+
+
+class Constant(Schedule):
+    pass
+
+
+class Step(Schedule):
+    """lr0 * gamma ** ((epoch - 1) // step_size) (PyTorch's StepLR)."""
+    name = "step"
+
+    def __init__(self, step_size=None, gamma=0.1):
+        self.step_size, self.gamma = step_size, gamma
+
+    def lr(self, epoch):
+        size = self.step_size or max(1, self.epochs // 3)
+        return self.lr0 * self.gamma ** ((epoch - 1) // size)
+
+
+class Cosine(Schedule):
+    """lr0 * (1 + cos(pi * (epoch - 1) / epochs)) / 2 (PyTorch's CosineAnnealingLR
+    with T_max = epochs and eta_min = 0, stepped per epoch)."""
+    name = "cosine"
+
+    def lr(self, epoch):
+        return self.lr0 * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / self.epochs))
+
+
+class InvScaling(Schedule):
+    """lr0 / t ** power_t. per="epoch": t = the epoch (1, 2, ...);
+    per="sample" (scikit-learn's rule): t = the samples seen before the epoch,
+    and the first epoch runs at lr0."""
+    name = "invscaling"
+
+    def __init__(self, power_t=0.5, per="epoch"):
+        if per not in ("epoch", "sample"):
+            raise ValueError(f"per must be 'epoch' or 'sample', got {per!r}")
+        self.power_t, self.per = power_t, per
+
+    def lr(self, epoch):
+        if self.per == "epoch":
+            return self.lr0 / epoch ** self.power_t
+        seen = (epoch - 1) * self.n_samples
+        return self.lr0 if seen == 0 else self.lr0 / seen ** self.power_t
+
+
+class Adaptive(Schedule):
+    """Keeps lr0 while training improves; after `patience` epochs in a row
+    without improvement (more than tol, judged by the caller) divides the rate
+    by 5 (scikit-learn's "adaptive"), and asks to stop once it would fall
+    below min_lr."""
+    name = "adaptive"
+
+    def __init__(self, patience=10, factor=0.2, min_lr=1e-6):
+        self.patience, self.factor, self.min_lr = patience, factor, min_lr
+
+    def start(self, lr0, epochs, n_samples):
+        super().start(lr0, epochs, n_samples)
+        self.bad = 0
+
+    def after_epoch(self, epoch, improved):
+        self.bad = 0 if improved else self.bad + 1
+        if self.bad < self.patience:
+            return None
+        self.bad = 0
+        if self.current <= self.min_lr:
+            return f"the learning rate reached {self.current:g} without improvement"
+        self.current *= self.factor
+        return None
+
+
+SCHEDULES = {"constant": Constant, "step": Step, "cosine": Cosine, "invscaling": InvScaling,
+             "adaptive": Adaptive}
+
+
+def make_schedule(value, patience=10):
+    """A Schedule from a name of SCHEDULES or an instance (copied)."""
+    if isinstance(value, Schedule):
+        import copy
+        return copy.deepcopy(value)
+    if isinstance(value, str) and value in SCHEDULES:
+        return Adaptive(patience=patience) if value == "adaptive" else SCHEDULES[value]()
+    raise ValueError(f"lr_schedule must be one of {', '.join(map(repr, SCHEDULES))} or an "
+                     f"mlp.schedules.Schedule, got {value!r}")

@@ -1,0 +1,85 @@
+"""The PyTorch level of the lecture: the same network in ``torch.nn``, with
+PyTorch's own activations, losses and optimizers, written for reading.
+
+It is the parity oracle of the tests (tests/test_torch_parity.py): from the
+same flat parameters (layout of csrc/mlp.h) and the same batches, our cores
+must give the same losses and weights. PyTorch is optional: importing this
+module without it raises ImportError.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import reference
+
+ACTIVATIONS = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "logistic": torch.nn.Sigmoid,
+               "identity": torch.nn.Identity, "gelu": lambda: torch.nn.GELU(approximate="none")}
+
+
+def build(sizes, params, activation="relu"):
+    """A torch.nn.Sequential of Linear layers with `activation` between them,
+    holding the flat parameters (W stored (fan_in, fan_out), so transposed)."""
+    layers = []
+    Ws, bs = reference.layer_views(np.asarray(params, np.float32), sizes)
+    for l, (W, b) in enumerate(zip(Ws, bs)):
+        linear = torch.nn.Linear(sizes[l], sizes[l + 1])
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(W.T.copy()))
+            linear.bias.copy_(torch.from_numpy(b.copy()))
+        layers.append(linear)
+        if l + 1 < len(Ws):
+            layers.append(ACTIVATIONS[activation]())
+    return torch.nn.Sequential(*layers)
+
+
+def flat_params(net):
+    """The parameters of `build`'s network, back in the flat layout."""
+    return np.concatenate([np.concatenate([m.weight.detach().numpy().T.ravel(),
+                                           m.bias.detach().numpy()])
+                           for m in net if isinstance(m, torch.nn.Linear)])
+
+
+def loss_fn(loss):
+    """Our losses in torch's terms: the batch mean over rows of the loss summed
+    over a row's outputs."""
+    if loss == "cross_entropy":
+        return lambda z, t: torch.nn.functional.cross_entropy(z, t)
+    if loss == "squared_error":  # 0.5 (z - t)^2, as nn.MSELoss(reduction="sum") / 2 / B
+        return lambda z, t: torch.nn.MSELoss(reduction="sum")(z, t) / (2 * len(z))
+    return lambda z, t: torch.nn.BCEWithLogitsLoss(reduction="sum")(z, t) / len(z)
+
+
+def make_optimizer(parameters, opt):
+    """torch.optim for one of our optimizer dicts (mlp.optimizers.Optimizer.core_dict,
+    PyTorch's convention)."""
+    if opt["kind"] == "sgd":
+        return torch.optim.SGD(parameters, lr=opt["lr"], momentum=opt["momentum"],
+                               nesterov=bool(opt["nesterov"]), weight_decay=opt["weight_decay"])
+    cls = torch.optim.AdamW if opt["decoupled"] else torch.optim.Adam
+    return cls(parameters, lr=opt["lr"], betas=(opt["beta1"], opt["beta2"]), eps=opt["eps"],
+               weight_decay=opt["weight_decay"])
+
+
+def train(sizes, params, X, targets, orders, batch_size, opt, activation="relu",
+          loss="cross_entropy", input_scale=1.0):
+    """Minibatch training as mlp.train does it; returns (every step's loss,
+    final flat parameters)."""
+    torch.manual_seed(0)
+    net = build(sizes, params, activation)
+    optimizer = make_optimizer(net.parameters(), opt)
+    objective = loss_fn(loss)
+    Xt = torch.from_numpy(reference.gather_batch(X, np.arange(len(X)), np.float32, input_scale))
+    t = torch.from_numpy(np.asarray(targets).astype(np.int64 if loss == "cross_entropy"
+                                                     else np.float32))
+    losses = []
+    for order in orders:
+        for start in range(0, len(order), batch_size):
+            idx = torch.from_numpy(order[start:start + batch_size])
+            value = objective(net(Xt[idx]), t[idx])
+            optimizer.zero_grad()
+            value.backward()
+            optimizer.step()
+            losses.append(value.item())
+    return np.array(losses), flat_params(net)
