@@ -35,6 +35,10 @@ MLP_FN float mlp_logistic(float x) {
     return e / (1.0f + e);
 }
 
+/* Whether ReLU lets the gradient through, from its output y: the fused
+ * kernels skip the work of a blocked unit. */
+MLP_FN int mlp_relu_passes(float y) { return y > 0.0f; }
+
 MLP_FN float mlp_activation_forward(mlp_activation act, float x) {
     switch (act) {
     case MLP_RELU: return x > 0.0f ? x : 0.0f;
@@ -48,7 +52,7 @@ MLP_FN float mlp_activation_forward(mlp_activation act, float x) {
 /* dL/dx from dL/dy = dy, for y = f(x) */
 MLP_FN float mlp_activation_backward(mlp_activation act, float x, float y, float dy) {
     switch (act) {
-    case MLP_RELU: return y > 0.0f ? dy : 0.0f;
+    case MLP_RELU: return mlp_relu_passes(y) ? dy : 0.0f;
     case MLP_TANH: return dy * (1.0f - y * y);
     case MLP_LOGISTIC: return dy * (y * (1.0f - y));
     case MLP_GELU: {

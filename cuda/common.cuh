@@ -1,12 +1,14 @@
 /*
- * common.cuh - device code shared by ops.cu and fused.cu: warp-wide
- * reductions and the SGD rule.
+ * common.cuh - device code shared by gemm.cu and the fused kernels:
+ * warp-wide reductions.
  */
 #ifndef MLP_CUDA_COMMON_CUH
 #define MLP_CUDA_COMMON_CUH
 
 #include <math.h>
 #include <stdint.h>
+
+#include "pointwise.h"
 
 __device__ inline float warp_sum(float v) {
     for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
@@ -39,22 +41,9 @@ __device__ inline RowStats row_stats(const float *z, int64_t C) {
         }
     }
     float sum = 0.0f;
-    for (int64_t c = lane; c < C; c += 32) sum += expf(z[c] - best);
+    for (int64_t c = lane; c < C; c += 32) sum += mlp_softmax_term(z[c], best);
     sum = warp_sum(sum);
     return RowStats{best, arg, sum};
-}
-
-/* sgd_update of one parameter p with gradient grad, PyTorch's convention:
- * g = grad + weight_decay * p; v = momentum * v + g (v updated only when
- * momentum != 0); returns p - lr * v (or p - lr * g without momentum). */
-__device__ inline float sgd_step(float p, float &v, float grad, float lr, float momentum,
-                                 float weight_decay) {
-    float g = grad + weight_decay * p;
-    if (momentum != 0.0f) {
-        v = momentum * v + g;
-        g = v;
-    }
-    return p - lr * g;
 }
 
 #endif /* MLP_CUDA_COMMON_CUH */

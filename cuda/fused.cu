@@ -8,6 +8,7 @@
 #include "fused.cuh"
 #include "common.cuh"
 #include "tf32.cuh"
+#include "pointwise.h"
 
 namespace cg = cooperative_groups;
 
@@ -54,22 +55,24 @@ __host__ __device__ inline Tiles tiles_of(int64_t D, int64_t H) {
     return t;
 }
 
-/* sgd_update (sgd_step) of N elements P[at[i]] (where ok[i]) with gradients
+/* The optimizer update (pointwise.h's mlp_update: SGD, the only optimizer
+ * these kernels take) of N elements P[at[i]] (where ok[i]) with gradients
  * g[i]. Every load is issued before any store, so the round trips overlap. */
 template <int N>
 __device__ inline void sgd(float *P, float *V, const int64_t (&at)[N], const bool (&ok)[N],
                            const float (&g)[N], const FusedEpoch &e) {
-    float p[N], v[N];
+    const bool momentum = e.step.momentum != 0.0f;
+    float p[N], v[N], unused = 0.0f;
 #pragma unroll
     for (int i = 0; i < N; i++) {
         p[i] = ok[i] ? __ldcg(P + at[i]) : 0.0f;
-        v[i] = ok[i] && e.momentum != 0.0f ? __ldcg(V + at[i]) : 0.0f;
+        v[i] = ok[i] && momentum ? __ldcg(V + at[i]) : 0.0f;
     }
 #pragma unroll
     for (int i = 0; i < N; i++) {
         if (!ok[i]) continue;
-        P[at[i]] = sgd_step(p[i], v[i], g[i], e.lr, e.momentum, e.weight_decay);
-        if (e.momentum != 0.0f) V[at[i]] = v[i];
+        P[at[i]] = mlp_update(&e.step, p[i], g[i], &v[i], &unused, 0);
+        if (momentum) V[at[i]] = v[i];
     }
 }
 
@@ -104,7 +107,7 @@ __device__ inline void stage_inputs(float *Xs, int stride, const uint32_t (&raw)
         const int64_t gk = k0 + k;
         float x = 0.0f;
         if (r0 + r < B && gk < e.D)
-            x = e.dtype == MLP_UINT8 ? (float)raw[q] * (1.0f / 255.0f) : __uint_as_float(raw[q]);
+            x = e.dtype == MLP_UINT8 ? (float)raw[q] * e.input_scale : __uint_as_float(raw[q]);
         else if (r0 + r < B && gk == e.D)
             x = 1.0f; /* the input that multiplies the bias row */
         Xs[r * stride + k] = x;
@@ -209,7 +212,7 @@ __device__ void head_rows(const FusedEpoch &e, const Tiles &t, int64_t start, in
 #pragma unroll
                 for (int q = 0; q < KMAX; q++) s += v[q];
             }
-            hs[idx] = s > 0.0f ? s : 0.0f;
+            hs[idx] = mlp_activation_forward(MLP_RELU, s);
         }
         __syncthreads();
         for (int64_t idx = threadIdx.x; idx < R * H; idx += THREADS) e.h[g0 * H + idx] = hs[idx];
@@ -229,14 +232,14 @@ __device__ void head_rows(const FusedEpoch &e, const Tiles &t, int64_t start, in
             const int32_t label = labels[warp];
             const RowStats st = row_stats(zr, C);
             if (lane == 0) {
-                e.row_loss[start + r] = logf(st.sum) - (zr[label] - st.zmax);
+                e.row_loss[start + r] = mlp_cross_entropy_loss(st.zmax, st.sum, zr[label]);
                 e.row_hit[start + r] = st.argmax == label;
             }
             __syncwarp();
             const float inv = 1.0f / st.sum;
             for (int64_t c = lane; c < C; c += 32) {
-                const float p = expf(zr[c] - st.zmax) * inv;
-                zr[c] = (p - (c == label ? 1.0f : 0.0f)) * scale;
+                const float p = mlp_softmax_prob(zr[c], st.zmax, inv);
+                zr[c] = mlp_cross_entropy_grad(p, c == label, scale);
                 e.dlogits[r * C + c] = zr[c];
             }
         }
@@ -245,7 +248,7 @@ __device__ void head_rows(const FusedEpoch &e, const Tiles &t, int64_t start, in
         for (int64_t idx = threadIdx.x; idx < R * H; idx += THREADS) {
             const int64_t r = idx / H, j = idx % H;
             float s = 0.0f;
-            if (hs[idx] > 0.0f)
+            if (mlp_relu_passes(hs[idx]))
                 for (int64_t c = 0; c < C; c++) s = fmaf(zs[r * C + c], W2s[j * C + c], s);
             e.dh[g0 * H + idx] = s;
         }
@@ -363,7 +366,7 @@ __device__ inline void convert_inputs(float *Xs, int stride, const void *stage,
     for (int q = 0; q < XPT; q++) {
         const int idx = threadIdx.x + q * THREADS;
         const int r = idx / KT, k = idx % KT;
-        float x = e.dtype == MLP_UINT8 ? (float)((const uint8_t *)stage)[idx] * (1.0f / 255.0f)
+        float x = e.dtype == MLP_UINT8 ? (float)((const uint8_t *)stage)[idx] * e.input_scale
                                        : ((const float *)stage)[idx];
         if (k0 + k == e.D) x = 1.0f;
         Xs[r * stride + k] = x;
@@ -651,6 +654,14 @@ int64_t smem_floats(int64_t H, int64_t C) {
 }
 
 } // namespace
+
+bool fused_supports(mlp_activation act, mlp_loss loss, const mlp_optimizer &opt,
+                    bool has_weights, mlp_dtype dtype, float input_scale) {
+    const float usual = dtype == MLP_UINT8 ? 1.0f / 255.0f : 1.0f;
+    return act == MLP_RELU && loss == MLP_CROSS_ENTROPY && opt.kind == MLP_SGD &&
+           opt.convention == MLP_TORCH && !opt.nesterov && !has_weights &&
+           input_scale == usual;
+}
 
 FusedPlan fused_plan(int64_t D, int64_t H, int64_t C, int64_t batch, bool tensor_cores) {
     FusedPlan plan = {};

@@ -34,6 +34,7 @@
 #include <stdint.h>
 
 #include "mlp.h"
+#include "pointwise.h"
 
 struct FusedEpoch {
     /* the data set and the rows of this call, X[order] and y[order] */
@@ -53,7 +54,10 @@ struct FusedEpoch {
     int64_t D, H, C;
     /* parameters and momentum, the augmented views (D+1,H) and (H+1,C) */
     float *W1, *V1, *W2, *V2;
-    float lr, momentum, weight_decay;
+    /* the optimizer step (PyTorch's SGD: the only optimizer these kernels
+     * take; see fused_supports) and the input scale (1/255 for uint8) */
+    mlp_step step;
+    float input_scale;
     /* the two large products on TF32 tensor cores in 3xTF32 (float32
      * accuracy; sm_80 and newer), or on the float32 units */
     bool tensor_cores;
@@ -82,6 +86,14 @@ struct FusedPlan {
     int64_t head_groups; /* fused_rows.cu: groups' logits staged at once */
     int64_t workspace_floats; /* e.partial */
 };
+
+/* Whether the fused kernels take this configuration: one hidden layer
+ * (checked by the caller), ReLU, softmax cross-entropy, PyTorch's SGD
+ * (momentum and weight decay allowed, no Nesterov), no sample weights, and
+ * the inputs' usual scale (1/255 for uint8, 1 for float32). Anything else
+ * trains on the kernel-per-op paths. */
+bool fused_supports(mlp_activation act, mlp_loss loss, const mlp_optimizer &opt,
+                    bool has_weights, mlp_dtype dtype, float input_scale);
 
 /* Batches of at least this many rows take fused_rows.cu's kernel where
  * the GPU has TF32 tensor cores. */

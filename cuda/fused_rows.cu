@@ -43,6 +43,7 @@
 #include "fused.cuh"
 #include "common.cuh"
 #include "tf32.cuh"
+#include "pointwise.h"
 
 namespace cg = cooperative_groups;
 
@@ -360,7 +361,7 @@ __device__ void forward_item(const Step &st, int64_t rt, int64_t g, char *smem) 
     for (int i = threadIdx.x; i < nrows * NG; i += THREADS) {
         const int m = i / NG, j = i % NG;
         const float v = result(sm.red, m, j) * st.xscale;
-        const float hv = v > 0.0f ? v : 0.0f;
+        const float hv = mlp_activation_forward(MLP_RELU, v);
         sm.hs[m * HS + j] = hv;
         st.h[(g * st.rows + r0 + m) * NG + j] = hv;
     }
@@ -440,22 +441,22 @@ __device__ void head_item(const Step &st, int64_t rt, int64_t g, char *smem) {
         const float zlabel = z[label];
         float sum = 0.0f;
         for (int c = 0; c < (int)C; c++) {
-            z[c] = expf(z[c] - zmax);
+            z[c] = mlp_softmax_term(z[c], zmax);
             sum += z[c];
         }
         if (g == 0) {
-            e.row_loss[st.start + r0 + m] = logf(sum) - (zlabel - zmax);
+            e.row_loss[st.start + r0 + m] = mlp_cross_entropy_loss(zmax, sum, zlabel);
             e.row_hit[st.start + r0 + m] = arg == label;
         }
         const float inv = 1.0f / sum;
-        for (int c = 0; c < (int)C; c++) z[c] = (z[c] * inv - (c == label ? 1.0f : 0.0f)) * scale;
+        for (int c = 0; c < (int)C; c++) z[c] = mlp_cross_entropy_grad(z[c] * inv, c == label, scale);
     }
     __syncthreads();
     /* linear_backward's dinp, then relu_backward */
     for (int i = threadIdx.x; i < nrows * NG; i += THREADS) {
         const int m = i / NG, j = i % NG;
         float s = 0.0f;
-        if (sm.hs[m * HS + j] > 0.0f) {
+        if (mlp_relu_passes(sm.hs[m * HS + j])) {
 #pragma unroll 4
             for (int c = 0; c < (int)C; c++) s = fmaf(sm.zs[m * C + c], sm.W2s[j * C + c], s);
         }
@@ -494,7 +495,8 @@ __device__ void update_item(const Step &st, int64_t p, int64_t g, char *smem) {
     const UpdateSource<T> src = {&e, st.start, st.B, i0, cdiv(width, 16) * 16,
                                  st.dh + g * st.rows * NG};
     float *Wp = (float *)(smem + RING_BYTES), *Vp = Wp + MT * NG;
-    const bool momentum = e.momentum != 0.0f;
+    const bool momentum = e.step.momentum != 0.0f;
+    float unused = 0.0f;
     __syncthreads(); /* the last item's epilogue is done with Wp and Vp */
     for (int i = threadIdx.x; i < (int)width * NG; i += THREADS) {
         const int m = i / NG, j = i % NG;
@@ -510,7 +512,7 @@ __device__ void update_item(const Step &st, int64_t p, int64_t g, char *smem) {
         const int64_t at = (i0 + m) * H + j0 + j;
         const float grad = result(sm.red, m, j) * st.xscale;
         float v = momentum ? Vp[i] : 0.0f;
-        e.W1[at] = sgd_step(Wp[i], v, grad, e.lr, e.momentum, e.weight_decay);
+        e.W1[at] = mlp_update(&e.step, Wp[i], grad, &v, &unused, 0);
         if (momentum) e.V1[at] = v;
     }
     /* the last piece, the smallest, also updates the group's rows of W2 */
@@ -531,7 +533,7 @@ __device__ void update_item(const Step &st, int64_t p, int64_t g, char *smem) {
         }
         const int64_t at = row * C + c;
         float v = momentum ? __ldcg(e.V2 + at) : 0.0f;
-        e.W2[at] = sgd_step(__ldcg(e.W2 + at), v, grad, e.lr, e.momentum, e.weight_decay);
+        e.W2[at] = mlp_update(&e.step, __ldcg(e.W2 + at), grad, &v, &unused, 0);
         if (momentum) e.V2[at] = v;
     }
 }
@@ -548,7 +550,7 @@ __device__ void epoch(const FusedEpoch &e, char *smem) {
     st.h = e.partial + w.h;
     st.dh = e.partial + w.dh;
     st.pw2 = e.partial + w.pw2;
-    st.xscale = sizeof(T) == 1 ? 1.0f / 255.0f : 1.0f;
+    st.xscale = sizeof(T) == 1 ? e.input_scale : 1.0f; /* fused_supports: floats at scale 1 */
     st.pieces = cdiv(e.D + 1, e.in_tile);
     for (st.start = 0; st.start < e.n; st.start += e.batch) {
         st.B = e.n - st.start < e.batch ? e.n - st.start : e.batch;

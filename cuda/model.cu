@@ -1,30 +1,43 @@
 /*
- * model.cu - the CUDA core: mlp.h implemented with the kernels of ops.cu,
- * mirroring csrc/model.c step for step.
+ * model.cu - the CUDA core: mlp.h implemented with the kernels of ops.cu
+ * (the readable plain path), gemm.cu (the tuned kernel-per-op path) and the
+ * one-kernel epochs of fused.cu and fused_rows.cu, mirroring csrc/model.c
+ * step for step.
  *
- * The data set is copied to the GPU once, uint8 staying uint8. An epoch is
- * enqueued as one CUDA graph (every step's kernels, recorded once per
- * data set, batch size and hyperparameters, then replayed), so the host
- * neither launches nor waits per step. Per-row losses and hits stay on the
+ * The data set is copied to the GPU once, uint8 staying uint8. An epoch of
+ * the kernel-per-op paths is enqueued as one CUDA graph (every step's
+ * kernels, recorded once per data set and batch size, then replayed), so the
+ * host neither launches nor waits per step; the optimizer constants of each
+ * step (learning rate, Adam's step count, the batch's weight) are read by
+ * the kernels from device memory (StepInfo), written before each epoch, so
+ * the graph stays valid across epochs. Per-row losses and hits stay on the
  * GPU until one reduction at the end of the epoch.
  *
- * Networks with one hidden layer train through fused.cu or fused_rows.cu
- * instead (fused.cuh says which): the whole epoch is one persistent kernel. mlp_use_plain_ops selects the
- * kernel-per-op path for them too, so tests can hold the two together.
+ * Networks with one hidden layer whose configuration the fused kernels
+ * support (fused_supports) train through fused.cu or fused_rows.cu instead:
+ * the whole epoch is one persistent kernel.
  */
+#include <atomic>
+#include <new>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common.h"
-#include "mlp.h"
 #include "fused.cuh"
+#include "gemm.cuh"
+#include "mlp.h"
 #include "ops.cuh"
+#include "pointwise.h"
 
 struct mlp_data {
     void *X; /* device, (n, d) */
     mlp_dtype dtype;
-    int32_t *y; /* device, (n) or NULL */
-    int32_t y_lo, y_hi;
+    int32_t *labels; /* device, (n) or NULL */
+    float *values;   /* device, (n, n_outputs) or NULL */
+    float *weights;  /* device, (n) or NULL */
+    float *host_weights; /* a host copy, for each batch's weight */
+    mlp_target_info info;
     int64_t n, d;
 };
 
@@ -33,30 +46,41 @@ static const int64_t MAX_GRAPH_STEPS = 4096;
 
 /* What a recorded epoch graph depends on besides the model's own buffers. */
 struct GraphKey {
+    const mlp_data *data;
     const void *X;
-    const int32_t *y;
-    mlp_dtype dtype;
     int64_t n, batch_size;
-    float lr, momentum, weight_decay;
+    bool plain, penalty;
 };
 
 struct mlp_model {
     mlp_layout L;
-    float *params, *velocity; /* device, n_params each */
+    mlp_activation act;
+    mlp_loss loss;
+    float input_scale;
+    float *params, *m, *v, *grads; /* device, n_params each */
+    int64_t steps;
+    std::atomic<int> stop;
     cudaStream_t stream;
-    /* workspace for up to cap rows: every layer's output and the gradient
-     * with respect to it */
+    /* workspace for up to cap rows: every layer's output (after the
+     * activation), its input when the activation's backward needs it, and
+     * the gradient with respect to it; the model's outputs */
     int64_t cap;
-    float **acts, **douts;
+    float **acts, **pre, **douts;
     float *xbatch; /* the training batch's input rows as floats, (cap, D) */
-    Scratch scratch;
+    float *out;    /* (cap, C) */
+    gemm::Scratch scratch;
     /* per-row statistics for up to rows_cap rows, the order of an epoch */
     int64_t rows_cap;
-    float *row_loss, *batch_loss;
+    float *row_loss;
     int32_t *row_hit;
     int64_t *order;
     double *loss_sum;
     int64_t *hits;
+    /* per-step constants and results for up to batches_cap steps */
+    int64_t batches_cap;
+    StepInfo *steps_host, *steps_dev;
+    float *batch_loss;
+    double *penalty; /* the sum of squared weights before each step (scikit-learn's L2) */
     /* the recorded epoch */
     cudaGraphExec_t graph;
     GraphKey key;
@@ -164,13 +188,16 @@ static void free_workspace(mlp_model *m) {
     drop_graph(m);
     for (int l = 0; l < m->L.n_layers; l++) {
         if (m->acts) cudaFree(m->acts[l]);
+        if (m->pre) cudaFree(m->pre[l]);
         if (m->douts) cudaFree(m->douts[l]);
     }
     free(m->acts);
+    free(m->pre);
     free(m->douts);
     cudaFree(m->xbatch);
-    m->xbatch = NULL;
-    m->acts = m->douts = NULL;
+    cudaFree(m->out);
+    m->xbatch = m->out = NULL;
+    m->acts = m->pre = m->douts = NULL;
     m->cap = 0;
 }
 
@@ -178,13 +205,24 @@ static void free_rows(mlp_model *m) {
     drop_graph(m);
     cudaFree(m->row_loss);
     cudaFree(m->row_hit);
-    cudaFree(m->batch_loss);
     cudaFree(m->order);
     cudaFree(m->labels);
-    m->row_loss = m->batch_loss = NULL;
+    m->row_loss = NULL;
     m->row_hit = m->labels = NULL;
     m->order = NULL;
     m->rows_cap = 0;
+}
+
+static void free_steps(mlp_model *m) {
+    drop_graph(m);
+    free(m->steps_host);
+    cudaFree(m->steps_dev);
+    cudaFree(m->batch_loss);
+    cudaFree(m->penalty);
+    m->steps_host = m->steps_dev = NULL;
+    m->batch_loss = NULL;
+    m->penalty = NULL;
+    m->batches_cap = 0;
 }
 
 /* Grows the per-batch workspace to `rows` rows. */
@@ -193,24 +231,25 @@ static mlp_status reserve_rows(mlp_model *m, int64_t rows) {
     free_workspace(m);
     const int n_layers = m->L.n_layers;
     m->acts = (float **)calloc((size_t)n_layers, sizeof(float *));
+    m->pre = (float **)calloc((size_t)n_layers, sizeof(float *));
     m->douts = (float **)calloc((size_t)n_layers, sizeof(float *));
-    if (!m->acts || !m->douts) {
+    if (!m->acts || !m->pre || !m->douts) {
         free_workspace(m);
         return mlp_fail(MLP_ERR_NOMEM, "out of host memory");
     }
-    mlp_status st0 = device_alloc(&m->xbatch, rows * m->L.sizes[0], "the input batch");
-    if (st0 != MLP_OK) {
-        free_workspace(m);
-        return st0;
-    }
-    for (int l = 0; l < n_layers; l++) {
+    mlp_status st = device_alloc(&m->xbatch, rows * m->L.sizes[0], "the input batch");
+    if (st == MLP_OK) st = device_alloc(&m->out, rows * m->L.sizes[n_layers], "outputs");
+    const bool keep_pre = mlp_activation_needs_input(m->act);
+    for (int l = 0; st == MLP_OK && l < n_layers; l++) {
         const int64_t width = m->L.sizes[l + 1];
-        mlp_status st = device_alloc(&m->acts[l], rows * width, "activations");
+        st = device_alloc(&m->acts[l], rows * width, "activations");
         if (st == MLP_OK) st = device_alloc(&m->douts[l], rows * width, "gradients");
-        if (st != MLP_OK) {
-            free_workspace(m);
-            return st;
-        }
+        if (st == MLP_OK && keep_pre && l + 1 < n_layers)
+            st = device_alloc(&m->pre[l], rows * width, "activation inputs");
+    }
+    if (st != MLP_OK) {
+        free_workspace(m);
+        return st;
     }
     m->cap = rows;
     return MLP_OK;
@@ -222,7 +261,6 @@ static mlp_status reserve_epoch(mlp_model *m, int64_t n) {
     free_rows(m);
     mlp_status st = device_alloc(&m->row_loss, n, "losses");
     if (st == MLP_OK) st = device_alloc(&m->row_hit, n, "hits");
-    if (st == MLP_OK) st = device_alloc(&m->batch_loss, n, "batch losses");
     if (st == MLP_OK) st = device_alloc(&m->order, n, "the batch order");
     if (st == MLP_OK) st = device_alloc(&m->labels, n, "labels");
     if (st != MLP_OK) {
@@ -233,16 +271,38 @@ static mlp_status reserve_epoch(mlp_model *m, int64_t n) {
     return MLP_OK;
 }
 
+/* Grows the per-step buffers to `batches` steps. */
+static mlp_status reserve_steps(mlp_model *m, int64_t batches) {
+    if (batches <= m->batches_cap) return MLP_OK;
+    free_steps(m);
+    m->steps_host = (StepInfo *)calloc((size_t)batches, sizeof(StepInfo));
+    if (!m->steps_host) return mlp_fail(MLP_ERR_NOMEM, "out of host memory");
+    mlp_status st = device_alloc(&m->steps_dev, batches, "step constants");
+    if (st == MLP_OK) st = device_alloc(&m->batch_loss, batches, "batch losses");
+    if (st == MLP_OK) st = device_alloc(&m->penalty, batches, "penalties");
+    if (st != MLP_OK) {
+        free_steps(m);
+        return st;
+    }
+    m->batches_cap = batches;
+    return MLP_OK;
+}
+
 /* ---- create, free, parameters ------------------------------------------ */
 
-extern "C" mlp_status mlp_create(mlp_model **model, int n_sizes, const int64_t *sizes) {
+extern "C" mlp_status mlp_create(mlp_model **model, const mlp_config *config) {
     mlp_clear_error();
     if (!model) return mlp_fail(MLP_ERR_INVALID, "model is NULL");
     *model = NULL;
+    TRY(mlp_check_config(config));
     TRY(mlp_device_check());
     mlp_model *m = (mlp_model *)calloc(1, sizeof *m);
     if (!m) return mlp_fail(MLP_ERR_NOMEM, "out of host memory");
-    mlp_status st = mlp_layout_init(&m->L, n_sizes, sizes);
+    new (&m->stop) std::atomic<int>(0);
+    m->act = config->activation;
+    m->loss = config->loss;
+    m->input_scale = config->input_scale;
+    mlp_status st = mlp_layout_init(&m->L, config->n_sizes, config->sizes);
     if (st != MLP_OK) {
         free(m);
         return st;
@@ -254,21 +314,26 @@ extern "C" mlp_status mlp_create(mlp_model **model, int n_sizes, const int64_t *
         return cuda_fail(e, "cudaStreamCreate");
     }
     if ((st = device_alloc(&m->params, n, "parameters")) != MLP_OK ||
-        (st = device_alloc(&m->velocity, n, "momentum")) != MLP_OK ||
-            (st = device_alloc(&m->scratch.partial, scratch_partial_floats(), "scratch")) != MLP_OK ||
-        (st = device_alloc(&m->scratch.counters, scratch_counters(), "scratch")) != MLP_OK ||
+        (st = device_alloc(&m->m, n, "optimizer state")) != MLP_OK ||
+        (st = device_alloc(&m->v, n, "optimizer state")) != MLP_OK ||
+        (st = device_alloc(&m->grads, n, "gradients")) != MLP_OK ||
+        (st = device_alloc(&m->scratch.partial, gemm::scratch_partial_floats(), "scratch")) !=
+            MLP_OK ||
+        (st = device_alloc(&m->scratch.counters, gemm::scratch_counters(), "scratch")) != MLP_OK ||
         (st = device_alloc(&m->loss_sum, 1, "totals")) != MLP_OK ||
         (st = device_alloc(&m->hits, 1, "totals")) != MLP_OK) {
         mlp_free(m);
         return st;
     }
-    m->scratch.partial_floats = scratch_partial_floats();
-    m->scratch.n_counters = scratch_counters();
-    e = cudaMemsetAsync(m->params, 0, sizeof(float) * (size_t)n, m->stream);
+    m->scratch.partial_floats = gemm::scratch_partial_floats();
+    m->scratch.n_counters = gemm::scratch_counters();
+    const size_t bytes = sizeof(float) * (size_t)n;
+    e = cudaMemsetAsync(m->params, 0, bytes, m->stream);
     if (e == cudaSuccess)
         e = cudaMemsetAsync(m->scratch.counters, 0, sizeof(unsigned) * (size_t)m->scratch.n_counters,
                             m->stream);
-    if (e == cudaSuccess) e = cudaMemsetAsync(m->velocity, 0, sizeof(float) * (size_t)n, m->stream);
+    if (e == cudaSuccess) e = cudaMemsetAsync(m->m, 0, bytes, m->stream);
+    if (e == cudaSuccess) e = cudaMemsetAsync(m->v, 0, bytes, m->stream);
     if (e == cudaSuccess) e = cudaStreamSynchronize(m->stream);
     if (e != cudaSuccess) {
         mlp_free(m);
@@ -283,8 +348,11 @@ extern "C" void mlp_free(mlp_model *m) {
     if (m->stream) cudaStreamSynchronize(m->stream);
     free_workspace(m);
     free_rows(m);
+    free_steps(m);
     cudaFree(m->params);
-    cudaFree(m->velocity);
+    cudaFree(m->m);
+    cudaFree(m->v);
+    cudaFree(m->grads);
     cudaFree(m->scratch.partial);
     cudaFree(m->scratch.counters);
     cudaFree(m->partial);
@@ -293,6 +361,7 @@ extern "C" void mlp_free(mlp_model *m) {
     cudaFree(m->hits);
     if (m->stream) cudaStreamDestroy(m->stream);
     mlp_layout_free(&m->L);
+    m->stop.~atomic<int>();
     free(m);
 }
 
@@ -306,6 +375,7 @@ extern "C" const char *mlp_kernel_set(const mlp_model *m) {
 extern "C" mlp_status mlp_use_plain_ops(mlp_model *m, int on) {
     mlp_clear_error();
     if (!m) return mlp_fail(MLP_ERR_INVALID, "model is NULL");
+    if (m->plain != (on != 0)) drop_graph(m);
     m->plain = on != 0;
     return MLP_OK;
 }
@@ -315,8 +385,10 @@ extern "C" mlp_status mlp_set_params(mlp_model *m, const float *params) {
     if (!m || !params) return mlp_fail(MLP_ERR_INVALID, "NULL argument");
     const size_t bytes = sizeof(float) * (size_t)m->L.n_params;
     CUDA_TRY(cudaMemcpyAsync(m->params, params, bytes, cudaMemcpyHostToDevice, m->stream));
-    CUDA_TRY(cudaMemsetAsync(m->velocity, 0, bytes, m->stream));
+    CUDA_TRY(cudaMemsetAsync(m->m, 0, bytes, m->stream));
+    CUDA_TRY(cudaMemsetAsync(m->v, 0, bytes, m->stream));
     CUDA_TRY(cudaStreamSynchronize(m->stream));
+    m->steps = 0;
     return MLP_OK;
 }
 
@@ -329,32 +401,74 @@ extern "C" mlp_status mlp_get_params(mlp_model *m, float *params) {
     return MLP_OK;
 }
 
+extern "C" mlp_status mlp_get_state(mlp_model *m, float *state, int64_t *steps) {
+    mlp_clear_error();
+    if (!m || !state || !steps) return mlp_fail(MLP_ERR_INVALID, "NULL argument");
+    const size_t n = (size_t)m->L.n_params;
+    CUDA_TRY(cudaMemcpyAsync(state, m->m, sizeof(float) * n, cudaMemcpyDeviceToHost, m->stream));
+    CUDA_TRY(cudaMemcpyAsync(state + n, m->v, sizeof(float) * n, cudaMemcpyDeviceToHost,
+                             m->stream));
+    CUDA_TRY(cudaStreamSynchronize(m->stream));
+    *steps = m->steps;
+    return MLP_OK;
+}
+
+extern "C" mlp_status mlp_set_state(mlp_model *m, const float *state, int64_t steps) {
+    mlp_clear_error();
+    if (!m || !state) return mlp_fail(MLP_ERR_INVALID, "NULL argument");
+    if (steps < 0) return mlp_fail(MLP_ERR_INVALID, "steps must be >= 0");
+    const size_t n = (size_t)m->L.n_params;
+    CUDA_TRY(cudaMemcpyAsync(m->m, state, sizeof(float) * n, cudaMemcpyHostToDevice, m->stream));
+    CUDA_TRY(cudaMemcpyAsync(m->v, state + n, sizeof(float) * n, cudaMemcpyHostToDevice,
+                             m->stream));
+    CUDA_TRY(cudaStreamSynchronize(m->stream));
+    m->steps = steps;
+    return MLP_OK;
+}
+
+extern "C" void mlp_request_stop(mlp_model *m) {
+    if (m) m->stop.store(1);
+}
+
 /* ---- data sets ---------------------------------------------------------- */
 
-extern "C" mlp_status mlp_data_create(mlp_data **data, const void *X, mlp_dtype dtype,
-                                      const int32_t *y, int64_t n, int64_t d) {
+template <class T>
+static mlp_status upload(T **dev, const T *host, int64_t count, const char *what) {
+    TRY(device_alloc(dev, count, what));
+    CUDA_TRY(cudaMemcpy(*dev, host, sizeof(T) * (size_t)count, cudaMemcpyHostToDevice));
+    return MLP_OK;
+}
+
+extern "C" mlp_status mlp_data_create(mlp_data **data, const void *X, mlp_dtype dtype, int64_t n,
+                                      int64_t d, const mlp_targets *targets) {
     mlp_clear_error();
-    TRY(mlp_check_data_args(data, X, dtype, n, d));
+    TRY(mlp_check_data_args(data, X, dtype, n, d, targets));
     TRY(mlp_device_check());
     mlp_data *p = (mlp_data *)calloc(1, sizeof *p);
     if (!p) return mlp_fail(MLP_ERR_NOMEM, "out of host memory");
-    const size_t bytes = (size_t)n * (size_t)d * (dtype == MLP_UINT8 ? 1 : sizeof(float));
-    mlp_status st = device_alloc((uint8_t **)&p->X, (int64_t)bytes, "the data set");
-    if (st == MLP_OK && y) st = device_alloc(&p->y, n, "the labels");
+    const int64_t bytes = n * d * (dtype == MLP_UINT8 ? 1 : (int64_t)sizeof(float));
+    mlp_status st = upload((uint8_t **)&p->X, (const uint8_t *)X, bytes, "the data set");
+    if (st == MLP_OK && targets && targets->labels)
+        st = upload(&p->labels, targets->labels, n, "the labels");
+    if (st == MLP_OK && targets && targets->values)
+        st = upload(&p->values, targets->values, n * targets->n_outputs, "the targets");
+    if (st == MLP_OK && targets && targets->sample_weight) {
+        st = upload(&p->weights, targets->sample_weight, n, "the sample weights");
+        p->host_weights = (float *)malloc(sizeof(float) * (size_t)n);
+        if (st == MLP_OK && !p->host_weights) st = mlp_fail(MLP_ERR_NOMEM, "out of host memory");
+        if (st == MLP_OK) memcpy(p->host_weights, targets->sample_weight, sizeof(float) * (size_t)n);
+    }
+    /* a pageable copy may return before its DMA lands; models use other streams */
+    if (st == MLP_OK) {
+        const cudaError_t e = cudaDeviceSynchronize();
+        if (e != cudaSuccess) st = cuda_fail(e, "copying the data set to the GPU");
+    }
     if (st != MLP_OK) {
         mlp_data_free(p);
         return st;
     }
-    cudaError_t e = cudaMemcpy(p->X, X, bytes, cudaMemcpyHostToDevice);
-    if (e == cudaSuccess && y) e = cudaMemcpy(p->y, y, sizeof(int32_t) * (size_t)n, cudaMemcpyHostToDevice);
-    /* a pageable copy may return before its DMA lands; models use other streams */
-    if (e == cudaSuccess) e = cudaDeviceSynchronize();
-    if (e != cudaSuccess) {
-        mlp_data_free(p);
-        return cuda_fail(e, "copying the data set to the GPU");
-    }
     p->dtype = dtype;
-    mlp_label_range(y, n, &p->y_lo, &p->y_hi);
+    p->info = mlp_target_info_of(targets, n);
     p->n = n;
     p->d = d;
     *data = p;
@@ -364,69 +478,129 @@ extern "C" mlp_status mlp_data_create(mlp_data **data, const void *X, mlp_dtype 
 extern "C" void mlp_data_free(mlp_data *data) {
     if (!data) return;
     cudaFree(data->X);
-    cudaFree(data->y);
+    cudaFree(data->labels);
+    cudaFree(data->values);
+    cudaFree(data->weights);
+    free(data->host_weights);
     free(data);
 }
 
-static mlp_status check_labels(const mlp_model *m, const mlp_data *data) {
-    return mlp_check_labels(data->y != NULL, data->y_lo, data->y_hi, m->L.sizes[m->L.n_layers]);
+static mlp_status check_targets(const mlp_model *m, const mlp_data *data) {
+    return mlp_check_targets(&data->info, m->loss, m->L.sizes[m->L.n_layers]);
+}
+
+static Targets targets_of(const mlp_model *m, const mlp_data *data) {
+    return Targets{m->loss, data->labels, data->values, data->weights};
+}
+
+/* The total weight of rows order[start .. start + B) (or start.. without an
+ * order): their count, or the sum of their sample weights. */
+static double weight_of(const mlp_data *data, const int64_t *order, int64_t start, int64_t B) {
+    if (!data->host_weights) return (double)B;
+    double s = 0.0;
+    for (int64_t i = 0; i < B; i++) s += data->host_weights[data_row(order, start, i)];
+    return s;
 }
 
 /* ---- forward and backward ----------------------------------------------- */
 
-static LayerInput act_input(const float *act) { return LayerInput{act, NULL, MLP_FLOAT32, NULL, 0}; }
+static LayerInput act_input(const float *act) {
+    return LayerInput{act, NULL, MLP_FLOAT32, 1.0f, NULL, 0};
+}
 
-/* Forward through the first `layers` layers (ReLU after each hidden one);
- * the input rows also land in xbatch when training. */
-static void forward(mlp_model *m, LayerInput in, int64_t B, int layers, bool training) {
+/* Forward through every layer; the last layer's raw values land in
+ * acts[last]. Training on the tuned path: the input rows also land in
+ * xbatch, and the last layer is left out when `head` (head_forward_backward
+ * computes it). */
+static void forward(mlp_model *m, LayerInput in, int64_t B, bool training, bool head) {
     const mlp_layout *L = &m->L;
+    const int last = L->n_layers - 1;
+    if (m->plain) {
+        gather_batch(m->stream, m->xbatch, in, B, L->sizes[0]);
+        const float *inp = m->xbatch;
+        for (int l = 0; l <= last; l++) {
+            const int64_t out = L->sizes[l + 1];
+            float *z = l < last && m->pre[l] ? m->pre[l] : m->acts[l];
+            linear_forward(m->stream, z, inp, m->params + L->w_off[l], m->params + L->b_off[l],
+                           B, L->sizes[l], out);
+            if (l < last) activation_forward(m->stream, m->act, m->acts[l], z, B * out);
+            inp = m->acts[l];
+        }
+        return;
+    }
+    const int layers = head ? last : last + 1;
     for (int l = 0; l < layers; l++) {
-        linear_forward(m->stream, m->acts[l], in, m->params + L->w_off[l], B, L->sizes[l],
-                       L->sizes[l + 1], l + 1 < L->n_layers, l == 0 && training ? m->xbatch : NULL,
-                       m->scratch);
+        gemm::linear_forward(m->stream, m->acts[l], l < last ? m->pre[l] : NULL, in,
+                             m->params + L->w_off[l], B, L->sizes[l], L->sizes[l + 1], m->act,
+                             l < last, l == 0 && training ? m->xbatch : NULL, m->scratch);
         in = act_input(m->acts[l]);
     }
 }
 
-/* One SGD step on rows order[start .. start + B) of the data set: at batch
- * 64 a step is a few microseconds of arithmetic, so it is three launches for
+/* One optimizer step on rows order[start .. start + B) of the data set, the
+ * step's constants at step (device): at batch 64 a step is a few
+ * microseconds of arithmetic, so on the tuned path it is three launches for
  * one hidden layer (first layer, head, every weight update). */
-static void train_step(mlp_model *m, const mlp_data *data, int64_t start, int64_t B, float lr,
-                       float momentum, float weight_decay) {
+static void train_step(mlp_model *m, const mlp_data *data, int64_t start, int64_t B,
+                       const StepInfo *step, double *penalty) {
     const mlp_layout *L = &m->L;
     const int last = L->n_layers - 1;
     const int64_t C = L->sizes[last + 1];
-    const LayerInput in0 = {NULL, data->X, data->dtype, m->order, start};
-    if (last >= 1 && head_fits(L->sizes[last], C)) {
-        forward(m, in0, B, last, true);
-        head_forward_backward(m->stream, m->acts[last], m->douts[last], m->douts[last - 1],
-                              m->acts[last - 1], m->params + L->w_off[last], B, L->sizes[last],
-                              C, data->y, m->order, start, m->row_loss, m->row_hit);
+    const Targets t = targets_of(m, data);
+    const LayerInput in0 = {NULL, data->X, data->dtype, m->input_scale, m->order, start};
+    const bool head = !m->plain && last >= 1 && gemm::head_fits(L->sizes[last], C, m->loss, m->act);
+    forward(m, in0, B, true, head);
+    if (head) {
+        gemm::head_forward_backward(m->stream, m->acts[last], m->douts[last], m->douts[last - 1],
+                                    m->acts[last - 1], m->params + L->w_off[last], B,
+                                    L->sizes[last], C, m->act, t, m->order, start, step,
+                                    m->row_loss, m->row_hit);
     } else {
-        forward(m, in0, B, L->n_layers, true);
-        softmax_crossentropy_forward_backward(m->stream, m->douts[last], m->acts[last], data->y,
-                                              m->order, start, B, C, m->row_loss, m->row_hit);
-        if (last >= 1)
-            linear_backward_input(m->stream, m->douts[last - 1], m->douts[last],
-                                  m->params + L->w_off[last], m->acts[last - 1], B,
-                                  L->sizes[last], C, m->scratch);
+        loss_forward(m->stream, NULL, m->acts[last], &t, m->order, start, B, C, m->row_loss,
+                     m->row_hit);
+        loss_backward(m->stream, m->douts[last], m->acts[last], t, m->order, start, B, C, step);
+    }
+    if (penalty) l2_sum(m->stream, L, m->params, penalty); /* the weights before the update */
+    if (m->plain) {
+        for (int l = last; l >= 0; l--) {
+            const int64_t in = L->sizes[l], out = L->sizes[l + 1];
+            const float *inp = l == 0 ? m->xbatch : m->acts[l - 1];
+            float *dinp = l == 0 ? NULL : m->douts[l - 1];
+            linear_backward(m->stream, dinp, m->grads + L->w_off[l], m->grads + L->b_off[l],
+                            m->douts[l], inp, m->params + L->w_off[l], B, in, out, false);
+            if (l > 0)
+                activation_backward(m->stream, m->act, dinp, m->pre[l - 1], m->acts[l - 1], dinp,
+                                    B * in);
+        }
+        optimizer_update(m->stream, L, step, m->params, m->grads, m->m, m->v);
+        return;
     }
     /* the other input gradients, each before its layer's weights change */
-    for (int l = last - 1; l >= 1; l--)
-        linear_backward_input(m->stream, m->douts[l - 1], m->douts[l], m->params + L->w_off[l],
-                              m->acts[l - 1], B, L->sizes[l], L->sizes[l + 1], m->scratch);
+    for (int l = head ? last - 1 : last; l >= 1; l--)
+        gemm::linear_backward_input(m->stream, m->douts[l - 1], m->douts[l],
+                                    m->params + L->w_off[l], m->act, m->pre[l - 1],
+                                    m->acts[l - 1], B, L->sizes[l], L->sizes[l + 1], m->scratch);
     /* every layer's weights, MLP_MAX_FUSED_LAYERS per launch */
-    WeightsJob jobs[MLP_MAX_FUSED_LAYERS];
+    gemm::WeightsJob jobs[MLP_MAX_FUSED_LAYERS];
     int n_jobs = 0;
     for (int l = 0; l <= last; l++) {
-        jobs[n_jobs++] = WeightsJob{m->params + L->w_off[l], m->velocity + L->w_off[l],
-                                    m->douts[l], act_input(l == 0 ? m->xbatch : m->acts[l - 1]),
-                                    L->sizes[l], L->sizes[l + 1]};
+        jobs[n_jobs++] = gemm::WeightsJob{m->params + L->w_off[l], m->m + L->w_off[l],
+                                          m->v + L->w_off[l], m->douts[l],
+                                          act_input(l == 0 ? m->xbatch : m->acts[l - 1]),
+                                          L->sizes[l], L->sizes[l + 1]};
         if (n_jobs == MLP_MAX_FUSED_LAYERS || l == last) {
-            linear_backward_weights_sgd(m->stream, jobs, n_jobs, B, lr, momentum, weight_decay,
-                                        m->scratch);
+            gemm::linear_backward_weights_update(m->stream, jobs, n_jobs, B, step, m->scratch);
             n_jobs = 0;
         }
+    }
+}
+
+static void enqueue_epoch(mlp_model *m, const mlp_data *data, int64_t first, int64_t last,
+                          int64_t n, int64_t batch_size, bool penalty) {
+    for (int64_t b = first; b < last; b++) {
+        const int64_t start = b * batch_size;
+        const int64_t B = n - start < batch_size ? n - start : batch_size;
+        train_step(m, data, start, B, m->steps_dev + b, penalty ? m->penalty + b : NULL);
     }
 }
 
@@ -436,13 +610,10 @@ static bool same_key(const GraphKey &a, const GraphKey &b) {
 
 /* Records every step over n rows of the order into m->graph. */
 static mlp_status record_epoch(mlp_model *m, const mlp_data *data, int64_t n, int64_t batch_size,
-                               float lr, float momentum, float weight_decay, const GraphKey &key) {
+                               const GraphKey &key) {
     drop_graph(m);
     CUDA_TRY(cudaStreamBeginCapture(m->stream, cudaStreamCaptureModeThreadLocal));
-    for (int64_t start = 0; start < n; start += batch_size) {
-        const int64_t B = n - start < batch_size ? n - start : batch_size;
-        train_step(m, data, start, B, lr, momentum, weight_decay);
-    }
+    enqueue_epoch(m, data, 0, (n + batch_size - 1) / batch_size, n, batch_size, key.penalty);
     cudaGraph_t g = NULL;
     cudaError_t e = cudaStreamEndCapture(m->stream, &g);
     if (e != cudaSuccess) return cuda_fail(e, "recording the epoch");
@@ -457,10 +628,13 @@ static mlp_status record_epoch(mlp_model *m, const mlp_data *data, int64_t n, in
 }
 
 /* The fused kernel's plan for this model at a batch size (rows per step):
- * ok = false when the model takes the kernel-per-op path. */
-static FusedPlan plan_for(mlp_model *m, int64_t batch) {
+ * ok = false when the model takes a kernel-per-op path. */
+static FusedPlan plan_for(mlp_model *m, const mlp_data *data, const mlp_optimizer &opt,
+                          int64_t batch) {
     const mlp_layout *L = &m->L;
-    if (m->plain || L->n_layers != 2) return FusedPlan{};
+    if (m->plain || L->n_layers != 2 ||
+        !fused_supports(m->act, m->loss, opt, data->weights != NULL, data->dtype, m->input_scale))
+        return FusedPlan{};
     /* MLP_KERNELS=base: the float32 units only, as in the C core's baseline */
     const char *kernels = getenv("MLP_KERNELS");
     const bool tensor = !(kernels && strcmp(kernels, "base") == 0);
@@ -473,10 +647,9 @@ static FusedPlan plan_for(mlp_model *m, int64_t batch) {
 }
 
 /* The epoch through a fused kernel; its rows' losses and hits land in row_loss
- * and row_hit like the other path's. */
+ * and row_hit like the other paths'. */
 static mlp_status train_fused(mlp_model *m, const mlp_data *data, const FusedPlan &plan,
-                              int64_t n, int64_t batch_size, float lr, float momentum,
-                              float weight_decay) {
+                              int64_t n, int64_t batch_size, const mlp_optimizer &opt) {
     const mlp_layout *L = &m->L;
     TRY(grow(&m->partial, &m->partial_cap, plan.workspace_floats, "the fused workspace"));
     TRY(grow(&m->gathered, &m->gathered_cap, fused_rows_bytes(plan, n, data->dtype),
@@ -491,18 +664,17 @@ static mlp_status train_fused(mlp_model *m, const mlp_data *data, const FusedPla
     e.head_groups = plan.head_groups;
     e.labels = m->labels;
     e.X = data->X;
-    e.y = data->y;
+    e.y = data->labels;
     e.order = m->order;
     e.batch = batch_size;
     e.H = L->sizes[1];
     e.C = L->sizes[2];
     e.W1 = m->params + L->w_off[0];
-    e.V1 = m->velocity + L->w_off[0];
+    e.V1 = m->m + L->w_off[0];
     e.W2 = m->params + L->w_off[1];
-    e.V2 = m->velocity + L->w_off[1];
-    e.lr = lr;
-    e.momentum = momentum;
-    e.weight_decay = weight_decay;
+    e.V2 = m->m + L->w_off[1];
+    e.step = mlp_step_init(&opt, 1, 1.0); /* PyTorch's SGD: the same every step */
+    e.input_scale = m->input_scale;
     e.tensor_cores = plan.tensor_cores;
     e.async_copy = e.tensor_cores && e.D * (e.dtype == MLP_UINT8 ? 1 : 4) % 16 == 0 &&
                    e.H % 4 == 0;
@@ -517,74 +689,140 @@ static mlp_status train_fused(mlp_model *m, const mlp_data *data, const FusedPla
     return MLP_OK;
 }
 
+/* Each step's constants of an epoch of n rows, into steps_host and on the
+ * GPU; returns the total weight, and each batch's weight in *weights. */
+static mlp_status write_steps(mlp_model *m, const mlp_data *data, const int64_t *order, int64_t n,
+                              int64_t batch_size, const mlp_optimizer &opt, double *total) {
+    const int64_t batches = (n + batch_size - 1) / batch_size;
+    *total = 0.0;
+    for (int64_t b = 0; b < batches; b++) {
+        const int64_t start = b * batch_size, B = n - start < batch_size ? n - start : batch_size;
+        const double w = weight_of(data, order, start, B);
+        StepInfo &s = m->steps_host[b];
+        s.s = mlp_step_init(&opt, m->steps + b + 1, w);
+        s.inv_wsum = w > 0.0 ? (float)(1.0 / w) : 0.0f;
+        s.l2_half = opt.convention == MLP_SKLEARN ? 0.5f * s.s.l2_weight : 0.0f;
+        *total += w;
+    }
+    CUDA_TRY(cudaMemcpyAsync(m->steps_dev, m->steps_host, sizeof(StepInfo) * (size_t)batches,
+                             cudaMemcpyHostToDevice, m->stream));
+    return MLP_OK;
+}
+
+/* The epoch's mean loss, batch losses and accuracy, from the GPU's totals. */
+static mlp_status epoch_results(mlp_model *m, int64_t n, int64_t batch_size, bool penalty,
+                                bool weighted, double total, float *batch_losses,
+                                double *mean_loss, double *accuracy) {
+    const int64_t batches = (n + batch_size - 1) / batch_size;
+    reduce_epoch(m->stream, m->row_loss, m->row_hit, n, batch_size, m->steps_dev,
+                 penalty ? m->penalty : NULL, m->batch_loss, m->loss_sum, m->hits);
+    CUDA_TRY(cudaGetLastError());
+    float *losses = (float *)malloc(sizeof(float) * (size_t)batches);
+    if (!losses) return mlp_fail(MLP_ERR_NOMEM, "out of host memory");
+    double loss_sum = 0.0;
+    int64_t hits = 0;
+    cudaError_t e = cudaMemcpyAsync(losses, m->batch_loss, sizeof(float) * (size_t)batches,
+                                    cudaMemcpyDeviceToHost, m->stream);
+    if (e == cudaSuccess)
+        e = cudaMemcpyAsync(&loss_sum, m->loss_sum, sizeof loss_sum, cudaMemcpyDeviceToHost,
+                            m->stream);
+    if (e == cudaSuccess)
+        e = cudaMemcpyAsync(&hits, m->hits, sizeof hits, cudaMemcpyDeviceToHost, m->stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(m->stream);
+    if (e != cudaSuccess) {
+        free(losses);
+        return cuda_fail(e, "reading the epoch's results");
+    }
+    if (batch_losses) memcpy(batch_losses, losses, sizeof(float) * (size_t)batches);
+    double mean = loss_sum / (double)n; /* every row weighs 1, no penalty */
+    if (weighted || penalty) { /* each batch's loss weighs its weight */
+        mean = 0.0;
+        for (int64_t b = 0; b < batches; b++) {
+            const double inv = m->steps_host[b].inv_wsum;
+            mean += inv > 0.0 ? (double)losses[b] / inv : 0.0;
+        }
+        mean = total > 0.0 ? mean / total : 0.0;
+    }
+    free(losses);
+    if (mean_loss) *mean_loss = mean;
+    if (accuracy) *accuracy = (double)hits / (double)n;
+    return MLP_OK;
+}
+
 extern "C" mlp_status mlp_train_epoch(mlp_model *m, const mlp_data *data, const int64_t *order,
-                                      int64_t n_order, int64_t batch_size, float lr, float momentum,
-                                      float weight_decay, float *batch_losses, double *mean_loss,
-                                      double *accuracy) {
+                                      int64_t n_order, int64_t batch_size,
+                                      const mlp_optimizer *opt, float *batch_losses,
+                                      double *mean_loss, double *accuracy) {
     mlp_clear_error();
     if (!m || !data) return mlp_fail(MLP_ERR_INVALID, "NULL argument");
-    TRY(mlp_check_train_args(&m->L, data->n, data->d, order, n_order, batch_size, lr, momentum,
-                             weight_decay));
-    TRY(check_labels(m, data));
-    const int64_t n = n_order;
+    TRY(mlp_check_train_args(&m->L, data->n, data->d, order, n_order, batch_size, opt));
+    TRY(check_targets(m, data));
+    if (m->stop.exchange(0))
+        return mlp_fail(MLP_STOPPED, "stopped at the caller's request after 0 rows");
+    const int64_t n = n_order, batches = (n + batch_size - 1) / batch_size;
     TRY(reserve_rows(m, batch_size < n ? batch_size : n));
     TRY(reserve_epoch(m, n));
+    TRY(reserve_steps(m, batches));
     CUDA_TRY(cudaMemcpyAsync(m->order, order, sizeof(int64_t) * (size_t)n,
                              cudaMemcpyHostToDevice, m->stream));
-    GraphKey key;
-    memset(&key, 0, sizeof key); /* padding too: keys are compared bytewise */
-    key.X = data->X;
-    key.y = data->y;
-    key.dtype = data->dtype;
-    key.n = n;
-    key.batch_size = batch_size;
-    key.lr = lr;
-    key.momentum = momentum;
-    key.weight_decay = weight_decay;
-    const int64_t batches = (n + batch_size - 1) / batch_size;
-    const FusedPlan plan = plan_for(m, batch_size < n ? batch_size : n);
+    double total = 0.0;
+    TRY(write_steps(m, data, order, n, batch_size, *opt, &total));
+    const bool penalty = opt->convention == MLP_SKLEARN && opt->weight_decay > 0.0f;
+    if (penalty)
+        CUDA_TRY(cudaMemsetAsync(m->penalty, 0, sizeof(double) * (size_t)batches, m->stream));
+    const FusedPlan plan = plan_for(m, data, *opt, batch_size < n ? batch_size : n);
     bool fused = false;
     if (plan.ok) {
-        const mlp_status st = train_fused(m, data, plan, n, batch_size, lr, momentum,
-                                          weight_decay);
+        const mlp_status st = train_fused(m, data, plan, n, batch_size, *opt);
         if (st == MLP_ERR_NOMEM)
             mlp_clear_error(); /* no room for its workspace: the kernel-per-op path */
         else if (st != MLP_OK)
             return st;
         fused = st == MLP_OK;
     }
-    if (!fused) m->last_kernels = "cuda";
+    int64_t done = batches;
+    if (!fused) m->last_kernels = m->plain ? "plain" : "cuda";
     if (!fused && batches > MAX_GRAPH_STEPS) { /* a graph that large costs more than it saves */
         drop_graph(m);
-        for (int64_t start = 0; start < n; start += batch_size)
-            train_step(m, data, start, n - start < batch_size ? n - start : batch_size, lr,
-                       momentum, weight_decay);
+        for (int64_t b = 0; b < batches; b += MAX_GRAPH_STEPS) {
+            if (b > 0 && m->stop.exchange(0)) {
+                done = b;
+                break;
+            }
+            const int64_t end = b + MAX_GRAPH_STEPS < batches ? b + MAX_GRAPH_STEPS : batches;
+            enqueue_epoch(m, data, b, end, n, batch_size, penalty);
+            CUDA_TRY(cudaStreamSynchronize(m->stream));
+        }
     } else if (!fused) {
-        if (!m->graph || !same_key(m->key, key))
-            TRY(record_epoch(m, data, n, batch_size, lr, momentum, weight_decay, key));
+        GraphKey key;
+        memset(&key, 0, sizeof key); /* padding too: keys are compared bytewise */
+        key.data = data;
+        key.X = data->X;
+        key.n = n;
+        key.batch_size = batch_size;
+        key.plain = m->plain;
+        key.penalty = penalty;
+        if (!m->graph || !same_key(m->key, key)) TRY(record_epoch(m, data, n, batch_size, key));
         CUDA_TRY(cudaGraphLaunch(m->graph, m->stream));
     }
-    reduce_epoch(m->stream, m->row_loss, m->row_hit, n, batch_size, m->batch_loss, m->loss_sum,
-                 m->hits);
-    CUDA_TRY(cudaGetLastError());
-    double loss_sum = 0.0;
-    int64_t hits = 0;
-    if (batch_losses)
-        CUDA_TRY(cudaMemcpyAsync(batch_losses, m->batch_loss, sizeof(float) * (size_t)batches,
-                                 cudaMemcpyDeviceToHost, m->stream));
-    CUDA_TRY(cudaMemcpyAsync(&loss_sum, m->loss_sum, sizeof loss_sum, cudaMemcpyDeviceToHost,
-                             m->stream));
-    CUDA_TRY(cudaMemcpyAsync(&hits, m->hits, sizeof hits, cudaMemcpyDeviceToHost, m->stream));
-    CUDA_TRY(cudaStreamSynchronize(m->stream));
-    if (mean_loss) *mean_loss = loss_sum / (double)n;
-    if (accuracy) *accuracy = (double)hits / (double)n;
+    m->steps += done;
+    const int64_t rows = done == batches ? n : done * batch_size;
+    if (done < batches) total = weight_of(data, order, 0, rows);
+    TRY(epoch_results(m, rows, batch_size, penalty, data->weights != NULL, total, batch_losses,
+                      mean_loss, accuracy));
+    if (done < batches)
+        return mlp_fail(MLP_STOPPED, "stopped at the caller's request after %lld rows",
+                        (long long)rows);
     return MLP_OK;
 }
 
 /* Runs the forward pass over the data set in chunks of the workspace; copies
- * probs or logits out when `out` is given; per-row loss and hits when the
- * data has labels. */
-static mlp_status forward_all(mlp_model *m, const mlp_data *data, float *out, int want_logits) {
+ * the outputs or the last layer's values out when `out` is given; each
+ * row's weighted loss and hit when the data has targets. With grad: also
+ * each chunk's gradient, every row weighing its weight * step->inv_wsum,
+ * added into m->grads (the plain ops). */
+static mlp_status forward_all(mlp_model *m, const mlp_data *data, float *out, int want_logits,
+                              bool with_targets, const StepInfo *grad_step) {
     const mlp_layout *L = &m->L;
     if (data->d != L->sizes[0])
         return mlp_fail(MLP_ERR_INVALID, "data has %lld features, the model expects %lld",
@@ -593,19 +831,41 @@ static mlp_status forward_all(mlp_model *m, const mlp_data *data, float *out, in
     const int last = L->n_layers - 1;
     const int64_t chunk = m->cap > 0 ? m->cap : (data->n < 1024 ? data->n : 1024);
     TRY(reserve_rows(m, chunk));
-    if (data->y) TRY(reserve_epoch(m, data->n));
+    if (with_targets) TRY(reserve_epoch(m, data->n));
+    const Targets t = with_targets ? targets_of(m, data) : Targets{m->loss, NULL, NULL, NULL};
+    const bool plain = m->plain;
+    if (grad_step) {
+        m->plain = true; /* the readable ops accumulate over chunks */
+        CUDA_TRY(cudaMemsetAsync(m->grads, 0, sizeof(float) * (size_t)L->n_params, m->stream));
+    }
     for (int64_t start = 0; start < data->n; start += chunk) {
         const int64_t B = data->n - start < chunk ? data->n - start : chunk;
-        forward(m, LayerInput{NULL, data->X, data->dtype, NULL, start}, B, L->n_layers, false);
-        float *probs = out && !want_logits ? m->douts[last] : NULL;
-        softmax_crossentropy_forward(m->stream, probs, m->acts[last], data->y, start, B, C,
-                                     m->row_loss, m->row_hit);
+        forward(m, LayerInput{NULL, data->X, data->dtype, m->input_scale, NULL, start}, B,
+                grad_step != NULL, false);
+        float *outputs = out && !want_logits ? m->out : NULL;
+        loss_forward(m->stream, outputs, m->acts[last], &t, NULL, start, B, C, m->row_loss,
+                     m->row_hit);
+        if (grad_step) {
+            loss_backward(m->stream, m->douts[last], m->acts[last], t, NULL, start, B, C,
+                          grad_step);
+            for (int l = last; l >= 0; l--) {
+                const int64_t in = L->sizes[l], outw = L->sizes[l + 1];
+                float *dinp = l == 0 ? NULL : m->douts[l - 1];
+                linear_backward(m->stream, dinp, m->grads + L->w_off[l], m->grads + L->b_off[l],
+                                m->douts[l], l == 0 ? m->xbatch : m->acts[l - 1],
+                                m->params + L->w_off[l], B, in, outw, true);
+                if (l > 0)
+                    activation_backward(m->stream, m->act, dinp, m->pre[l - 1], m->acts[l - 1],
+                                        dinp, B * in);
+            }
+        }
         CUDA_TRY(cudaGetLastError());
         if (out)
-            CUDA_TRY(cudaMemcpyAsync(out + start * C, want_logits ? m->acts[last] : probs,
+            CUDA_TRY(cudaMemcpyAsync(out + start * C, want_logits ? m->acts[last] : outputs,
                                      sizeof(float) * (size_t)(B * C), cudaMemcpyDeviceToHost,
                                      m->stream));
     }
+    m->plain = plain;
     CUDA_TRY(cudaStreamSynchronize(m->stream));
     return MLP_OK;
 }
@@ -614,24 +874,75 @@ extern "C" mlp_status mlp_predict(mlp_model *m, const mlp_data *data, float *out
                                   int want_logits) {
     mlp_clear_error();
     if (!m || !data || !out) return mlp_fail(MLP_ERR_INVALID, "NULL argument");
-    return forward_all(m, data, out, want_logits);
+    return forward_all(m, data, out, want_logits, false, NULL);
+}
+
+/* The sum of the rows' weighted losses and the hits, after forward_all. */
+static mlp_status totals(mlp_model *m, int64_t n, double *loss_sum, int64_t *hits) {
+    reduce_epoch(m->stream, m->row_loss, m->row_hit, n, n, NULL, NULL, NULL, m->loss_sum, m->hits);
+    CUDA_TRY(cudaGetLastError());
+    CUDA_TRY(cudaMemcpyAsync(loss_sum, m->loss_sum, sizeof *loss_sum, cudaMemcpyDeviceToHost,
+                             m->stream));
+    CUDA_TRY(cudaMemcpyAsync(hits, m->hits, sizeof *hits, cudaMemcpyDeviceToHost, m->stream));
+    CUDA_TRY(cudaStreamSynchronize(m->stream));
+    return MLP_OK;
 }
 
 extern "C" mlp_status mlp_evaluate(mlp_model *m, const mlp_data *data, double *mean_loss,
                                    double *accuracy) {
     mlp_clear_error();
     if (!m || !data) return mlp_fail(MLP_ERR_INVALID, "NULL argument");
-    TRY(check_labels(m, data));
-    TRY(forward_all(m, data, NULL, 0));
-    reduce_epoch(m->stream, m->row_loss, m->row_hit, data->n, data->n, NULL, m->loss_sum, m->hits);
-    CUDA_TRY(cudaGetLastError());
+    TRY(check_targets(m, data));
+    TRY(forward_all(m, data, NULL, 0, true, NULL));
     double loss_sum = 0.0;
     int64_t hits = 0;
-    CUDA_TRY(cudaMemcpyAsync(&loss_sum, m->loss_sum, sizeof loss_sum, cudaMemcpyDeviceToHost,
-                             m->stream));
-    CUDA_TRY(cudaMemcpyAsync(&hits, m->hits, sizeof hits, cudaMemcpyDeviceToHost, m->stream));
-    CUDA_TRY(cudaStreamSynchronize(m->stream));
-    if (mean_loss) *mean_loss = loss_sum / (double)data->n;
+    TRY(totals(m, data->n, &loss_sum, &hits));
+    const double weight = weight_of(data, NULL, 0, data->n);
+    if (mean_loss) *mean_loss = weight > 0.0 ? loss_sum / weight : 0.0;
     if (accuracy) *accuracy = (double)hits / (double)data->n;
+    return MLP_OK;
+}
+
+extern "C" mlp_status mlp_loss_and_grad(mlp_model *m, const mlp_data *data,
+                                        const mlp_optimizer *opt, double *loss, float *grad) {
+    mlp_clear_error();
+    if (!m || !data || !loss) return mlp_fail(MLP_ERR_INVALID, "NULL argument");
+    TRY(mlp_check_optimizer(opt));
+    TRY(check_targets(m, data));
+    TRY(reserve_steps(m, 1));
+    const double total = weight_of(data, NULL, 0, data->n);
+    StepInfo &s = m->steps_host[0];
+    s.s = mlp_step_init(opt, 1, total);
+    s.inv_wsum = total > 0.0 ? (float)(1.0 / total) : 0.0f;
+    CUDA_TRY(cudaMemcpyAsync(m->steps_dev, &s, sizeof s, cudaMemcpyHostToDevice, m->stream));
+    TRY(forward_all(m, data, NULL, 0, true, grad ? m->steps_dev : NULL));
+    double loss_sum = 0.0;
+    int64_t hits = 0;
+    TRY(totals(m, data->n, &loss_sum, &hits));
+    const int64_t n = m->L.n_params;
+    float *params = (float *)malloc(sizeof(float) * (size_t)n);
+    if (!params) return mlp_fail(MLP_ERR_NOMEM, "out of host memory");
+    mlp_status st = mlp_get_params(m, params);
+    if (st == MLP_OK && grad) {
+        const cudaError_t e = cudaMemcpy(grad, m->grads, sizeof(float) * (size_t)n,
+                                         cudaMemcpyDeviceToHost);
+        if (e != cudaSuccess) st = cuda_fail(e, "reading the gradient");
+    }
+    if (st != MLP_OK) {
+        free(params);
+        return st;
+    }
+    double squares = 0.0;
+    for (int l = 0; l < m->L.n_layers; l++) {
+        const int64_t w0 = m->L.w_off[l], b0 = m->L.b_off[l], b1 = b0 + m->L.sizes[l + 1];
+        for (int64_t i = w0; i < b0; i++) {
+            squares += (double)params[i] * params[i];
+            if (grad) grad[i] += s.s.l2_weight * params[i];
+        }
+        for (int64_t i = b0; grad && i < b1; i++) grad[i] += s.s.l2_bias * params[i];
+    }
+    free(params);
+    *loss = (total > 0.0 ? loss_sum / total : 0.0) +
+            (opt->convention == MLP_SKLEARN ? 0.5 * (double)s.s.l2_weight * squares : 0.0);
     return MLP_OK;
 }

@@ -1,438 +1,174 @@
 /*
- * ops.cu - the lecture's operations as CUDA kernels; see ops.cuh.
- *
- * One tiled matrix multiply (gemm_block) serves every linear op: it reads its
- * two operands through small loader objects (plain, transposed, gathered
- * rows of the data set) and hands each finished sum to an epilogue object
- * (ReLU, ReLU mask, SGD update; the bias is already in). Every output element
- * is summed by one thread in a fixed order, and split-K partial sums are
- * added in slice order: no floating-point atomics, so results are
- * bit-identical from run to run.
+ * ops.cu - the lecture's operations as readable CUDA kernels; see ops.cuh.
+ * One thread per output element (or row), loops written as in csrc/ops.c.
  */
 #include <math.h>
 
 #include "ops.cuh"
-#include "common.cuh"
+#include "pointwise.h"
 
 namespace {
 
-constexpr int BM = 64, BN = 64, BK = 16, TM = 4, TN = 4;
-constexpr int THREADS = (BM / TM) * (BN / TN); /* 256 */
-constexpr int64_t TARGET_BLOCKS = 512; /* most blocks split-K aims for: 4 per SM of 132 */
+constexpr int THREADS = 256;
 
 __host__ __device__ inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-/* ---- operand loaders: A(m, k) and B(k, n) ------------------------------- */
+inline unsigned blocks_for(int64_t n) { return (unsigned)cdiv(n > 0 ? n : 1, THREADS); }
 
-/* [in, 1] as (B, D+1): row m of the layer input, and the constant 1 that
- * multiplies the bias row of W_aug. gemm_block looks each block's rows up
- * once (row), then reads elements (at). When stash is set, the blocks of the
- * first tile column also write the gathered floats there, (B, D), so the
- * weight update of the same step reads a plain matrix. */
-struct InputRows {
-    LayerInput in;
-    int64_t D;
-    float *stash;
-    static constexpr bool k_contig = true, rowwise = true;
-    __device__ int64_t row(int64_t m) const {
-        return in.act || !in.order ? (in.act ? m : in.start + m) : in.order[in.start + m];
-    }
-    __device__ float at(int64_t r, int64_t k) const {
-        if (k == D) return 1.0f;
-        if (in.act) return in.act[r * D + k];
-        if (in.dtype == MLP_UINT8)
-            return (float)((const uint8_t *)in.X)[r * D + k] * (1.0f / 255.0f);
-        return ((const float *)in.X)[r * D + k];
-    }
-    __device__ float operator()(int64_t m, int64_t k) const { return at(row(m), k); }
-};
-
-/* [in, 1]^T as (D+1, B) */
-struct InputRowsT {
-    InputRows rows;
-    static constexpr bool k_contig = false, rowwise = false;
-    __device__ float operator()(int64_t m, int64_t k) const { return rows(k, m); }
-};
-
-/* A (M, K) row-major with leading dimension ld */
-struct MatA {
-    const float *p;
-    int64_t ld;
-    static constexpr bool k_contig = true, rowwise = false;
-    __device__ float operator()(int64_t m, int64_t k) const { return p[m * ld + k]; }
-};
-
-/* B (K, N) row-major */
-struct MatB {
-    const float *p;
-    int64_t ld;
-    static constexpr bool n_contig = true;
-    __device__ float operator()(int64_t k, int64_t n) const { return p[k * ld + n]; }
-};
-
-/* B = P^T where P is (N, K) row-major: W^T for the input gradient */
-struct MatBT {
-    const float *p;
-    int64_t ld;
-    static constexpr bool n_contig = false;
-    __device__ float operator()(int64_t k, int64_t n) const { return p[n * ld + k]; }
-};
-
-/* ---- epilogues: what happens to finished sums v[0..count) at (m, n..) --
- * Each takes a thread's run of up to TN adjacent columns, and reads what it
- * needs before it writes, so the loads are in flight together. */
-
-struct StoreForward { /* linear_forward (+ relu_forward) */
-    float *out;
-    int64_t N;
-    bool relu;
-    __device__ void operator()(int64_t m, int64_t n, const float (&v)[TN], int count) const {
-        float *o = out + m * N + n;
-#pragma unroll
-        for (int j = 0; j < TN; j++)
-            if (j < count) o[j] = relu ? (v[j] > 0.0f ? v[j] : 0.0f) : v[j];
-    }
-};
-
-struct StoreMasked { /* linear_backward's dinp (+ relu_backward) */
-    float *out;
-    const float *act;
-    int64_t N;
-    __device__ void operator()(int64_t m, int64_t n, const float (&v)[TN], int count) const {
-        const int64_t i = m * N + n;
-        float a[TN];
-#pragma unroll
-        for (int j = 0; j < TN; j++) a[j] = j < count ? act[i + j] : 0.0f;
-#pragma unroll
-        for (int j = 0; j < TN; j++)
-            if (j < count) out[i + j] = a[j] > 0.0f ? v[j] : 0.0f;
-    }
-};
-
-struct SgdUpdate { /* linear_backward's dW, db (+ sgd_update) */
-    float *P, *V;
-    int64_t N;
-    float lr, momentum, weight_decay;
-    __device__ void operator()(int64_t m, int64_t n, const float (&grad)[TN], int count) const {
-        const int64_t i = m * N + n;
-        float p[TN], vel[TN];
-#pragma unroll
-        for (int j = 0; j < TN; j++) {
-            p[j] = j < count ? P[i + j] : 0.0f;
-            vel[j] = j < count && momentum != 0.0f ? V[i + j] : 0.0f;
-        }
-#pragma unroll
-        for (int j = 0; j < TN; j++) {
-            if (j >= count) continue;
-            P[i + j] = sgd_step(p[j], vel[j], grad[j], lr, momentum, weight_decay);
-            if (momentum != 0.0f) V[i + j] = vel[j];
-        }
-    }
-};
-
-/* ---- the matrix multiply --------------------------------------------- */
-
-/* One product C (M,N) = A (M,K) @ B (K,N), cut into BM x BN tiles and, when
- * that gives too few blocks, into `splits` slices of K. */
-struct Shape {
-    int64_t M, N, K;
-    int64_t tiles_n, tiles; /* tiles across N, tiles in all */
-    int64_t k_per_split;
-    int splits;
-};
-
-Shape make_shape(int64_t M, int64_t N, int64_t K, bool allow_split) {
-    Shape sh;
-    sh.M = M;
-    sh.N = N;
-    sh.K = K;
-    sh.tiles_n = cdiv(N, BN);
-    sh.tiles = cdiv(M, BM) * sh.tiles_n;
-    const int64_t ktiles = cdiv(K, BK);
-    int64_t splits = 1;
-    /* More blocks while each slice keeps at least one k-tile. Few tiles (a
-     * small batch): aim high, latency is all; many: half, so fewer partial
-     * sums are written and read back (measured on an H100, batch 64 vs 1024). */
-    const int64_t target = sh.tiles <= 8 ? TARGET_BLOCKS : TARGET_BLOCKS / 2;
-    while (allow_split && sh.tiles * splits < target && ktiles >= 2 * splits) splits *= 2;
-    sh.k_per_split = cdiv(ktiles, splits) * BK;
-    sh.splits = (int)cdiv(K, sh.k_per_split);
-    return sh;
+__device__ inline int64_t thread_index() {
+    return (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
 }
 
-int64_t partial_floats(const Shape &sh) {
-    return sh.splits > 1 ? (int64_t)sh.splits * sh.tiles * BM * BN : 0;
+__global__ void gather_batch_kernel(float *out, LayerInput in, int64_t B, int64_t D) {
+    const int64_t i = thread_index();
+    if (i >= B * D) return;
+    const int64_t r = data_row(in.order, in.start, i / D), k = i % D;
+    out[i] = in.dtype == MLP_UINT8 ? (float)((const uint8_t *)in.X)[r * D + k] * in.scale
+                                   : ((const float *)in.X)[r * D + k] * in.scale;
 }
 
-/* Block (tile, split) of a product. With one split, epi gets each sum. With
- * several, each block stores its partial tile; the last block of a tile to
- * finish (counted by an atomic) adds the partials in slice order, so the
- * result does not depend on which block came last. */
-template <class LA, class LB, class Epi>
-__device__ void gemm_block(const Shape &sh, int64_t tile, int split, const LA &a, const LB &b,
-                           const Epi &epi, float *partial, unsigned *counters) {
-    __shared__ __align__(16) float As[2][BK][BM + 4];
-    __shared__ __align__(16) float Bs[2][BK][BN + 4];
-    __shared__ bool is_last;
-    __shared__ int64_t rows[BM]; /* where each of the block's A rows starts */
-    const int tx = threadIdx.x % (BN / TN), ty = threadIdx.x / (BN / TN);
-    const int64_t m0 = tile / sh.tiles_n * BM, n0 = tile % sh.tiles_n * BN;
-    if constexpr (LA::rowwise) {
-        for (int i = threadIdx.x; i < BM; i += THREADS) rows[i] = m0 + i < sh.M ? a.row(m0 + i) : 0;
-        __syncthreads();
-    }
-    const int64_t kbeg = split * sh.k_per_split;
-    const int64_t kend = kbeg + sh.k_per_split < sh.K ? kbeg + sh.k_per_split : sh.K;
-    constexpr int LOADS_A = BM * BK / THREADS, LOADS_B = BK * BN / THREADS;
-    float ra[LOADS_A], rb[LOADS_B];
+/* out[i,j] = b[j] + sum_k inp[i,k] W[k,j] */
+__global__ void linear_forward_kernel(float *out, const float *inp, const float *W,
+                                      const float *b, int64_t B, int64_t D, int64_t H) {
+    const int64_t idx = thread_index();
+    if (idx >= B * H) return;
+    const int64_t i = idx / H, j = idx % H;
+    float sum = b[j];
+    for (int64_t k = 0; k < D; k++) sum = fmaf(inp[i * D + k], W[k * H + j], sum);
+    out[idx] = sum;
+}
 
-    /* global -> registers, for the k-tile at k0 */
-    auto fetch = [&](int64_t k0) {
-#pragma unroll
-        for (int r = 0; r < LOADS_A; r++) {
-            const int i = threadIdx.x + r * THREADS;
-            const int m = LA::k_contig ? i / BK : i % BM, k = LA::k_contig ? i % BK : i / BM;
-            const int64_t gm = m0 + m, gk = k0 + k;
-            if constexpr (LA::rowwise) {
-                ra[r] = (gm < sh.M && gk < kend) ? a.at(rows[m], gk) : 0.0f;
-                if (a.stash && n0 == 0 && gm < sh.M && gk < kend && gk < a.D)
-                    a.stash[gm * a.D + gk] = ra[r];
-            } else {
-                ra[r] = (gm < sh.M && gk < kend) ? a(gm, gk) : 0.0f;
-            }
-        }
-#pragma unroll
-        for (int r = 0; r < LOADS_B; r++) {
-            const int i = threadIdx.x + r * THREADS;
-            const int n = LB::n_contig ? i % BN : i / BK, k = LB::n_contig ? i / BN : i % BK;
-            const int64_t gn = n0 + n, gk = k0 + k;
-            rb[r] = (gn < sh.N && gk < kend) ? b(gk, gn) : 0.0f;
-        }
-    };
-    /* registers -> shared buffer buf */
-    auto stash = [&](int buf) {
-#pragma unroll
-        for (int r = 0; r < LOADS_A; r++) {
-            const int i = threadIdx.x + r * THREADS;
-            const int m = LA::k_contig ? i / BK : i % BM, k = LA::k_contig ? i % BK : i / BM;
-            As[buf][k][m] = ra[r];
-        }
-#pragma unroll
-        for (int r = 0; r < LOADS_B; r++) {
-            const int i = threadIdx.x + r * THREADS;
-            const int n = LB::n_contig ? i % BN : i / BK, k = LB::n_contig ? i / BN : i % BK;
-            Bs[buf][k][n] = rb[r];
-        }
-    };
+__global__ void activation_forward_kernel(mlp_activation act, float *out, const float *inp,
+                                          int64_t N) {
+    const int64_t i = thread_index();
+    if (i < N) out[i] = mlp_activation_forward(act, inp[i]);
+}
 
-    float acc[TM][TN] = {};
-    fetch(kbeg);
-    stash(0);
-    __syncthreads();
-    int buf = 0;
-    for (int64_t k0 = kbeg; k0 < kend; k0 += BK) {
-        const bool more = k0 + BK < kend;
-        if (more) fetch(k0 + BK); /* in flight while this tile is multiplied */
-#pragma unroll
-        for (int k = 0; k < BK; k++) {
-            const float4 av = *reinterpret_cast<const float4 *>(&As[buf][k][ty * TM]);
-            const float4 bv = *reinterpret_cast<const float4 *>(&Bs[buf][k][tx * TN]);
-            const float a4[4] = {av.x, av.y, av.z, av.w}, b4[4] = {bv.x, bv.y, bv.z, bv.w};
-#pragma unroll
-            for (int i = 0; i < TM; i++)
-#pragma unroll
-                for (int j = 0; j < TN; j++) acc[i][j] = fmaf(a4[i], b4[j], acc[i][j]);
-        }
-        if (more) stash(buf ^ 1); /* the other buffer: nobody reads it now */
-        __syncthreads();
-        buf ^= 1;
-    }
+__global__ void activation_backward_kernel(mlp_activation act, float *dinp, const float *inp,
+                                           const float *out, const float *dout, int64_t N) {
+    const int64_t i = thread_index();
+    if (i < N) dinp[i] = mlp_activation_backward(act, inp ? inp[i] : 0.0f, out[i], dout[i]);
+}
 
-    const int64_t gn = n0 + tx * TN;
-    const int count = sh.N - gn < TN ? (int)(sh.N - gn) : TN;
-    if (sh.splits == 1) {
-#pragma unroll
-        for (int i = 0; i < TM; i++) {
-            const int64_t gm = m0 + ty * TM + i;
-            if (gm < sh.M && count > 0) epi(gm, gn, acc[i], count);
+/* one thread per row */
+__global__ void loss_forward_kernel(float *out, const float *logits, Targets t, bool has_targets,
+                                    const int64_t *order, int64_t start, int64_t B, int64_t C,
+                                    float *row_loss, int32_t *row_hit) {
+    const int64_t row = thread_index();
+    if (row >= B) return;
+    const float *z = logits + row * C;
+    const int64_t r = data_row(order, start, row);
+    const float w = has_targets && t.weights ? t.weights[r] : 1.0f;
+    if (t.loss == MLP_CROSS_ENTROPY) {
+        int64_t argmax = 0;
+        for (int64_t c = 1; c < C; c++)
+            if (z[c] > z[argmax]) argmax = c;
+        const float zmax = z[argmax];
+        float sum = 0.0f;
+        for (int64_t c = 0; c < C; c++) sum += mlp_softmax_term(z[c], zmax);
+        if (out)
+            for (int64_t c = 0; c < C; c++) out[row * C + c] = mlp_softmax_prob(z[c], zmax, 1.0f / sum);
+        if (has_targets) {
+            const int32_t y = t.labels[r];
+            row_loss[start + row] = w * mlp_cross_entropy_loss(zmax, sum, z[y]);
+            row_hit[start + row] = argmax == y;
         }
         return;
     }
-    const int64_t tile_floats = BM * BN;
-    float *mine = partial + ((int64_t)split * sh.tiles + tile) * tile_floats;
-#pragma unroll
-    for (int i = 0; i < TM; i++)
-        *reinterpret_cast<float4 *>(&mine[(ty * TM + i) * BN + tx * TN]) =
-            make_float4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]);
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) is_last = atomicAdd(&counters[tile], 1u) == (unsigned)sh.splits - 1;
-    __syncthreads();
-    if (!is_last) return;
-    __threadfence();
-#pragma unroll
-    for (int i = 0; i < TM; i++) {
-        float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        for (int s = 0; s < sh.splits; s++) {
-            const float4 p = __ldcg(reinterpret_cast<const float4 *>(
-                &partial[((int64_t)s * sh.tiles + tile) * tile_floats + (ty * TM + i) * BN +
-                         tx * TN]));
-            v.x += p.x;
-            v.y += p.y;
-            v.z += p.z;
-            v.w += p.w;
-        }
-        const float vs[TN] = {v.x, v.y, v.z, v.w};
-        const int64_t gm = m0 + ty * TM + i;
-        if (gm < sh.M && count > 0) epi(gm, gn, vs, count);
+    if (out)
+        for (int64_t c = 0; c < C; c++) out[row * C + c] = mlp_output(t.loss, z[c]);
+    if (!has_targets) return;
+    float loss = 0.0f;
+    int hit = t.loss == MLP_BINARY_CROSS_ENTROPY;
+    for (int64_t c = 0; c < C; c++) {
+        const float y = t.values[r * C + c];
+        loss += mlp_elementwise_loss(t.loss, z[c], y);
+        hit = hit && (z[c] > 0.0f) == (y > 0.5f);
     }
-    if (threadIdx.x == 0) counters[tile] = 0; /* ready for the next product */
+    row_loss[start + row] = w * loss;
+    row_hit[start + row] = hit;
 }
 
-template <class LA, class LB, class Epi>
-__global__ void __launch_bounds__(THREADS)
-gemm_kernel(Shape sh, LA a, LB b, Epi epi, float *partial, unsigned *counters) {
-    gemm_block(sh, blockIdx.x % sh.tiles, (int)(blockIdx.x / sh.tiles), a, b, epi, partial,
-               counters);
-}
-
-template <class LA, class LB, class Epi>
-void gemm(cudaStream_t s, int64_t M, int64_t N, int64_t K, LA a, LB b, Epi epi,
-          Scratch scratch) {
-    Shape sh = make_shape(M, N, K, true);
-    if (partial_floats(sh) > scratch.partial_floats || sh.tiles > scratch.n_counters)
-        sh = make_shape(M, N, K, false); /* cannot happen; see scratch_partial_floats */
-    gemm_kernel<<<(unsigned)(sh.tiles * sh.splits), THREADS, 0, s>>>(sh, a, b, epi,
-                                                                   scratch.partial,
-                                                                   scratch.counters);
-}
-
-/* ---- softmax cross-entropy: one warp per row ------------------------- */
-
-__global__ void softmax_ce_forward_backward_kernel(float *dlogits, const float *logits,
-                                                  const int32_t *y, const int64_t *order,
-                                                  int64_t start, int64_t B, int64_t C,
-                                                  float *row_loss, int32_t *row_hit) {
-    const int64_t row = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    if (row >= B) return;
+/* one thread per output */
+__global__ void loss_backward_kernel(float *dlogits, const float *logits, Targets t,
+                                     const int64_t *order, int64_t start, int64_t B, int64_t C,
+                                     const StepInfo *step) {
+    const int64_t idx = thread_index();
+    if (idx >= B * C) return;
+    const int64_t row = idx / C, c = idx % C;
+    const int64_t r = data_row(order, start, row);
+    const float scale = (t.weights ? t.weights[r] : 1.0f) * step->inv_wsum;
     const float *z = logits + row * C;
-    const RowStats st = row_stats(z, C);
-    const int32_t label = y[order[start + row]];
-    const float inv = 1.0f / st.sum, scale = 1.0f / (float)B;
-    for (int64_t c = threadIdx.x % 32; c < C; c += 32) {
-        const float p = expf(z[c] - st.zmax) * inv;
-        dlogits[row * C + c] = (p - (c == label ? 1.0f : 0.0f)) * scale;
+    if (t.loss != MLP_CROSS_ENTROPY) {
+        dlogits[idx] = mlp_elementwise_grad(t.loss, z[c], t.values[r * C + c], scale);
+        return;
     }
-    if (threadIdx.x % 32 == 0) {
-        row_loss[start + row] = logf(st.sum) - (z[label] - st.zmax);
-        row_hit[start + row] = st.argmax == label;
-    }
+    float zmax = z[0], sum = 0.0f;
+    for (int64_t k = 1; k < C; k++) zmax = z[k] > zmax ? z[k] : zmax;
+    for (int64_t k = 0; k < C; k++) sum += mlp_softmax_term(z[k], zmax);
+    const float p = mlp_softmax_prob(z[c], zmax, 1.0f / sum);
+    dlogits[idx] = mlp_cross_entropy_grad(p, c == t.labels[r], scale);
 }
 
-__global__ void softmax_ce_forward_kernel(float *probs, const float *logits, const int32_t *y,
-                                          int64_t start, int64_t B, int64_t C, float *row_loss,
-                                          int32_t *row_hit) {
-    const int64_t row = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    if (row >= B) return;
-    const float *z = logits + row * C;
-    const RowStats st = row_stats(z, C);
-    if (probs) {
-        const float inv = 1.0f / st.sum;
-        for (int64_t c = threadIdx.x % 32; c < C; c += 32)
-            probs[row * C + c] = expf(z[c] - st.zmax) * inv;
-    }
-    if (y && threadIdx.x % 32 == 0) {
-        const int32_t label = y[start + row];
-        row_loss[start + row] = logf(st.sum) - (z[label] - st.zmax);
-        row_hit[start + row] = st.argmax == label;
-    }
+/* dW[k,j] = sum_i inp[i,k] dout[i,j]; row k == D is db */
+__global__ void linear_backward_weights_kernel(float *dW, float *db, const float *dout,
+                                               const float *inp, int64_t B, int64_t D,
+                                               int64_t H, bool accumulate) {
+    const int64_t idx = thread_index();
+    if (idx >= (D + 1) * H) return;
+    const int64_t k = idx / H, j = idx % H;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < B; i++)
+        sum = fmaf(k == D ? 1.0f : inp[i * D + k], dout[i * H + j], sum);
+    float *g = k == D ? db + j : dW + idx;
+    *g = accumulate ? *g + sum : sum;
 }
 
-/* ---- every layer's weight update in one launch ----------------------- */
-
-struct WeightsBatch {
-    int count;
-    Shape shape[MLP_MAX_FUSED_LAYERS];
-    InputRowsT a[MLP_MAX_FUSED_LAYERS];
-    MatB b[MLP_MAX_FUSED_LAYERS];
-    SgdUpdate epi[MLP_MAX_FUSED_LAYERS];
-    int64_t first_block[MLP_MAX_FUSED_LAYERS + 1];
-    int64_t partial_off[MLP_MAX_FUSED_LAYERS], counter_off[MLP_MAX_FUSED_LAYERS];
-};
-
-__global__ void __launch_bounds__(THREADS)
-weights_kernel(WeightsBatch wb, float *partial, unsigned *counters) {
-    int j = 0;
-    while (j + 1 < wb.count && (int64_t)blockIdx.x >= wb.first_block[j + 1]) j++;
-    const int64_t block = blockIdx.x - wb.first_block[j];
-    const Shape &sh = wb.shape[j];
-    gemm_block(sh, block % sh.tiles, (int)(block / sh.tiles), wb.a[j], wb.b[j], wb.epi[j],
-               partial + wb.partial_off[j], counters + wb.counter_off[j]);
+/* dinp[i,k] = sum_j dout[i,j] W[k,j] */
+__global__ void linear_backward_input_kernel(float *dinp, const float *dout, const float *W,
+                                             int64_t B, int64_t D, int64_t H) {
+    const int64_t idx = thread_index();
+    if (idx >= B * D) return;
+    const int64_t i = idx / D, k = idx % D;
+    float sum = 0.0f;
+    for (int64_t j = 0; j < H; j++) sum = fmaf(dout[i * H + j], W[k * H + j], sum);
+    dinp[idx] = sum;
 }
 
-/* ---- the head: last layer, softmax cross-entropy, back to dh ---------- */
+__global__ void optimizer_update_kernel(const StepInfo *step, float *p, const float *g, float *m,
+                                        float *v, int64_t n, int is_bias) {
+    const int64_t i = thread_index();
+    if (i >= n) return;
+    const mlp_step s = step->s;
+    p[i] = mlp_update(&s, p[i], g[i], &m[i], &v[i], is_bias);
+}
 
-constexpr int HEAD_WARPS = 8;
-
-/* shared memory: the row h (H), its logits then dlogits (C) */
-int64_t head_smem_floats(int64_t H, int64_t C) { return H + C; }
-
-/* One block per row; warp w computes the logits c = w, w + 8, ...; then
- * every thread takes inputs k of the row for dh. */
-__global__ void __launch_bounds__(32 * HEAD_WARPS)
-head_kernel(float *logits, float *dlogits, float *dh, const float *h, const float *W_aug,
-            int64_t B, int64_t H, int64_t C, const int32_t *y, const int64_t *order,
-            int64_t start, float *row_loss, int32_t *row_hit) {
-    extern __shared__ float smem[];
-    float *hs = smem, *zs = smem + H;
-    const int64_t row = blockIdx.x;
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    __shared__ int32_t label;
-    if (threadIdx.x == 0) label = y[order[start + row]];
-    for (int64_t k = threadIdx.x; k < H; k += blockDim.x) hs[k] = h[row * H + k];
+/* one block: a fixed summation order, added to *sum by thread 0 */
+__global__ void sum_squares_kernel(const float *p, int64_t n, double *sum) {
+    __shared__ double part[THREADS];
+    double acc = 0.0;
+    for (int64_t i = threadIdx.x; i < n; i += THREADS) acc += (double)p[i] * p[i];
+    part[threadIdx.x] = acc;
     __syncthreads();
-    for (int64_t c = warp; c < C; c += HEAD_WARPS) {
-        float s = 0.0f;
-        for (int64_t k = lane; k < H; k += 32) s = fmaf(hs[k], W_aug[k * C + c], s);
-        s = warp_sum(s);
-        if (lane == 0) zs[c] = s + W_aug[H * C + c];
+    for (int w = THREADS / 2; w > 0; w /= 2) {
+        if ((int)threadIdx.x < w) part[threadIdx.x] += part[threadIdx.x + w];
+        __syncthreads();
     }
-    __syncthreads();
-    if (warp == 0) {
-        const RowStats st = row_stats(zs, C);
-        const float inv = 1.0f / st.sum, scale = 1.0f / (float)B;
-        if (lane == 0) {
-            row_loss[start + row] = logf(st.sum) - (zs[label] - st.zmax);
-            row_hit[start + row] = st.argmax == label;
-        }
-        __syncwarp();
-        for (int64_t c = lane; c < C; c += 32) {
-            logits[row * C + c] = zs[c];
-            const float p = expf(zs[c] - st.zmax) * inv;
-            zs[c] = (p - (c == label ? 1.0f : 0.0f)) * scale; /* now dlogits */
-            dlogits[row * C + c] = zs[c];
-        }
-    }
-    __syncthreads();
-    for (int64_t k = threadIdx.x; k < H; k += blockDim.x) {
-        float s = 0.0f;
-        if (hs[k] > 0.0f)
-            for (int64_t c = 0; c < C; c++) s = fmaf(zs[c], W_aug[k * C + c], s);
-        dh[row * H + k] = s;
-    }
+    if (threadIdx.x == 0) *sum += part[0];
 }
-
-/* ---- epoch statistics ------------------------------------------------ */
 
 __global__ void batch_loss_kernel(const float *row_loss, int64_t n, int64_t batch_size,
+                                  const StepInfo *steps, const double *penalty,
                                   float *batch_loss) {
-    const int64_t b = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const int64_t b = thread_index();
     const int64_t start = b * batch_size;
     if (start >= n) return;
     const int64_t end = start + batch_size < n ? start + batch_size : n;
     double s = 0.0;
     for (int64_t i = start; i < end; i++) s += row_loss[i];
-    batch_loss[b] = (float)(s / (double)(end - start));
+    s *= steps[b].inv_wsum;
+    if (penalty) s += (double)steps[b].l2_half * penalty[b];
+    batch_loss[b] = (float)s;
 }
 
 constexpr int REDUCE_THREADS = 1024;
@@ -466,92 +202,73 @@ totals_kernel(const float *row_loss, const int32_t *row_hit, int64_t n, double *
 
 } // namespace
 
-/* ---- launchers ------------------------------------------------------- */
-
-int64_t scratch_partial_floats(void) {
-    /* when splits > 1, splits * tiles < 2 * TARGET_BLOCKS, so one product
-     * always fits; two, for the fused weight update (layers that do not fit
-     * are not split) */
-    return 2 * 2 * TARGET_BLOCKS * BM * BN;
+void gather_batch(cudaStream_t s, float *out, LayerInput in, int64_t B, int64_t D) {
+    gather_batch_kernel<<<blocks_for(B * D), THREADS, 0, s>>>(out, in, B, D);
 }
 
-int64_t scratch_counters(void) { return (int64_t)MLP_MAX_FUSED_LAYERS * TARGET_BLOCKS; }
-
-bool head_fits(int64_t H, int64_t C) {
-    return C <= MLP_HEAD_MAX_CLASSES && head_smem_floats(H, C) * (int64_t)sizeof(float) <= 48 * 1024;
+void linear_forward(cudaStream_t s, float *out, const float *inp, const float *W, const float *b,
+                    int64_t B, int64_t D, int64_t H) {
+    linear_forward_kernel<<<blocks_for(B * H), THREADS, 0, s>>>(out, inp, W, b, B, D, H);
 }
 
-void linear_forward(cudaStream_t s, float *out, LayerInput in, const float *W_aug, int64_t B,
-                    int64_t D, int64_t H, bool relu, float *stash, Scratch scratch) {
-    gemm(s, B, H, D + 1, InputRows{in, D, stash}, MatB{W_aug, H}, StoreForward{out, H, relu},
-         scratch);
+void activation_forward(cudaStream_t s, mlp_activation act, float *out, const float *inp,
+                        int64_t N) {
+    activation_forward_kernel<<<blocks_for(N), THREADS, 0, s>>>(act, out, inp, N);
 }
 
-void linear_backward_input(cudaStream_t s, float *dinp, const float *dout, const float *W,
-                           const float *act_in, int64_t B, int64_t D, int64_t H,
-                           Scratch scratch) {
-    gemm(s, B, D, H, MatA{dout, H}, MatBT{W, H}, StoreMasked{dinp, act_in, D}, scratch);
+void activation_backward(cudaStream_t s, mlp_activation act, float *dinp, const float *inp,
+                         const float *out, const float *dout, int64_t N) {
+    activation_backward_kernel<<<blocks_for(N), THREADS, 0, s>>>(act, dinp, inp, out, dout, N);
 }
 
-void linear_backward_weights_sgd(cudaStream_t s, const WeightsJob *jobs, int n_jobs, int64_t B,
-                                 float lr, float momentum, float weight_decay, Scratch scratch) {
-    WeightsBatch wb;
-    wb.count = n_jobs;
-    int64_t blocks = 0, partial = 0, counters = 0;
-    for (int j = 0; j < n_jobs; j++) {
-        const WeightsJob &job = jobs[j];
-        Shape sh = make_shape(job.D + 1, job.H, B, true);
-        if (partial + partial_floats(sh) > scratch.partial_floats ||
-            counters + sh.tiles > scratch.n_counters)
-            sh = make_shape(job.D + 1, job.H, B, false);
-        wb.shape[j] = sh;
-        wb.a[j] = InputRowsT{InputRows{job.in, job.D, NULL}};
-        wb.b[j] = MatB{job.dout, job.H};
-        wb.epi[j] = SgdUpdate{job.W_aug, job.V, job.H, lr, momentum, weight_decay};
-        wb.first_block[j] = blocks;
-        wb.partial_off[j] = partial;
-        wb.counter_off[j] = counters;
-        blocks += sh.tiles * sh.splits;
-        partial += partial_floats(sh);
-        if (sh.splits > 1) counters += sh.tiles;
+void loss_forward(cudaStream_t s, float *out, const float *logits, const Targets *t,
+                  const int64_t *order, int64_t start, int64_t B, int64_t C, float *row_loss,
+                  int32_t *row_hit) {
+    loss_forward_kernel<<<blocks_for(B), THREADS, 0, s>>>(out, logits, *t, t->labels || t->values,
+                                                          order, start, B, C, row_loss, row_hit);
+}
+
+void loss_backward(cudaStream_t s, float *dlogits, const float *logits, Targets t,
+                   const int64_t *order, int64_t start, int64_t B, int64_t C,
+                   const StepInfo *step) {
+    loss_backward_kernel<<<blocks_for(B * C), THREADS, 0, s>>>(dlogits, logits, t, order, start,
+                                                               B, C, step);
+}
+
+void linear_backward(cudaStream_t s, float *dinp, float *dW, float *db, const float *dout,
+                     const float *inp, const float *W, int64_t B, int64_t D, int64_t H,
+                     bool accumulate) {
+    linear_backward_weights_kernel<<<blocks_for((D + 1) * H), THREADS, 0, s>>>(
+        dW, db, dout, inp, B, D, H, accumulate);
+    if (dinp)
+        linear_backward_input_kernel<<<blocks_for(B * D), THREADS, 0, s>>>(dinp, dout, W, B, D, H);
+}
+
+void optimizer_update(cudaStream_t s, const mlp_layout *L, const StepInfo *step, float *params,
+                      const float *grads, float *m, float *v) {
+    for (int l = 0; l < L->n_layers; l++) {
+        const int64_t w0 = L->w_off[l], b0 = L->b_off[l];
+        const int64_t nw = L->sizes[l] * L->sizes[l + 1], nb = L->sizes[l + 1];
+        optimizer_update_kernel<<<blocks_for(nw), THREADS, 0, s>>>(step, params + w0, grads + w0,
+                                                                   m + w0, v + w0, nw, 0);
+        optimizer_update_kernel<<<blocks_for(nb), THREADS, 0, s>>>(step, params + b0, grads + b0,
+                                                                   m + b0, v + b0, nb, 1);
     }
-    wb.first_block[n_jobs] = blocks;
-    weights_kernel<<<(unsigned)blocks, THREADS, 0, s>>>(wb, scratch.partial, scratch.counters);
 }
 
-void head_forward_backward(cudaStream_t s, float *logits, float *dlogits, float *dh,
-                           const float *h, const float *W_aug, int64_t B, int64_t H, int64_t C,
-                           const int32_t *y, const int64_t *order, int64_t start,
-                           float *row_loss, int32_t *row_hit) {
-    const size_t smem = sizeof(float) * (size_t)head_smem_floats(H, C);
-    head_kernel<<<(unsigned)B, 32 * HEAD_WARPS, smem, s>>>(
-        logits, dlogits, dh, h, W_aug, B, H, C, y, order, start, row_loss, row_hit);
-}
-
-void softmax_crossentropy_forward_backward(cudaStream_t s, float *dlogits, const float *logits,
-                                           const int32_t *y, const int64_t *order, int64_t start,
-                                           int64_t B, int64_t C, float *row_loss,
-                                           int32_t *row_hit) {
-    const int rows_per_block = 8;
-    softmax_ce_forward_backward_kernel<<<(unsigned)cdiv(B, rows_per_block), 32 * rows_per_block,
-                                         0, s>>>(dlogits, logits, y, order, start, B, C,
-                                                 row_loss, row_hit);
-}
-
-void softmax_crossentropy_forward(cudaStream_t s, float *probs, const float *logits,
-                                  const int32_t *y, int64_t start, int64_t B, int64_t C,
-                                  float *row_loss, int32_t *row_hit) {
-    const int rows_per_block = 8;
-    softmax_ce_forward_kernel<<<(unsigned)cdiv(B, rows_per_block), 32 * rows_per_block, 0, s>>>(
-        probs, logits, y, start, B, C, row_loss, row_hit);
+void l2_sum(cudaStream_t s, const mlp_layout *L, const float *params, double *sum) {
+    for (int l = 0; l < L->n_layers; l++)
+        sum_squares_kernel<<<1, THREADS, 0, s>>>(params + L->w_off[l],
+                                                 L->sizes[l] * L->sizes[l + 1], sum);
 }
 
 void reduce_epoch(cudaStream_t s, const float *row_loss, const int32_t *row_hit, int64_t n,
-                  int64_t batch_size, float *batch_loss, double *loss_sum, int64_t *hits) {
+                  int64_t batch_size, const StepInfo *steps, const double *penalty,
+                  float *batch_loss, double *loss_sum, int64_t *hits) {
     if (batch_loss) {
         const int64_t batches = cdiv(n, batch_size);
-        batch_loss_kernel<<<(unsigned)cdiv(batches, 256), 256, 0, s>>>(row_loss, n, batch_size,
-                                                                       batch_loss);
+        batch_loss_kernel<<<blocks_for(batches), THREADS, 0, s>>>(row_loss, n, batch_size, steps,
+                                                                  penalty, batch_loss);
     }
     totals_kernel<<<1, REDUCE_THREADS, 0, s>>>(row_loss, row_hit, n, loss_sum, hits);
 }

@@ -1,0 +1,471 @@
+/*
+ * gemm.cu - the tuned kernel-per-op path; see gemm.cuh.
+ *
+ * One tiled matrix multiply (gemm_block) serves every linear op: it reads its
+ * two operands through small loader objects (plain, transposed, gathered
+ * rows of the data set) and hands each finished sum to an epilogue object
+ * (activation, activation backward, optimizer update; the bias is already
+ * in). All pointwise math comes from csrc/pointwise.h. Every output element
+ * is summed by one thread in a fixed order, and split-K partial sums are
+ * added in slice order: no floating-point atomics, so results are
+ * bit-identical from run to run.
+ */
+#include <math.h>
+
+#include "gemm.cuh"
+#include "common.cuh"
+#include "pointwise.h"
+
+namespace gemm {
+namespace {
+
+constexpr int BM = 64, BN = 64, BK = 16, TM = 4, TN = 4;
+constexpr int THREADS = (BM / TM) * (BN / TN); /* 256 */
+constexpr int64_t TARGET_BLOCKS = 512; /* most blocks split-K aims for: 4 per SM of 132 */
+
+__host__ __device__ inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* ---- operand loaders: A(m, k) and B(k, n) ------------------------------- */
+
+/* [in, 1] as (B, D+1): row m of the layer input, and the constant 1 that
+ * multiplies the bias row of W_aug. gemm_block looks each block's rows up
+ * once (row), then reads elements (at). When stash is set, the blocks of the
+ * first tile column also write the gathered floats there, (B, D), so the
+ * weight update of the same step reads a plain matrix. */
+struct InputRows {
+    LayerInput in;
+    int64_t D;
+    float *stash;
+    static constexpr bool k_contig = true, rowwise = true;
+    __device__ int64_t row(int64_t m) const {
+        return in.act || !in.order ? (in.act ? m : in.start + m) : in.order[in.start + m];
+    }
+    __device__ float at(int64_t r, int64_t k) const {
+        if (k == D) return 1.0f;
+        if (in.act) return in.act[r * D + k];
+        if (in.dtype == MLP_UINT8) return (float)((const uint8_t *)in.X)[r * D + k] * in.scale;
+        return ((const float *)in.X)[r * D + k] * in.scale;
+    }
+    __device__ float operator()(int64_t m, int64_t k) const { return at(row(m), k); }
+};
+
+/* [in, 1]^T as (D+1, B) */
+struct InputRowsT {
+    InputRows rows;
+    static constexpr bool k_contig = false, rowwise = false;
+    __device__ float operator()(int64_t m, int64_t k) const { return rows(k, m); }
+};
+
+/* A (M, K) row-major with leading dimension ld */
+struct MatA {
+    const float *p;
+    int64_t ld;
+    static constexpr bool k_contig = true, rowwise = false;
+    __device__ float operator()(int64_t m, int64_t k) const { return p[m * ld + k]; }
+};
+
+/* B (K, N) row-major */
+struct MatB {
+    const float *p;
+    int64_t ld;
+    static constexpr bool n_contig = true;
+    __device__ float operator()(int64_t k, int64_t n) const { return p[k * ld + n]; }
+};
+
+/* B = P^T where P is (N, K) row-major: W^T for the input gradient */
+struct MatBT {
+    const float *p;
+    int64_t ld;
+    static constexpr bool n_contig = false;
+    __device__ float operator()(int64_t k, int64_t n) const { return p[n * ld + k]; }
+};
+
+/* ---- epilogues: what happens to finished sums v[0..count) at (m, n..) --
+ * Each takes a thread's run of up to TN adjacent columns, and reads what it
+ * needs before it writes, so the loads are in flight together. */
+
+struct StoreForward { /* linear_forward (+ activation_forward) */
+    float *out, *pre;
+    int64_t N;
+    mlp_activation act;
+    bool activate;
+    __device__ void operator()(int64_t m, int64_t n, const float (&v)[TN], int count) const {
+        float *o = out + m * N + n;
+#pragma unroll
+        for (int j = 0; j < TN; j++) {
+            if (j >= count) continue;
+            if (pre) pre[m * N + n + j] = v[j];
+            o[j] = activate ? mlp_activation_forward(act, v[j]) : v[j];
+        }
+    }
+};
+
+struct StoreBackward { /* linear_backward's dinp (+ activation_backward) */
+    float *out;
+    const float *act_out, *pre; /* the activation's output and (or NULL) input */
+    int64_t N;
+    mlp_activation act;
+    __device__ void operator()(int64_t m, int64_t n, const float (&v)[TN], int count) const {
+        const int64_t i = m * N + n;
+        float y[TN], x[TN];
+#pragma unroll
+        for (int j = 0; j < TN; j++) {
+            y[j] = j < count ? act_out[i + j] : 0.0f;
+            x[j] = j < count && pre ? pre[i + j] : 0.0f;
+        }
+#pragma unroll
+        for (int j = 0; j < TN; j++)
+            if (j < count) out[i + j] = mlp_activation_backward(act, x[j], y[j], v[j]);
+    }
+};
+
+struct OptimizerUpdate { /* linear_backward's dW, db (+ the optimizer update) */
+    float *P, *M, *V;
+    int64_t N, bias_row; /* row D of the augmented (D+1, N) view holds the biases */
+    const StepInfo *step;
+    __device__ void operator()(int64_t m, int64_t n, const float (&grad)[TN], int count) const {
+        const mlp_step s = step->s;
+        const bool with_m = s.adam || s.momentum != 0.0f, with_v = s.adam;
+        const int64_t i = m * N + n;
+        float p[TN], mv[TN], vv[TN];
+#pragma unroll
+        for (int j = 0; j < TN; j++) {
+            p[j] = j < count ? P[i + j] : 0.0f;
+            mv[j] = j < count && with_m ? M[i + j] : 0.0f;
+            vv[j] = j < count && with_v ? V[i + j] : 0.0f;
+        }
+#pragma unroll
+        for (int j = 0; j < TN; j++) {
+            if (j >= count) continue;
+            P[i + j] = mlp_update(&s, p[j], grad[j], &mv[j], &vv[j], m == bias_row);
+            if (with_m) M[i + j] = mv[j];
+            if (with_v) V[i + j] = vv[j];
+        }
+    }
+};
+
+/* ---- the matrix multiply --------------------------------------------- */
+
+/* One product C (M,N) = A (M,K) @ B (K,N), cut into BM x BN tiles and, when
+ * that gives too few blocks, into `splits` slices of K. */
+struct Shape {
+    int64_t M, N, K;
+    int64_t tiles_n, tiles; /* tiles across N, tiles in all */
+    int64_t k_per_split;
+    int splits;
+};
+
+Shape make_shape(int64_t M, int64_t N, int64_t K, bool allow_split) {
+    Shape sh;
+    sh.M = M;
+    sh.N = N;
+    sh.K = K;
+    sh.tiles_n = cdiv(N, BN);
+    sh.tiles = cdiv(M, BM) * sh.tiles_n;
+    const int64_t ktiles = cdiv(K, BK);
+    int64_t splits = 1;
+    /* More blocks while each slice keeps at least one k-tile. Few tiles (a
+     * small batch): aim high, latency is all; many: half, so fewer partial
+     * sums are written and read back (measured on an H100, batch 64 vs 1024). */
+    const int64_t target = sh.tiles <= 8 ? TARGET_BLOCKS : TARGET_BLOCKS / 2;
+    while (allow_split && sh.tiles * splits < target && ktiles >= 2 * splits) splits *= 2;
+    sh.k_per_split = cdiv(ktiles, splits) * BK;
+    sh.splits = (int)cdiv(K, sh.k_per_split);
+    return sh;
+}
+
+int64_t partial_floats(const Shape &sh) {
+    return sh.splits > 1 ? (int64_t)sh.splits * sh.tiles * BM * BN : 0;
+}
+
+/* Block (tile, split) of a product. With one split, epi gets each sum. With
+ * several, each block stores its partial tile; the last block of a tile to
+ * finish (counted by an atomic) adds the partials in slice order, so the
+ * result does not depend on which block came last. */
+template <class LA, class LB, class Epi>
+__device__ void gemm_block(const Shape &sh, int64_t tile, int split, const LA &a, const LB &b,
+                           const Epi &epi, float *partial, unsigned *counters) {
+    __shared__ __align__(16) float As[2][BK][BM + 4];
+    __shared__ __align__(16) float Bs[2][BK][BN + 4];
+    __shared__ bool is_last;
+    __shared__ int64_t rows[BM]; /* where each of the block's A rows starts */
+    const int tx = threadIdx.x % (BN / TN), ty = threadIdx.x / (BN / TN);
+    const int64_t m0 = tile / sh.tiles_n * BM, n0 = tile % sh.tiles_n * BN;
+    if constexpr (LA::rowwise) {
+        for (int i = threadIdx.x; i < BM; i += THREADS) rows[i] = m0 + i < sh.M ? a.row(m0 + i) : 0;
+        __syncthreads();
+    }
+    const int64_t kbeg = split * sh.k_per_split;
+    const int64_t kend = kbeg + sh.k_per_split < sh.K ? kbeg + sh.k_per_split : sh.K;
+    constexpr int LOADS_A = BM * BK / THREADS, LOADS_B = BK * BN / THREADS;
+    float ra[LOADS_A], rb[LOADS_B];
+
+    /* global -> registers, for the k-tile at k0 */
+    auto fetch = [&](int64_t k0) {
+#pragma unroll
+        for (int r = 0; r < LOADS_A; r++) {
+            const int i = threadIdx.x + r * THREADS;
+            const int m = LA::k_contig ? i / BK : i % BM, k = LA::k_contig ? i % BK : i / BM;
+            const int64_t gm = m0 + m, gk = k0 + k;
+            if constexpr (LA::rowwise) {
+                ra[r] = (gm < sh.M && gk < kend) ? a.at(rows[m], gk) : 0.0f;
+                if (a.stash && n0 == 0 && gm < sh.M && gk < kend && gk < a.D)
+                    a.stash[gm * a.D + gk] = ra[r];
+            } else {
+                ra[r] = (gm < sh.M && gk < kend) ? a(gm, gk) : 0.0f;
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < LOADS_B; r++) {
+            const int i = threadIdx.x + r * THREADS;
+            const int n = LB::n_contig ? i % BN : i / BK, k = LB::n_contig ? i / BN : i % BK;
+            const int64_t gn = n0 + n, gk = k0 + k;
+            rb[r] = (gn < sh.N && gk < kend) ? b(gk, gn) : 0.0f;
+        }
+    };
+    /* registers -> shared buffer buf */
+    auto stash = [&](int buf) {
+#pragma unroll
+        for (int r = 0; r < LOADS_A; r++) {
+            const int i = threadIdx.x + r * THREADS;
+            const int m = LA::k_contig ? i / BK : i % BM, k = LA::k_contig ? i % BK : i / BM;
+            As[buf][k][m] = ra[r];
+        }
+#pragma unroll
+        for (int r = 0; r < LOADS_B; r++) {
+            const int i = threadIdx.x + r * THREADS;
+            const int n = LB::n_contig ? i % BN : i / BK, k = LB::n_contig ? i / BN : i % BK;
+            Bs[buf][k][n] = rb[r];
+        }
+    };
+
+    float acc[TM][TN] = {};
+    fetch(kbeg);
+    stash(0);
+    __syncthreads();
+    int buf = 0;
+    for (int64_t k0 = kbeg; k0 < kend; k0 += BK) {
+        const bool more = k0 + BK < kend;
+        if (more) fetch(k0 + BK); /* in flight while this tile is multiplied */
+#pragma unroll
+        for (int k = 0; k < BK; k++) {
+            const float4 av = *reinterpret_cast<const float4 *>(&As[buf][k][ty * TM]);
+            const float4 bv = *reinterpret_cast<const float4 *>(&Bs[buf][k][tx * TN]);
+            const float a4[4] = {av.x, av.y, av.z, av.w}, b4[4] = {bv.x, bv.y, bv.z, bv.w};
+#pragma unroll
+            for (int i = 0; i < TM; i++)
+#pragma unroll
+                for (int j = 0; j < TN; j++) acc[i][j] = fmaf(a4[i], b4[j], acc[i][j]);
+        }
+        if (more) stash(buf ^ 1); /* the other buffer: nobody reads it now */
+        __syncthreads();
+        buf ^= 1;
+    }
+
+    const int64_t gn = n0 + tx * TN;
+    const int count = sh.N - gn < TN ? (int)(sh.N - gn) : TN;
+    if (sh.splits == 1) {
+#pragma unroll
+        for (int i = 0; i < TM; i++) {
+            const int64_t gm = m0 + ty * TM + i;
+            if (gm < sh.M && count > 0) epi(gm, gn, acc[i], count);
+        }
+        return;
+    }
+    const int64_t tile_floats = BM * BN;
+    float *mine = partial + ((int64_t)split * sh.tiles + tile) * tile_floats;
+#pragma unroll
+    for (int i = 0; i < TM; i++)
+        *reinterpret_cast<float4 *>(&mine[(ty * TM + i) * BN + tx * TN]) =
+            make_float4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]);
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) is_last = atomicAdd(&counters[tile], 1u) == (unsigned)sh.splits - 1;
+    __syncthreads();
+    if (!is_last) return;
+    __threadfence();
+#pragma unroll
+    for (int i = 0; i < TM; i++) {
+        float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        for (int s = 0; s < sh.splits; s++) {
+            const float4 p = __ldcg(reinterpret_cast<const float4 *>(
+                &partial[((int64_t)s * sh.tiles + tile) * tile_floats + (ty * TM + i) * BN +
+                         tx * TN]));
+            v.x += p.x;
+            v.y += p.y;
+            v.z += p.z;
+            v.w += p.w;
+        }
+        const float vs[TN] = {v.x, v.y, v.z, v.w};
+        const int64_t gm = m0 + ty * TM + i;
+        if (gm < sh.M && count > 0) epi(gm, gn, vs, count);
+    }
+    if (threadIdx.x == 0) counters[tile] = 0; /* ready for the next product */
+}
+
+template <class LA, class LB, class Epi>
+__global__ void __launch_bounds__(THREADS)
+gemm_kernel(Shape sh, LA a, LB b, Epi epi, float *partial, unsigned *counters) {
+    gemm_block(sh, blockIdx.x % sh.tiles, (int)(blockIdx.x / sh.tiles), a, b, epi, partial,
+               counters);
+}
+
+template <class LA, class LB, class Epi>
+void gemm(cudaStream_t s, int64_t M, int64_t N, int64_t K, LA a, LB b, Epi epi,
+          Scratch scratch) {
+    Shape sh = make_shape(M, N, K, true);
+    if (partial_floats(sh) > scratch.partial_floats || sh.tiles > scratch.n_counters)
+        sh = make_shape(M, N, K, false); /* cannot happen; see scratch_partial_floats */
+    gemm_kernel<<<(unsigned)(sh.tiles * sh.splits), THREADS, 0, s>>>(sh, a, b, epi,
+                                                                   scratch.partial,
+                                                                   scratch.counters);
+}
+
+/* ---- every layer's weight update in one launch ----------------------- */
+
+struct WeightsBatch {
+    int count;
+    Shape shape[MLP_MAX_FUSED_LAYERS];
+    InputRowsT a[MLP_MAX_FUSED_LAYERS];
+    MatB b[MLP_MAX_FUSED_LAYERS];
+    OptimizerUpdate epi[MLP_MAX_FUSED_LAYERS];
+    int64_t first_block[MLP_MAX_FUSED_LAYERS + 1];
+    int64_t partial_off[MLP_MAX_FUSED_LAYERS], counter_off[MLP_MAX_FUSED_LAYERS];
+};
+
+__global__ void __launch_bounds__(THREADS)
+weights_kernel(WeightsBatch wb, float *partial, unsigned *counters) {
+    int j = 0;
+    while (j + 1 < wb.count && (int64_t)blockIdx.x >= wb.first_block[j + 1]) j++;
+    const int64_t block = blockIdx.x - wb.first_block[j];
+    const Shape &sh = wb.shape[j];
+    gemm_block(sh, block % sh.tiles, (int)(block / sh.tiles), wb.a[j], wb.b[j], wb.epi[j],
+               partial + wb.partial_off[j], counters + wb.counter_off[j]);
+}
+
+/* ---- the head: last layer, softmax cross-entropy, back to dh ---------- */
+
+constexpr int HEAD_WARPS = 8;
+
+/* shared memory: the row h (H), its logits then dlogits (C) */
+int64_t head_smem_floats(int64_t H, int64_t C) { return H + C; }
+
+/* One block per row; warp w computes the logits c = w, w + 8, ...; then
+ * every thread takes inputs k of the row for dh. */
+__global__ void __launch_bounds__(32 * HEAD_WARPS)
+head_kernel(float *logits, float *dlogits, float *dh, const float *h, const float *W_aug,
+            int64_t B, int64_t H, int64_t C, mlp_activation act, Targets t,
+            const int64_t *order, int64_t start, const StepInfo *step, float *row_loss,
+            int32_t *row_hit) {
+    extern __shared__ float smem[];
+    float *hs = smem, *zs = smem + H;
+    const int64_t row = blockIdx.x;
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    __shared__ int32_t label;
+    __shared__ float weight;
+    if (threadIdx.x == 0) {
+        const int64_t r = data_row(order, start, row);
+        label = t.labels[r];
+        weight = t.weights ? t.weights[r] : 1.0f;
+    }
+    for (int64_t k = threadIdx.x; k < H; k += blockDim.x) hs[k] = h[row * H + k];
+    __syncthreads();
+    for (int64_t c = warp; c < C; c += HEAD_WARPS) {
+        float s = 0.0f;
+        for (int64_t k = lane; k < H; k += 32) s = fmaf(hs[k], W_aug[k * C + c], s);
+        s = warp_sum(s);
+        if (lane == 0) zs[c] = s + W_aug[H * C + c];
+    }
+    __syncthreads();
+    if (warp == 0) {
+        const RowStats st = row_stats(zs, C);
+        const float inv = 1.0f / st.sum, scale = weight * step->inv_wsum;
+        if (lane == 0) {
+            row_loss[start + row] = weight * mlp_cross_entropy_loss(st.zmax, st.sum, zs[label]);
+            row_hit[start + row] = st.argmax == label;
+        }
+        __syncwarp();
+        for (int64_t c = lane; c < C; c += 32) {
+            logits[row * C + c] = zs[c];
+            const float p = mlp_softmax_prob(zs[c], st.zmax, inv);
+            zs[c] = mlp_cross_entropy_grad(p, c == label, scale); /* now dlogits */
+            dlogits[row * C + c] = zs[c];
+        }
+    }
+    __syncthreads();
+    for (int64_t k = threadIdx.x; k < H; k += blockDim.x) {
+        float s = 0.0f;
+        if (act != MLP_RELU || mlp_relu_passes(hs[k]))
+            for (int64_t c = 0; c < C; c++) s = fmaf(zs[c], W_aug[k * C + c], s);
+        dh[row * H + k] = mlp_activation_backward(act, 0.0f, hs[k], s);
+    }
+}
+
+} // namespace
+
+/* ---- launchers ------------------------------------------------------- */
+
+int64_t scratch_partial_floats(void) {
+    /* when splits > 1, splits * tiles < 2 * TARGET_BLOCKS, so one product
+     * always fits; two, for the fused weight update (layers that do not fit
+     * are not split) */
+    return 2 * 2 * TARGET_BLOCKS * BM * BN;
+}
+
+int64_t scratch_counters(void) { return (int64_t)MLP_MAX_FUSED_LAYERS * TARGET_BLOCKS; }
+
+bool head_fits(int64_t H, int64_t C, mlp_loss loss, mlp_activation act) {
+    return loss == MLP_CROSS_ENTROPY && !mlp_activation_needs_input(act) &&
+           C <= MLP_HEAD_MAX_CLASSES && head_smem_floats(H, C) * (int64_t)sizeof(float) <= 48 * 1024;
+}
+
+void linear_forward(cudaStream_t s, float *out, float *pre, LayerInput in, const float *W_aug,
+                    int64_t B, int64_t D, int64_t H, mlp_activation act, bool activate,
+                    float *stash, Scratch scratch) {
+    gemm(s, B, H, D + 1, InputRows{in, D, stash}, MatB{W_aug, H},
+         StoreForward{out, pre, H, act, activate}, scratch);
+}
+
+void linear_backward_input(cudaStream_t s, float *dinp, const float *dout, const float *W,
+                           mlp_activation act, const float *pre_in, const float *act_in,
+                           int64_t B, int64_t D, int64_t H, Scratch scratch) {
+    gemm(s, B, D, H, MatA{dout, H}, MatBT{W, H}, StoreBackward{dinp, act_in, pre_in, D, act},
+         scratch);
+}
+
+void linear_backward_weights_update(cudaStream_t s, const WeightsJob *jobs, int n_jobs,
+                                    int64_t B, const StepInfo *step, Scratch scratch) {
+    WeightsBatch wb;
+    wb.count = n_jobs;
+    int64_t blocks = 0, partial = 0, counters = 0;
+    for (int j = 0; j < n_jobs; j++) {
+        const WeightsJob &job = jobs[j];
+        Shape sh = make_shape(job.D + 1, job.H, B, true);
+        if (partial + partial_floats(sh) > scratch.partial_floats ||
+            counters + sh.tiles > scratch.n_counters)
+            sh = make_shape(job.D + 1, job.H, B, false);
+        wb.shape[j] = sh;
+        wb.a[j] = InputRowsT{InputRows{job.in, job.D, NULL}};
+        wb.b[j] = MatB{job.dout, job.H};
+        wb.epi[j] = OptimizerUpdate{job.W_aug, job.M, job.V, job.H, job.D, step};
+        wb.first_block[j] = blocks;
+        wb.partial_off[j] = partial;
+        wb.counter_off[j] = counters;
+        blocks += sh.tiles * sh.splits;
+        partial += partial_floats(sh);
+        if (sh.splits > 1) counters += sh.tiles;
+    }
+    wb.first_block[n_jobs] = blocks;
+    weights_kernel<<<(unsigned)blocks, THREADS, 0, s>>>(wb, scratch.partial, scratch.counters);
+}
+
+void head_forward_backward(cudaStream_t s, float *logits, float *dlogits, float *dh,
+                           const float *h, const float *W_aug, int64_t B, int64_t H, int64_t C,
+                           mlp_activation act, Targets t, const int64_t *order, int64_t start,
+                           const StepInfo *step, float *row_loss, int32_t *row_hit) {
+    const size_t smem = sizeof(float) * (size_t)head_smem_floats(H, C);
+    head_kernel<<<(unsigned)B, 32 * HEAD_WARPS, smem, s>>>(
+        logits, dlogits, dh, h, W_aug, B, H, C, act, t, order, start, step, row_loss, row_hit);
+}
+
+} // namespace gemm
