@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from mlp import reference
+from mlp.optimizers import make_optimizer
 from mlp.training import initial_state
 
 from conftest import make_problem, rel_err, run_backend, run_reference, scale_of
@@ -108,3 +109,82 @@ def test_float32_reference_agrees_closely(core):
                                              dtype=np.float32)
     np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
     assert rel_err(final, ref_final) < 1e-5
+
+
+# ---- every activation x loss x optimizer ----------------------------------
+
+ACTIVATIONS = list(reference.ACTIVATIONS)
+LOSSES = list(reference.LOSSES)
+OPTIMIZERS = {
+    "sgd-nesterov": ("sgd", dict(lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-3)),
+    "adam": ("adam", dict(lr=0.01, weight_decay=1e-3)),
+    "adamw": ("adamw", dict(lr=0.01, weight_decay=1e-2)),
+}
+COMBOS = [(a, l, o) for a in ACTIVATIONS for l in LOSSES for o in OPTIMIZERS]
+
+
+def targets(loss, y, classes, rng):
+    """y as the targets of a loss: labels, float values, or a 0/1 matrix."""
+    if loss == "cross_entropy":
+        return y
+    if loss == "squared_error":
+        return (np.eye(classes)[y] + 0.3 * rng.standard_normal((len(y), classes))).astype(
+            np.float32)
+    return (rng.random((len(y), classes)) < 0.4).astype(np.float32)
+
+
+def combo_case(i, combo, convention="torch", weighted=False):
+    activation, loss, opt_name = combo
+    shape = SHAPES[i % len(SHAPES)]
+    n, d, hidden, classes, batch, uint8 = shape
+    rng = np.random.default_rng(100 + i)
+    X, y = make_problem(rng, n, d, classes, uint8)
+    t = targets(loss, y, classes, rng)
+    sizes = (d, *hidden, classes)
+    epochs = -(-STEPS // -(-n // batch))
+    params, orders = initial_state(sizes, n, epochs, seed=i, activation=activation)
+    name, kw = OPTIMIZERS[opt_name]
+    opt = dict(make_optimizer(name, **kw).core_dict(), convention=convention)
+    if convention == "sklearn":
+        opt["decoupled"] = 0
+    w = (rng.random(n) + 0.2).astype(np.float32) if weighted else None
+    return dict(sizes=sizes, params=params, X=X, y=t, orders=orders, batch_size=batch, opt=opt,
+                activation=activation, loss=loss, sample_weight=w)
+
+
+def check_against_reference(core, plain, case):
+    losses, final, net = run_backend(core, **case, plain=plain)
+    ref_losses, ref_final, ref = run_reference(**case)
+    assert len(losses) >= STEPS and len(losses) == len(ref_losses)
+    np.testing.assert_allclose(losses[:STEPS], ref_losses[:STEPS], rtol=2e-4, atol=1e-6)
+    assert rel_err(final, ref_final) < 2e-4
+    same = reference.Reference(case["sizes"], final, np.float64, case["activation"],
+                               case["loss"], scale_of(case["X"]))
+    X = case["X"]
+    np.testing.assert_allclose(net.predict(net.bind(X)), same.predict(X), rtol=1e-4, atol=1e-6)
+    key = "labels" if case["loss"] == "cross_entropy" else "values"
+    t = case["y"] if case["loss"] == "cross_entropy" else case["y"].reshape(len(X), -1)
+    loss, _ = net.evaluate(net.bind(X, **{key: t}))
+    assert loss == pytest.approx(same.evaluate(X, t)[0], rel=1e-4)
+    return net
+
+
+@pytest.mark.parametrize("core", CORES)
+@pytest.mark.parametrize("path", ["fast", "plain"])
+@pytest.mark.parametrize("i,combo", list(enumerate(COMBOS)), ids=lambda v: "-".join(v)
+                         if isinstance(v, tuple) else str(v))
+def test_every_combination_matches_reference(core, path, i, combo):
+    """50 steps of every activation x loss x optimizer against the float64
+    reference, on the suite's odd shapes in turn, through the fast and the
+    plain paths."""
+    net = check_against_reference(core, path == "plain", combo_case(i, combo))
+    if path == "plain":
+        assert net.model.kernel_set == "plain"
+
+
+@pytest.mark.parametrize("core", CORES)
+@pytest.mark.parametrize("i,combo", [(0, ("relu", "cross_entropy", "sgd-nesterov")),
+                                     (4, ("tanh", "squared_error", "adam")),
+                                     (7, ("logistic", "binary_cross_entropy", "sgd-nesterov"))])
+def test_sklearn_convention_and_sample_weights_match_reference(core, i, combo):
+    check_against_reference(core, False, combo_case(i, combo, "sklearn", weighted=True))
