@@ -21,6 +21,7 @@ import numpy as np
 
 from mlp._backends import get_backend
 from mlp.datasets import read_idx
+from mlp.optimizers import make_optimizer
 from mlp.training import initial_state
 
 SIZES = (784, 256, 10)
@@ -48,13 +49,18 @@ def time_epochs(run_epoch, orders, sync):
 
 
 def ours(X, y, params, orders, batch_size, plain=False):
-    """Our CUDA core: one kernel per epoch, or with plain a kernel per op."""
-    net = get_backend("cuda").network(SIZES, params)
-    if plain:
-        net.model.use_plain_ops()
+    """Our CUDA core: one kernel per epoch, or with plain the tuned kernel per
+    op (gemm.cu, MLP_KERNELS=gemm)."""
+    import os
+    os.environ["MLP_KERNELS"] = "gemm" if plain else ""
+    net = get_backend("cuda").network(SIZES, params, input_scale=1 / 255)
     data = net.bind(X, y)
-    return time_epochs(lambda o: net.train_epoch(data, o, batch_size, LR, 0.0, 0.0)[1],
-                       orders, lambda: None)
+    opt = make_optimizer("sgd", LR).core_dict()
+    try:
+        return time_epochs(lambda o: net.train_epoch(data, o, batch_size, opt)[1], orders,
+                           lambda: None)
+    finally:
+        os.environ.pop("MLP_KERNELS")
 
 
 def torch_model(torch, params):

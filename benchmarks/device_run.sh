@@ -11,7 +11,9 @@ export PYTHONUNBUFFERED=1 MLP_MNIST_DIR=$REPO/.data MLP_CUDA=ON
 [ -d /usr/local/cuda/bin ] && export PATH=/usr/local/cuda/bin:$PATH
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
-python3 -m pip install --no-build-isolation --no-deps -v . > "$OUT/build.log" 2>&1 \
+# CUDA_ARCHS: the architectures to build (default: only sm_90, the lent GPUs')
+CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHS:-90-real}" \
+  python3 -m pip install --no-build-isolation --no-deps -v . > "$OUT/build.log" 2>&1 \
   || { tail -40 "$OUT/build.log"; exit 1; }
 grep "mlp:" "$OUT/build.log"
 cd /tmp
@@ -21,8 +23,9 @@ if [ "${SANITIZE:-1}" = 1 ]; then
   echo "== compute-sanitizer memcheck (every CUDA test but the slow and the process-level ones)"
   timeout 420 compute-sanitizer --tool memcheck --error-exitcode 9 \
     python3 -m pytest "$REPO/tests/test_core_vs_reference.py" "$REPO/tests/test_cuda.py" \
-    "$REPO/tests/test_api.py" -q -p no:cacheprovider -m cuda \
-    -k "not full_mnist and not out_of_gpu and not no_visible_gpu" > "$OUT/memcheck.log" 2>&1
+    "$REPO/tests/test_api.py" "$REPO/tests/test_configurable.py" -q -p no:cacheprovider \
+    -m cuda -k "(pairwise or not every_combination) and not full_mnist and not out_of_gpu \
+    and not no_visible_gpu" > "$OUT/memcheck.log" 2>&1
   echo "exit $?"; grep -E "ERROR SUMMARY|passed|failed" "$OUT/memcheck.log" | tail -3
   echo "== compute-sanitizer racecheck (slow: the small parity cases, one of them on fused_rows.cu)"
   timeout 240 compute-sanitizer --tool racecheck --error-exitcode 9 \
@@ -31,6 +34,15 @@ if [ "${SANITIZE:-1}" = 1 ]; then
   echo "exit $?"; grep -E "ERROR SUMMARY|passed|failed" "$OUT/racecheck.log" | tail -3
 fi
 [ "${BENCH:-1}" = 1 ] || exit 0
+echo "== the default recipe against the build of the commit before (.baseline/, carried)"
+if [ -d "$REPO/.baseline" ]; then
+  (cd "$REPO/.baseline" && CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHS:-90-real}" \
+    python3 -m pip install --no-build-isolation --no-deps --target /tmp/oldsite . \
+    > "$OUT/build-old.log" 2>&1) || tail -20 "$OUT/build-old.log"
+  python3 "$REPO/benchmarks/compare_builds.py" --device cuda --mnist "$REPO/.data" \
+    --old-path /tmp/oldsite --rounds 7 --epochs 4 --batch-sizes 64 1024 \
+    --json "$OUT/compare.json" 2>&1 | tee "$OUT/compare.log"
+fi
 echo "== benchmark"
 python3 "$REPO/benchmarks/bench_cuda.py" --mnist "$REPO/.data" --json "$OUT/bench.json" ${BENCH_ARGS:-} \
   2>&1 | tee "$OUT/bench.log"

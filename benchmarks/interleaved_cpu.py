@@ -21,10 +21,12 @@ from conftest import mnist_root  # noqa: E402
 from lean_numpy import LeanNumpy  # noqa: E402
 
 from mlp import datasets  # noqa: E402
-from mlp._backends import get_backend  # noqa: E402
+from mlp._backends import get_backend
+from mlp.optimizers import make_optimizer  # noqa: E402
 from mlp.training import initial_state  # noqa: E402
 
 SIZES, LR = (784, 256, 10), 0.1
+SGD = make_optimizer("sgd", LR).core_dict()
 PAUSE = 0.5  # seconds between the two libraries' epochs
 
 
@@ -37,14 +39,14 @@ def main():
     y = y.astype(np.int64)
     for batch in args.batch_sizes:
         params, orders = initial_state(SIZES, len(X), args.rounds + 1, seed=0)
-        net = get_backend("cpu").network(SIZES, params)
+        net = get_backend("cpu").network(SIZES, params, input_scale=1 / 255)
         data = net.bind(X, y.astype(np.int32))
         peer = LeanNumpy(params, SIZES, LR)
 
         ours, theirs = [], []
         for i, order in enumerate(orders):
             t0 = time.perf_counter()
-            net.train_epoch(data, order, batch, LR, 0.0, 0.0)
+            net.train_epoch(data, order, batch, SGD)
             ours.append(time.perf_counter() - t0)
             time.sleep(PAUSE)
             t0 = time.perf_counter()

@@ -9,6 +9,7 @@ import numpy as np
 
 from mlp._backends import get_backend
 from mlp.datasets import read_idx
+from mlp.optimizers import make_optimizer
 from mlp.training import initial_state
 
 ap = argparse.ArgumentParser()
@@ -20,7 +21,7 @@ X = read_idx(f"{args.mnist}/train-images-idx3-ubyte.gz").reshape(-1, 784)[:args.
 y = read_idx(f"{args.mnist}/train-labels-idx1-ubyte.gz")[:args.rows].astype(np.int32)
 sizes = (784, 256, 10)
 params, orders = initial_state(sizes, len(X), 2)
-net = get_backend("cuda").network(sizes, params)
+net = get_backend("cuda").network(sizes, params, input_scale=1 / 255)
 data = net.bind(X, y)
 for order in orders:
-    print(net.train_epoch(data, order, args.batch, 0.1, 0.0, 0.0)[1])
+    print(net.train_epoch(data, order, args.batch, make_optimizer("sgd", 0.1).core_dict())[1])

@@ -18,11 +18,13 @@ import pytest
 
 from lean_numpy import LeanNumpy
 from mlp._backends import get_backend
+from mlp.optimizers import make_optimizer
 from mlp.reference import layer_views
 from mlp.training import initial_state
 
 SIZES = (784, 256, 10)
 LR = 0.1
+SGD = make_optimizer("sgd", LR).core_dict()
 ROUNDS = 5
 BATCHES = [64, 256, 1024]
 
@@ -45,14 +47,14 @@ def run_rounds(benchmark, epoch, rounds=ROUNDS):
 def test_epoch_mlp(benchmark, mnist, device, batch):
     X, y, Xt, yt = mnist
     params, orders = initial_state(SIZES, len(X), ROUNDS + 1, seed=0)
-    net = get_backend(device).network(SIZES, params)
+    net = get_backend(device).network(SIZES, params, input_scale=1 / 255)
     data = net.bind(X, y.astype(np.int32))
-    net.train_epoch(data, orders[0], batch, LR, 0.0, 0.0)
+    net.train_epoch(data, orders[0], batch, SGD)
     benchmark.group = f"epoch, batch {batch}"
     benchmark.name = "mlp C core (device='cpu')" if device == "cpu" else "numpy peer, mlp reference"
     benchmark.extra_info["acc_1_epoch"] = accuracy(lambda A: net.predict(net.bind(A)), Xt, yt)
     rest = iter(orders[1:])
-    run_rounds(benchmark, lambda: net.train_epoch(data, next(rest), batch, LR, 0.0, 0.0))
+    run_rounds(benchmark, lambda: net.train_epoch(data, next(rest), batch, SGD))
     benchmark.extra_info["dense_GFLOP/s"] = round(EPOCH_FLOPS / benchmark.stats.stats.median / 1e9, 1)
 
 
@@ -140,7 +142,7 @@ def test_forward_gflops(benchmark, mnist, inputs):
     X = mnist[2] if inputs.startswith("mnist") else \
         np.random.default_rng(0).standard_normal((10000, 784)).astype(np.float32)
     params, _ = initial_state(SIZES, 1, 1)
-    net = get_backend("cpu").network(SIZES, params)
+    net = get_backend("cpu").network(SIZES, params, input_scale=1 / 255)
     data = net.bind(X)
     flops = 2 * len(X) * (784 * 256 + 256 * 10)
     benchmark.group = "forward of 10,000 rows"

@@ -139,7 +139,8 @@ mlp_status mlp_use_plain_ops(mlp_model *model, int on);
  * "fused-tensor" or "fused" (one kernel cut by inputs, fused.cu, its large
  * products on TF32 tensor cores in 3xTF32 or, on GPUs without them or with
  * MLP_KERNELS=base, on the float32 units), "cuda" (the tuned GEMM, a few
- * kernels per step). */
+ * kernels per step: configurations the fused kernels do not support, or
+ * MLP_KERNELS=gemm). */
 const char *mlp_kernel_set(const mlp_model *model);
 
 /* Copy all parameters in or out (mlp_num_params floats). Setting the

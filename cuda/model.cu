@@ -635,8 +635,10 @@ static FusedPlan plan_for(mlp_model *m, const mlp_data *data, const mlp_optimize
     if (m->plain || L->n_layers != 2 ||
         !fused_supports(m->act, m->loss, opt, data->weights != NULL, data->dtype, m->input_scale))
         return FusedPlan{};
-    /* MLP_KERNELS=base: the float32 units only, as in the C core's baseline */
+    /* MLP_KERNELS=base: the float32 units only, as in the C core's baseline;
+     * MLP_KERNELS=gemm: the tuned kernel-per-op path (benchmarks) */
     const char *kernels = getenv("MLP_KERNELS");
+    if (kernels && strcmp(kernels, "gemm") == 0) return FusedPlan{};
     const bool tensor = !(kernels && strcmp(kernels, "base") == 0);
     if (m->plan_batch != batch || m->plan_tensor != tensor) { /* plan_batch 0 until the first plan */
         m->plan = fused_plan(L->sizes[0], L->sizes[1], L->sizes[2], batch, tensor);
