@@ -2,7 +2,7 @@
 # The whole GPU check in one call of the device tool, from the repository root:
 # build with the CUDA core, every test, compute-sanitizer, the epoch benchmark.
 # Logs go to $OUT. Full MNIST must be in .data/ (an ignored folder; carry it).
-# SANITIZE=0 skips compute-sanitizer, BENCH=0 the benchmark (each run fits
+# TESTS=0 skips the test suite, SANITIZE=0 compute-sanitizer, BENCH=0 the benchmark (each run fits
 # the device tool's 10 minutes a call); BENCH_ARGS go to bench_cuda.py.
 set -uo pipefail
 OUT=${OUT:-/tmp/mlp-out}
@@ -17,8 +17,10 @@ CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHS:-90-real}" \
   || { tail -40 "$OUT/build.log"; exit 1; }
 grep "mlp:" "$OUT/build.log"
 cd /tmp
-echo "== tests"
-timeout 240 pytest "$REPO/tests" -q -p no:cacheprovider -rs 2>&1 | tee "$OUT/tests.log" | tail -15
+if [ "${TESTS:-1}" = 1 ]; then
+  echo "== tests"
+  timeout 240 pytest "$REPO/tests" -q -p no:cacheprovider -rs 2>&1 | tee "$OUT/tests.log" | tail -15
+fi
 if [ "${SANITIZE:-1}" = 1 ]; then
   echo "== compute-sanitizer memcheck (every CUDA test but the slow and the process-level ones)"
   timeout 420 compute-sanitizer --tool memcheck --error-exitcode 9 \

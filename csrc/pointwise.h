@@ -180,27 +180,43 @@ MLP_FN int mlp_step_is_plain_sgd(const mlp_step *s) {
     return !s->adam && s->momentum == 0.0f && s->l2_weight == 0.0f && s->l2_bias == 0.0f;
 }
 
-/* The new value of p. PyTorch: SGD(momentum, nesterov, weight_decay), Adam,
- * AdamW. scikit-learn: its SGD (the velocity holds lr) and Adam (eps added
- * after the bias correction). */
-MLP_FN float mlp_update(const mlp_step *s, float p, float g, float *m, float *v, int is_bias) {
-    g += (is_bias ? s->l2_bias : s->l2_weight) * p;
-    if (s->adam) {
-        p *= s->decay;
-        *m = s->beta1 * *m + (1.0f - s->beta1) * g;
-        *v = s->beta2 * *v + (1.0f - s->beta2) * g * g;
-        const float denom = s->sklearn ? sqrtf(*v) + s->eps : sqrtf(*v) / s->bc2_sqrt + s->eps;
-        return p - s->step_size * (*m / denom);
-    }
-    if (s->sklearn) {
-        *m = s->momentum * *m - s->lr * g;
-        return s->nesterov ? p + (s->momentum * *m - s->lr * g) : p + *m;
-    }
+/* The gradient with the L2 term of the step's convention added. */
+MLP_FN float mlp_l2_grad(const mlp_step *s, float p, float g, int is_bias) {
+    return g + (is_bias ? s->l2_bias : s->l2_weight) * p;
+}
+
+/* The three rules, each of one parameter p with gradient g (L2 term in):
+ * PyTorch's SGD (momentum, nesterov; m is the momentum buffer) */
+MLP_FN float mlp_torch_sgd(const mlp_step *s, float p, float g, float *m) {
     if (s->momentum != 0.0f) {
         *m = s->momentum * *m + g;
         g = s->nesterov ? g + s->momentum * *m : *m;
     }
     return p - s->lr * g;
+}
+
+/* scikit-learn's SGD: the velocity m holds lr */
+MLP_FN float mlp_sklearn_sgd(const mlp_step *s, float p, float g, float *m) {
+    *m = s->momentum * *m - s->lr * g;
+    return s->nesterov ? p + (s->momentum * *m - s->lr * g) : p + *m;
+}
+
+/* Adam (PyTorch's, AdamW with a decoupled decay, or scikit-learn's with eps
+ * added after the bias correction) */
+MLP_FN float mlp_adam(const mlp_step *s, float p, float g, float *m, float *v) {
+    p *= s->decay;
+    *m = s->beta1 * *m + (1.0f - s->beta1) * g;
+    *v = s->beta2 * *v + (1.0f - s->beta2) * g * g;
+    const float denom = s->sklearn ? sqrtf(*v) + s->eps : sqrtf(*v) / s->bc2_sqrt + s->eps;
+    return p - s->step_size * (*m / denom);
+}
+
+/* The new value of p under the step's optimizer: PyTorch's SGD (momentum,
+ * nesterov, weight_decay), Adam and AdamW, or scikit-learn's SGD and Adam. */
+MLP_FN float mlp_update(const mlp_step *s, float p, float g, float *m, float *v, int is_bias) {
+    g = mlp_l2_grad(s, p, g, is_bias);
+    if (s->adam) return mlp_adam(s, p, g, m, v);
+    return s->sklearn ? mlp_sklearn_sgd(s, p, g, m) : mlp_torch_sgd(s, p, g, m);
 }
 
 #endif /* MLP_POINTWISE_H */

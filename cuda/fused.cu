@@ -55,14 +55,14 @@ __host__ __device__ inline Tiles tiles_of(int64_t D, int64_t H) {
     return t;
 }
 
-/* The optimizer update (pointwise.h's mlp_update: SGD, the only optimizer
- * these kernels take) of N elements P[at[i]] (where ok[i]) with gradients
+/* The optimizer update (pointwise.h's PyTorch SGD, the only optimizer these
+ * kernels take) of N elements P[at[i]] (where ok[i]) with gradients
  * g[i]. Every load is issued before any store, so the round trips overlap. */
 template <int N>
 __device__ inline void sgd(float *P, float *V, const int64_t (&at)[N], const bool (&ok)[N],
                            const float (&g)[N], const FusedEpoch &e) {
     const bool momentum = e.step.momentum != 0.0f;
-    float p[N], v[N], unused = 0.0f;
+    float p[N], v[N];
 #pragma unroll
     for (int i = 0; i < N; i++) {
         p[i] = ok[i] ? __ldcg(P + at[i]) : 0.0f;
@@ -71,7 +71,7 @@ __device__ inline void sgd(float *P, float *V, const int64_t (&at)[N], const boo
 #pragma unroll
     for (int i = 0; i < N; i++) {
         if (!ok[i]) continue;
-        P[at[i]] = mlp_update(&e.step, p[i], g[i], &v[i], &unused, 0);
+        P[at[i]] = mlp_torch_sgd(&e.step, p[i], mlp_l2_grad(&e.step, p[i], g[i], 0), &v[i]);
         if (momentum) V[at[i]] = v[i];
     }
 }

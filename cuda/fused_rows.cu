@@ -496,7 +496,6 @@ __device__ void update_item(const Step &st, int64_t p, int64_t g, char *smem) {
                                  st.dh + g * st.rows * NG};
     float *Wp = (float *)(smem + RING_BYTES), *Vp = Wp + MT * NG;
     const bool momentum = e.step.momentum != 0.0f;
-    float unused = 0.0f;
     __syncthreads(); /* the last item's epilogue is done with Wp and Vp */
     for (int i = threadIdx.x; i < (int)width * NG; i += THREADS) {
         const int m = i / NG, j = i % NG;
@@ -512,7 +511,7 @@ __device__ void update_item(const Step &st, int64_t p, int64_t g, char *smem) {
         const int64_t at = (i0 + m) * H + j0 + j;
         const float grad = result(sm.red, m, j) * st.xscale;
         float v = momentum ? Vp[i] : 0.0f;
-        e.W1[at] = mlp_update(&e.step, Wp[i], grad, &v, &unused, 0);
+        e.W1[at] = mlp_torch_sgd(&e.step, Wp[i], mlp_l2_grad(&e.step, Wp[i], grad, 0), &v);
         if (momentum) e.V1[at] = v;
     }
     /* the last piece, the smallest, also updates the group's rows of W2 */
@@ -533,7 +532,8 @@ __device__ void update_item(const Step &st, int64_t p, int64_t g, char *smem) {
         }
         const int64_t at = row * C + c;
         float v = momentum ? __ldcg(e.V2 + at) : 0.0f;
-        e.W2[at] = mlp_update(&e.step, __ldcg(e.W2 + at), grad, &v, &unused, 0);
+        const float w = __ldcg(e.W2 + at);
+        e.W2[at] = mlp_torch_sgd(&e.step, w, mlp_l2_grad(&e.step, w, grad, 0), &v);
         if (momentum) e.V2[at] = v;
     }
 }
