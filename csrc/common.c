@@ -69,9 +69,9 @@ void mlp_layout_free(mlp_layout *layout) {
 
 mlp_status mlp_check_config(const mlp_config *config) {
     if (!config) return mlp_fail(MLP_ERR_INVALID, "config is NULL");
-    if ((unsigned)config->activation > MLP_GELU)
+    if ((unsigned)config->activation >= MLP_ACTIVATION_COUNT)
         return mlp_fail(MLP_ERR_INVALID, "unknown activation %d", (int)config->activation);
-    if ((unsigned)config->loss > MLP_BINARY_CROSS_ENTROPY)
+    if ((unsigned)config->loss >= MLP_LOSS_COUNT)
         return mlp_fail(MLP_ERR_INVALID, "unknown loss %d", (int)config->loss);
     if (!(config->input_scale > 0.0f) || !isfinite(config->input_scale))
         return mlp_fail(MLP_ERR_INVALID, "input_scale must be a positive finite number");

@@ -51,6 +51,7 @@ typedef enum mlp_activation {
     MLP_IDENTITY = 3,
     MLP_GELU = 4 /* the exact form, x * Phi(x) */
 } mlp_activation;
+#define MLP_ACTIVATION_COUNT 5
 
 /* The output and its loss. */
 typedef enum mlp_loss {
@@ -58,6 +59,7 @@ typedef enum mlp_loss {
     MLP_SQUARED_ERROR = 1,        /* identity outputs; float targets (n, C) */
     MLP_BINARY_CROSS_ENTROPY = 2  /* a logistic unit per output; 0/1 targets (n, C) */
 } mlp_loss;
+#define MLP_LOSS_COUNT 3
 
 /* The network, fixed at creation:
  *   sizes = {D, H1, ..., Hk, C}   (n_sizes = k + 2 >= 2)

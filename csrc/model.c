@@ -102,22 +102,15 @@ static mlp_status reserve_rows(mlp_model *m, int64_t rows) {
     const int n_layers = m->L.n_layers;
     m->x = alloc_floats(rows, s[0]);
     m->acts = calloc((size_t)n_layers, sizeof(float *));
-    m->pre = calloc((size_t)n_layers, sizeof(float *));
     m->out = alloc_floats(rows, s[n_layers]);
-    m->tbuf = alloc_floats(rows, s[n_layers]);
-    m->wbuf = alloc_floats(rows, 1);
     m->dbuf[0] = alloc_floats(rows, m->L.max_width);
     m->dbuf[1] = alloc_floats(rows, m->L.max_width);
     m->ybuf = malloc(sizeof(int32_t) * (size_t)rows);
     m->nz = calloc((size_t)n_layers, sizeof(nz_rows));
     m->rowbuf = malloc(sizeof(int64_t) * (size_t)rows);
-    int ok = m->x && m->acts && m->pre && m->out && m->tbuf && m->wbuf && m->dbuf[0] &&
-             m->dbuf[1] && m->ybuf && m->nz && m->rowbuf;
-    const int keep_pre = mlp_activation_needs_input(m->act);
-    for (int l = 0; ok && l < n_layers; l++) {
-        ok = (m->acts[l] = alloc_floats(rows, s[l + 1])) != NULL;
-        if (ok && keep_pre && l + 1 < n_layers) ok = (m->pre[l] = alloc_floats(rows, s[l + 1])) != NULL;
-    }
+    int ok = m->x && m->acts && m->out && m->dbuf[0] && m->dbuf[1] && m->ybuf && m->nz &&
+             m->rowbuf;
+    for (int l = 0; ok && l < n_layers; l++) ok = (m->acts[l] = alloc_floats(rows, s[l + 1])) != NULL;
     int64_t widest_in = 1;
     for (int l = 0; l < n_layers; l++) widest_in = s[l] > widest_in ? s[l] : widest_in;
     m->cols.start = malloc(sizeof(int32_t) * (size_t)(widest_in + 1));
@@ -132,6 +125,15 @@ static mlp_status reserve_rows(mlp_model *m, int64_t rows) {
         m->nz[l].blk = malloc(sizeof(int32_t) * (size_t)rows * (size_t)(FAST_BLOCKS(s[l]) + 1));
         ok = m->nz[l].idx && m->nz[l].val && m->nz[l].nnz && m->nz[l].blk;
     }
+    /* what the default recipe does not use, last (the heap layout of the hot
+     * buffers above then stays as it was before these existed) */
+    m->pre = ok ? calloc((size_t)n_layers, sizeof(float *)) : NULL;
+    m->tbuf = ok ? alloc_floats(rows, s[n_layers]) : NULL;
+    m->wbuf = ok ? alloc_floats(rows, 1) : NULL;
+    ok = ok && m->pre && m->tbuf && m->wbuf;
+    const int keep_pre = mlp_activation_needs_input(m->act);
+    for (int l = 0; ok && keep_pre && l + 1 < n_layers; l++)
+        ok = (m->pre[l] = alloc_floats(rows, s[l + 1])) != NULL;
     if (!ok) {
         free_workspace(m);
         return mlp_fail(MLP_ERR_NOMEM, "out of host memory for a workspace of %lld rows",

@@ -31,12 +31,10 @@ constexpr int FR = RT / (THREADS / (NT / 4));   /* forward: rows per thread */
  * kernel-per-op path. */
 constexpr int64_t MAX_PARTIAL_FLOATS = (int64_t)1 << 28;
 /* Without TF32 tensor cores (MLP_KERNELS=base, sm_75), larger batches take
- * the kernel-per-op path: this kernel's epoch time stays near 8 ms on MNIST
- * from batch 1024 up (every 64-row chunk waits on its loads), while a kernel
- * per op gets faster (H100: 7.94 against 8.14 ms at batch 2048, 8.17 against
- * 5.76 ms at 8192). fused_rows.cu's kernel takes any batch from ROWS_BATCH:
- * on an H100 it is faster than the kernel-per-op path up to batch 8192 at
- * least (2.5 against 5.7 ms). */
+ * the kernel-per-op path: this kernel's epoch time stops falling from batch
+ * 1024 up (every 64-row chunk waits on its loads), while a kernel per op
+ * keeps getting faster; fused_rows.cu's kernel takes any batch from
+ * ROWS_BATCH (benchmarks/RESULTS.md has the measurements). */
 constexpr int64_t MAX_BATCH = 2048;
 
 __host__ __device__ inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }

@@ -33,8 +33,7 @@
  * uint8 input is an exact TF32 number: only the other operand is split in
  * two (2 products instead of 3xTF32's 3), each value then carried to about
  * 2^-21 of itself (float32: 2^-24).
- * On an H100 this takes an MNIST epoch at batch 1024 from 6.7 ms (fused.cu)
- * to about 2.7 ms; benchmarks/RESULTS.md has the measurements.
+ * benchmarks/RESULTS.md has what this gains over fused.cu.
  * Every sum runs in a fixed order: results are bit-identical run to run.
  */
 #include <cooperative_groups.h>
@@ -53,7 +52,7 @@ constexpr int THREADS = 256;
 constexpr int NG = 16;     /* hidden units per group: two n8 tiles */
 constexpr int MT = 128;    /* rows per forward item, most inputs per update item */
 /* A product's warps: MH along MT's 8 m16 tiles, MW tiles each, and KR along
- * k, each taking every KR-th k8 step (measured on an H100: as fast as 16
+ * k, each taking every KR-th k8 step (benchmarks/RESULTS.md: as fast as 16
  * warps of 2 tiles, and faster than 8 warps with the k steps unsplit) */
 constexpr int MW = 4;
 constexpr int MH = 8 / MW;

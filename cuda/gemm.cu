@@ -166,7 +166,7 @@ Shape make_shape(int64_t M, int64_t N, int64_t K, bool allow_split) {
     int64_t splits = 1;
     /* More blocks while each slice keeps at least one k-tile. Few tiles (a
      * small batch): aim high, latency is all; many: half, so fewer partial
-     * sums are written and read back (measured on an H100, batch 64 vs 1024). */
+     * sums are written and read back (benchmarks/RESULTS.md, batch 64 vs 1024). */
     const int64_t target = sh.tiles <= 8 ? TARGET_BLOCKS : TARGET_BLOCKS / 2;
     while (allow_split && sh.tiles * splits < target && ktiles >= 2 * splits) splits *= 2;
     sh.k_per_split = cdiv(ktiles, splits) * BK;
