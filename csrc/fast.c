@@ -167,14 +167,8 @@ void linear_backward_input_fast(const mlp_kernels *K, float *dinp, const float *
 /* Elements per piece of the update shared among threads. */
 #define UPDATE_PIECE 4096
 
-static void update_range(const mlp_step *s, float *p, const float *g, float *m, float *v,
-                         int64_t n, int is_bias) {
-    const mlp_step local = *s; /* a copy no store can alias: the loop vectorizes */
-    for (int64_t i = 0; i < n; i++) p[i] = mlp_update(&local, p[i], g[i], &m[i], &v[i], is_bias);
-}
-
-void optimizer_update_fast(const mlp_layout *L, const mlp_step *s, float *params,
-                           const float *grads, float *m, float *v) {
+void optimizer_update_fast(const mlp_kernels *K, const mlp_layout *L, const mlp_step *s,
+                           float *params, const float *grads, float *m, float *v) {
     for (int l = 0; l < L->n_layers; l++) {
         const int64_t w0 = L->w_off[l], nw = L->sizes[l] * L->sizes[l + 1];
         const int64_t pieces = (nw + UPDATE_PIECE - 1) / UPDATE_PIECE;
@@ -183,10 +177,10 @@ void optimizer_update_fast(const mlp_layout *L, const mlp_step *s, float *params
             const int64_t i = w0 + c * UPDATE_PIECE;
             const int64_t n = nw - c * UPDATE_PIECE < UPDATE_PIECE ? nw - c * UPDATE_PIECE
                                                                    : UPDATE_PIECE;
-            update_range(s, params + i, grads + i, m + i, v + i, n, 0);
+            K->update(s, params + i, grads + i, m + i, v + i, n, 0);
         }
         const int64_t b0 = L->b_off[l];
-        update_range(s, params + b0, grads + b0, m + b0, v + b0, L->sizes[l + 1], 1);
+        K->update(s, params + b0, grads + b0, m + b0, v + b0, L->sizes[l + 1], 1);
     }
 }
 

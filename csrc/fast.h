@@ -83,8 +83,8 @@ void linear_backward_input_fast(const mlp_kernels *K, float *dinp, const float *
                                 const float *act_in, int64_t B, int64_t D, int64_t H, float *WT);
 
 /* optimizer_update, its pieces shared among threads (the same result). */
-void optimizer_update_fast(const mlp_layout *L, const mlp_step *s, float *params,
-                           const float *grads, float *m, float *v);
+void optimizer_update_fast(const mlp_kernels *K, const mlp_layout *L, const mlp_step *s,
+                           float *params, const float *grads, float *m, float *v);
 
 /* linear_backward's dW, db, scaled and added in place:
  *   GW (D,H) += scale * inp^T @ dout,  Gb (H) += scale * sum over B of dout

@@ -186,6 +186,23 @@ static void forward_dense(float *o, int64_t ldo, const float *x, int64_t ldx, in
     }
 }
 
+/* mlp_update over n parameters, the rule picked once: a copy of the step
+ * that no store can alias, and one loop per rule, so that each vectorizes */
+static void update(const mlp_step *step, float *p, const float *g, float *m, float *v, int64_t n,
+                   int is_bias) {
+    const mlp_step s = *step;
+    if (s.adam) {
+        for (int64_t i = 0; i < n; i++)
+            p[i] = mlp_adam(&s, p[i], mlp_l2_grad(&s, p[i], g[i], is_bias), &m[i], &v[i]);
+    } else if (s.sklearn) {
+        for (int64_t i = 0; i < n; i++)
+            p[i] = mlp_sklearn_sgd(&s, p[i], mlp_l2_grad(&s, p[i], g[i], is_bias), &m[i]);
+    } else {
+        for (int64_t i = 0; i < n; i++)
+            p[i] = mlp_torch_sgd(&s, p[i], mlp_l2_grad(&s, p[i], g[i], is_bias), &m[i]);
+    }
+}
+
 const mlp_kernels TABLE(MLP_KERNEL_SET) = {
-    NAME(MLP_KERNEL_SET), dot, axpy, relu_mask, forward_chunk, weights_chunk, forward_dense,
+    NAME(MLP_KERNEL_SET), dot, axpy, relu_mask, forward_chunk, weights_chunk, forward_dense, update,
 };

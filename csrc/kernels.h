@@ -8,6 +8,8 @@
 
 #include <stdint.h>
 
+#include "pointwise.h"
+
 typedef struct mlp_kernels {
     const char *name; /* "base" or "avx2" */
     /* sum of x[k] * y[k], k < n */
@@ -30,6 +32,10 @@ typedef struct mlp_kernels {
     void (*forward_dense)(float *o, int64_t ldo, const float *x, int64_t ldx, int n,
                           const float *W, const float *b, int64_t H, int64_t j0, int64_t w,
                           int64_t D, int relu);
+    /* optimizer_update of n parameters p with gradients g and state m, v
+     * (pointwise.h's mlp_update, one loop per rule so that each vectorizes) */
+    void (*update)(const mlp_step *s, float *p, const float *g, float *m, float *v, int64_t n,
+                   int is_bias);
 } mlp_kernels;
 
 extern const mlp_kernels mlp_kernels_base;

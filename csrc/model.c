@@ -421,7 +421,7 @@ static double train_step(mlp_model *m, const mlp_data *data, const int64_t *idx,
         if (m->plain)
             optimizer_update(&m->L, &s, m->params, m->grads, m->m, m->v);
         else
-            optimizer_update_fast(&m->L, &s, m->params, m->grads, m->m, m->v);
+            optimizer_update_fast(m->kernels, &m->L, &s, m->params, m->grads, m->m, m->v);
     }
     *wsum = w;
     return loss;
