@@ -18,7 +18,9 @@ import numpy as np
 from . import datasets
 from ._backends import DEVICES
 from .model import load
-from .training import train
+from .optimizers import OPTIMIZERS
+from .schedules import SCHEDULES
+from .training import ACTIVATIONS, train
 
 BACKEND_NAMES = {"cpu": "the C core", "cuda": "the CUDA core", "numpy": "the numpy reference"}
 USER_ERRORS = (ValueError, TypeError, OSError, RuntimeError, MemoryError, KeyError)
@@ -55,6 +57,14 @@ def _number(minimum, strict):
     return parse
 
 
+def _betas(text):
+    try:
+        b1, b2 = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected B1,B2; got {text!r}") from None
+    return (b1, b2)
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="mlp", description="Train and use multilayer perceptrons.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -70,10 +80,26 @@ def build_parser():
     data_args(t)
     t.add_argument("--epochs", type=_positive_int, default=10)
     t.add_argument("--batch-size", type=_positive_int, default=64)
-    t.add_argument("--lr", type=_number(0, strict=True), default=0.1)
+    t.add_argument("--lr", type=_number(0, strict=True), default=None,
+                   help="learning rate (default: 0.1 for sgd, 0.001 for adam and adamw)")
     t.add_argument("--hidden", type=_hidden, default=256, metavar="N[,N...]")
+    t.add_argument("--activation", choices=ACTIVATIONS, default="relu")
+    t.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
     t.add_argument("--momentum", type=_number(0, strict=False), default=0.0)
+    t.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
     t.add_argument("--weight-decay", type=_number(0, strict=False), default=0.0)
+    t.add_argument("--betas", type=_betas, default=(0.9, 0.999), metavar="B1,B2",
+                   help="Adam's betas")
+    t.add_argument("--eps", type=_number(0, strict=True), default=1e-8, help="Adam's eps")
+    t.add_argument("--lr-schedule", choices=tuple(SCHEDULES), default="constant")
+    t.add_argument("--early-stopping", action="store_true",
+                   help="hold out --validation-fraction of the training rows and stop when "
+                        "their loss stops improving (the best epoch's weights are kept)")
+    t.add_argument("--validation-fraction", type=_number(0, strict=True), default=0.1)
+    t.add_argument("--n-iter-no-change", type=_positive_int, default=10)
+    t.add_argument("--tol", type=_number(0, strict=False), default=1e-4)
+    t.add_argument("--init", metavar="MODEL.npz",
+                   help="continue training a saved model (its weights and optimizer state)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", metavar="MODEL.npz", help="save the trained model here")
     t.add_argument("--plot", metavar="FILE.png",
@@ -172,26 +198,36 @@ def cmd_train(args):
         _check_writable(args.plot, "--plot")
     X, y = datasets.load(args.dataset, "train", args.data_root)
     Xt, yt = datasets.load(args.dataset, "test", args.data_root)
+    init = load(args.init, device=args.device) if args.init else None
     bar = EpochBar(args.epochs, enabled=not args.quiet)
+    # early stopping watches held-out training rows, never the test set
+    held_out = "val" if args.early_stopping else "test"
 
     def on_epoch(epoch, history):
         bar.close()
         sec = history["seconds"][-1]
         print(f"epoch {epoch:3d}/{args.epochs}  loss {history['loss'][-1]:.4f}  "
               f"train acc {history['accuracy'][-1]:.4f}  "
-              f"test acc {history['val_accuracy'][-1]:.4f}  {sec:6.2f} s  "
+              f"{held_out} acc {history['val_accuracy'][-1]:.4f}  {sec:6.2f} s  "
               f"{len(X) / sec:,.0f} samples/s", flush=True)
 
     start = time.perf_counter()
-    model = train(X, y, hidden=args.hidden, epochs=args.epochs, batch_size=args.batch_size,
-                  lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
-                  seed=args.seed, device=args.device, validation_data=(Xt, yt),
+    model = train(X, y, hidden=args.hidden, activation=args.activation, epochs=args.epochs,
+                  batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+                  momentum=args.momentum, nesterov=args.nesterov,
+                  weight_decay=args.weight_decay, betas=args.betas, eps=args.eps,
+                  lr_schedule=args.lr_schedule, early_stopping=args.early_stopping,
+                  validation_fraction=args.validation_fraction,
+                  n_iter_no_change=args.n_iter_no_change, tol=args.tol, init=init,
+                  seed=args.seed, device=args.device,
+                  validation_data=None if args.early_stopping else (Xt, yt),
                   on_progress=bar, on_epoch=on_epoch)
     h = model.history
     widths = "-".join(map(str, model.sizes))
+    stopped = f" (stopped: {h['stop_reason']})" if h.get("stop_reason") else ""
     print(f"trained {widths} on {args.dataset} with device '{model.device}' "
-          f"({BACKEND_NAMES[model.device]}): test accuracy {100 * h['val_accuracy'][-1]:.2f}% "
-          f"after {len(h['loss'])} epochs in {time.perf_counter() - start:.1f} s")
+          f"({BACKEND_NAMES[model.device]}): test accuracy {100 * model.score(Xt, yt):.2f}% "
+          f"after {len(h['loss'])} epochs in {time.perf_counter() - start:.1f} s{stopped}")
     if args.out:
         model.save(args.out)
         print(f"saved {args.out}")

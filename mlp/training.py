@@ -219,7 +219,7 @@ def train(X, y, *, hidden=256, activation="relu", loss="cross_entropy", epochs=1
     if val is not None:
         history.update(val_loss=[], val_accuracy=[])
     schedule.start(opt.lr, epochs, n)
-    best = (np.inf, None, 0)  # (loss, params, epoch) watched by early stopping
+    best = (np.inf, None, 0, None)  # (loss, params, epoch, optimizer state) of the best epoch
     bad_epochs = 0
     stop_reason = None
     orders = epoch_orders(rng, n, epochs, bool(shuffle))
@@ -253,7 +253,8 @@ def train(X, y, *, hidden=256, activation="relu", loss="cross_entropy", epochs=1
             break
         improved = watched < best[0] - tol
         if watched < best[0]:
-            best = (watched, net.get_params() if early_stopping else None, epoch)
+            best = (watched, net.get_params() if early_stopping else None, epoch,
+                    net.get_state() if early_stopping else None)
         bad_epochs = 0 if improved else bad_epochs + 1
         stop_reason = schedule.after_epoch(epoch, improved)
         if stop_reason is None and early_stopping and bad_epochs >= n_iter_no_change:
@@ -268,6 +269,7 @@ def train(X, y, *, hidden=256, activation="relu", loss="cross_entropy", epochs=1
         history["best_epoch"] = best[2]
         final = best[1]
         net.set_params(final)
+        net.set_state(*best[3])
     state, steps = net.get_state()
     model = Model(sizes, final, classes, history, _network=net, **config,
                   task=LOSS_TASKS[loss], single_output=y_1d and loss == "squared_error",

@@ -156,3 +156,28 @@ def test_python_dash_m_and_console_script_share_main(tmp_path):
     out = subprocess.run([sys.executable, "-m", "mlp", "--help"], capture_output=True, text=True,
                          cwd=tmp_path)
     assert out.returncode == 0 and "train" in out.stdout and "evaluate" in out.stdout
+
+
+def test_train_with_the_configurable_network_flags(data_root, tmp_path, capsys):
+    first, second = tmp_path / "first.npz", tmp_path / "second.npz"
+    code, out, err = run(capsys, "train", "--data-root", data_root, "--epochs", 3,
+                         "--hidden", 32, "--activation", "tanh", "--optimizer", "adam",
+                         "--betas", "0.8,0.99", "--lr-schedule", "cosine", "--device", "cpu",
+                         "--quiet", "--out", first)
+    assert code == 0, err
+    assert mlp_load(first).activation == "tanh"
+    assert mlp_load(first).optimizer_state["name"] == "adam"
+    code, out, err = run(capsys, "train", "--data-root", data_root, "--epochs", 30,
+                         "--hidden", 32, "--activation", "tanh", "--optimizer", "adam",
+                         "--init", first, "--early-stopping", "--n-iter-no-change", 1,
+                         "--tol", 10, "--device", "cpu", "--quiet", "--out", second)
+    assert code == 0, err
+    assert "val acc" in out and "(stopped: validation loss did not improve" in out
+    assert mlp_load(second).optimizer_state["steps"] > mlp_load(first).optimizer_state["steps"]
+    code, out, err = run(capsys, "train", "--data-root", data_root, "--optimizer", "rmsprop")
+    assert code == 2 and "invalid choice: 'rmsprop'" in err
+
+
+def mlp_load(path):
+    import mlp
+    return mlp.load(path)

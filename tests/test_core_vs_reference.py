@@ -9,7 +9,7 @@ from mlp import reference
 from mlp.optimizers import make_optimizer
 from mlp.training import initial_state
 
-from conftest import make_problem, rel_err, run_backend, run_reference, scale_of
+from conftest import make_problem, rel_err, run_backend, run_reference, scale_of, targets_of
 
 # (n, d, hidden widths, classes, batch size, uint8 input)
 SHAPES = [
@@ -80,21 +80,21 @@ CUDA_SHAPES = SHAPES + [
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("path", ["fast", "base", "plain"])
+@pytest.mark.parametrize("path", ["fast", "base", "gemm", "plain"])
 @pytest.mark.parametrize("shape", CUDA_SHAPES,
                          ids=lambda s: f"n{s[0]}-d{s[1]}-h{s[2]}-c{s[3]}-b{s[4]}")
 def test_cuda_core_matches_c_core(shape, path, monkeypatch):
     """fast: one kernel per epoch for one hidden layer, on tensor cores where
-    the GPU has them; base: the same without tensor cores; plain: a kernel
-    per op."""
-    if path == "base":
-        monkeypatch.setenv("MLP_KERNELS", "base")
+    the GPU has them; base: the same without tensor cores; gemm: the tuned
+    kernel per op; plain: the readable kernel per op."""
+    if path in ("base", "gemm"):
+        monkeypatch.setenv("MLP_KERNELS", path)
     X, y, sizes, params, orders, batch = schedule(shape, seed=7)
     c_losses, c_final, _ = run_backend("cpu", sizes, params, X, y, orders, batch, 0.05, 0.9)
     g_losses, g_final, net = run_backend("cuda", sizes, params, X, y, orders, batch, 0.05, 0.9,
                                          plain=path == "plain")
     fast = {"fused-rows", "fused"} if batch >= ROWS_BATCH else {"fused-tensor", "fused"}
-    fused = {"fast": fast, "base": {"fused"}, "plain": {"plain"}}[path]
+    fused = {"fast": fast, "base": {"fused"}, "gemm": {"cuda"}, "plain": {"plain"}}[path]
     assert net.model.kernel_set in (fused if len(sizes) == 3 or path == "plain" else {"cuda"})
     np.testing.assert_allclose(g_losses[:STEPS], c_losses[:STEPS], rtol=1e-4)
     assert rel_err(g_final, c_final) < 1e-4
@@ -196,3 +196,45 @@ def test_every_combination_matches_reference(core, path, i, combo):
                                      (7, ("logistic", "binary_cross_entropy", "sgd-nesterov"))])
 def test_sklearn_convention_and_sample_weights_match_reference(core, i, combo):
     check_against_reference(core, False, combo_case(i, combo, "sklearn", weighted=True))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("change,kernel_set", [
+    ({}, {"fused-tensor", "fused"}),
+    (dict(activation="tanh"), {"cuda"}),
+    (dict(loss="squared_error"), {"cuda"}),
+    (dict(opt="adam"), {"cuda"}),
+    (dict(opt="nesterov"), {"cuda"}),
+    (dict(opt="sklearn"), {"cuda"}),
+    (dict(sample_weight=True), {"cuda"}),
+    (dict(float_scale=0.5), {"cuda"}),
+])
+def test_what_the_fused_cuda_kernels_do_not_take_falls_back(change, kernel_set):
+    """fused_supports: ReLU, softmax cross-entropy, PyTorch's SGD, no sample
+    weights, the usual input scale; anything else trains on gemm.cu, with the
+    same results as the C core."""
+    from mlp._backends import get_backend
+    rng = np.random.default_rng(3)
+    X, y = make_problem(rng, 128, 20, 4)
+    loss = change.get("loss", "cross_entropy")
+    t = targets(loss, y, 4, rng)
+    activation = change.get("activation", "relu")
+    sizes = (20, 16, 4)
+    params, orders = initial_state(sizes, 128, 2, seed=3, activation=activation)
+    name = {"adam": "adam"}.get(change.get("opt"), "sgd")
+    kw = dict(lr=0.05, momentum=0.9, nesterov=change.get("opt") == "nesterov") \
+        if name == "sgd" else dict(lr=0.01)
+    opt = make_optimizer(name, **kw).core_dict()
+    if change.get("opt") == "sklearn":
+        opt["convention"] = "sklearn"
+    w = (rng.random(128) + 0.5).astype(np.float32) if change.get("sample_weight") else None
+    results = {}
+    for core in ("cpu", "cuda"):
+        net = get_backend(core).network(sizes, params, activation=activation, loss=loss,
+                                        input_scale=change.get("float_scale", 1.0))
+        data = net.bind(X, **targets_of(loss, t), sample_weight=w)
+        losses = np.concatenate([net.train_epoch(data, o, 32, opt)[0] for o in orders])
+        results[core] = (losses, net.get_params(), net.model.kernel_set)
+    assert results["cuda"][2] in kernel_set
+    np.testing.assert_allclose(results["cuda"][0], results["cpu"][0], rtol=1e-4)
+    assert rel_err(results["cuda"][1], results["cpu"][1]) < 1e-4
