@@ -174,8 +174,9 @@ def test_train_with_the_configurable_network_flags(data_root, tmp_path, capsys):
     assert code == 0, err
     assert "val acc" in out and "(stopped: validation loss did not improve" in out
     assert mlp_load(second).optimizer_state["steps"] > mlp_load(first).optimizer_state["steps"]
-    code, out, err = run(capsys, "train", "--data-root", data_root, "--optimizer", "rmsprop")
-    assert code == 2 and "invalid choice: 'rmsprop'" in err
+    with pytest.raises(SystemExit) as exit_info:
+        run(capsys, "train", "--data-root", data_root, "--optimizer", "rmsprop")
+    assert exit_info.value.code == 2 and "invalid choice: 'rmsprop'" in capsys.readouterr().err
 
 
 def mlp_load(path):
