@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
+
+from interleave import summarize
 
 import mlp
 from mlp.datasets import read_idx
@@ -36,12 +37,7 @@ def main():
                 m = mlp.train(X, y, epochs=2, batch_size=batch, device=args.device,
                               **recipes[name])
                 times[name].append(m.history["seconds"][1])
-        sgd, adam = statistics.median(times["sgd"]), statistics.median(times["adam"])
-        rows.append(dict(batch=batch, sgd=sgd, adam=adam, ratio=adam / sgd, times=times))
-        print(f"batch {batch:4d}: SGD {sgd * 1e3:8.1f} ms  Adam {adam * 1e3:8.1f} ms  "
-              f"Adam / SGD {adam / sgd:5.3f}  (rounds: SGD "
-              f"{[round(t * 1e3, 1) for t in times['sgd']]}, Adam "
-              f"{[round(t * 1e3, 1) for t in times['adam']]})", flush=True)
+        rows.append(summarize(batch, times))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(device=args.device, rounds=args.rounds, rows=rows), f, indent=1)

@@ -20,6 +20,8 @@ import statistics
 import subprocess
 import sys
 
+from interleave import summarize
+
 CHILD = r"""
 import json, sys, numpy as np, mlp
 from mlp.datasets import read_idx
@@ -73,13 +75,8 @@ def main():
                                 args.recipe)
                 times[which].append(sec)
                 losses[which] = loss
-        old, new = statistics.median(times["old"]), statistics.median(times["new"])
-        rows.append(dict(batch=batch, old=old, new=new, ratio=new / old, times=times,
-                         losses=losses))
-        print(f"batch {batch:5d}: old {old * 1e3:9.2f} ms  new {new * 1e3:9.2f} ms  "
-              f"new/old {new / old:5.3f}  (losses {losses['old']:.4f} / {losses['new']:.4f}; "
-              f"rounds: old {[round(t * 1e3, 2) for t in times['old']]}, "
-              f"new {[round(t * 1e3, 2) for t in times['new']]})", flush=True)
+        row = summarize(batch, times, f"losses {losses['old']:.4f} / {losses['new']:.4f}; ")
+        rows.append(dict(row, losses=losses))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(device=args.device, recipe=args.recipe, rounds=args.rounds,
