@@ -154,7 +154,7 @@ void linear_backward_input_fast(const mlp_kernels *K, float *dinp, const float *
         for (int64_t k = 0; k < D; k++) {
             const int64_t i = r * D + k;
             if (relu) {
-                dinp[i] = act_in[i] > 0.0f ? K->dot(dout + r * H, W + k * H, H) : 0.0f;
+                dinp[i] = mlp_relu_passes(act_in[i]) ? K->dot(dout + r * H, W + k * H, H) : 0.0f;
             } else {
                 const float g = K->dot(dout + r * H, W + k * H, H);
                 dinp[i] = mlp_activation_backward(act, pre_in ? pre_in[i] : 0.0f, act_in[i], g);

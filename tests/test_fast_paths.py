@@ -12,6 +12,7 @@ import pytest
 
 from mlp import reference
 from mlp._backends import get_backend
+from mlp.optimizers import make_optimizer
 from mlp.training import initial_state
 
 from conftest import make_problem, rel_err, run_reference, run_backend, scale_of
@@ -37,14 +38,21 @@ def cpu_has_avx2_fma():
 KERNEL_SETS = ["base"] + (["avx2"] if cpu_has_avx2_fma() else [])
 
 
-def train_cpu(sizes, params, X, y, orders, batch, lr, momentum, weight_decay, plain=False):
-    return run_backend("cpu", sizes, params, X, y, orders, batch, lr, momentum, weight_decay,
-                       plain=plain)
+def optimizer(momentum, weight_decay):
+    """SGD, or Adam when momentum is "adam" (the update kernel of each set)."""
+    if momentum == "adam":
+        return make_optimizer("adam", 0.01, weight_decay=weight_decay).core_dict()
+    return make_optimizer("sgd", 0.05, momentum, weight_decay=weight_decay).core_dict()
+
+
+def train_cpu(sizes, params, X, y, orders, batch, momentum, weight_decay, plain=False):
+    return run_backend("cpu", sizes, params, X, y, orders, batch, plain=plain,
+                       opt=optimizer(momentum, weight_decay))
 
 
 @pytest.mark.parametrize("kernels", KERNEL_SETS + ["plain"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"d{s[1]}-h{s[2]}-c{s[3]}-b{s[4]}")
-@pytest.mark.parametrize("momentum,weight_decay", [(0.0, 0.0), (0.9, 1e-3)])
+@pytest.mark.parametrize("momentum,weight_decay", [(0.0, 0.0), (0.9, 1e-3), ("adam", 1e-3)])
 def test_fast_paths_match_reference(monkeypatch, kernels, shape, momentum, weight_decay):
     n, d, hidden, classes, batch, uint8 = shape
     rng = np.random.default_rng(n + d)
@@ -55,11 +63,11 @@ def test_fast_paths_match_reference(monkeypatch, kernels, shape, momentum, weigh
     params, orders = initial_state(sizes, n, epochs, seed=d)
     if kernels != "plain":
         monkeypatch.setenv("MLP_KERNELS", kernels)
-    losses, final, net = train_cpu(sizes, params, X, y, orders, batch, 0.05, momentum,
-                                   weight_decay, plain=kernels == "plain")
+    losses, final, net = train_cpu(sizes, params, X, y, orders, batch, momentum, weight_decay,
+                                   plain=kernels == "plain")
     assert net.model.kernel_set == kernels
-    ref_losses, ref_final, ref = run_reference(sizes, params, X, y, orders, batch, 0.05,
-                                               momentum, weight_decay)
+    ref_losses, ref_final, ref = run_reference(sizes, params, X, y, orders, batch,
+                                               opt=optimizer(momentum, weight_decay))
     np.testing.assert_allclose(losses[:steps], ref_losses[:steps], rtol=1e-4)
     assert rel_err(final, ref_final) < 1e-4
     # prediction with the trained weights, against the reference on the same weights
