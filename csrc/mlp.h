@@ -57,9 +57,10 @@ typedef enum mlp_activation {
 typedef enum mlp_loss {
     MLP_CROSS_ENTROPY = 0,        /* softmax over C classes; integer labels */
     MLP_SQUARED_ERROR = 1,        /* identity outputs; float targets (n, C) */
-    MLP_BINARY_CROSS_ENTROPY = 2  /* a logistic unit per output; 0/1 targets (n, C) */
+    MLP_BINARY_CROSS_ENTROPY = 2, /* a logistic unit per output; 0/1 targets (n, C) */
+    MLP_POISSON = 3               /* exp outputs (log link); counts >= 0 (n, C) */
 } mlp_loss;
-#define MLP_LOSS_COUNT 3
+#define MLP_LOSS_COUNT 4
 
 /* The network, fixed at creation:
  *   sizes = {D, H1, ..., Hk, C}   (n_sizes = k + 2 >= 2)

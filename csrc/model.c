@@ -405,6 +405,10 @@ static double reported_penalty(const mlp_model *m, const mlp_optimizer *opt, dou
     return l2_penalty(&m->L, m->params, (double)opt->weight_decay / wsum);
 }
 
+static double reported_scale(const mlp_model *m, const mlp_optimizer *opt) {
+    return mlp_reported_loss_scale(opt->convention, m->loss, m->L.sizes[m->L.n_layers]);
+}
+
 /* One optimizer step on rows idx[0 .. B); returns the batch's loss (the
  * weighted mean, with the reported penalty) and its weight in *wsum. */
 static double train_step(mlp_model *m, const mlp_data *data, const int64_t *idx, int64_t B,
@@ -412,7 +416,8 @@ static double train_step(mlp_model *m, const mlp_data *data, const int64_t *idx,
     const batch_targets t = gather_targets(m, data, idx, 0, B);
     const double w = batch_weight(t.weights, B);
     const double loss_sum = forward(m, data, idx, 0, &t, B, correct);
-    const double loss = (w > 0.0 ? loss_sum / w : 0.0) + reported_penalty(m, opt, w);
+    const double loss = (w > 0.0 ? loss_sum / w : 0.0) * reported_scale(m, opt) +
+                        reported_penalty(m, opt, w);
     m->steps++;
     const mlp_step s = mlp_step_init(opt, m->steps, w);
     const int fused = !m->plain && mlp_step_is_plain_sgd(&s);
@@ -527,7 +532,8 @@ mlp_status mlp_loss_and_grad(mlp_model *m, const mlp_data *data, const mlp_optim
     int64_t correct = 0;
     st = forward_all(m, data, NULL, 0, &loss_sum, &weight, &correct, grad, total);
     if (st != MLP_OK) return st;
-    *loss = (total > 0.0 ? loss_sum / total : 0.0) + reported_penalty(m, opt, total);
+    *loss = (total > 0.0 ? loss_sum / total : 0.0) * reported_scale(m, opt) +
+            reported_penalty(m, opt, total);
     if (grad) { /* the penalty's gradient, as the optimizer would add it */
         const mlp_step s = mlp_step_init(opt, 1, total);
         for (int l = 0; l < m->L.n_layers; l++) {

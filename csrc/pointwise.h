@@ -113,20 +113,46 @@ MLP_FN float mlp_binary_cross_entropy_grad(float z, float t, float scale) {
     return (mlp_logistic(z) - t) * scale;
 }
 
+/* Poisson deviance with an exp output (log link), halved as scikit-learn
+ * reports it: exp(z) - t z + t log t - t (the last two make a perfect fit
+ * cost 0; they do not depend on z) */
+MLP_FN float mlp_poisson_loss(float z, float t) {
+    return expf(z) - t * z + (t > 0.0f ? t * logf(t) - t : 0.0f);
+}
+
+MLP_FN float mlp_poisson_grad(float z, float t, float scale) { return (expf(z) - t) * scale; }
+
 /* The loss of one output and its gradient, for the element-wise losses. */
 MLP_FN float mlp_elementwise_loss(mlp_loss loss, float z, float t) {
-    return loss == MLP_SQUARED_ERROR ? mlp_squared_error_loss(z, t)
-                                     : mlp_binary_cross_entropy_loss(z, t);
+    switch (loss) {
+    case MLP_SQUARED_ERROR: return mlp_squared_error_loss(z, t);
+    case MLP_POISSON: return mlp_poisson_loss(z, t);
+    default: return mlp_binary_cross_entropy_loss(z, t);
+    }
 }
 
 MLP_FN float mlp_elementwise_grad(mlp_loss loss, float z, float t, float scale) {
-    return loss == MLP_SQUARED_ERROR ? mlp_squared_error_grad(z, t, scale)
-                                     : mlp_binary_cross_entropy_grad(z, t, scale);
+    switch (loss) {
+    case MLP_SQUARED_ERROR: return mlp_squared_error_grad(z, t, scale);
+    case MLP_POISSON: return mlp_poisson_grad(z, t, scale);
+    default: return mlp_binary_cross_entropy_grad(z, t, scale);
+    }
 }
 
 /* What the model outputs for prediction from the last layer's z. */
 MLP_FN float mlp_output(mlp_loss loss, float z) {
-    return loss == MLP_BINARY_CROSS_ENTROPY ? mlp_logistic(z) : z;
+    switch (loss) {
+    case MLP_BINARY_CROSS_ENTROPY: return mlp_logistic(z);
+    case MLP_POISSON: return expf(z);
+    default: return z;
+    }
+}
+
+/* The factor of the data loss that a convention reports: scikit-learn
+ * reports squared error as 0.5 x the mean over the outputs too (its
+ * gradient stays that of the sum). */
+MLP_FN float mlp_reported_loss_scale(mlp_convention convention, mlp_loss loss, int64_t outputs) {
+    return convention == MLP_SKLEARN && loss == MLP_SQUARED_ERROR ? 1.0f / (float)outputs : 1.0f;
 }
 
 /* ---- optimizers ----------------------------------------------------------

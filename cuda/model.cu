@@ -704,6 +704,7 @@ static mlp_status write_steps(mlp_model *m, const mlp_data *data, const int64_t 
         s.s = mlp_step_init(&opt, m->steps + b + 1, w);
         s.inv_wsum = w > 0.0 ? (float)(1.0 / w) : 0.0f;
         s.l2_half = opt.convention == MLP_SKLEARN ? 0.5f * s.s.l2_weight : 0.0f;
+        s.loss_scale = mlp_reported_loss_scale(opt.convention, m->loss, m->L.sizes[m->L.n_layers]);
         *total += w;
     }
     CUDA_TRY(cudaMemcpyAsync(m->steps_dev, m->steps_host, sizeof(StepInfo) * (size_t)batches,
@@ -810,8 +811,9 @@ extern "C" mlp_status mlp_train_epoch(mlp_model *m, const mlp_data *data, const 
     m->steps += done;
     const int64_t rows = done == batches ? n : done * batch_size;
     if (done < batches) total = weight_of(data, order, 0, rows);
-    TRY(epoch_results(m, rows, batch_size, penalty, data->weights != NULL, total, batch_losses,
-                      mean_loss, accuracy));
+    const bool scaled = m->steps_host[0].loss_scale != 1.0f;
+    TRY(epoch_results(m, rows, batch_size, penalty, data->weights != NULL || scaled, total,
+                      batch_losses, mean_loss, accuracy));
     if (done < batches)
         return mlp_fail(MLP_STOPPED, "stopped at the caller's request after %lld rows",
                         (long long)rows);
@@ -944,7 +946,8 @@ extern "C" mlp_status mlp_loss_and_grad(mlp_model *m, const mlp_data *data,
         for (int64_t i = b0; grad && i < b1; i++) grad[i] += s.s.l2_bias * params[i];
     }
     free(params);
-    *loss = (total > 0.0 ? loss_sum / total : 0.0) +
+    *loss = (total > 0.0 ? loss_sum / total : 0.0) *
+                mlp_reported_loss_scale(opt->convention, m->loss, m->L.sizes[m->L.n_layers]) +
             (opt->convention == MLP_SKLEARN ? 0.5 * (double)s.s.l2_weight * squares : 0.0);
     return MLP_OK;
 }

@@ -166,7 +166,7 @@ __global__ void batch_loss_kernel(const float *row_loss, int64_t n, int64_t batc
     const int64_t end = start + batch_size < n ? start + batch_size : n;
     double s = 0.0;
     for (int64_t i = start; i < end; i++) s += row_loss[i];
-    s *= steps[b].inv_wsum;
+    s *= (double)steps[b].inv_wsum * steps[b].loss_scale;
     if (penalty) s += (double)steps[b].l2_half * penalty[b];
     batch_loss[b] = (float)s;
 }

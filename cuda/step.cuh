@@ -18,6 +18,7 @@ struct StepInfo {
     mlp_step s;
     float inv_wsum; /* 1 / the batch's rows or weight sum (0 for a weightless batch) */
     float l2_half;  /* scikit-learn's penalty in the reported loss: 0.5 * l2 per |W|^2 */
+    float loss_scale; /* mlp_reported_loss_scale */
 };
 
 /* A layer's input rows: either activations (act, (B,D) contiguous) or rows

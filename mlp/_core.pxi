@@ -107,7 +107,7 @@ BACKEND = mlp_backend_name().decode()
 
 # The enums of mlp.h by the names the Python API uses.
 ACTIVATIONS = {"relu": 0, "tanh": 1, "logistic": 2, "identity": 3, "gelu": 4}
-LOSSES = {"cross_entropy": 0, "squared_error": 1, "binary_cross_entropy": 2}
+LOSSES = {"cross_entropy": 0, "squared_error": 1, "binary_cross_entropy": 2, "poisson": 3}
 
 
 def device_check():

@@ -14,7 +14,7 @@ from ._validation import check_X, check_y, encode_labels
 
 FORMAT_VERSION = 2
 LOSS_TASKS = {"cross_entropy": "classifier", "squared_error": "regressor",
-              "binary_cross_entropy": "multilabel"}
+              "binary_cross_entropy": "multilabel", "poisson": "regressor"}
 PIXEL_SCALE = float(np.float32(1 / 255))
 
 

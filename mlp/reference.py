@@ -163,10 +163,25 @@ def binary_crossentropy_backward(out, z, t, weights, wsum):
     return (out - t) * (_row_weights(len(z), weights, z.dtype) / wsum)[:, None]
 
 
+def poisson_forward(z, t, weights=None):
+    """exp outputs (log link); loss exp(z) - t z + t log t - t summed over outputs"""
+    mu = np.exp(z)
+    if t is None:
+        return mu, 0.0, 0
+    w = _row_weights(len(z), weights, z.dtype)
+    tlogt = np.where(t > 0, t * np.log(np.where(t > 0, t, 1)), 0)
+    return mu, float(np.sum(w * (mu - t * z + tlogt - t).sum(axis=1))), 0
+
+
+def poisson_backward(out, z, t, weights, wsum):
+    return (out - t) * (_row_weights(len(z), weights, z.dtype) / wsum)[:, None]
+
+
 LOSSES = {
     "cross_entropy": (softmax_crossentropy_forward, softmax_crossentropy_backward),
     "squared_error": (squared_error_forward, squared_error_backward),
     "binary_cross_entropy": (binary_crossentropy_forward, binary_crossentropy_backward),
+    "poisson": (poisson_forward, poisson_backward),
 }
 
 
@@ -289,12 +304,19 @@ class Reference:
         """One optimizer step on a batch; returns (batch loss, correct)."""
         wsum = batch_weight(weights, len(x))
         _, loss, correct = self.forward(x, t, weights)
-        loss = (loss / wsum if wsum > 0 else 0.0) + self.penalty(opt, wsum)
+        loss = (loss / wsum if wsum > 0 else 0.0) * self.reported_scale(opt) + \
+            self.penalty(opt, wsum)
         self.backward(t, weights, wsum)
         self.steps += 1
         update(step_constants(opt, self.steps, wsum), self.params, self.grads, self.m, self.v,
                self.is_bias)
         return loss, correct
+
+    def reported_scale(self, opt):
+        """scikit-learn reports squared error as 0.5 x the mean over the outputs
+        (mlp_reported_loss_scale); its gradient stays that of the sum."""
+        sklearn_se = opt["convention"] == "sklearn" and self.loss == "squared_error"
+        return 1.0 / self.sizes[-1] if sklearn_se else 1.0
 
     def penalty(self, opt, wsum):
         """scikit-learn's L2 term of the reported loss (0 in PyTorch's convention)."""
@@ -343,7 +365,8 @@ class Reference:
         x = gather_batch(X, np.arange(len(X)), self.dtype, self.input_scale)
         wsum = batch_weight(sample_weight, len(X))
         _, loss, _ = self.forward(x, t, sample_weight)
-        loss = (loss / wsum if wsum > 0 else 0.0) + self.penalty(opt, wsum)
+        loss = (loss / wsum if wsum > 0 else 0.0) * self.reported_scale(opt) + \
+            self.penalty(opt, wsum)
         self.backward(t, sample_weight, wsum)
         s = step_constants(opt, 1, wsum)
         grad = self.grads + np.where(self.is_bias, s["l2_bias"], s["l2_weight"]) * self.params

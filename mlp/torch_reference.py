@@ -48,6 +48,10 @@ def loss_fn(loss):
         return lambda z, t: torch.nn.functional.cross_entropy(z, t)
     if loss == "squared_error":  # 0.5 (z - t)^2, as nn.MSELoss(reduction="sum") / 2 / B
         return lambda z, t: torch.nn.MSELoss(reduction="sum")(z, t) / (2 * len(z))
+    if loss == "poisson":  # exp(z) - t z, plus the constant t log t - t
+        return lambda z, t: (torch.nn.PoissonNLLLoss(log_input=True, full=False,
+                                                     reduction="sum")(z, t)
+                             + (torch.special.xlogy(t, t) - t).sum()) / len(z)
     return lambda z, t: torch.nn.BCEWithLogitsLoss(reduction="sum")(z, t) / len(z)
 
 

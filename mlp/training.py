@@ -68,6 +68,8 @@ def encode_targets(y, n_samples, loss, classes=None, name="y"):
         raise ValueError(f"{name} has no outputs: shape {arr.shape}")
     if not np.isfinite(values).all():
         raise ValueError(f"{name} contains NaN or infinity (or values too large for float32)")
+    if loss == "poisson" and (values < 0).any():
+        raise ValueError(f"{name} must be counts >= 0 for loss='poisson'")
     if loss == "binary_cross_entropy" and not np.isin(values, (0.0, 1.0)).all():
         raise ValueError(f"{name} must be a 0/1 indicator matrix for "
                          "loss='binary_cross_entropy'")
@@ -128,7 +130,8 @@ def train(X, y, *, hidden=256, activation="relu", loss="cross_entropy", epochs=1
     kind (``classes_`` holds them sorted); for "squared_error" (regression,
     identity outputs), float targets (n,) or (n, k); for
     "binary_cross_entropy" (multi-label, logistic outputs), a 0/1 indicator
-    matrix (n, k).
+    matrix (n, k); for "poisson" (regression of counts, exp outputs), targets
+    >= 0.
     hidden: the hidden layer's width, or a tuple of widths. activation: "relu",
     "tanh", "logistic", "identity" or "gelu", between the layers.
     optimizer: "sgd" (momentum, nesterov, weight_decay as PyTorch's SGD),

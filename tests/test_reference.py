@@ -21,6 +21,8 @@ def targets_for(loss, rng, B, C):
         return rng.integers(0, C, size=B)
     if loss == "squared_error":
         return rng.standard_normal((B, C))
+    if loss == "poisson":
+        return rng.poisson(1.5, (B, C)).astype(np.float64)
     return (rng.random((B, C)) < 0.5).astype(np.float64)
 
 

@@ -26,6 +26,7 @@ CASES = [
     ("logistic", "squared_error", "adam", {}, False, (12,)),
     ("identity", "squared_error", "sgd", dict(momentum=0.5), False, (12,)),
     ("relu", "binary_cross_entropy", "adam", {}, False, (20,)),
+    ("tanh", "poisson", "adam", {}, False, (12,)),
 ]
 
 
@@ -34,6 +35,8 @@ def problem(loss, uint8):
     X, y = make_problem(rng, 150, 40, 4, uint8)
     if loss == "squared_error":
         y = np.stack([np.sin(np.arange(150) / 7.0), y / 3.0], axis=1).astype(np.float32)
+    elif loss == "poisson":
+        y = rng.poisson(2.0, (150, 2)).astype(np.float32)
     elif loss == "binary_cross_entropy":
         y = (rng.random((150, 3)) < 0.4).astype(np.float32)
     return X, y
