@@ -59,9 +59,9 @@ class Cosine(Schedule):
 
 
 class InvScaling(Schedule):
-    """lr0 / t ** power_t. per="epoch": t = the epoch (1, 2, ...);
-    per="sample" (scikit-learn's rule): t = the samples seen before the epoch,
-    and the first epoch runs at lr0."""
+    """per="epoch": lr0 / epoch ** power_t (epochs from 1); per="sample"
+    (scikit-learn's rule): lr0 / (t + 1) ** power_t, t the samples seen before
+    the epoch (so the first epoch runs at lr0)."""
     name = "invscaling"
 
     def __init__(self, power_t=0.5, per="epoch"):
@@ -72,8 +72,7 @@ class InvScaling(Schedule):
     def lr(self, epoch):
         if self.per == "epoch":
             return self.lr0 / epoch ** self.power_t
-        seen = (epoch - 1) * self.n_samples
-        return self.lr0 if seen == 0 else self.lr0 / seen ** self.power_t
+        return self.lr0 / ((epoch - 1) * self.n_samples + 1) ** self.power_t
 
 
 class Adaptive(Schedule):

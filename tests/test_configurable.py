@@ -96,7 +96,7 @@ def test_schedules_set_each_epochs_rate():
     assert lrs["invscaling"] == pytest.approx([0.1 / np.sqrt(e) for e in range(1, 7)])
     custom = mlp.train(X, y, hidden=4, epochs=3, lr=0.1,
                        lr_schedule=mlp.schedules.InvScaling(power_t=0.5, per="sample"))
-    assert custom.history["lr"] == pytest.approx([0.1, 0.1 / 10, 0.1 / np.sqrt(200)])
+    assert custom.history["lr"] == pytest.approx([0.1, 0.1 / np.sqrt(101), 0.1 / np.sqrt(201)])
 
 
 def test_adaptive_schedule_divides_by_five_then_stops():
