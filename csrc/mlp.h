@@ -133,6 +133,11 @@ int64_t mlp_num_params(const mlp_model *model);
  * (ops.cu) instead of the tuned GEMM (gemm.cu) and one-kernel epochs. */
 mlp_status mlp_use_plain_ops(mlp_model *model, int on);
 
+/* The C core: how many threads this model's work may use (0: OpenMP's
+ * default, all cores; results do not depend on it). The CUDA core keeps it
+ * and ignores it. */
+mlp_status mlp_set_threads(mlp_model *model, int n_threads);
+
 /* Which code ran this model's last epoch (or would run it). C core:
  * "plain" (the ops of ops.c: chosen, or a configuration the fast paths do
  * not support) or the instruction set of the fast paths ("base", "avx2";

@@ -4,6 +4,9 @@
  * mlp_use_plain_ops, or for a configuration the fast paths do not support).
  */
 #include <stdatomic.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,6 +47,7 @@ struct mlp_model {
     nz_cols cols; /* the same by column, for the weight gradients */
     float *T;     /* scratch for the transposed narrow layers */
     int plain;    /* run the plain ops of ops.c instead of the fast paths */
+    int threads;  /* mlp_set_threads; 0: OpenMP's default */
     const mlp_kernels *kernels; /* the fast paths' inner loops for this CPU */
 };
 
@@ -206,6 +210,36 @@ int64_t mlp_num_params(const mlp_model *m) { return m ? m->L.n_params : 0; }
 
 const char *mlp_kernel_set(const mlp_model *m) {
     return !m ? "" : m->plain ? "plain" : m->kernels->name;
+}
+
+mlp_status mlp_set_threads(mlp_model *m, int n_threads) {
+    mlp_clear_error();
+    if (!m) return mlp_fail(MLP_ERR_INVALID, "model is NULL");
+    if (n_threads < 0) return mlp_fail(MLP_ERR_INVALID, "n_threads must be >= 0");
+    m->threads = n_threads;
+    return MLP_OK;
+}
+
+/* The calling thread's OpenMP thread count for this model's work (OpenMP
+ * keeps it per calling thread); returns the count to restore. */
+static int use_threads(const mlp_model *m) {
+#ifdef _OPENMP
+    const int before = omp_get_max_threads();
+    if (m && m->threads > 0) omp_set_num_threads(m->threads);
+    return before;
+#else
+    (void)m;
+    return 0;
+#endif
+}
+
+static mlp_status restore_threads(int before, mlp_status st) {
+#ifdef _OPENMP
+    omp_set_num_threads(before);
+#else
+    (void)before;
+#endif
+    return st;
 }
 
 mlp_status mlp_use_plain_ops(mlp_model *m, int on) {
@@ -432,10 +466,22 @@ static double train_step(mlp_model *m, const mlp_data *data, const int64_t *idx,
     return loss;
 }
 
+static mlp_status train_epoch(mlp_model *m, const mlp_data *data, const int64_t *order,
+                              int64_t n_order, int64_t batch_size, const mlp_optimizer *opt,
+                              float *batch_losses, double *mean_loss, double *accuracy);
+
 mlp_status mlp_train_epoch(mlp_model *m, const mlp_data *data, const int64_t *order,
                            int64_t n_order, int64_t batch_size, const mlp_optimizer *opt,
                            float *batch_losses, double *mean_loss, double *accuracy) {
     mlp_clear_error();
+    const int before = use_threads(m);
+    return restore_threads(before, train_epoch(m, data, order, n_order, batch_size, opt,
+                                               batch_losses, mean_loss, accuracy));
+}
+
+static mlp_status train_epoch(mlp_model *m, const mlp_data *data, const int64_t *order,
+                              int64_t n_order, int64_t batch_size, const mlp_optimizer *opt,
+                              float *batch_losses, double *mean_loss, double *accuracy) {
     if (!m || !data) return mlp_fail(MLP_ERR_INVALID, "NULL argument");
     mlp_status st = mlp_check_train_args(&m->L, data->n, data->d, order, n_order, batch_size, opt);
     if (st == MLP_OK) st = check_targets(m, data);
@@ -502,7 +548,9 @@ static mlp_status forward_all(mlp_model *m, const mlp_data *data, float *out, in
 mlp_status mlp_predict(mlp_model *m, const mlp_data *data, float *out, int want_logits) {
     mlp_clear_error();
     if (!m || !data || !out) return mlp_fail(MLP_ERR_INVALID, "NULL argument");
-    return forward_all(m, data, out, want_logits, NULL, NULL, NULL, NULL, 0.0);
+    const int before = use_threads(m);
+    return restore_threads(before,
+                           forward_all(m, data, out, want_logits, NULL, NULL, NULL, NULL, 0.0));
 }
 
 mlp_status mlp_evaluate(mlp_model *m, const mlp_data *data, double *mean_loss, double *accuracy) {
@@ -512,7 +560,9 @@ mlp_status mlp_evaluate(mlp_model *m, const mlp_data *data, double *mean_loss, d
     if (st != MLP_OK) return st;
     double loss = 0.0, weight = 0.0;
     int64_t correct = 0;
-    st = forward_all(m, data, NULL, 0, &loss, &weight, &correct, NULL, 0.0);
+    const int before = use_threads(m);
+    st = restore_threads(before, forward_all(m, data, NULL, 0, &loss, &weight, &correct, NULL,
+                                             0.0));
     if (st != MLP_OK) return st;
     if (mean_loss) *mean_loss = weight > 0.0 ? loss / weight : 0.0;
     if (accuracy) *accuracy = (double)correct / (double)data->n;
@@ -530,7 +580,9 @@ mlp_status mlp_loss_and_grad(mlp_model *m, const mlp_data *data, const mlp_optim
     if (grad) memset(grad, 0, sizeof(float) * (size_t)m->L.n_params);
     double loss_sum = 0.0, weight = 0.0;
     int64_t correct = 0;
-    st = forward_all(m, data, NULL, 0, &loss_sum, &weight, &correct, grad, total);
+    const int before = use_threads(m);
+    st = restore_threads(before, forward_all(m, data, NULL, 0, &loss_sum, &weight, &correct,
+                                             grad, total));
     if (st != MLP_OK) return st;
     *loss = (total > 0.0 ? loss_sum / total : 0.0) * reported_scale(m, opt) +
             reported_penalty(m, opt, total);

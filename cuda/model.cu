@@ -372,6 +372,13 @@ extern "C" const char *mlp_kernel_set(const mlp_model *m) {
     return m->plain ? "plain" : m->last_kernels ? m->last_kernels : "cuda";
 }
 
+extern "C" mlp_status mlp_set_threads(mlp_model *m, int n_threads) {
+    mlp_clear_error();
+    if (!m) return mlp_fail(MLP_ERR_INVALID, "model is NULL");
+    if (n_threads < 0) return mlp_fail(MLP_ERR_INVALID, "n_threads must be >= 0");
+    return MLP_OK; /* the GPU's work has no host threads to set */
+}
+
 extern "C" mlp_status mlp_use_plain_ops(mlp_model *m, int on) {
     mlp_clear_error();
     if (!m) return mlp_fail(MLP_ERR_INVALID, "model is NULL");

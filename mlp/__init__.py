@@ -22,4 +22,22 @@ def available_devices():
     return devices
 
 
-__all__ = ["DEVICES", "Model", "available_devices", "datasets", "load", "train", "__version__"]
+_ESTIMATORS = ("MLPClassifier", "MLPRegressor")
+
+
+def __getattr__(name):
+    """mlp.MLPClassifier and mlp.MLPRegressor, imported when first used: they
+    need scikit-learn, which mlp.train does not."""
+    if name in _ESTIMATORS:
+        try:
+            from . import estimators
+        except ImportError as exc:
+            raise ImportError(f"mlp.{name} needs scikit-learn and scipy ({exc}): install the "
+                              "package's 'sklearn' extra, or pip install scikit-learn scipy") \
+                from None
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'mlp' has no attribute {name!r}")
+
+
+__all__ = ["DEVICES", "MLPClassifier", "MLPRegressor", "Model", "available_devices", "datasets",
+           "load", "train", "__version__"]

@@ -82,6 +82,9 @@ class CoreNetwork:
     def bind(self, X, labels=None, values=None, sample_weight=None):
         return self.module.Data(X, labels, values, sample_weight)
 
+    def set_threads(self, n_threads):
+        self.model.set_threads(n_threads)
+
     def train_epoch(self, data, order, batch_size, opt):
         with self.lock:
             return self.model.train_epoch(data, order, batch_size, opt)
@@ -132,6 +135,9 @@ class NumpyNetwork:
 
     def bind(self, X, labels=None, values=None, sample_weight=None):
         return (X, labels if labels is not None else values, sample_weight)
+
+    def set_threads(self, n_threads):
+        pass  # numpy's BLAS keeps its own threads
 
     def train_epoch(self, data, order, batch_size, opt):
         X, t, w = data

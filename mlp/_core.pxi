@@ -60,6 +60,7 @@ cdef extern from "mlp.h" nogil:
     void mlp_free(mlp_model *model)
     int64_t mlp_num_params(const mlp_model *model)
     mlp_status mlp_use_plain_ops(mlp_model *model, int on)
+    mlp_status mlp_set_threads(mlp_model *model, int n_threads)
     const char *mlp_kernel_set(const mlp_model *model)
     mlp_status mlp_set_params(mlp_model *model, const float *params)
     mlp_status mlp_get_params(mlp_model *model, float *params)
@@ -230,6 +231,10 @@ cdef class Model:
     def kernel_set(self):
         """The code that runs this model's arithmetic (see mlp_kernel_set in csrc/mlp.h)."""
         return mlp_kernel_set(self.ptr).decode()
+
+    def set_threads(self, int n_threads):
+        """Threads for this model's work in the C core (0: all cores); the CUDA core ignores it."""
+        check(mlp_set_threads(self.ptr, n_threads))
 
     def use_plain_ops(self, bint on=True):
         """Run the lecture's plain ops instead of the fast paths (C core: csrc/ops.c;

@@ -54,6 +54,21 @@ class Model:
         self._nets = {} if _network is None else {input_scale: _network}
         self.device = self._backend.name if _network is None else _network.device
 
+    def __getstate__(self):
+        """Pickles and deep copies carry the parameters, not the core objects:
+        the network is rebuilt where the copy is used."""
+        state = dict(self.__dict__)
+        state["_nets"], state["_backend"] = {}, None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        try:
+            self._backend = get_backend(self.device)
+        except RuntimeError:  # that device is not here: whatever "auto" finds
+            self._backend = get_backend("auto")
+        self.device = self._backend.name
+
     def __repr__(self):
         parts = ["-".join(map(str, self.sizes))]
         if self.activation != "relu":
@@ -84,6 +99,7 @@ class Model:
             scale = PIXEL_SCALE if X.dtype == np.uint8 else 1.0
         if scale not in self._nets:
             backend = self._backend or get_backend(self.device)
+            self._backend = backend
             self._nets[scale] = backend.network(self.sizes, self._flat,
                                                 activation=self.activation, loss=self.loss,
                                                 input_scale=scale)

@@ -1,0 +1,524 @@
+"""scikit-learn estimators on the mlp cores: ``MLPClassifier`` and
+``MLPRegressor``, with scikit-learn's parameters, defaults, fitted attributes
+and rules (its L2 penalty, SGD and Adam, learning-rate schedules, stopping
+and early stopping, initial weights and shuffling drawn from random_state as
+scikit-learn draws them), trained by the C core, the CUDA core or the numpy
+reference (``device``).
+
+Needs scikit-learn and scipy (the package's "sklearn" extra).
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.neural_network import MLPClassifier as _SkClassifier
+from sklearn.neural_network import MLPRegressor as _SkRegressor
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_random_state
+from sklearn.utils import shuffle as _shuffle
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import (_check_partial_fit_first_call, type_of_target,
+                                      unique_labels)
+from sklearn.utils.validation import (_check_sample_weight, check_is_fitted, column_or_1d,
+                                      validate_data)
+
+from . import reference
+from ._backends import DEVICES, get_backend
+from .optimizers import Optimizer
+
+_EXTRA = {"device": [StrOptions(set(DEVICES))],
+          "n_threads": [None, Interval(numbers.Integral, 1, None, closed="left")]}
+
+# what each output activation means in the cores (csrc/mlp.h's mlp_loss)
+_OUTPUT_LOSS = {"softmax": "cross_entropy", "logistic": "binary_cross_entropy",
+                "identity": "squared_error", "exp": "poisson"}
+
+
+class _Core:
+    """An estimator's network in a core and its optimizer state, kept in one
+    holder: predict fills it without changing the estimator's attributes,
+    and a pickle or deep copy carries the state, not the core object (the
+    network is rebuilt where it is loaded, on the device there)."""
+
+    def __init__(self, state=None):
+        self.net, self.params, self.state = None, None, state
+
+    def __getstate__(self):
+        return {"state": self.state}
+
+    def __setstate__(self, d):
+        self.__init__(d["state"])
+
+
+def _pack(coefs, intercepts):
+    """The flat parameter buffer of csrc/mlp.h: W1, b1, W2, b2, ..."""
+    return np.concatenate([np.concatenate([W.ravel(), b]) for W, b in zip(coefs, intercepts)]
+                          ).astype(np.float32)
+
+
+class _BaseMLP(BaseEstimator):
+    """What the two estimators share; see MLPClassifier for the parameters."""
+
+    def _out_activation(self, y):
+        raise NotImplementedError
+
+    # ---- the network in a core ---------------------------------------------
+
+    def _sizes(self):
+        return [self.coefs_[0].shape[0]] + [b.shape[0] for b in self.intercepts_]
+
+    def _make_network(self):
+        loss = _OUTPUT_LOSS[self.out_activation_]
+        net = get_backend(self.device).network(self._sizes(), _pack(self.coefs_, self.intercepts_),
+                                               activation=self.activation, loss=loss)
+        if self.n_threads is not None:
+            net.set_threads(self.n_threads)
+        return net
+
+    def _network(self, keep_state):
+        """The core network holding coefs_ and intercepts_; with keep_state, the
+        optimizer state of the last fit or partial_fit too."""
+        core = self._core
+        flat = _pack(self.coefs_, self.intercepts_)
+        if core.net is None:
+            core.net = self._make_network()
+            if keep_state and core.state is not None:
+                core.net.set_state(*core.state)
+        elif not keep_state:
+            core.net.set_params(flat)
+        elif not np.array_equal(flat, core.params):  # coefs_ changed by hand
+            state = core.net.get_state()
+            core.net.set_params(flat)
+            core.net.set_state(*state)
+        core.params = flat
+        return core.net
+
+    def _from_network(self, net):
+        """coefs_ and intercepts_ from the core (views into one flat array)."""
+        flat = net.get_params()
+        dtype = getattr(self, "_param_dtype", np.float64)
+        Ws, bs = reference.layer_views(flat.astype(dtype), self._sizes())
+        self.coefs_, self.intercepts_ = list(Ws), list(bs)
+        self._core.params = flat
+        self._core.state = net.get_state()
+
+    # ---- fit -----------------------------------------------------------------
+
+    def _targets(self, Y):
+        """What the core trains on: class indices for softmax, else float values."""
+        if self.out_activation_ == "softmax":
+            return {"labels": np.ascontiguousarray(np.argmax(Y, axis=1), dtype=np.int32)}
+        return {"values": np.ascontiguousarray(Y, dtype=np.float32)}
+
+    def _initialize(self, Y, sizes, dtype):
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.n_outputs_ = Y.shape[1]
+        self.n_layers_ = len(sizes)
+        self.out_activation_ = self._out_activation(Y)
+        self._param_dtype = dtype
+        # Glorot uniform, drawn layer by layer from random_state as scikit-learn does
+        factor = 2.0 if self.activation == "logistic" else 6.0
+        self.coefs_, self.intercepts_ = [], []
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            self.coefs_.append(self._random_state.uniform(-bound, bound, (fan_in, fan_out))
+                               .astype(dtype, copy=False))
+            self.intercepts_.append(self._random_state.uniform(-bound, bound, fan_out)
+                                    .astype(dtype, copy=False))
+        self._best_coefs = [c.copy() for c in self.coefs_]
+        self._best_intercepts = [i.copy() for i in self.intercepts_]
+        self._core = _Core()
+        if self.solver in ("sgd", "adam"):
+            self.loss_curve_ = []
+            self._no_improvement_count = 0
+            if self.early_stopping:
+                self.validation_scores_ = []
+                self.best_validation_score_ = -np.inf
+                self.best_loss_ = None
+            else:
+                self.best_loss_ = np.inf
+                self.validation_scores_ = None
+                self.best_validation_score_ = None
+
+    def _optimizer(self):
+        """Our optimizer struct in scikit-learn's convention (alpha as its L2)."""
+        kind = "sgd" if self.solver in ("sgd", "lbfgs") else "adam"
+        return Optimizer(kind=kind, convention="sklearn", lr=float(self.learning_rate_init),
+                         momentum=float(self.momentum) if kind == "sgd" else 0.0,
+                         nesterov=bool(self.nesterovs_momentum) and kind == "sgd",
+                         weight_decay=float(self.alpha), beta1=float(self.beta_1),
+                         beta2=float(self.beta_2), eps=float(self.epsilon))
+
+    def _fit(self, X, y, sample_weight=None, incremental=False):
+        hidden = self.hidden_layer_sizes
+        hidden = list(hidden) if hasattr(hidden, "__iter__") else [hidden]
+        if any(h <= 0 for h in hidden):
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden}.")
+        first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        X, Y = self._validate_input(X, y, incremental, reset=first_pass)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float32)
+        if Y.ndim == 1:
+            Y = Y.reshape(-1, 1)
+        n_samples, n_features = X.shape
+        sizes = [n_features] + hidden + [Y.shape[1]]
+        self._random_state = check_random_state(self.random_state)
+        if first_pass:
+            self._initialize(Y, sizes, X.dtype)
+        elif self._sizes() != sizes:
+            raise ValueError(f"the network has layer sizes {self._sizes()}; this data and "
+                             f"hidden_layer_sizes need {sizes}")
+        self.n_outputs_ = Y.shape[1]
+        X32 = np.ascontiguousarray(X, dtype=np.float32)
+        if self.solver == "lbfgs":
+            self._fit_lbfgs(X32, Y, sample_weight)
+        else:
+            self._fit_stochastic(X32, Y, sample_weight, incremental)
+        if not all(np.isfinite(w).all() for w in self.coefs_ + self.intercepts_):
+            raise ValueError("Solver produced non-finite parameter weights. The input data may "
+                             "contain large values and need to be preprocessed.")
+        return self
+
+    def _fit_lbfgs(self, X, Y, sample_weight):
+        import scipy.optimize
+        from sklearn.utils.optimize import _check_optimize_result
+        net = self._network(keep_state=False)
+        data = net.bind(X, **self._targets(Y), sample_weight=sample_weight)
+        opt = self._optimizer().core_dict()
+
+        def loss_and_grad(x):
+            net.set_params(x.astype(np.float32))
+            loss, grad = net.loss_and_grad(data, opt)
+            return loss, grad.astype(np.float64)
+
+        result = scipy.optimize.minimize(
+            loss_and_grad, _pack(self.coefs_, self.intercepts_).astype(np.float64),
+            method="L-BFGS-B", jac=True,
+            options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol})
+        self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
+        self.loss_ = float(result.fun)
+        net.set_params(result.x.astype(np.float32))
+        self._from_network(net)
+
+    def _fit_stochastic(self, X, Y, sample_weight, incremental):
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        net = self._network(keep_state=incremental)
+        if not incremental or not hasattr(self, "_learning_rate"):
+            self._learning_rate = float(self.learning_rate_init)
+        if self.early_stopping:
+            stratify = Y if is_classifier(self) and self.n_outputs_ == 1 else None
+            parts = (X, Y) if sample_weight is None else (X, Y, sample_weight)
+            split = train_test_split(*parts, random_state=self._random_state,
+                                     test_size=self.validation_fraction, stratify=stratify)
+            X_train, X_val, Y_train, Y_val = split[:4]
+            w_train, w_val = (split[4], split[5]) if sample_weight is not None else (None, None)
+            if X_val.shape[0] < 2:
+                raise ValueError("The validation set is too small. Increase "
+                                 "'validation_fraction' or the size of your dataset.")
+            y_val = self._decode(Y_val)
+        else:
+            X_train, Y_train, w_train = X, Y, sample_weight
+            X_val = y_val = w_val = None
+        n = X_train.shape[0]
+        if self.batch_size == "auto":
+            batch_size = min(200, n)
+        else:
+            if self.batch_size > n:
+                warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
+                              "going to be clipped")
+            batch_size = int(np.clip(self.batch_size, 1, n))
+        data = net.bind(X_train, **self._targets(Y_train), sample_weight=w_train)
+        rows = np.full(-(-n // batch_size), batch_size, dtype=np.float64)
+        rows[-1] = n - batch_size * (len(rows) - 1)
+        opt = self._optimizer()
+        sample_idx = np.arange(n, dtype=np.int64)
+        try:
+            self.n_iter_ = 0
+            for _ in range(self.max_iter):
+                if self.shuffle:
+                    sample_idx = _shuffle(sample_idx, random_state=self._random_state)
+                batch_losses, _, _ = net.train_epoch(
+                    data, np.ascontiguousarray(sample_idx, dtype=np.int64), batch_size,
+                    opt.with_lr(self._learning_rate).core_dict())
+                self.n_iter_ += 1
+                self.loss_ = float(np.dot(batch_losses.astype(np.float64), rows) / n)
+                self.t_ += n
+                self.loss_curve_.append(self.loss_)
+                if self.verbose:
+                    print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
+                self._from_network(net)
+                self._update_no_improvement_count(X_val, y_val, w_val)
+                if self.solver == "sgd" and self.learning_rate == "invscaling":
+                    self._learning_rate = (float(self.learning_rate_init)
+                                           / (self.t_ + 1) ** self.power_t)
+                if self._no_improvement_count > self.n_iter_no_change:
+                    what = ("Validation score" if self.early_stopping else "Training loss")
+                    msg = (f"{what} did not improve more than tol={self.tol:f} for "
+                           f"{self.n_iter_no_change} consecutive epochs.")
+                    if self._stop_or_slow_down(msg):
+                        break
+                    self._no_improvement_count = 0
+                if incremental:
+                    break
+                if self.n_iter_ == self.max_iter:
+                    warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
+                                  "reached and the optimization hasn't converged yet.",
+                                  ConvergenceWarning)
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.")
+            self._from_network(net)
+        if self.early_stopping:
+            self.coefs_, self.intercepts_ = self._best_coefs, self._best_intercepts
+
+    def _stop_or_slow_down(self, msg):
+        """scikit-learn's rule: stop, unless SGD's "adaptive" rate can still be
+        divided by 5."""
+        if self.solver != "sgd" or self.learning_rate != "adaptive" \
+                or self._learning_rate <= 1e-6:
+            if self.verbose:
+                print(msg + " Stopping.")
+            return True
+        self._learning_rate /= 5.0
+        if self.verbose:
+            print(msg + f" Setting learning rate to {self._learning_rate:f}")
+        return False
+
+    def _update_no_improvement_count(self, X_val, y_val, w_val):
+        if self.early_stopping:
+            score = self._score(X_val, y_val, w_val)
+            self.validation_scores_.append(score)
+            if self.verbose:
+                print("Validation score: %f" % score)
+            if score < self.best_validation_score_ + self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                self._best_coefs = [c.copy() for c in self.coefs_]
+                self._best_intercepts = [i.copy() for i in self.intercepts_]
+        else:
+            if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            self.best_loss_ = min(self.best_loss_, self.loss_curve_[-1])
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to X and y (sample_weight: optional row weights)."""
+        self._validate_params()
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+
+    # ---- predict -------------------------------------------------------------
+
+    def _outputs(self, X):
+        """The network's outputs (probabilities, or the regression outputs)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
+        net = self._network(keep_state=True)
+        return net.predict(net.bind(np.ascontiguousarray(X, dtype=np.float32)))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        return tags
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """A multilayer perceptron classifier with scikit-learn's parameters
+    (sklearn.neural_network.MLPClassifier), trained by the mlp cores.
+
+    Two parameters are added: ``device`` ("auto", "cpu", "cuda", "numpy")
+    and ``n_threads`` (the C core's threads; None: all cores). The math is
+    float32 in every core. Multi-class targets train a softmax output,
+    binary and multi-label (an indicator matrix) targets logistic outputs.
+    """
+
+    _parameter_constraints = {**_SkClassifier._parameter_constraints, **_EXTRA}
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 device="auto", n_threads=None):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.device = device
+        self.n_threads = n_threads
+
+    def _out_activation(self, Y):
+        return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32),
+                             reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start:
+                if set(classes) != set(self.classes_):
+                    raise ValueError("warm_start can only be used where `y` has the same "
+                                     f"classes as in the previous call to fit. Previously got "
+                                     f"{self.classes_}, `y` has {classes}")
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has "
+                                 f"{self.classes_}. 'y' has {classes}.")
+        return X, self._label_binarizer.transform(y).astype(bool)
+
+    def _decode(self, Y):
+        return self._label_binarizer.inverse_transform(Y)
+
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """One epoch over X, y; classes (every label) is needed on the first call."""
+        if _check_partial_fit_first_call(self, classes):
+            self._label_binarizer = LabelBinarizer()
+            if type_of_target(y).startswith("multilabel"):
+                self._label_binarizer.fit(y)
+            else:
+                self._label_binarizer.fit(classes)
+        if self.solver not in ("sgd", "adam"):
+            raise AttributeError(f"partial_fit is only available for stochastic optimizer. "
+                                 f"{self.solver} is not stochastic.")
+        self._validate_params()
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+    def predict(self, X):
+        """The predicted class of each row (the indicator matrix for multi-label)."""
+        return self._decode_outputs(self._outputs(X))
+
+    def _decode_outputs(self, P):
+        if self.n_outputs_ == 1:
+            P = P.ravel()
+        return self._label_binarizer.inverse_transform(P)
+
+    def _score(self, X, y, sample_weight=None):
+        return accuracy_score(y, self._decode_outputs(self._outputs(X)),
+                              sample_weight=sample_weight)
+
+    def predict_proba(self, X):
+        """Class probabilities (n_samples, n_classes) in classes_ order."""
+        P = self._outputs(X).astype(np.float64)
+        if self.n_outputs_ == 1 and self._label_binarizer.y_type_ != "multilabel-indicator":
+            P = P.ravel()
+            return np.vstack([1 - P, P]).T
+        return P
+
+    def predict_log_proba(self, X):
+        """The logarithm of predict_proba."""
+        return np.log(self.predict_proba(X))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """A multilayer perceptron regressor with scikit-learn's parameters
+    (sklearn.neural_network.MLPRegressor: loss "squared_error" or "poisson"),
+    trained by the mlp cores; ``device`` and ``n_threads`` as MLPClassifier."""
+
+    _parameter_constraints = {**_SkRegressor._parameter_constraints, **_EXTRA}
+
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
+                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 device="auto", n_threads=None):
+        self.loss = loss
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.device = device
+        self.n_threads = n_threads
+
+    def _out_activation(self, Y):
+        return "exp" if self.loss == "poisson" else "identity"
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
+                             dtype=(np.float64, np.float32), reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if self.loss == "poisson" and np.any(y < 0):
+            raise ValueError("Some value(s) of y are negative which is not allowed for "
+                             "loss='poisson'.")
+        return X, y
+
+    def _decode(self, Y):
+        return Y[:, 0] if Y.shape[1] == 1 else Y
+
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over X, y."""
+        if self.solver not in ("sgd", "adam"):
+            raise AttributeError(f"partial_fit is only available for stochastic optimizer. "
+                                 f"{self.solver} is not stochastic.")
+        self._validate_params()
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+    def predict(self, X):
+        """The predicted values ((n,) for one target, else (n, n_outputs))."""
+        P = self._outputs(X).astype(np.float64)
+        return P.ravel() if P.shape[1] == 1 else P
+
+    def _score(self, X, y, sample_weight=None):
+        return r2_score(y, self.predict(X), sample_weight=sample_weight)
