@@ -5,13 +5,23 @@ should never meet their messages for a mistake that Python can see."""
 from __future__ import annotations
 
 import numbers
+import sys
 
 import numpy as np
+
+
+def _is_sparse(X):
+    sparse = sys.modules.get("scipy.sparse")  # a scipy matrix means scipy is imported
+    return sparse is not None and sparse.issparse(X)
 
 
 def check_X(X, name="X", n_features=None):
     """A 2-D, non-empty, finite array as uint8 (kept) or float32 (converted
     once), C-contiguous. Any other real dtype is converted to float32."""
+    if _is_sparse(X):
+        raise TypeError(f"{name} is a sparse matrix, and the cores take dense arrays: pass "
+                        f"{name}.toarray() ({X.shape[0]} x {X.shape[1]} float32 values, "
+                        f"{X.shape[0] * X.shape[1] * 4 / 2**20:.0f} MiB)")
     if isinstance(X, np.ndarray):
         arr = X
     else:
@@ -42,17 +52,48 @@ def check_X(X, name="X", n_features=None):
 
 
 def check_y(y, n_samples, name="y"):
-    """A 1-D array of labels of any kind, as long as X."""
+    """A 1-D array of labels of one kind (numbers, or strings: an object array
+    or a pandas column of strings or categories becomes a string array), as
+    long as X."""
     arr = np.asarray(y)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D (n_samples,), got shape {arr.shape}")
     if arr.shape[0] != n_samples:
         raise ValueError(f"{name} has {arr.shape[0]} labels but X has {n_samples} rows")
+    if arr.dtype == object:
+        arr = _labels_of_one_kind(arr, name)
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinity")
-    if arr.dtype == object:
-        raise TypeError(f"{name} must hold labels of one kind (numbers or strings), got objects")
     return arr
+
+
+def _labels_of_one_kind(arr, name):
+    kinds = {"str" if isinstance(v, str) else "number"
+             if isinstance(v, numbers.Number) and not isinstance(v, bool) else
+             "bool" if isinstance(v, (bool, np.bool_)) else type(v).__name__ for v in arr}
+    if kinds == {"str"}:
+        return arr.astype(str)
+    if kinds in ({"number"}, {"bool"}):
+        return np.array(arr.tolist())
+    raise TypeError(f"{name} must hold labels of one kind (all strings or all numbers), got "
+                    f"{', '.join(sorted(kinds))}")
+
+
+def check_classes(y, name="y"):
+    """Refuses a continuous target where classes are expected."""
+    if y.dtype.kind == "f" and not np.all(np.mod(y, 1) == 0):
+        raise ValueError(f"{name} holds non-integer floats, a continuous target; loss="
+                         "'cross_entropy' classifies: for regression pass loss='squared_error'")
+    return y
+
+
+def feature_names(X):
+    """The column names of a DataFrame X, when they are all strings, else None."""
+    columns = getattr(X, "columns", None)
+    if columns is None:
+        return None
+    names = np.asarray(list(columns), dtype=object)
+    return names if all(isinstance(c, str) for c in names) else None
 
 
 def encode_labels(y, classes, name="y"):

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import reference
 from ._backends import get_backend
-from ._validation import check_X, check_y, encode_labels
+from ._validation import check_X, check_y, feature_names
 
 FORMAT_VERSION = 2
 LOSS_TASKS = {"cross_entropy": "classifier", "squared_error": "regressor",
@@ -34,7 +34,7 @@ class Model:
 
     def __init__(self, sizes, params, classes, history=None, *, device="auto", _network=None,
                  activation="relu", loss="cross_entropy", input_scale=1.0, task=None,
-                 single_output=False, optimizer_state=None):
+                 single_output=False, optimizer_state=None, feature_names=None):
         self.sizes = tuple(int(s) for s in sizes)
         self._flat = np.array(params, dtype=np.float32)
         if self._flat.shape != (reference.num_params(self.sizes),):
@@ -49,6 +49,8 @@ class Model:
         self.input_scale = input_scale
         self.single_output = bool(single_output)
         self.optimizer_state = optimizer_state
+        self.feature_names_in_ = None if feature_names is None else np.asarray(feature_names,
+                                                                               dtype=object)
         self.history = history if history is not None else {}
         self._backend = get_backend(device) if _network is None else None
         self._nets = {} if _network is None else {input_scale: _network}
@@ -105,8 +107,17 @@ class Model:
                                                 input_scale=scale)
         return self._nets[scale]
 
+    def _check_X(self, X):
+        names = feature_names(X)
+        if names is not None and self.feature_names_in_ is not None \
+                and list(names) != list(self.feature_names_in_):
+            raise ValueError(f"X has columns {list(names)[:5]}..., but the model was trained on "
+                             f"{list(self.feature_names_in_)[:5]}...: the same columns in the "
+                             "same order are needed")
+        return check_X(X, n_features=self.sizes[0])
+
     def _outputs(self, X, logits=False):
-        X = check_X(X, n_features=self.sizes[0])
+        X = self._check_X(X)
         net = self._network(X)
         return net.predict(net.bind(X), logits=logits)
 
@@ -134,7 +145,7 @@ class Model:
     def score(self, X, y):
         """Accuracy (classification; for multi-label, rows whose every label is
         right) or R^2 (regression, averaged over the outputs)."""
-        X = check_X(X, n_features=self.sizes[0])
+        X = self._check_X(X)
         if self.task == "classifier":
             y = check_y(y, X.shape[0])
             return float(np.mean(self.predict(X) == y))
@@ -152,7 +163,7 @@ class Model:
         """{"loss": mean loss, "accuracy": fraction correct} (classification,
         multi-label) or {"loss", "r2"} (regression)."""
         from .training import encode_targets
-        X = check_X(X, n_features=self.sizes[0])
+        X = self._check_X(X)
         t, _, _ = encode_targets(y, X.shape[0], self.loss,
                                  self.classes_ if self.task == "classifier" else None)
         net = self._network(X)
@@ -161,6 +172,23 @@ class Model:
         if self.task == "regressor":
             return {"loss": float(loss), "r2": self.score(X, y)}
         return {"loss": float(loss), "accuracy": float(accuracy)}
+
+    def to_torch(self):
+        """A torch.nn.Sequential (in eval mode) computing predict_proba's outputs
+        (for regression, predict's), from float32 inputs; needs PyTorch."""
+        from .torch_reference import export
+        return export(self)
+
+    def to_onnx(self, path):
+        """Writes the network as an ONNX graph (input "X" float32 (N, D), output
+        "Y": predict_proba's outputs, or the regression outputs); needs the
+        onnx package."""
+        try:
+            from . import onnx_export
+            onnx_export.save(self, path)
+        except ImportError as exc:
+            raise ImportError(f"Model.to_onnx needs the onnx package ({exc}): pip install "
+                              "onnx") from None
 
     def save(self, path):
         """Writes an .npz file at exactly `path`, atomically: a temporary file
@@ -171,7 +199,9 @@ class Model:
         path = os.fspath(path)
         folder = os.path.dirname(os.path.abspath(path))
         config = dict(activation=self.activation, loss=self.loss, task=self.task,
-                      input_scale=self.input_scale, single_output=self.single_output)
+                      input_scale=self.input_scale, single_output=self.single_output,
+                      feature_names=None if self.feature_names_in_ is None
+                      else [str(n) for n in self.feature_names_in_])
         arrays = dict(format=np.array("mlp.Model"), format_version=np.array(FORMAT_VERSION),
                       sizes=np.array(self.sizes, dtype=np.int64), params=self._flat,
                       classes=classes, history=np.array(json.dumps(self.history)),
@@ -239,4 +269,5 @@ def load(path, device="auto"):
     return Model(sizes, params, classes, history, device=device,
                  activation=config["activation"], loss=config["loss"],
                  input_scale=config["input_scale"], task=config["task"],
-                 single_output=config["single_output"], optimizer_state=optimizer_state)
+                 single_output=config["single_output"], optimizer_state=optimizer_state,
+                 feature_names=config.get("feature_names"))

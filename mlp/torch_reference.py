@@ -87,3 +87,38 @@ def train(sizes, params, X, targets, orders, batch_size, opt, activation="relu",
             optimizer.step()
             losses.append(value.item())
     return np.array(losses), flat_params(net)
+
+
+class Scale(torch.nn.Module):
+    """x * s: the model's input scale (1/255 for pixels)."""
+
+    def __init__(self, s):
+        super().__init__()
+        self.s = float(s)
+
+    def forward(self, x):
+        return x * self.s
+
+
+class Exp(torch.nn.Module):
+    """The Poisson loss's output: exp(z)."""
+
+    def forward(self, z):
+        return torch.exp(z)
+
+
+OUTPUTS = {"cross_entropy": lambda: torch.nn.Softmax(dim=1), "squared_error": None,
+           "binary_cross_entropy": torch.nn.Sigmoid, "poisson": Exp}
+
+
+def export(model):
+    """A torch.nn.Sequential that computes what model.predict_proba (or, for
+    regression, model.predict's outputs) computes: the input scale, the
+    layers and activations, and the output function."""
+    net = build(model.sizes, model._flat, model.activation)
+    layers = list(net)
+    if model.input_scale not in (None, 1.0):
+        layers.insert(0, Scale(model.input_scale))
+    if OUTPUTS[model.loss] is not None:
+        layers.append(OUTPUTS[model.loss]())
+    return torch.nn.Sequential(*layers).eval()

@@ -9,8 +9,8 @@ import numpy as np
 
 from . import reference
 from ._backends import get_backend
-from ._validation import (check_hidden, check_positive_int, check_real, check_seed, check_X,
-                          check_y, encode_labels)
+from ._validation import (check_classes, check_hidden, check_positive_int, check_real,
+                          check_seed, check_X, check_y, encode_labels, feature_names)
 from .model import LOSS_TASKS, Model
 from .optimizers import make_optimizer
 from .schedules import make_schedule
@@ -49,7 +49,7 @@ def encode_targets(y, n_samples, loss, classes=None, name="y"):
     """(what the core trains on, classes_ or None, whether y was 1-D) for a loss:
     class indices for cross_entropy; float32 values (n, k) for the others."""
     if loss == "cross_entropy":
-        y = check_y(y, n_samples, name)
+        y = check_classes(check_y(y, n_samples, name), name)
         if classes is None:
             classes, idx = np.unique(y, return_inverse=True)
             if len(classes) < 2:
@@ -123,7 +123,8 @@ def train(X, y, *, hidden=256, activation="relu", loss="cross_entropy", epochs=1
           on_epoch=None):
     """Train a multilayer perceptron and return a Model.
 
-    X: (n_samples, n_features) array, uint8 pixels (read as x / 255 inside
+    X: (n_samples, n_features) array or numeric DataFrame (its column names
+    are kept as feature_names_in_), uint8 pixels (read as x / 255 inside
     the core, never copied to floats; the model keeps that scale) or real
     numbers (float32, others converted once).
     y: for loss="cross_entropy" (classification, the default), labels of any
@@ -153,6 +154,7 @@ def train(X, y, *, hidden=256, activation="relu", loss="cross_entropy", epochs=1
     each epoch (which then runs in about 50 parts) and after it.
     on_epoch: optional callable(epoch, history), called after each epoch.
     """
+    names = feature_names(X)
     X = check_X(X)
     n = X.shape[0]
     if not isinstance(loss, str) or loss not in LOSSES:
@@ -276,7 +278,8 @@ def train(X, y, *, hidden=256, activation="relu", loss="cross_entropy", epochs=1
     state, steps = net.get_state()
     model = Model(sizes, final, classes, history, _network=net, **config,
                   task=LOSS_TASKS[loss], single_output=y_1d and loss == "squared_error",
-                  optimizer_state=dict(name=opt.name, state=state, steps=steps))
+                  optimizer_state=dict(name=opt.name, state=state, steps=steps),
+                  feature_names=names)
     return model
 
 

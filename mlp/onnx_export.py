@@ -1,0 +1,82 @@
+"""Model.to_onnx: the network as an ONNX graph (the `onnx` package is
+needed, not imported by mlp otherwise), computing what predict_proba (or,
+for regression, predict's outputs) computes, from float32 inputs."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+
+import numpy as np
+
+from . import reference
+
+OPSET = 17
+
+
+def build(model):
+    """The onnx.ModelProto of a Model: input "X" (N, D) float32, output "Y"."""
+    from onnx import TensorProto, checker, helper, numpy_helper
+    nodes, inits = [], []
+
+    def const(name, value):
+        name = name or f"k{len(inits)}"
+        inits.append(numpy_helper.from_array(np.asarray(value, dtype=np.float32), name))
+        return name
+
+    def op(kind, inputs, **attrs):
+        out = f"t{len(nodes)}"
+        nodes.append(helper.make_node(kind, inputs, [out], **attrs))
+        return out
+
+    h = "X"
+    if model.input_scale not in (None, 1.0):
+        h = op("Mul", [h, const("input_scale", model.input_scale)])
+    Ws, bs = reference.layer_views(model._flat, model.sizes)
+    for l, (W, b) in enumerate(zip(Ws, bs)):
+        h = op("Add", [op("MatMul", [h, const(f"W{l + 1}", W)]), const(f"b{l + 1}", b)])
+        if l + 1 < len(Ws):
+            h = _activation(op, const, model.activation, h)
+    h = {"cross_entropy": lambda z: op("Softmax", [z], axis=1),
+         "binary_cross_entropy": lambda z: op("Sigmoid", [z]),
+         "poisson": lambda z: op("Exp", [z]),
+         "squared_error": lambda z: z}[model.loss](h)
+    nodes.append(helper.make_node("Identity", [h], ["Y"]))
+    graph = helper.make_graph(
+        nodes, "mlp", [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", model.sizes[0]])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["N", model.sizes[-1]])], inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="mlp")
+    checker.check_model(proto)
+    return proto
+
+
+def _activation(op, const, name, x):
+    if name == "relu":
+        return op("Relu", [x])
+    if name == "tanh":
+        return op("Tanh", [x])
+    if name == "logistic":
+        return op("Sigmoid", [x])
+    if name == "gelu":  # x * (1 + erf(x / sqrt 2)) / 2, the exact form
+        erf = op("Erf", [op("Mul", [x, const(None, 1 / math.sqrt(2))])])
+        half = op("Mul", [x, const(None, 0.5)])
+        return op("Mul", [half, op("Add", [erf, const(None, 1.0)])])
+    return x  # identity
+
+
+def save(model, path):
+    """Writes the ONNX file at exactly `path`, atomically."""
+    proto = build(model)
+    path = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".mlp-",
+                               suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(proto.SerializeToString())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
