@@ -10,6 +10,12 @@ REPO=$(pwd)
 export PYTHONUNBUFFERED=1 MLP_MNIST_DIR=$REPO/.data MLP_CUDA=ON
 [ -d /usr/local/cuda/bin ] && export PATH=/usr/local/cuda/bin:$PATH
 mkdir -p "$OUT"
+# Python packages the device lacks (scikit-learn and scipy for the
+# estimators), carried as wheels in .whl/ (an ignored folder)
+if ls "$REPO"/.whl/*.whl > /dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site "$REPO"/.whl/*.whl && export PYTHONPATH=/tmp/site
+fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
 # CUDA_ARCHS: the architectures to build (default: only sm_90, the lent GPUs')
 CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHS:-90-real}" \
@@ -34,6 +40,11 @@ if [ "${SANITIZE:-1}" = 1 ]; then
     python3 -m pytest "$REPO/tests/test_core_vs_reference.py" -q -p no:cacheprovider -m cuda \
     -k "matches_c_core and (n37 or n10 or n96 or (n600 and fast))" > "$OUT/racecheck.log" 2>&1
   echo "exit $?"; grep -E "ERROR SUMMARY|passed|failed" "$OUT/racecheck.log" | tail -3
+fi
+if [ "${VS_SKLEARN:-0}" = 1 ]; then
+  echo "== mlp.MLPClassifier on the GPU against scikit-learn on this machine's CPUs"
+  python3 "$REPO/benchmarks/vs_sklearn.py" --device cuda --mnist "$REPO/.data" --seeds 3 --grid \
+    --json "$OUT/vs-sklearn.json" 2>&1 | tee "$OUT/vs-sklearn.log"
 fi
 [ "${BENCH:-1}" = 1 ] || exit 0
 echo "== the default recipe against the build of the commit before (.baseline/, carried)"

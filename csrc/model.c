@@ -436,7 +436,14 @@ static void backward(mlp_model *m, const batch_targets *t, int64_t B, double wsu
  * weight wsum, added to the reported loss (0 in PyTorch's convention). */
 static double reported_penalty(const mlp_model *m, const mlp_optimizer *opt, double wsum) {
     if (opt->convention != MLP_SKLEARN || opt->weight_decay == 0.0f || !(wsum > 0.0)) return 0.0;
-    return l2_penalty(&m->L, m->params, (double)opt->weight_decay / wsum);
+    const double l2 = (double)opt->weight_decay / wsum;
+    if (m->plain) return l2_penalty(&m->L, m->params, l2);
+    double squares = 0.0; /* the kernels' dot: eight-wide, fused multiply-adds */
+    for (int l = 0; l < m->L.n_layers; l++) {
+        const float *W = m->params + m->L.w_off[l];
+        squares += m->kernels->dot(W, W, m->L.sizes[l] * m->L.sizes[l + 1]);
+    }
+    return 0.5 * l2 * squares;
 }
 
 static double reported_scale(const mlp_model *m, const mlp_optimizer *opt) {

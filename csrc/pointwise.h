@@ -185,7 +185,7 @@ MLP_FN mlp_step mlp_step_init(const mlp_optimizer *o, int64_t step, double batch
     s.eps = o->eps;
     s.decay = 1.0f;
     if (s.sklearn) { /* alpha: L2 on the weights only, over the batch */
-        s.l2_weight = (float)((double)o->weight_decay / batch_weight);
+        s.l2_weight = batch_weight > 0.0 ? (float)((double)o->weight_decay / batch_weight) : 0.0f;
         s.l2_bias = 0.0f;
     } else if (s.adam && o->decoupled) { /* AdamW */
         s.l2_weight = s.l2_bias = 0.0f;

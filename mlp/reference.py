@@ -212,7 +212,7 @@ def step_constants(opt, step, batch_weight):
              decay=1.0)
     wd = opt["weight_decay"]
     if sklearn:
-        s["l2_weight"], s["l2_bias"] = wd / batch_weight, 0.0
+        s["l2_weight"], s["l2_bias"] = (wd / batch_weight if batch_weight > 0 else 0.0), 0.0
     elif adam and opt["decoupled"]:
         s["l2_weight"] = s["l2_bias"] = 0.0
         s["decay"] = 1.0 - opt["lr"] * wd
