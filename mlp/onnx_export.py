@@ -13,6 +13,7 @@ import numpy as np
 from . import reference
 
 OPSET = 17
+IR_VERSION = 8  # the IR of opset 17: older runtimes load the file too
 
 
 def build(model):
@@ -48,6 +49,7 @@ def build(model):
         [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["N", model.sizes[-1]])], inits)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="mlp")
+    proto.ir_version = IR_VERSION
     checker.check_model(proto)
     return proto
 
