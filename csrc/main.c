@@ -78,6 +78,10 @@ int main(int argc, char **argv) {
     if (load(argv[1], "train-images-idx3-ubyte", &xtr) || load(argv[1], "train-labels-idx1-ubyte", &ytr) ||
         load(argv[1], "t10k-images-idx3-ubyte", &xte) || load(argv[1], "t10k-labels-idx1-ubyte", &yte))
         return 1;
+    if (ytr.ndim != 1 || yte.ndim != 1 || xtr.ndim < 2 || xte.ndim < 2) {
+        fprintf(stderr, "mlp_train_c: labels must be 1-D and images at least 2-D IDX files\n");
+        return 1;
+    }
     if (xtr.n != ytr.n || xte.n != yte.n || xtr.row != xte.row) {
         fprintf(stderr, "mlp_train_c: image and label files do not match\n");
         return 1;

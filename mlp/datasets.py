@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import pathlib
 import shutil
@@ -31,6 +32,7 @@ import sys
 import tarfile
 import tempfile
 import urllib.request
+import zlib
 
 import numpy as np
 
@@ -81,20 +83,31 @@ class DatasetError(RuntimeError):
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
+IDX_MAX_ELEMENTS = 2 ** 40
+IDX_MAX_DIMS = 4
+
+
 def parse_idx(raw, name="IDX data"):
-    """An array from the bytes of an IDX file, checking magic number,
-    dimensions and length; ValueError naming `name` when anything is off."""
+    """An array from the bytes of an IDX file, by the rules that csrc/idx.h
+    states and csrc/idx.c keeps too: the magic (two zero bytes, a known
+    element type, 1 to 4 dimensions), the whole header, at most 2^40
+    elements, and the exact length. ValueError naming `name` when anything
+    is off."""
     if len(raw) < 4:
         raise ValueError(f"{name}: truncated header ({len(raw)} bytes)")
-    if raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or not 1 <= raw[3] <= 8:
-        raise ValueError(f"{name}: not an IDX file (magic bytes {raw[:4].hex()})")
+    if raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES \
+            or not 1 <= raw[3] <= IDX_MAX_DIMS:
+        raise ValueError(f"{name}: not an IDX file (magic bytes {bytes(raw[:4]).hex()})")
     ndim = raw[3]
     head = 4 + 4 * ndim
     if len(raw) < head:
         raise ValueError(f"{name}: truncated header ({len(raw)} bytes, need {head})")
     shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    count = math.prod(shape)  # Python integers: no overflow
+    if count > IDX_MAX_ELEMENTS:
+        raise ValueError(f"{name}: the dimensions {shape} multiply to more than 2^40 elements")
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = head + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = head + count * dtype.itemsize
     if len(raw) != expected:
         kind = "truncated" if len(raw) < expected else "longer than its header says"
         raise ValueError(f"{name}: file is {kind} ({len(raw)} bytes, header implies {expected})")
@@ -110,7 +123,7 @@ def read_idx(path):
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise ValueError(f"{path}: corrupt gzip data ({exc})") from None
     return parse_idx(raw, path)
 
@@ -141,7 +154,7 @@ def _from_folder(folder, base, expected, label, tried, owned):
             continue
         try:
             raw = _decompress(path.read_bytes())
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raw, problem = None, f"unreadable ({exc})"
         else:
             problem = None if _verified(raw, expected) else "SHA-256 mismatch"
@@ -213,7 +226,7 @@ def _from_mirrors(name, base, expected, tried):
         _say(f"downloading {url}")
         try:
             raw = _decompress(_download(url, dest))
-        except (OSError, EOFError, ValueError) as exc:  # URLError is an OSError
+        except (OSError, EOFError, ValueError, zlib.error) as exc:  # URLError is an OSError
             dest.unlink(missing_ok=True)
             _say(f"  failed: {exc}")
             tried.append(f"download {url}: {exc}")
