@@ -196,7 +196,7 @@ class Model:
         classes = np.asarray(self.classes_) if self.classes_ is not None else np.zeros(0)
         if classes.dtype == object:
             raise TypeError("classes_ of mixed types cannot be saved without pickle")
-        path = os.fspath(path)
+        path = os.fsdecode(os.fspath(path))
         folder = os.path.dirname(os.path.abspath(path))
         config = dict(activation=self.activation, loss=self.loss, task=self.task,
                       input_scale=self.input_scale, single_output=self.single_output,
@@ -223,51 +223,127 @@ class Model:
             raise
 
 
+# what a model file may hold besides the parameters: small members, read whole
+SMALL_MEMBER_BYTES = 1 << 26
+
+
+class _ModelFile:
+    """The members of a model's .npz, each checked from its .npy header (shape,
+    dtype, byte order, and the size the archive says it decompresses to)
+    before any of its data is read, so that a file declaring more than it
+    should is refused without decompressing it."""
+
+    def __init__(self, zf):
+        self.zf = zf
+        self.members = {name[:-4]: name for name in zf.namelist() if name.endswith(".npy")}
+
+    def header(self, key):
+        if key not in self.members:
+            raise ValueError(f"no {key!r} member")
+        info = self.zf.getinfo(self.members[key])
+        with self.zf.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read_header(f)
+            offset = f.tell()
+        if fortran and len(shape) > 1:
+            raise ValueError(f"{key} is stored in Fortran order")
+        return info, shape, dtype, offset
+
+    def read(self, key, shape=None, dtype=None, max_bytes=SMALL_MEMBER_BYTES):
+        info, got_shape, got_dtype, offset = self.header(key)
+        if dtype is not None and got_dtype != np.dtype(dtype):
+            raise ValueError(f"{key} is {got_dtype.str} ({got_dtype}), expected "
+                             f"{np.dtype(dtype).str}: little-endian {np.dtype(dtype)}")
+        if shape is not None and tuple(got_shape) != tuple(shape):
+            raise ValueError(f"{key} has shape {tuple(got_shape)}, the layer sizes need "
+                             f"{tuple(shape)}")
+        if got_dtype.hasobject:
+            raise ValueError(f"{key} holds Python objects, which a model file never does")
+        nbytes = int(np.prod(got_shape, dtype=object)) * got_dtype.itemsize
+        if nbytes > max_bytes or info.file_size != offset + nbytes:
+            raise ValueError(f"{key} declares {nbytes} bytes of data, but the archive "
+                             f"holds {info.file_size - offset}")
+        with self.zf.open(info) as f:
+            f.seek(offset)
+            data = f.read(nbytes)
+        return np.frombuffer(data, dtype=got_dtype).reshape(got_shape)
+
+    def text(self, key):
+        value = self.read(key)
+        if value.dtype.kind != "U" or value.shape != ():
+            raise ValueError(f"{key} is not a string")
+        return str(value)
+
+
 def load(path, device="auto"):
     """A model written by Model.save (any format version up to this one),
-    ready to predict on `device`."""
+    ready to predict on `device`. Everything in the file is checked before
+    it is used, and nothing large is read before its declared shape and type
+    are checked against the layer sizes."""
+    import zipfile
     path = os.fspath(path)
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
     not_a_model = f"path: {path!r} is not a saved mlp model"
     try:
-        f = np.load(path, allow_pickle=False)
+        zf = zipfile.ZipFile(path)
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
-    except Exception as exc:  # not a numpy file at all: zip, pickle, text...
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise ValueError(f"{not_a_model} ({exc})") from None
-    if not isinstance(f, np.lib.npyio.NpzFile):
-        raise ValueError(f"{not_a_model} (a single array, not an .npz archive)")
-    optimizer_state = None
     try:
-        with f:
-            if "format" not in f.files or str(f["format"]) != "mlp.Model":
-                raise ValueError("no mlp.Model marker")
-            version = int(f["format_version"])
-            if version > FORMAT_VERSION:
-                raise ValueError(f"format version {version} is newer than this package's "
-                                 f"({FORMAT_VERSION}); upgrade mlp")
-            sizes = tuple(int(s) for s in f["sizes"])
-            params, classes = f["params"], f["classes"]
-            history = json.loads(str(f["history"]))
-            if version >= 2:
-                config = json.loads(str(f["config"]))
-                if "optimizer_state" in f.files:
-                    meta = json.loads(str(f["optimizer"]))
-                    optimizer_state = dict(name=meta["name"], steps=int(meta["steps"]),
-                                           state=f["optimizer_state"])
-            else:
-                config = dict(activation="relu", loss="cross_entropy", task="classifier",
-                              input_scale=None, single_output=False)
-    except Exception as exc:
+        with zf:
+            fields = _read_fields(_ModelFile(zf))
+    except Exception as exc:  # every way a file can be wrong: one message
         raise ValueError(f"{not_a_model} ({exc})") from None
-    if params.dtype != np.float32 or len(sizes) < 2 or min(sizes) < 1 \
-            or params.shape != (reference.num_params(sizes),):
-        raise ValueError(f"{not_a_model} (inconsistent shapes)")
-    if optimizer_state is not None and optimizer_state["state"].shape != (2 * len(params),):
-        raise ValueError(f"{not_a_model} (inconsistent optimizer state)")
-    if config.get("task") != "classifier" or len(classes) == 0:
-        classes = None if config.get("task") == "regressor" else classes
-    return Model(sizes, params, classes, history, device=device,
-                 activation=config["activation"], loss=config["loss"],
-                 input_scale=config["input_scale"], task=config["task"],
-                 single_output=config["single_output"], optimizer_state=optimizer_state,
-                 feature_names=config.get("feature_names"))
+    return Model(**fields, device=device)
+
+
+def _read_fields(f):
+    if f.text("format") != "mlp.Model":
+        raise ValueError("no mlp.Model marker")
+    version = int(f.read("format_version"))
+    if version > FORMAT_VERSION:
+        raise ValueError(f"format version {version} is newer than this package's "
+                         f"({FORMAT_VERSION}); upgrade mlp")
+    sizes_array = f.read("sizes", max_bytes=8 * 64)
+    if sizes_array.dtype.kind not in "iu" or sizes_array.ndim != 1 or len(sizes_array) < 2:
+        raise ValueError(f"sizes must be at least 2 integers, got {sizes_array!r}")
+    sizes = tuple(int(s) for s in sizes_array)
+    if min(sizes) < 1 or max(sizes) > 2 ** 40:
+        raise ValueError(f"layer sizes {sizes} are outside [1, 2^40]")
+    n = reference.num_params(sizes)
+    params = f.read("params", (n,), "<f4", max_bytes=4 * n)
+    if not np.isfinite(params).all():
+        raise ValueError("the parameters are not all finite")
+    if version >= 2:
+        config = json.loads(f.text("config"))
+    else:
+        config = dict(activation="relu", loss="cross_entropy", task="classifier",
+                      input_scale=None, single_output=False)
+    if config.get("activation") not in reference.ACTIVATIONS \
+            or config.get("loss") not in reference.LOSSES \
+            or config.get("task") != LOSS_TASKS[config["loss"]]:
+        raise ValueError(f"unknown configuration {config}")
+    scale = config.get("input_scale")
+    if scale is not None and not (isinstance(scale, (int, float)) and 0 < scale < float("inf")):
+        raise ValueError(f"input_scale must be a positive number, got {scale!r}")
+    classes = f.read("classes")
+    if config["task"] == "regressor":
+        classes = None
+    elif len(classes) != sizes[-1] or classes.ndim != 1:
+        raise ValueError(f"{len(classes)} classes for {sizes[-1]} outputs")
+    elif len(np.unique(classes)) != len(classes) or not np.all(classes[:-1] < classes[1:]):
+        raise ValueError("the classes are not sorted and unique")
+    optimizer_state = None
+    if "optimizer_state" in f.members:
+        meta = json.loads(f.text("optimizer"))
+        state = f.read("optimizer_state", (2 * n,), "<f4", max_bytes=8 * n)
+        optimizer_state = dict(name=str(meta["name"]), steps=int(meta["steps"]), state=state)
+    return dict(sizes=sizes, params=params, classes=classes,
+                history=json.loads(f.text("history")), activation=config["activation"],
+                loss=config["loss"], input_scale=scale, task=config["task"],
+                single_output=bool(config.get("single_output", False)),
+                optimizer_state=optimizer_state, feature_names=config.get("feature_names"))

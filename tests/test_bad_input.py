@@ -112,7 +112,7 @@ def test_load_rejects_inconsistent_shapes(tmp_path, model):
         fields = {k: f[k] for k in f.files}
     fields["params"] = fields["params"][:-1]
     np.savez(path, **fields)
-    with pytest.raises(ValueError, match="inconsistent shapes"):
+    with pytest.raises(ValueError, match=r"params has shape \(34,\), the layer sizes need"):
         mlp.load(path)
 
 
