@@ -8,6 +8,23 @@
 
 static _Thread_local char last_error[512];
 
+volatile int mlp_forked = 0;
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+
+static void in_child(void) { mlp_forked = 1; }
+
+static void watch(void) { pthread_atfork(NULL, NULL, in_child); }
+
+void mlp_watch_forks(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, watch);
+}
+#else
+void mlp_watch_forks(void) {}
+#endif
+
 const char *mlp_last_error(void) { return last_error; }
 
 void mlp_clear_error(void) { last_error[0] = '\0'; }

@@ -13,6 +13,13 @@
 extern "C" {
 #endif
 
+/* Set in a child process forked after this library was loaded: the C core
+ * then runs on one thread (results do not depend on the thread count). */
+extern volatile int mlp_forked;
+
+/* Registers the fork handler that sets mlp_forked (once; any thread). */
+void mlp_watch_forks(void);
+
 /* Records a printf-style detail for mlp_last_error(); returns status. */
 mlp_status mlp_fail(mlp_status status, const char *fmt, ...);
 void mlp_clear_error(void);

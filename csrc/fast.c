@@ -13,8 +13,11 @@
 #define CHUNK 64 /* output columns per register block (kernels.c) */
 #define NARROW FAST_NARROW
 
-/* parallel loops only where there is enough work to pay for the threads */
+/* parallel loops only where there is enough work to pay for the threads,
+ * and never in a child forked from a process that ran them (GNU OpenMP's
+ * threads are not in the child: a parallel region there hangs or crashes) */
 #define PAR_MIN 4096
+#define PAR(enough) ((enough) && !mlp_forked)
 
 /* ---- nonzero lists ------------------------------------------------------ */
 
@@ -23,7 +26,7 @@ void nz_gather(nz_rows *nz, const void *X, mlp_dtype dtype, int64_t d, const int
     nz->B = B;
     nz->D = d;
     const int64_t blocks = FAST_BLOCKS(d);
-#pragma omp parallel for schedule(static) if (B * d > PAR_MIN)
+#pragma omp parallel for schedule(static) if (PAR(B * d > PAR_MIN))
     for (int64_t r = 0; r < B; r++) {
         const int64_t row = idx ? idx[r] : start + r;
         int32_t *ix = nz->idx + r * d, *blk = nz->blk + r * (blocks + 1);
@@ -93,7 +96,7 @@ void linear_forward_fast(const mlp_kernels *K, float *out, const nz_rows *inp,
     const int64_t B = inp->B, D = inp->D, chunks = (H + CHUNK - 1) / CHUNK;
     if (H < NARROW && dense_inp) { /* a few outputs: dot products with the columns of W */
         transpose(WT, W, D, H);
-#pragma omp parallel for schedule(static) if (B * D * H > PAR_MIN)
+#pragma omp parallel for schedule(static) if (PAR(B * D * H > PAR_MIN))
         for (int64_t r = 0; r < B; r++)
             for (int64_t j = 0; j < H; j++) {
                 const float v = b[j] + K->dot(dense_inp + r * D, WT + j * D, D);
@@ -103,7 +106,7 @@ void linear_forward_fast(const mlp_kernels *K, float *out, const nz_rows *inp,
     }
     if (dense_inp && nz_density(inp) > FAST_DENSE) { /* most inputs nonzero: dense blocks */
         const int64_t dchunks = (H + 15) / 16;
-#pragma omp parallel for schedule(static) if (B * H > PAR_MIN)
+#pragma omp parallel for schedule(static) if (PAR(B * H > PAR_MIN))
         for (int64_t c = 0; c < dchunks; c++) {
             const int64_t j0 = c * 16, w = H - j0 < 16 ? H - j0 : 16;
             for (int64_t r0 = 0; r0 < B; r0 += 4)
@@ -116,7 +119,7 @@ void linear_forward_fast(const mlp_kernels *K, float *out, const nz_rows *inp,
      * (8 KB) stay in the L1 cache while every row uses them; the sum for each
      * output still runs over the entries in order, bias first */
     const int64_t blocks = FAST_BLOCKS(D);
-#pragma omp parallel for schedule(static) if (B * H > PAR_MIN)
+#pragma omp parallel for schedule(static) if (PAR(B * H > PAR_MIN))
     for (int64_t c = 0; c < chunks; c++) {
         const int64_t j0 = c * CHUNK, w = H - j0 < CHUNK ? H - j0 : CHUNK;
         for (int64_t r0 = 0; r0 < B; r0 += FAST_RBLOCK) /* rows' lists stay in cache */
@@ -137,7 +140,7 @@ void linear_backward_input_fast(const mlp_kernels *K, float *dinp, const float *
     const int relu = act == MLP_RELU;
     if (H < NARROW) { /* dinp row = sum over the few outputs of dout * W^T row */
         transpose(WT, W, D, H);
-#pragma omp parallel for schedule(static) if (B * D * H > PAR_MIN)
+#pragma omp parallel for schedule(static) if (PAR(B * D * H > PAR_MIN))
         for (int64_t r = 0; r < B; r++) {
             float *g = dinp + r * D;
             memset(g, 0, sizeof(float) * (size_t)D);
@@ -149,7 +152,7 @@ void linear_backward_input_fast(const mlp_kernels *K, float *dinp, const float *
         }
         return;
     }
-#pragma omp parallel for schedule(static) if (B * D * H > PAR_MIN)
+#pragma omp parallel for schedule(static) if (PAR(B * D * H > PAR_MIN))
     for (int64_t r = 0; r < B; r++)
         for (int64_t k = 0; k < D; k++) {
             const int64_t i = r * D + k;
@@ -172,7 +175,7 @@ void optimizer_update_fast(const mlp_kernels *K, const mlp_layout *L, const mlp_
     for (int l = 0; l < L->n_layers; l++) {
         const int64_t w0 = L->w_off[l], nw = L->sizes[l] * L->sizes[l + 1];
         const int64_t pieces = (nw + UPDATE_PIECE - 1) / UPDATE_PIECE;
-#pragma omp parallel for schedule(static) if (nw > 16 * PAR_MIN)
+#pragma omp parallel for schedule(static) if (PAR(nw > 16 * PAR_MIN))
         for (int64_t c = 0; c < pieces; c++) {
             const int64_t i = w0 + c * UPDATE_PIECE;
             const int64_t n = nw - c * UPDATE_PIECE < UPDATE_PIECE ? nw - c * UPDATE_PIECE
@@ -210,7 +213,7 @@ void linear_backward_weights_fast(const mlp_kernels *K, float *GW, float *Gb,
                                   int64_t H, float scale, float *GT, nz_cols *cols) {
     const int64_t B = inp->B, D = inp->D;
     if (H < NARROW && dense_inp) { /* GT (H,D) = dout^T @ inp, row by row */
-#pragma omp parallel for schedule(static) if (B * D * H > PAR_MIN)
+#pragma omp parallel for schedule(static) if (PAR(B * D * H > PAR_MIN))
         for (int64_t j = 0; j < H; j++) {
             float *gt = GT + j * D, s = 0.0f;
             memset(gt, 0, sizeof(float) * (size_t)D);
@@ -224,7 +227,7 @@ void linear_backward_weights_fast(const mlp_kernels *K, float *GW, float *Gb,
         return;
     }
     const int64_t chunks = (H + CHUNK - 1) / CHUNK;
-#pragma omp parallel for schedule(static) if (B * H > PAR_MIN)
+#pragma omp parallel for schedule(static) if (PAR(B * H > PAR_MIN))
     for (int64_t c = 0; c < chunks; c++) {
         const int64_t j0 = c * CHUNK, w = H - j0 < CHUNK ? H - j0 : CHUNK;
         for (int64_t j = 0; j < w; j++) {
@@ -236,7 +239,7 @@ void linear_backward_weights_fast(const mlp_kernels *K, float *GW, float *Gb,
     /* blocks of FAST_RBLOCK rows, so that their dout columns stay in cache */
     for (int64_t r0 = 0; r0 < B; r0 += FAST_RBLOCK) {
         to_columns(cols, inp, r0, r0 + FAST_RBLOCK < B ? r0 + FAST_RBLOCK : B);
-#pragma omp parallel for schedule(static) if (B * H > PAR_MIN)
+#pragma omp parallel for schedule(static) if (PAR(B * H > PAR_MIN))
         for (int64_t c = 0; c < chunks; c++) {
             const int64_t j0 = c * CHUNK, w = H - j0 < CHUNK ? H - j0 : CHUNK;
             for (int64_t k = 0; k < D; k++) {

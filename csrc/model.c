@@ -157,6 +157,7 @@ static int fast_paths_support(const mlp_layout *L) {
 
 mlp_status mlp_create(mlp_model **model, const mlp_config *config) {
     mlp_clear_error();
+    mlp_watch_forks();
     if (!model) return mlp_fail(MLP_ERR_INVALID, "model is NULL");
     *model = NULL;
     mlp_status st = mlp_check_config(config);

@@ -4,40 +4,44 @@ core, or the numpy reference, from one plain Python API.
     >>> import mlp
     >>> model = mlp.train(X, y)          # doctest: +SKIP
     >>> model.predict(X)                 # doctest: +SKIP
+
+The names below are imported when first used, so that `import mlp` is
+quick (the command line installs its Ctrl-C handler before numpy loads).
 """
 
-from . import datasets
-from ._backends import DEVICES, cuda_unavailable_reason
-from .model import Model, load
-from .training import train
+import importlib
 
 __version__ = "0.1.0"
 
-
-def available_devices():
-    """The device names that can run here, in the order "auto" prefers them."""
-    devices = ["cpu", "numpy"]
-    if cuda_unavailable_reason() is None:
-        devices.insert(0, "cuda")
-    return devices
-
-
-_ESTIMATORS = ("MLPClassifier", "MLPRegressor")
+# public name -> the module that defines it
+_NAMES = {
+    "train": "training", "TrainingDiverged": "training",
+    "Model": "model", "load": "model",
+    "DEVICES": "_backends", "available_devices": "_backends",
+    "MLPClassifier": "estimators", "MLPRegressor": "estimators",
+}
+_SUBMODULES = ("datasets", "schedules", "optimizers", "reference", "training", "model")
 
 
 def __getattr__(name):
-    """mlp.MLPClassifier and mlp.MLPRegressor, imported when first used: they
-    need scikit-learn, which mlp.train does not."""
-    if name in _ESTIMATORS:
-        try:
-            from . import estimators
-        except ImportError as exc:
-            raise ImportError(f"mlp.{name} needs scikit-learn and scipy ({exc}): install the "
-                              "package's 'sklearn' extra, or pip install scikit-learn scipy") \
-                from None
-        return getattr(estimators, name)
-    raise AttributeError(f"module 'mlp' has no attribute {name!r}")
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name not in _NAMES:
+        raise AttributeError(f"module 'mlp' has no attribute {name!r}")
+    try:
+        module = importlib.import_module(f".{_NAMES[name]}", __name__)
+    except ImportError as exc:
+        if _NAMES[name] != "estimators":
+            raise
+        raise ImportError(f"mlp.{name} needs scikit-learn and scipy ({exc}): install the "
+                          "package's 'sklearn' extra, or pip install scikit-learn scipy") \
+            from None
+    return getattr(module, name)
 
 
-__all__ = ["DEVICES", "MLPClassifier", "MLPRegressor", "Model", "available_devices", "datasets",
-           "load", "train", "__version__"]
+def __dir__():
+    return sorted(list(globals()) + list(_NAMES) + list(_SUBMODULES))
+
+
+__all__ = ["DEVICES", "MLPClassifier", "MLPRegressor", "Model", "TrainingDiverged",
+           "available_devices", "datasets", "load", "train", "__version__"]

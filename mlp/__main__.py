@@ -1,6 +1,6 @@
 """python -m mlp: the same as the `mlp` command."""
 import sys
 
-from .cli import main
+from ._entry import main
 
 sys.exit(main())

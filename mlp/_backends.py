@@ -34,6 +34,14 @@ def cuda_unavailable_reason():
     return None
 
 
+def available_devices():
+    """The device names that can run here, in the order "auto" prefers them."""
+    devices = ["cpu", "numpy"]
+    if cuda_unavailable_reason() is None:
+        devices.insert(0, "cuda")
+    return devices
+
+
 def get_backend(device):
     """The backend for a device name; "auto" is CUDA where it can run, else the C core."""
     if not isinstance(device, str) or device not in DEVICES:
@@ -84,6 +92,10 @@ class CoreNetwork:
 
     def set_threads(self, n_threads):
         self.model.set_threads(n_threads)
+
+    def request_stop(self):
+        """Ends the running epoch after the batch in hand (any thread, no lock)."""
+        self.model.request_stop()
 
     def train_epoch(self, data, order, batch_size, opt):
         with self.lock:
@@ -138,6 +150,9 @@ class NumpyNetwork:
 
     def set_threads(self, n_threads):
         pass  # numpy's BLAS keeps its own threads
+
+    def request_stop(self):
+        self.ref.stop_requested = True
 
     def train_epoch(self, data, order, batch_size, opt):
         X, t, w = data

@@ -288,6 +288,8 @@ cdef class Model:
             raise ValueError("order is empty")
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if batch_size > order.shape[0]:
+            batch_size = order.shape[0]  # one batch: the same, and no overflow below
         cdef mlp_optimizer o
         fill_optimizer(&o, opt)
         losses = np.empty((order.shape[0] + batch_size - 1) // batch_size, dtype=np.float32)

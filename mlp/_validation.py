@@ -55,6 +55,8 @@ def check_y(y, n_samples, name="y"):
     """A 1-D array of labels of one kind (numbers, or strings: an object array
     or a pandas column of strings or categories becomes a string array), as
     long as X."""
+    if isinstance(y, (list, tuple)):  # numpy would turn [1, "a"] into strings silently
+        y = np.array(y, dtype=object)
     arr = np.asarray(y)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D (n_samples,), got shape {arr.shape}")
@@ -115,21 +117,33 @@ def check_positive_int(value, name):
     return int(value)
 
 
+MAX_WIDTH = 2 ** 40  # the cores' bound on a layer's width (csrc/common.c)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def check_hidden(hidden):
     """An int, or a tuple/list of ints for several hidden layers."""
-    if isinstance(hidden, (tuple, list)):
-        if len(hidden) == 0:
-            raise ValueError("hidden must name at least one layer width")
-        return tuple(check_positive_int(h, "hidden") for h in hidden)
-    return (check_positive_int(hidden, "hidden"),)
+    widths = hidden if isinstance(hidden, (tuple, list)) else (hidden,)
+    if len(widths) == 0:
+        raise ValueError("hidden must name at least one layer width")
+    out = tuple(check_positive_int(h, "hidden") for h in widths)
+    if max(out) > MAX_WIDTH:
+        raise ValueError(f"hidden widths must be at most 2^40, got {max(out)}")
+    return out
 
 
 def check_real(value, name, *, positive=False):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:
+        raise ValueError(f"{name} is too large: {value}") from None
     if not np.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
+    if abs(value) > FLOAT32_MAX:
+        raise ValueError(f"{name} is too large for the cores' float32: {value:g} (at most "
+                         f"{FLOAT32_MAX:.3g})")
     if positive and value <= 0:
         raise ValueError(f"{name} must be positive, got {value}")
     if not positive and value < 0:

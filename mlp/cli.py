@@ -229,6 +229,8 @@ def cmd_train(args):
           f"({BACKEND_NAMES[model.device]}): test accuracy {100 * model.score(Xt, yt):.2f}% "
           f"after {len(h['loss'])} epochs in {time.perf_counter() - start:.1f} s{stopped}")
     if args.out:
+        if not all(np.isfinite(p).all() for p in model.params.values()):
+            raise CLIError(f"not saving {args.out}: the model's parameters are not all finite")
         model.save(args.out)
         print(f"saved {args.out}")
     if args.plot:

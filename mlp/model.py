@@ -148,6 +148,11 @@ class Model:
         X = self._check_X(X)
         if self.task == "classifier":
             y = check_y(y, X.shape[0])
+            if (y.dtype.kind in "US") != (self.classes_.dtype.kind in "US"):
+                raise ValueError(f"y holds {'strings' if y.dtype.kind in 'US' else 'numbers'}, "
+                                 f"but the model's classes are "
+                                 f"{'strings' if self.classes_.dtype.kind in 'US' else 'numbers'}"
+                                 f": {list(self.classes_[:5])}")
             return float(np.mean(self.predict(X) == y))
         t = np.asarray(y, dtype=np.float64).reshape(X.shape[0], -1)
         pred = np.asarray(self.predict(X), dtype=np.float64).reshape(X.shape[0], -1)

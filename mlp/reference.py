@@ -328,7 +328,10 @@ class Reference:
     def train_epoch(self, X, t, order, batch_size, opt, sample_weight=None):
         """Same contract as mlp_train_epoch: (batch losses, mean loss, accuracy)."""
         losses, total, weight, correct = [], 0.0, 0.0, 0
+        self.stop_requested = False
         for start in range(0, len(order), batch_size):
+            if self.stop_requested:  # mlp_request_stop
+                raise KeyboardInterrupt("stopped at the caller's request")
             idx = order[start:start + batch_size]
             w = None if sample_weight is None else sample_weight[idx]
             x = gather_batch(X, idx, self.dtype, self.input_scale)

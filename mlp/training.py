@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 
@@ -18,6 +19,15 @@ from .schedules import make_schedule
 ACTIVATIONS = tuple(reference.ACTIVATIONS)
 LOSSES = tuple(reference.LOSSES)
 WEIGHT_INITS = ("auto", "he", "glorot")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite: no model comes back. ``epoch`` is the
+    epoch it happened in, ``loss`` the loss it reached."""
+
+    def __init__(self, message, epoch, loss):
+        super().__init__(message)
+        self.epoch, self.loss = epoch, loss
 
 
 def init_scheme(weight_init, activation):
@@ -227,7 +237,9 @@ def train(X, y, *, hidden=256, activation="relu", loss="cross_entropy", epochs=1
     best = (np.inf, None, 0, None)  # (loss, params, epoch, optimizer state) of the best epoch
     bad_epochs = 0
     stop_reason = None
+    warned = False  # the divergence warning, once
     orders = epoch_orders(rng, n, epochs, bool(shuffle))
+    batch_size = min(batch_size, n)  # one batch of every row: the same, and no overflow
     for epoch, order in enumerate(orders, start=1):
         lr_now = schedule.lr(epoch)
         start = time.perf_counter()
@@ -252,10 +264,15 @@ def train(X, y, *, hidden=256, activation="relu", loss="cross_entropy", epochs=1
         if on_epoch is not None:
             on_epoch(epoch, history)
         if not np.isfinite(loss_value):
-            warnings.warn(f"training diverged at epoch {epoch} (loss is {loss_value}); "
-                          "try a smaller lr", RuntimeWarning, stacklevel=2)
-            stop_reason = "diverged"
-            break
+            raise TrainingDiverged(
+                f"training diverged at epoch {epoch}: the loss is {loss_value}; try a smaller "
+                f"lr (this run's was {lr_now:g}), or scale the inputs", epoch, loss_value)
+        first = history["loss"][0]
+        if epoch > 1 and loss_value > 100 * first and loss_value > 1 and not warned:
+            warned = True
+            warnings.warn(f"the loss of epoch {epoch} ({loss_value:.4g}) is over 100 times the "
+                          f"first epoch's ({first:.4g}): training is diverging; try a smaller "
+                          f"lr (this run's was {lr_now:g})", RuntimeWarning, stacklevel=2)
         improved = watched < best[0] - tol
         if watched < best[0]:
             best = (watched, net.get_params() if early_stopping else None, epoch,
@@ -275,6 +292,9 @@ def train(X, y, *, hidden=256, activation="relu", loss="cross_entropy", epochs=1
         final = best[1]
         net.set_params(final)
         net.set_state(*best[3])
+    if not np.isfinite(final).all():
+        raise TrainingDiverged(f"training ended with non-finite parameters at epoch {epoch}; "
+                               "try a smaller lr", epoch, history["loss"][-1])
     state, steps = net.get_state()
     model = Model(sizes, final, classes, history, _network=net, **config,
                   task=LOSS_TASKS[loss], single_output=y_1d and loss == "squared_error",
@@ -295,11 +315,41 @@ def _check_init(init, sizes, activation, loss):
                          f"loss={init.loss!r}; this training asks for {activation!r}, {loss!r}")
 
 
+def _interruptible(net, call):
+    """call(), run on a worker thread so that Ctrl-C reaches this one at once
+    (the core holds no GIL, but Python handles a signal only between its own
+    bytecodes): then the core is asked to stop after the batch in hand, and
+    KeyboardInterrupt goes on up."""
+    if threading.current_thread() is not threading.main_thread():
+        return call()
+    result = {}
+
+    def work():
+        try:
+            result["value"] = call()
+        except BaseException as exc:  # handed to the caller's thread
+            result["error"] = exc
+
+    worker = threading.Thread(target=work, name="mlp-epoch", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.05)
+    except KeyboardInterrupt:
+        net.request_stop()
+        worker.join()
+        raise
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
 def _run_epoch(net, data, order, batch_size, opt, on_progress, epoch, weights):
     """One epoch in one call to the core, or, for progress reports, in parts
     of whole batches (the same batches and the same result either way)."""
     if on_progress is None:
-        _, loss, accuracy = net.train_epoch(data, order, batch_size, opt)
+        _, loss, accuracy = _interruptible(net, lambda: net.train_epoch(data, order, batch_size,
+                                                                         opt))
         return loss, accuracy
     n = len(order)
     batches = -(-n // batch_size)
@@ -307,7 +357,8 @@ def _run_epoch(net, data, order, batch_size, opt, on_progress, epoch, weights):
     loss_sum = weight_sum = hits = 0.0
     for start in range(0, n, part):
         rows = order[start:start + part]
-        _, loss, accuracy = net.train_epoch(data, rows, batch_size, opt)
+        _, loss, accuracy = _interruptible(net, lambda: net.train_epoch(data, rows, batch_size,
+                                                                        opt))
         w = len(rows) if weights is None else float(np.sum(weights[rows], dtype=np.float64))
         loss_sum += loss * w
         weight_sum += w

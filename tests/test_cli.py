@@ -182,3 +182,11 @@ def test_train_with_the_configurable_network_flags(data_root, tmp_path, capsys):
 def mlp_load(path):
     import mlp
     return mlp.load(path)
+
+
+def test_train_that_diverges_saves_nothing(data_root, tmp_path, capsys):
+    out = tmp_path / "model.npz"
+    code, _, err = run(capsys, "train", "--data-root", data_root, "--epochs", 2, "--lr", 1e30,
+                       "--device", "cpu", "--quiet", "--out", out)
+    assert code == 1 and "training diverged at epoch 1" in err and "smaller lr" in err
+    assert not out.exists()
