@@ -296,8 +296,8 @@ def load(path, device="auto"):
         zf = zipfile.ZipFile(path)
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise ValueError(f"{not_a_model} ({exc})") from None
+    except Exception as exc:  # not a zip, or one zipfile cannot read (NotImplementedError...)
+        raise ValueError(f"{not_a_model} ({type(exc).__name__}: {exc})") from None
     try:
         with zf:
             fields = _read_fields(_ModelFile(zf))

@@ -4,6 +4,7 @@ sizes, the bytes the archive says it holds, finite parameters, sorted and
 unique classes."""
 
 import io
+import pathlib
 import time
 import tracemalloc
 import zipfile
@@ -100,3 +101,14 @@ def test_save_takes_bytes_and_path_like_paths(tmp_path):
     target = tmp_path / "bytes.npz"
     m.save(bytes(target))
     assert (mlp.load(bytes(target)).predict(X) == m.predict(X)).all()
+
+
+FUZZ_FINDINGS = pathlib.Path(__file__).parent / "data" / "fuzz"
+
+
+@pytest.mark.parametrize("path", sorted(FUZZ_FINDINGS.glob("load-*")), ids=lambda p: p.name)
+def test_what_the_fuzzer_found_is_a_value_error(path):
+    """Inputs that fuzz/fuzz_load.py found escaping as other exceptions (a zip
+    of version 21.0 raised NotImplementedError from zipfile)."""
+    with pytest.raises(ValueError, match="is not a saved mlp model"):
+        mlp.load(path)
