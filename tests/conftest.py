@@ -17,6 +17,12 @@ if _import_core("_cpu") is None:
                       "the package (pip install .) and run plain `pytest` from the repository "
                       "root, not `python -m pytest`, which puts the source tree first")
 
+# Set by .ci/run's sanitizer step: the package built with ASan+UBSan
+SANITIZED = bool(os.environ.get("MLP_SANITIZED"))
+not_under_asan = pytest.mark.skipif(
+    SANITIZED, reason="AddressSanitizer reserves terabytes of address space and shadow memory: "
+                      "an address-space cap or a memory measurement cannot hold under it")
+
 CUDA_REASON = cuda_unavailable_reason()
 HAS_CUDA = CUDA_REASON is None
 

@@ -9,7 +9,7 @@ import pytest
 import mlp
 from mlp._backends import get_backend
 
-from conftest import make_problem, sgd
+from conftest import make_problem, not_under_asan, sgd
 
 X, Y = make_problem(np.random.default_rng(0), 30, 4, 3)
 
@@ -144,6 +144,7 @@ def test_core_wrapper_checks_its_own_arguments():
         core.network((4, 3, 2), np.zeros(5, np.float32))
 
 
+@not_under_asan
 def test_allocation_failure_is_a_memory_error_not_a_crash():
     """With the address space capped at 4 GiB, a 6 GiB network cannot be
     allocated: the C core reports it and the process carries on. (A cap,
