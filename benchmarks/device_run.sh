@@ -33,6 +33,7 @@ if [ "${SANITIZE:-1}" = 1 ]; then
     python3 -m pytest "$REPO/tests/test_core_vs_reference.py" "$REPO/tests/test_cuda.py" \
     "$REPO/tests/test_api.py" "$REPO/tests/test_configurable.py" -q -p no:cacheprovider \
     -m cuda -k "(pairwise or not every_combination) and not full_mnist and not out_of_gpu \
+    and not stop_request and not ctrl_c \
     and not no_visible_gpu" > "$OUT/memcheck.log" 2>&1
   echo "exit $?"; grep -E "ERROR SUMMARY|passed|failed" "$OUT/memcheck.log" | tail -3
   echo "== compute-sanitizer racecheck (slow: the small parity cases, one of them on fused_rows.cu)"

@@ -66,6 +66,12 @@ struct FusedEpoch {
     bool async_copy;
     /* fused_rows.cu: inputs per update item; groups' logits staged at once */
     int64_t in_tile, head_groups;
+    /* mlp_request_stop: the host's flag (mapped memory), its copy that every
+     * block reads after the same barrier, and the steps done when it stopped
+     * (untouched when the epoch ran to its end) */
+    const volatile int *stop_host;
+    int *stop_dev;
+    int64_t *steps_done;
     /* workspace: partial (fused_workspace_floats); h and dh (batch, H);
      * dlogits (batch, C); per-row loss and hit (n) */
     float *partial, *h, *dh, *dlogits;
@@ -86,6 +92,30 @@ struct FusedPlan {
     int64_t head_groups; /* fused_rows.cu: groups' logits staged at once */
     int64_t workspace_floats; /* e.partial */
 };
+
+/* The stop request, polled every STOP_POLL steps: block 0 reads the host's
+ * flag as a step starts (the load's latency hidden behind its forward
+ * work) and publishes it just before the step's first grid barrier; after
+ * that barrier every block reads the same value, and all of them leave
+ * together, so none waits at a barrier that the others skipped. The step
+ * stopped in has run its forward product only: the parameters are those of
+ * the steps before it. */
+constexpr int64_t STOP_POLL = 32;
+
+__device__ inline int stop_read(const FusedEpoch &e, int64_t step) {
+    return step % STOP_POLL == 0 && blockIdx.x == 0 && threadIdx.x == 0 ? *e.stop_host : 0;
+}
+
+__device__ inline void stop_publish(const FusedEpoch &e, int64_t step, int flag) {
+    if (step % STOP_POLL == 0 && blockIdx.x == 0 && threadIdx.x == 0) *e.stop_dev = flag;
+}
+
+/* after the barrier: true in every block alike when the epoch stops here */
+__device__ inline bool stop_now(const FusedEpoch &e, int64_t step) {
+    if (step % STOP_POLL != 0 || !*(volatile int *)e.stop_dev) return false;
+    if (blockIdx.x == 0 && threadIdx.x == 0) *e.steps_done = step;
+    return true;
+}
 
 /* Whether the fused kernels take this configuration: one hidden layer
  * (checked by the caller), ReLU, softmax cross-entropy, PyTorch's SGD

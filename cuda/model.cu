@@ -60,6 +60,10 @@ struct mlp_model {
     float *params, *m, *v, *grads; /* device, n_params each */
     int64_t steps;
     std::atomic<int> stop;
+    /* the stop flag as the fused kernels see it: mapped host memory, its
+     * copy on the GPU, the steps an epoch did before it stopped */
+    int *stop_host, *stop_dev;
+    int64_t *steps_done;
     cudaStream_t stream;
     /* workspace for up to cap rows: every layer's output (after the
      * activation), its input when the activation's backward needs it, and
@@ -321,10 +325,19 @@ extern "C" mlp_status mlp_create(mlp_model **model, const mlp_config *config) {
             MLP_OK ||
         (st = device_alloc(&m->scratch.counters, gemm::scratch_counters(), "scratch")) != MLP_OK ||
         (st = device_alloc(&m->loss_sum, 1, "totals")) != MLP_OK ||
-        (st = device_alloc(&m->hits, 1, "totals")) != MLP_OK) {
+        (st = device_alloc(&m->hits, 1, "totals")) != MLP_OK ||
+        (st = device_alloc(&m->stop_dev, 1, "the stop flag")) != MLP_OK ||
+        (st = device_alloc(&m->steps_done, 1, "the stop flag")) != MLP_OK) {
         mlp_free(m);
         return st;
     }
+    e = cudaHostAlloc((void **)&m->stop_host, sizeof(int), cudaHostAllocMapped);
+    if (e != cudaSuccess) {
+        m->stop_host = NULL;
+        mlp_free(m);
+        return cuda_fail(e, "cudaHostAlloc");
+    }
+    *m->stop_host = 0;
     m->scratch.partial_floats = gemm::scratch_partial_floats();
     m->scratch.n_counters = gemm::scratch_counters();
     const size_t bytes = sizeof(float) * (size_t)n;
@@ -359,6 +372,9 @@ extern "C" void mlp_free(mlp_model *m) {
     cudaFree(m->gathered);
     cudaFree(m->loss_sum);
     cudaFree(m->hits);
+    cudaFree(m->stop_dev);
+    cudaFree(m->steps_done);
+    if (m->stop_host) cudaFreeHost(m->stop_host);
     if (m->stream) cudaStreamDestroy(m->stream);
     mlp_layout_free(&m->L);
     m->stop.~atomic<int>();
@@ -434,7 +450,16 @@ extern "C" mlp_status mlp_set_state(mlp_model *m, const float *state, int64_t st
 }
 
 extern "C" void mlp_request_stop(mlp_model *m) {
-    if (m) m->stop.store(1);
+    if (!m) return;
+    m->stop.store(1);
+    if (m->stop_host) *(volatile int *)m->stop_host = 1; /* what a running fused kernel polls */
+}
+
+/* Uses up a stop request: true when there was one. */
+static bool take_stop(mlp_model *m) {
+    const bool requested = m->stop.exchange(0) != 0;
+    if (requested && m->stop_host) *(volatile int *)m->stop_host = 0;
+    return requested;
 }
 
 /* ---- data sets ---------------------------------------------------------- */
@@ -611,6 +636,17 @@ static void enqueue_epoch(mlp_model *m, const mlp_data *data, int64_t first, int
     }
 }
 
+/* Steps enqueued between two looks at the stop flag when an epoch is not one
+ * graph (a graph cannot be interrupted): about 1e11 floating-point
+ * operations, a fraction of a second; an epoch of no more steps is one graph. */
+static int64_t steps_per_check(const mlp_layout *L, int64_t batch) {
+    double flops = 0.0;
+    for (int l = 0; l < L->n_layers; l++)
+        flops += 6.0 * (double)batch * (double)L->sizes[l] * (double)L->sizes[l + 1];
+    const double steps = 1e11 / (flops > 1.0 ? flops : 1.0);
+    return steps < 1.0 ? 1 : steps > (double)MAX_GRAPH_STEPS ? MAX_GRAPH_STEPS : (int64_t)steps;
+}
+
 static bool same_key(const GraphKey &a, const GraphKey &b) {
     return memcmp(&a, &b, sizeof a) == 0;
 }
@@ -693,6 +729,11 @@ static mlp_status train_fused(mlp_model *m, const mlp_data *data, const FusedPla
     e.dlogits = m->douts[1];
     e.row_loss = m->row_loss;
     e.row_hit = m->row_hit;
+    e.stop_host = m->stop_host;
+    e.stop_dev = m->stop_dev;
+    e.steps_done = m->steps_done;
+    CUDA_TRY(cudaMemsetAsync(m->stop_dev, 0, sizeof(int), m->stream));
+    CUDA_TRY(cudaMemsetAsync(m->steps_done, 0xFF, sizeof(int64_t), m->stream)); /* -1: all */
     CUDA_TRY(fused_train_epoch(m->stream, plan, e));
     m->last_kernels = plan.by_rows ? "fused-rows" : e.tensor_cores ? "fused-tensor" : "fused";
     return MLP_OK;
@@ -767,8 +808,7 @@ extern "C" mlp_status mlp_train_epoch(mlp_model *m, const mlp_data *data, const 
     if (!m || !data) return mlp_fail(MLP_ERR_INVALID, "NULL argument");
     TRY(mlp_check_train_args(&m->L, data->n, data->d, order, n_order, batch_size, opt));
     TRY(check_targets(m, data));
-    if (m->stop.exchange(0))
-        return mlp_fail(MLP_STOPPED, "stopped at the caller's request after 0 rows");
+    if (take_stop(m)) return mlp_fail(MLP_STOPPED, "stopped at the caller's request after 0 rows");
     const int64_t n = n_order, batches = (n + batch_size - 1) / batch_size;
     TRY(reserve_rows(m, batch_size < n ? batch_size : n));
     TRY(reserve_epoch(m, n));
@@ -791,15 +831,26 @@ extern "C" mlp_status mlp_train_epoch(mlp_model *m, const mlp_data *data, const 
         fused = st == MLP_OK;
     }
     int64_t done = batches;
+    if (fused) {
+        int64_t steps_done = -1;
+        CUDA_TRY(cudaMemcpyAsync(&steps_done, m->steps_done, sizeof steps_done,
+                                 cudaMemcpyDeviceToHost, m->stream));
+        CUDA_TRY(cudaStreamSynchronize(m->stream));
+        if (steps_done >= 0) { /* the kernel saw the request */
+            take_stop(m);
+            done = steps_done;
+        }
+    }
     if (!fused) m->last_kernels = m->plain ? "plain" : "cuda";
-    if (!fused && batches > MAX_GRAPH_STEPS) { /* a graph that large costs more than it saves */
+    const int64_t chunk = steps_per_check(&m->L, batch_size < n ? batch_size : n);
+    if (!fused && batches > chunk) { /* enqueued in chunks, the stop flag between them */
         drop_graph(m);
-        for (int64_t b = 0; b < batches; b += MAX_GRAPH_STEPS) {
-            if (b > 0 && m->stop.exchange(0)) {
+        for (int64_t b = 0; b < batches; b += chunk) {
+            if (b > 0 && take_stop(m)) {
                 done = b;
                 break;
             }
-            const int64_t end = b + MAX_GRAPH_STEPS < batches ? b + MAX_GRAPH_STEPS : batches;
+            const int64_t end = b + chunk < batches ? b + chunk : batches;
             enqueue_epoch(m, data, b, end, n, batch_size, penalty);
             CUDA_TRY(cudaStreamSynchronize(m->stream));
         }

@@ -85,3 +85,44 @@ def test_no_gpu_here_is_reported_by_name():
     reason = _backends.cuda_unavailable_reason()
     assert any(s in reason for s in ("no NVIDIA driver", "no CUDA GPU", "was not built",
                                      "driver is too old"))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("optimizer,hidden", [("sgd", (256,)), ("adam", (1024, 1024))])
+def test_a_stop_request_ends_a_running_epoch_soon(optimizer, hidden):
+    """One-kernel epochs poll the stop flag every few steps; the kernel-per-op
+    path looks at it between chunks of steps. Either way the epoch ends soon
+    after the request, with the steps done so far applied."""
+    import threading
+    import time
+    from mlp._backends import get_backend
+    from mlp.optimizers import make_optimizer
+    rng = np.random.default_rng(0)
+    n = 400_000
+    X = rng.standard_normal((n, 100)).astype(np.float32)
+    y = rng.integers(0, 10, n).astype(np.int32)
+    sizes = (100, *hidden, 10)
+    params = mlp.training.initial_state(sizes, 1, 1)[0]
+    net = get_backend("cuda").network(sizes, params)
+    data = net.bind(X, labels=y)
+    opt = make_optimizer(optimizer, 0.01).core_dict()
+    order = np.arange(n, dtype=np.int64)
+    net.train_epoch(data, order[:64 * 40], 32, opt)  # warm up: plans, graphs
+    state = {}
+
+    def stop_later():
+        time.sleep(0.3)
+        state["at"] = time.perf_counter()
+        net.request_stop()
+
+    threading.Thread(target=stop_later).start()
+    start = time.perf_counter()
+    with pytest.raises(net.module.Stopped, match="after .* rows"):
+        net.train_epoch(data, order, 32, opt)
+    late = time.perf_counter() - state["at"]
+    assert late < 0.5, late
+    assert time.perf_counter() - start < 10
+    steps = net.get_state()[1]
+    assert 40 < steps < 40 + n // 32
+    assert np.isfinite(net.get_params()).all()
+    net.train_epoch(data, order[:3200], 32, opt)  # the request was used up

@@ -99,7 +99,7 @@ except KeyboardInterrupt:
 """
 
 
-@pytest.mark.parametrize("device", ["cpu", "numpy"])
+@pytest.mark.parametrize("device", ["cpu", "numpy", pytest.param("cuda", marks=pytest.mark.cuda)])
 def test_ctrl_c_interrupts_training_within_a_second(device):
     """An epoch of this size takes tens of seconds; Ctrl-C waited for it."""
     out = subprocess.run([sys.executable, "-c", INTERRUPT_SCRIPT, device], capture_output=True,
