@@ -128,6 +128,13 @@ extern "C" const char *mlp_backend_name(void) { return "cuda"; }
 
 extern "C" mlp_status mlp_device_check(void) {
     mlp_clear_error();
+    /* the first check starts the CUDA runtime in this process; a child forked
+     * after that cannot use it (CUDA does not survive fork) */
+    mlp_watch_forks();
+    if (mlp_forked)
+        return mlp_fail(MLP_ERR_NO_DEVICE, "this process was forked from one that had started "
+                        "CUDA, which a forked child cannot use (start worker processes with "
+                        "the 'spawn' method to use the GPU in them)");
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e == cudaErrorInsufficientDriver) {

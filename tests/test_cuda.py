@@ -98,7 +98,7 @@ def test_a_stop_request_ends_a_running_epoch_soon(optimizer, hidden):
     from mlp._backends import get_backend
     from mlp.optimizers import make_optimizer
     rng = np.random.default_rng(0)
-    n = 400_000
+    n = 1_000_000
     X = rng.standard_normal((n, 100)).astype(np.float32)
     y = rng.integers(0, 10, n).astype(np.int32)
     sizes = (100, *hidden, 10)
@@ -111,18 +111,43 @@ def test_a_stop_request_ends_a_running_epoch_soon(optimizer, hidden):
     state = {}
 
     def stop_later():
-        time.sleep(0.3)
+        time.sleep(0.1)
         state["at"] = time.perf_counter()
         net.request_stop()
 
     threading.Thread(target=stop_later).start()
     start = time.perf_counter()
     with pytest.raises(net.module.Stopped, match="after .* rows"):
-        net.train_epoch(data, order, 32, opt)
+        net.train_epoch(data, order, 16, opt)
     late = time.perf_counter() - state["at"]
     assert late < 0.5, late
     assert time.perf_counter() - start < 10
     steps = net.get_state()[1]
-    assert 40 < steps < 40 + n // 32
+    assert 40 < steps < 40 + n // 16
     assert np.isfinite(net.get_params()).all()
     net.train_epoch(data, order[:3200], 32, opt)  # the request was used up
+
+
+def _fork_child(queue):
+    X, y = make_problem(np.random.default_rng(1), 200, 8, 2)
+    m = mlp.train(X, y, hidden=4, epochs=1)  # device "auto"
+    try:
+        mlp.train(X, y, hidden=4, epochs=1, device="cuda")
+        queue.put((m.device, "no error"))
+    except RuntimeError as exc:
+        queue.put((m.device, str(exc)))
+
+
+@pytest.mark.cuda
+def test_a_child_forked_after_cuda_started_trains_on_the_cpu():
+    import multiprocessing
+    X, y = make_problem(np.random.default_rng(0), 200, 8, 2)
+    assert mlp.train(X, y, hidden=4, epochs=1, device="cuda").device == "cuda"
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.SimpleQueue()
+    child = ctx.Process(target=_fork_child, args=(queue,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    device, error = queue.get()
+    assert device == "cpu" and "forked from one that had started CUDA" in error
