@@ -60,10 +60,14 @@ struct mlp_model {
     float *params, *m, *v, *grads; /* device, n_params each */
     int64_t steps;
     std::atomic<int> stop;
-    /* the stop flag as the fused kernels see it: mapped host memory, its
-     * copy on the GPU, the steps an epoch did before it stopped */
-    int *stop_host, *stop_dev;
-    int64_t *steps_done;
+    /* the stop flag as the fused kernels see it: the flag and the steps an
+     * epoch did before it stopped in mapped host memory (no copies, no
+     * waits), the flag's copy that the blocks read on the GPU */
+    struct StopFlags {
+        int stop;
+        int64_t done; /* -1 while the epoch runs to its end */
+    } *flags;
+    int *stop_dev;
     cudaStream_t stream;
     /* workspace for up to cap rows: every layer's output (after the
      * activation), its input when the activation's backward needs it, and
@@ -333,18 +337,18 @@ extern "C" mlp_status mlp_create(mlp_model **model, const mlp_config *config) {
         (st = device_alloc(&m->scratch.counters, gemm::scratch_counters(), "scratch")) != MLP_OK ||
         (st = device_alloc(&m->loss_sum, 1, "totals")) != MLP_OK ||
         (st = device_alloc(&m->hits, 1, "totals")) != MLP_OK ||
-        (st = device_alloc(&m->stop_dev, 1, "the stop flag")) != MLP_OK ||
-        (st = device_alloc(&m->steps_done, 1, "the stop flag")) != MLP_OK) {
+        (st = device_alloc(&m->stop_dev, 1, "the stop flag")) != MLP_OK) {
         mlp_free(m);
         return st;
     }
-    e = cudaHostAlloc((void **)&m->stop_host, sizeof(int), cudaHostAllocMapped);
+    e = cudaHostAlloc((void **)&m->flags, sizeof *m->flags, cudaHostAllocMapped);
     if (e != cudaSuccess) {
-        m->stop_host = NULL;
+        m->flags = NULL;
         mlp_free(m);
         return cuda_fail(e, "cudaHostAlloc");
     }
-    *m->stop_host = 0;
+    m->flags->stop = 0;
+    m->flags->done = -1;
     m->scratch.partial_floats = gemm::scratch_partial_floats();
     m->scratch.n_counters = gemm::scratch_counters();
     const size_t bytes = sizeof(float) * (size_t)n;
@@ -380,8 +384,7 @@ extern "C" void mlp_free(mlp_model *m) {
     cudaFree(m->loss_sum);
     cudaFree(m->hits);
     cudaFree(m->stop_dev);
-    cudaFree(m->steps_done);
-    if (m->stop_host) cudaFreeHost(m->stop_host);
+    if (m->flags) cudaFreeHost(m->flags);
     if (m->stream) cudaStreamDestroy(m->stream);
     mlp_layout_free(&m->L);
     m->stop.~atomic<int>();
@@ -459,13 +462,13 @@ extern "C" mlp_status mlp_set_state(mlp_model *m, const float *state, int64_t st
 extern "C" void mlp_request_stop(mlp_model *m) {
     if (!m) return;
     m->stop.store(1);
-    if (m->stop_host) *(volatile int *)m->stop_host = 1; /* what a running fused kernel polls */
+    if (m->flags) *(volatile int *)&m->flags->stop = 1; /* what a running fused kernel polls */
 }
 
 /* Uses up a stop request: true when there was one. */
 static bool take_stop(mlp_model *m) {
     const bool requested = m->stop.exchange(0) != 0;
-    if (requested && m->stop_host) *(volatile int *)m->stop_host = 0;
+    if (requested && m->flags) *(volatile int *)&m->flags->stop = 0;
     return requested;
 }
 
@@ -736,11 +739,10 @@ static mlp_status train_fused(mlp_model *m, const mlp_data *data, const FusedPla
     e.dlogits = m->douts[1];
     e.row_loss = m->row_loss;
     e.row_hit = m->row_hit;
-    e.stop_host = m->stop_host;
-    e.stop_dev = m->stop_dev;
-    e.steps_done = m->steps_done;
-    CUDA_TRY(cudaMemsetAsync(m->stop_dev, 0, sizeof(int), m->stream));
-    CUDA_TRY(cudaMemsetAsync(m->steps_done, 0xFF, sizeof(int64_t), m->stream)); /* -1: all */
+    e.stop_host = &m->flags->stop;
+    e.stop_dev = m->stop_dev; /* written at step 0 before any block reads it */
+    e.steps_done = &m->flags->done;
+    *(volatile int64_t *)&m->flags->done = -1;
     CUDA_TRY(fused_train_epoch(m->stream, plan, e));
     m->last_kernels = plan.by_rows ? "fused-rows" : e.tensor_cores ? "fused-tensor" : "fused";
     return MLP_OK;
@@ -838,16 +840,6 @@ extern "C" mlp_status mlp_train_epoch(mlp_model *m, const mlp_data *data, const 
         fused = st == MLP_OK;
     }
     int64_t done = batches;
-    if (fused) {
-        int64_t steps_done = -1;
-        CUDA_TRY(cudaMemcpyAsync(&steps_done, m->steps_done, sizeof steps_done,
-                                 cudaMemcpyDeviceToHost, m->stream));
-        CUDA_TRY(cudaStreamSynchronize(m->stream));
-        if (steps_done >= 0) { /* the kernel saw the request */
-            take_stop(m);
-            done = steps_done;
-        }
-    }
     if (!fused) m->last_kernels = m->plain ? "plain" : "cuda";
     const int64_t chunk = steps_per_check(&m->L, batch_size < n ? batch_size : n);
     if (!fused && batches > chunk) { /* enqueued in chunks, the stop flag between them */
@@ -873,12 +865,25 @@ extern "C" mlp_status mlp_train_epoch(mlp_model *m, const mlp_data *data, const 
         if (!m->graph || !same_key(m->key, key)) TRY(record_epoch(m, data, n, batch_size, key));
         CUDA_TRY(cudaGraphLaunch(m->graph, m->stream));
     }
+    if (fused) { /* the epoch's results wait for the kernel; then, whether it stopped */
+        const bool scaled = m->steps_host[0].loss_scale != 1.0f;
+        TRY(epoch_results(m, n, batch_size, penalty, data->weights != NULL || scaled, total,
+                          batch_losses, mean_loss, accuracy));
+        const int64_t stopped_at = *(volatile int64_t *)&m->flags->done;
+        if (stopped_at < 0) {
+            m->steps += batches;
+            return MLP_OK;
+        }
+        take_stop(m);
+        done = stopped_at;
+    }
     m->steps += done;
     const int64_t rows = done == batches ? n : done * batch_size;
     if (done < batches) total = weight_of(data, order, 0, rows);
     const bool scaled = m->steps_host[0].loss_scale != 1.0f;
-    TRY(epoch_results(m, rows, batch_size, penalty, data->weights != NULL || scaled, total,
-                      batch_losses, mean_loss, accuracy));
+    if (rows > 0)
+        TRY(epoch_results(m, rows, batch_size, penalty, data->weights != NULL || scaled, total,
+                          batch_losses, mean_loss, accuracy));
     if (done < batches)
         return mlp_fail(MLP_STOPPED, "stopped at the caller's request after %lld rows",
                         (long long)rows);
