@@ -595,12 +595,10 @@ __global__ void __launch_bounds__(THREADS) fused_epoch_kernel(FusedEpoch e) {
     const Tiles t = tiles_of(e.D, e.H);
     for (int64_t start = 0; start < e.n; start += e.batch) {
         const int64_t B = e.n - start < e.batch ? e.n - start : e.batch;
-        const int64_t step = start / e.batch;
-        const int stop = stop_read(e, step);
+        stop_poll(e, start);
         for (int64_t i = blockIdx.x; i < t.w1; i += gridDim.x) forward_tile(e, t, i, start, B, smem);
-        stop_publish(e, step, stop);
         grid.sync();
-        if (stop_now(e, step)) return;
+        if (stop_now(e, start)) return;
         head_rows(e, t, start, B, smem);
         grid.sync();
         /* The next step's forward reads only this block's own W1 tiles, which

@@ -93,26 +93,27 @@ struct FusedPlan {
     int64_t workspace_floats; /* e.partial */
 };
 
-/* The stop request, polled every STOP_POLL steps: block 0 reads the host's
- * flag as a step starts (the load's latency hidden behind its forward
- * work) and publishes it just before the step's first grid barrier; after
- * that barrier every block reads the same value, and all of them leave
- * together, so none waits at a barrier that the others skipped. The step
- * stopped in has run its forward product only: the parameters are those of
- * the steps before it. */
-constexpr int64_t STOP_POLL = 32;
+/* The stop request, polled every STOP_POLL steps: as a step starts, one
+ * thread of block 0 copies the host's flag to the GPU (nothing stays live
+ * across the step's work: a register more spills in fused.cu); after the
+ * step's first grid barrier every block reads the same copy, and all of
+ * them leave together, so none waits at a barrier that the others skipped.
+ * The step stopped in has run its forward product only: the parameters are
+ * those of the steps before it. */
+constexpr uint64_t STOP_POLL = 32;
 
-__device__ inline int stop_read(const FusedEpoch &e, int64_t step) {
-    return step % STOP_POLL == 0 && blockIdx.x == 0 && threadIdx.x == 0 ? *e.stop_host : 0;
-}
-
-__device__ inline void stop_publish(const FusedEpoch &e, int64_t step, int flag) {
-    if (step % STOP_POLL == 0 && blockIdx.x == 0 && threadIdx.x == 0) *e.stop_dev = flag;
+/* start: the step's first row (the step is start / batch, worked out where
+ * it is needed rather than kept in a register across the step) */
+__device__ inline void stop_poll(const FusedEpoch &e, int64_t start) {
+    if (((uint64_t)(start / e.batch) & (STOP_POLL - 1)) == 0 && blockIdx.x == 0 &&
+        threadIdx.x == 0)
+        *e.stop_dev = *e.stop_host;
 }
 
 /* after the barrier: true in every block alike when the epoch stops here */
-__device__ inline bool stop_now(const FusedEpoch &e, int64_t step) {
-    if (step % STOP_POLL != 0 || !*(volatile int *)e.stop_dev) return false;
+__device__ inline bool stop_now(const FusedEpoch &e, int64_t start) {
+    const int64_t step = start / e.batch;
+    if (((uint64_t)step & (STOP_POLL - 1)) != 0 || !*(volatile int *)e.stop_dev) return false;
     if (blockIdx.x == 0 && threadIdx.x == 0) *e.steps_done = step;
     return true;
 }

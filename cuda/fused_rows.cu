@@ -554,13 +554,11 @@ __device__ void epoch(const FusedEpoch &e, char *smem) {
     for (st.start = 0; st.start < e.n; st.start += e.batch) {
         st.B = e.n - st.start < e.batch ? e.n - st.start : e.batch;
         const int64_t items = cdiv(st.B, MT) * st.G;
-        const int64_t step = st.start / e.batch;
-        const int stop = stop_read(e, step);
+        stop_poll(e, st.start);
         for (int64_t i = blockIdx.x; i < items; i += gridDim.x)
             forward_item<T>(st, i / st.G, i % st.G, smem);
-        stop_publish(e, step, stop);
         grid.sync();
-        if (stop_now(e, step)) return;
+        if (stop_now(e, st.start)) return;
         for (int64_t i = blockIdx.x; i < items; i += gridDim.x) head_item(st, i / st.G, i % st.G, smem);
         grid.sync();
         for (int64_t i = blockIdx.x; i < st.pieces * st.G; i += gridDim.x)

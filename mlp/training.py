@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import queue
 import threading
 import time
 import warnings
@@ -315,29 +317,50 @@ def _check_init(init, sizes, activation, loss):
                          f"loss={init.loss!r}; this training asks for {activation!r}, {loss!r}")
 
 
+class _Worker:
+    """One long-lived thread that runs the core's calls for the main thread
+    (a thread per call cost about 0.4 ms, a sixth of a GPU epoch)."""
+
+    def __init__(self):
+        self.jobs = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name="mlp-worker", daemon=True).start()
+
+    def _serve(self):
+        while True:
+            call, result, done = self.jobs.get()
+            try:
+                result["value"] = call()
+            except BaseException as exc:  # handed to the caller's thread
+                result["error"] = exc
+            done.set()
+
+    def run(self, call):
+        result, done = {}, threading.Event()
+        self.jobs.put((call, result, done))
+        return result, done
+
+
+_worker = None
+_worker_pid = None
+
+
 def _interruptible(net, call):
-    """call(), run on a worker thread so that Ctrl-C reaches this one at once
+    """call(), run on the worker thread so that Ctrl-C reaches this one at once
     (the core holds no GIL, but Python handles a signal only between its own
     bytecodes): then the core is asked to stop after the batch in hand, and
     KeyboardInterrupt goes on up."""
+    global _worker, _worker_pid
     if threading.current_thread() is not threading.main_thread():
         return call()
-    result = {}
-
-    def work():
-        try:
-            result["value"] = call()
-        except BaseException as exc:  # handed to the caller's thread
-            result["error"] = exc
-
-    worker = threading.Thread(target=work, name="mlp-epoch", daemon=True)
-    worker.start()
+    if _worker is None or _worker_pid != os.getpid():  # a forked child has no threads
+        _worker, _worker_pid = _Worker(), os.getpid()
+    result, done = _worker.run(call)
     try:
-        while worker.is_alive():
-            worker.join(0.05)
+        while not done.wait(0.05):
+            pass
     except KeyboardInterrupt:
         net.request_stop()
-        worker.join()
+        done.wait()
         raise
     if "error" in result:
         raise result["error"]
