@@ -598,7 +598,7 @@ __global__ void __launch_bounds__(THREADS) fused_epoch_kernel(FusedEpoch e) {
         stop_poll(e, start);
         for (int64_t i = blockIdx.x; i < t.w1; i += gridDim.x) forward_tile(e, t, i, start, B, smem);
         grid.sync();
-        if (stop_now(e, start)) return;
+        if (stop_now(e, start)) break;
         head_rows(e, t, start, B, smem);
         grid.sync();
         /* The next step's forward reads only this block's own W1 tiles, which

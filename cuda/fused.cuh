@@ -102,9 +102,10 @@ struct FusedPlan {
  * those of the steps before it. */
 constexpr uint64_t STOP_POLL = 32;
 
-/* start: the step's first row (the step is start / batch, worked out where
+/* (not inlined: its division would need registers the step keeps, and
+ * spill in fused.cu) start: the step's first row (the step is start / batch, worked out where
  * it is needed rather than kept in a register across the step) */
-__device__ inline void stop_poll(const FusedEpoch &e, int64_t start) {
+static __device__ __noinline__ void stop_poll(const FusedEpoch &e, int64_t start) {
     if (((uint64_t)(start / e.batch) & (STOP_POLL - 1)) == 0 && blockIdx.x == 0 &&
         threadIdx.x == 0)
         *e.stop_dev = *e.stop_host;
