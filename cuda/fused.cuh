@@ -94,17 +94,16 @@ struct FusedPlan {
 };
 
 /* The stop request, polled every STOP_POLL steps: as a step starts, one
- * thread of block 0 copies the host's flag to the GPU (nothing stays live
- * across the step's work: a register more spills in fused.cu); after the
+ * thread of block 0 copies the host's flag to the GPU; after the
  * step's first grid barrier every block reads the same copy, and all of
  * them leave together, so none waits at a barrier that the others skipped.
  * The step stopped in has run its forward product only: the parameters are
  * those of the steps before it. */
 constexpr uint64_t STOP_POLL = 32;
 
-/* (not inlined: its division would need registers the step keeps, and
- * spill in fused.cu) start: the step's first row (the step is start / batch, worked out where
- * it is needed rather than kept in a register across the step) */
+/* start: the step's first row (the step, start / batch, is worked out where
+ * it is needed, not kept in a register across the step; and the poll is not
+ * inlined: its division needed a register more, which spilled in fused.cu) */
 static __device__ __noinline__ void stop_poll(const FusedEpoch &e, int64_t start) {
     if (((uint64_t)(start / e.batch) & (STOP_POLL - 1)) == 0 && blockIdx.x == 0 &&
         threadIdx.x == 0)
