@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import queue
+import signal
 import threading
 import time
 import warnings
@@ -317,54 +317,54 @@ def _check_init(init, sizes, activation, loss):
                          f"loss={init.loss!r}; this training asks for {activation!r}, {loss!r}")
 
 
-class _Worker:
-    """One long-lived thread that runs the core's calls for the main thread
-    (a thread per call cost about 0.4 ms, a sixth of a GPU epoch)."""
+class _StopOnInterrupt:
+    """Ctrl-C while the core runs: the core holds no GIL, but Python runs a
+    signal's handler only between its own bytecodes, so KeyboardInterrupt
+    would wait for the epoch. Python's own C-level handler also writes the
+    signal's number to a "wakeup" file descriptor; a watcher thread, waiting
+    on that pipe, asks the running core to stop after the batch in hand, and
+    the KeyboardInterrupt follows as soon as the core returns. The core call
+    itself stays on the calling thread: nothing is handed between threads
+    per epoch."""
 
     def __init__(self):
-        self.jobs = queue.SimpleQueue()
-        threading.Thread(target=self._serve, name="mlp-worker", daemon=True).start()
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.write_fd, False)
+        self.net = None
+        threading.Thread(target=self._watch, name="mlp-interrupt", daemon=True).start()
 
-    def _serve(self):
+    def _watch(self):
         while True:
-            call, result, done = self.jobs.get()
-            try:
-                result["value"] = call()
-            except BaseException as exc:  # handed to the caller's thread
-                result["error"] = exc
-            done.set()
+            data = os.read(self.read_fd, 64)
+            net = self.net
+            if net is not None and signal.SIGINT in data:
+                net.request_stop()
 
-    def run(self, call):
-        result, done = {}, threading.Event()
-        self.jobs.put((call, result, done))
-        return result, done
+    def run(self, net, call):
+        try:
+            previous = signal.set_wakeup_fd(self.write_fd)
+        except ValueError:  # not the main thread: signals are not ours to watch
+            return call()
+        self.net = net
+        try:
+            return call()
+        finally:
+            self.net = None
+            signal.set_wakeup_fd(previous)
 
 
-_worker = None
-_worker_pid = None
+_watcher = None
+_watcher_pid = None
 
 
 def _interruptible(net, call):
-    """call(), run on the worker thread so that Ctrl-C reaches this one at once
-    (the core holds no GIL, but Python handles a signal only between its own
-    bytecodes): then the core is asked to stop after the batch in hand, and
-    KeyboardInterrupt goes on up."""
-    global _worker, _worker_pid
+    """call(), with Ctrl-C asking the core to stop after the batch in hand."""
+    global _watcher, _watcher_pid
     if threading.current_thread() is not threading.main_thread():
         return call()
-    if _worker is None or _worker_pid != os.getpid():  # a forked child has no threads
-        _worker, _worker_pid = _Worker(), os.getpid()
-    result, done = _worker.run(call)
-    try:
-        while not done.wait(0.05):
-            pass
-    except KeyboardInterrupt:
-        net.request_stop()
-        done.wait()
-        raise
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
+    if _watcher is None or _watcher_pid != os.getpid():  # a forked child has no threads
+        _watcher, _watcher_pid = _StopOnInterrupt(), os.getpid()
+    return _watcher.run(net, call)
 
 
 def _run_epoch(net, data, order, batch_size, opt, on_progress, epoch, weights):
