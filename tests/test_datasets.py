@@ -179,6 +179,20 @@ def test_corrupt_cached_file_is_deleted(tiny, capsys):
     assert "from the cache failed its check (SHA-256 mismatch); deleted" in capsys.readouterr().err
 
 
+def test_corrupt_gzip_stream_in_the_cache_is_deleted(tiny, capsys):
+    """zlib.error escaped before, and the bad file stayed in the cache."""
+    name = "t10k-labels-idx1-ubyte"
+    raw = bytearray(gzip.compress(tiny.content[name] * 50))
+    raw[15] ^= 0xFF  # a flipped byte after the gzip header
+    tiny.cache.mkdir(parents=True, exist_ok=True)
+    (tiny.cache / (name + ".gz")).write_bytes(bytes(raw))
+    put(tiny.system, name, tiny.content[name])
+    assert datasets.fetch("tiny", name) == tiny.content[name]
+    assert not (tiny.cache / (name + ".gz")).exists()
+    err = capsys.readouterr().err
+    assert "from the cache failed its check (unreadable" in err and "deleted" in err
+
+
 def test_corrupt_file_in_a_folder_of_the_users_is_skipped_not_deleted(tiny, capsys):
     name = "t10k-labels-idx1-ubyte"
     put(tiny.root, name, b"not mine to delete")
