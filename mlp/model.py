@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 
 import numpy as np
 
 from . import reference
 from ._backends import get_backend
+from ._files import write_atomic
 from ._validation import check_X, check_y, feature_names
 
 FORMAT_VERSION = 2
@@ -201,8 +201,6 @@ class Model:
         classes = np.asarray(self.classes_) if self.classes_ is not None else np.zeros(0)
         if classes.dtype == object:
             raise TypeError("classes_ of mixed types cannot be saved without pickle")
-        path = os.fsdecode(os.fspath(path))
-        folder = os.path.dirname(os.path.abspath(path))
         config = dict(activation=self.activation, loss=self.loss, task=self.task,
                       input_scale=self.input_scale, single_output=self.single_output,
                       feature_names=None if self.feature_names_in_ is None
@@ -215,17 +213,7 @@ class Model:
             arrays["optimizer_state"] = np.asarray(self.optimizer_state["state"], np.float32)
             arrays["optimizer"] = np.array(json.dumps(
                 {"name": self.optimizer_state["name"], "steps": self.optimizer_state["steps"]}))
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".mlp-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
 # what a model file may hold besides the parameters: small members, read whole

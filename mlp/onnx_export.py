@@ -5,12 +5,11 @@ for regression, predict's outputs) computes, from float32 inputs."""
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 
 import numpy as np
 
 from . import reference
+from ._files import write_atomic
 
 OPSET = 17
 IR_VERSION = 8  # the IR of opset 17: older runtimes load the file too
@@ -71,14 +70,4 @@ def _activation(op, const, name, x):
 def save(model, path):
     """Writes the ONNX file at exactly `path`, atomically."""
     proto = build(model)
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".mlp-",
-                               suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(proto.SerializeToString())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, lambda f: f.write(proto.SerializeToString()))

@@ -19,7 +19,6 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 import mlp  # noqa: E402
 
-from conftest import HAS_CUDA  # noqa: E402
 
 FLOAT32_REASON = ("the cores compute in float32: fitting with integer sample weights and "
                   "fitting with repeated rows agree to float32 rounding (about 1e-6), not to "

@@ -3,11 +3,9 @@ with the case that failed before: divergence, interrupts, memory, forked
 children, overflowing arguments, misleading messages."""
 
 import multiprocessing
-import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import tracemalloc
 

@@ -92,6 +92,7 @@ def test_sgd_matches_pytorch_formulas():
     p0, g = np.array([1.0, -2.0]), np.array([0.5, 0.25])
     opt = steps_of("sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)
     p, m, v = p0.copy(), np.zeros(2), np.zeros(2)
+    buf = None  # PyTorch's momentum buffer, the gradient itself at the first step
     for step in (1, 2):
         before = p.copy()
         reference.update(reference.step_constants(opt, step, 1.0), p, g, m, v, False)
