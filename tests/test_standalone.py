@@ -63,3 +63,24 @@ def test_clear_errors(program, tmp_path):
     for argv in ([str(program)], [str(program), "--plain"]):
         r = subprocess.run(argv, capture_output=True, text=True)
         assert r.returncode == 2 and "usage" in r.stderr
+
+
+def test_bad_headers_are_errors_not_crashes(program, tmp_path):
+    """A header of (2^31, 2^17, 2^16) wrapped the byte count to 0 and the
+    program read past its buffer (SIGSEGV); labels of 2^29 x 2^29 with no
+    data read heap bytes as labels; 2-D labels were taken."""
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(10))
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((4, 2, 2)))
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(4))
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(
+        bytes([0, 0, 8, 3]) + b"".join(n.to_bytes(4, "big") for n in (2**31, 2**17, 2**16)))
+    r = subprocess.run([str(program), str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "more than 2^40 elements" in r.stderr
+    write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((10, 2, 2)))
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(
+        bytes([0, 0, 8, 2]) + b"".join(n.to_bytes(4, "big") for n in (2**29, 2**29)))
+    r = subprocess.run([str(program), str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "more than 2^40 elements" in r.stderr
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros((10, 1)))
+    r = subprocess.run([str(program), str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "labels must be 1-D" in r.stderr
