@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from . import datasets
+from . import __version__, datasets
 from ._backends import DEVICES
 from .model import load
 from .optimizers import OPTIMIZERS
@@ -67,53 +67,70 @@ def _betas(text):
 
 def build_parser():
     p = argparse.ArgumentParser(prog="mlp", description="Train and use multilayer perceptrons.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def data_args(q):
-        q.add_argument("--dataset", choices=sorted(datasets.DATASETS), default="mnist")
+        q.add_argument("--dataset", choices=sorted(datasets.DATASETS), default="mnist",
+                       help="the data set")
         q.add_argument("--data-root", metavar="DIR",
                        help="folder with the data set's IDX files (default: MLP_DATA, the "
                             "cache, system folders, then a download)")
-        q.add_argument("--device", choices=DEVICES, default="auto")
+        q.add_argument("--device", choices=DEVICES, default="auto",
+                       help="where to run: the GPU when there is one (auto), the C core (cpu), "
+                            "the GPU (cuda), the numpy reference")
 
-    t = sub.add_parser("train", help="train on a data set and report test accuracy")
+    # every help line shows its default
+    defaults = argparse.ArgumentDefaultsHelpFormatter
+    t = sub.add_parser("train", help="train on a data set and report test accuracy",
+                       formatter_class=defaults)
     data_args(t)
-    t.add_argument("--epochs", type=_positive_int, default=10)
-    t.add_argument("--batch-size", type=_positive_int, default=64)
+    t.add_argument("--epochs", type=_positive_int, default=10, help="passes over the data")
+    t.add_argument("--batch-size", type=_positive_int, default=64, help="rows per step")
     t.add_argument("--lr", type=_number(0, strict=True), default=None,
                    help="learning rate (default: 0.1 for sgd, 0.001 for adam and adamw)")
-    t.add_argument("--hidden", type=_hidden, default=256, metavar="N[,N...]")
-    t.add_argument("--activation", choices=ACTIVATIONS, default="relu")
-    t.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
-    t.add_argument("--momentum", type=_number(0, strict=False), default=0.0)
+    t.add_argument("--hidden", type=_hidden, default=256, metavar="N[,N...]",
+                   help="hidden layer widths")
+    t.add_argument("--activation", choices=ACTIVATIONS, default="relu",
+                   help="between the layers")
+    t.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd",
+                   help="PyTorch's rules for each")
+    t.add_argument("--momentum", type=_number(0, strict=False), default=0.0, help="SGD's momentum")
     t.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
-    t.add_argument("--weight-decay", type=_number(0, strict=False), default=0.0)
+    t.add_argument("--weight-decay", type=_number(0, strict=False), default=0.0,
+                   help="L2 weight decay (decoupled for adamw)")
     t.add_argument("--betas", type=_betas, default=(0.9, 0.999), metavar="B1,B2",
                    help="Adam's betas")
     t.add_argument("--eps", type=_number(0, strict=True), default=1e-8, help="Adam's eps")
-    t.add_argument("--lr-schedule", choices=tuple(SCHEDULES), default="constant")
+    t.add_argument("--lr-schedule", choices=tuple(SCHEDULES), default="constant",
+                   help="the learning rate of each epoch")
     t.add_argument("--early-stopping", action="store_true",
                    help="hold out --validation-fraction of the training rows and stop when "
                         "their loss stops improving (the best epoch's weights are kept)")
-    t.add_argument("--validation-fraction", type=_number(0, strict=True), default=0.1)
-    t.add_argument("--n-iter-no-change", type=_positive_int, default=10)
-    t.add_argument("--tol", type=_number(0, strict=False), default=1e-4)
+    t.add_argument("--validation-fraction", type=_number(0, strict=True), default=0.1,
+                   help="training rows held out by --early-stopping")
+    t.add_argument("--n-iter-no-change", type=_positive_int, default=10,
+                   help="epochs without improvement before early stopping stops")
+    t.add_argument("--tol", type=_number(0, strict=False), default=1e-4,
+                   help="the improvement that counts, for early stopping and adaptive rates")
     t.add_argument("--init", metavar="MODEL.npz",
                    help="continue training a saved model (its weights and optimizer state)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=0, help="initial weights and batch order")
     t.add_argument("--out", metavar="MODEL.npz", help="save the trained model here")
     t.add_argument("--plot", metavar="FILE.png",
                    help="training curves and the test confusion matrix (needs matplotlib)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    e = sub.add_parser("evaluate", help="loss, accuracy and per-class accuracy on the test set")
-    e.add_argument("model")
+    e = sub.add_parser("evaluate", help="loss, accuracy and per-class accuracy on the test set",
+                       formatter_class=defaults)
+    e.add_argument("model", help="a model saved by mlp train --out")
     data_args(e)
 
-    r = sub.add_parser("predict", help="predicted labels for images in an IDX or .npy file")
-    r.add_argument("model")
-    r.add_argument("file")
-    r.add_argument("--device", choices=DEVICES, default="auto")
+    r = sub.add_parser("predict", help="predicted labels for images in an IDX or .npy file",
+                       formatter_class=defaults)
+    r.add_argument("model", help="a model saved by mlp train --out")
+    r.add_argument("file", help="images: an IDX file (raw or gzip) or a .npy array")
+    r.add_argument("--device", choices=DEVICES, default="auto", help="where to run")
     return p
 
 

@@ -190,3 +190,33 @@ def test_train_that_diverges_saves_nothing(data_root, tmp_path, capsys):
                        "--device", "cpu", "--quiet", "--out", out)
     assert code == 1 and "training diverged at epoch 1" in err and "smaller lr" in err
     assert not out.exists()
+
+
+def test_version_and_defaults_in_help(capsys):
+    import mlp
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.strip() == f"mlp {mlp.__version__}"
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    text = capsys.readouterr().out
+    options = [line for line in text.split("options:")[1].splitlines()
+               if line.lstrip().startswith("--") and not line.lstrip().startswith("--help")]
+    assert len(options) > 20
+    joined = " ".join(text.split("options:")[1].split())
+    for option in ("--epochs", "--lr", "--optimizer", "--activation", "--tol", "--seed"):
+        assert option in joined
+    assert joined.count("(default:") >= len(options) - 1  # --help has none
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    import os
+    import mlp
+    X = np.random.default_rng(0).standard_normal((20, 3)).astype(np.float32)
+    m = mlp.train(X, np.arange(20) % 2, hidden=2, epochs=1)
+    old = os.umask(0o022)
+    try:
+        m.save(tmp_path / "m.npz")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.npz").stat().st_mode & 0o777 == 0o644  # mkstemp gave 0600
