@@ -186,3 +186,16 @@ mlp_status mlp_check_train_args(const mlp_layout *layout, int64_t n, int64_t d,
                             (long long)i, (long long)order[i], (long long)n);
     return MLP_OK;
 }
+
+double mlp_l2_terms(const mlp_layout *L, const mlp_step *s, const float *params, float *grad) {
+    double squares = 0.0;
+    for (int l = 0; l < L->n_layers; l++) {
+        const int64_t w0 = L->w_off[l], b0 = L->b_off[l], b1 = b0 + L->sizes[l + 1];
+        for (int64_t i = w0; i < b0; i++) {
+            squares += (double)params[i] * params[i];
+            if (grad) grad[i] += s->l2_weight * params[i];
+        }
+        for (int64_t i = b0; grad && i < b1; i++) grad[i] += s->l2_bias * params[i];
+    }
+    return s->sklearn ? 0.5 * (double)s->l2_weight * squares : 0.0;
+}

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "mlp.h"
+#include "pointwise.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -64,6 +65,13 @@ mlp_status mlp_check_optimizer(const mlp_optimizer *opt);
 mlp_status mlp_check_train_args(const mlp_layout *layout, int64_t n, int64_t d,
                                 const int64_t *order, int64_t n_order, int64_t batch_size,
                                 const mlp_optimizer *opt);
+
+/* The L2 term of a full-batch loss and gradient (mlp_loss_and_grad), as
+ * step s's optimizer would apply it: adds l2_weight * p to the gradient of
+ * each weight and l2_bias * p to each bias (grad may be NULL), and returns
+ * what the loss reports for it (0.5 * l2_weight * |W|^2 in scikit-learn's
+ * convention, 0 in PyTorch's). */
+double mlp_l2_terms(const mlp_layout *L, const mlp_step *s, const float *params, float *grad);
 
 #ifdef __cplusplus
 }

@@ -592,15 +592,8 @@ mlp_status mlp_loss_and_grad(mlp_model *m, const mlp_data *data, const mlp_optim
     st = restore_threads(before, forward_all(m, data, NULL, 0, &loss_sum, &weight, &correct,
                                              grad, total));
     if (st != MLP_OK) return st;
+    const mlp_step s = mlp_step_init(opt, 1, total);
     *loss = (total > 0.0 ? loss_sum / total : 0.0) * reported_scale(m, opt) +
-            reported_penalty(m, opt, total);
-    if (grad) { /* the penalty's gradient, as the optimizer would add it */
-        const mlp_step s = mlp_step_init(opt, 1, total);
-        for (int l = 0; l < m->L.n_layers; l++) {
-            const int64_t w0 = m->L.w_off[l], b0 = m->L.b_off[l], b1 = b0 + m->L.sizes[l + 1];
-            for (int64_t i = w0; i < b0; i++) grad[i] += s.l2_weight * m->params[i];
-            for (int64_t i = b0; i < b1; i++) grad[i] += s.l2_bias * m->params[i];
-        }
-    }
+            mlp_l2_terms(&m->L, &s, m->params, grad);
     return MLP_OK;
 }

@@ -1006,18 +1006,10 @@ extern "C" mlp_status mlp_loss_and_grad(mlp_model *m, const mlp_data *data,
         free(params);
         return st;
     }
-    double squares = 0.0;
-    for (int l = 0; l < m->L.n_layers; l++) {
-        const int64_t w0 = m->L.w_off[l], b0 = m->L.b_off[l], b1 = b0 + m->L.sizes[l + 1];
-        for (int64_t i = w0; i < b0; i++) {
-            squares += (double)params[i] * params[i];
-            if (grad) grad[i] += s.s.l2_weight * params[i];
-        }
-        for (int64_t i = b0; grad && i < b1; i++) grad[i] += s.s.l2_bias * params[i];
-    }
+    const double penalty = mlp_l2_terms(&m->L, &s.s, params, grad);
     free(params);
     *loss = (total > 0.0 ? loss_sum / total : 0.0) *
                 mlp_reported_loss_scale(opt->convention, m->loss, m->L.sizes[m->L.n_layers]) +
-            (opt->convention == MLP_SKLEARN ? 0.5 * (double)s.s.l2_weight * squares : 0.0);
+            penalty;
     return MLP_OK;
 }

@@ -250,13 +250,6 @@ def update(s, p, g, m, v, is_bias):
     p -= lr * g
 
 
-def sgd_update(params, grads, velocity, lr, momentum, weight_decay):
-    """In place, PyTorch's SGD: g = grad + wd * p; v = momentum * v + g; p -= lr * v."""
-    opt = dict(kind="sgd", convention="torch", lr=lr, momentum=momentum, nesterov=False,
-               weight_decay=weight_decay, decoupled=False, beta1=0.9, beta2=0.999, eps=1e-8)
-    update(step_constants(opt, 1, 1.0), params, grads, velocity, None, False)
-
-
 class Reference:
     """A network of layer sizes (D, H1, ..., C) whose parameters live in one
     flat buffer with the layout of csrc/mlp.h, trained one batch at a time."""

@@ -47,13 +47,20 @@ def epoch_orders(rng, n_samples, epochs, shuffle=True):
             np.arange(n_samples, dtype=np.int64)
 
 
+def initial_params(sizes, seed=0, activation="relu", weight_init="auto"):
+    """The initial flat parameters drawn from `seed`, and the generator that
+    the row orders are drawn from next."""
+    rng = np.random.default_rng(seed)
+    return reference.init_params(sizes, rng, init_scheme(weight_init, activation), activation), rng
+
+
 def initial_state(sizes, n_samples, epochs, seed=0, shuffle=True, activation="relu",
                   weight_init="auto"):
     """Everything random in training, drawn from `seed` in this one place:
     the initial flat parameters and one row order per epoch. Every backend
-    starts from these, so all of them see the same weights and batches."""
-    rng = np.random.default_rng(seed)
-    params = reference.init_params(sizes, rng, init_scheme(weight_init, activation), activation)
+    starts from these, so all of them see the same weights and batches
+    (mlp.train draws the same, each epoch's order as the epoch starts)."""
+    params, rng = initial_params(sizes, seed, activation, weight_init)
     return params, list(epoch_orders(rng, n_samples, epochs, shuffle))
 
 
@@ -217,8 +224,7 @@ def train(X, y, *, hidden=256, activation="relu", loss="cross_entropy", epochs=1
     input_scale = float(np.float32(1 / 255)) if X.dtype == np.uint8 else 1.0
     n_out = len(classes) if loss == "cross_entropy" else targets.shape[1]
     sizes = (X.shape[1], *hidden, n_out)
-    rng = np.random.default_rng(seed)
-    params = reference.init_params(sizes, rng, init_scheme(weight_init, activation), activation)
+    params, rng = initial_params(sizes, seed, activation, weight_init)
     if init is not None:
         _check_init(init, sizes, activation, loss)
         params = init._flat
