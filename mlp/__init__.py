@@ -10,6 +10,7 @@ quick (the command line installs its Ctrl-C handler before numpy loads).
 """
 
 import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -23,7 +24,7 @@ _NAMES = {
 _SUBMODULES = ("datasets", "schedules", "optimizers", "reference", "training", "model")
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
     if name not in _NAMES:
@@ -39,7 +40,7 @@ def __getattr__(name):
     return getattr(module, name)
 
 
-def __dir__():
+def __dir__() -> list[str]:
     return sorted(list(globals()) + list(_NAMES) + list(_SUBMODULES))
 
 

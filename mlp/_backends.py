@@ -6,22 +6,28 @@ from __future__ import annotations
 
 import importlib
 import threading
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any, Union
 
 import numpy as np
 
 from . import reference
+from ._types import Array, FloatArray
+
+EpochResult = tuple[FloatArray, float, float]
 
 DEVICES = ("auto", "cpu", "cuda", "numpy")
 
 
-def _import_core(name):
+def _import_core(name: str) -> Any:
     try:
         return importlib.import_module(f"mlp.{name}")
     except ImportError:
         return None
 
 
-def cuda_unavailable_reason():
+def cuda_unavailable_reason() -> str | None:
     """None when the CUDA core is built and a usable GPU is present, else why not."""
     module = _import_core("_cuda")
     if module is None:
@@ -34,7 +40,7 @@ def cuda_unavailable_reason():
     return None
 
 
-def available_devices():
+def available_devices() -> list[str]:
     """The device names that can run here, in the order "auto" prefers them."""
     devices = ["cpu", "numpy"]
     if cuda_unavailable_reason() is None:
@@ -42,7 +48,7 @@ def available_devices():
     return devices
 
 
-def get_backend(device):
+def get_backend(device: str) -> Backend:
     """The backend for a device name; "auto" is CUDA where it can run, else the C core."""
     if not isinstance(device, str) or device not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(map(repr, DEVICES))}, got {device!r}")
@@ -64,11 +70,11 @@ def get_backend(device):
 class CoreBackend:
     """A compiled core (mlp._cpu or mlp._cuda), both wrapped by mlp/_core.pxi."""
 
-    def __init__(self, module):
+    def __init__(self, module: ModuleType) -> None:
         self.module = module
-        self.name = module.BACKEND
+        self.name: str = module.BACKEND
 
-    def network(self, sizes, params, **config):
+    def network(self, sizes: Sequence[int], params: Array, **config: Any) -> CoreNetwork:
         return CoreNetwork(self.module, sizes, params, **config)
 
 
@@ -79,53 +85,62 @@ class CoreNetwork:
 
     config: activation, loss, input_scale (csrc/mlp.h's mlp_config)."""
 
-    def __init__(self, module, sizes, params, activation="relu", loss="cross_entropy",
-                 input_scale=1.0):
+    def __init__(self, module: ModuleType, sizes: Sequence[int], params: Array,
+                 activation: str = "relu", loss: str = "cross_entropy",
+                 input_scale: float = 1.0) -> None:
         self.module = module
-        self.device = module.BACKEND
+        self.device: str = module.BACKEND
         self.model = module.Model(sizes, activation, loss, input_scale)
         self.model.set_params(np.ascontiguousarray(params, dtype=np.float32))
         self.lock = threading.Lock()
 
-    def bind(self, X, labels=None, values=None, sample_weight=None):
+    def bind(self, X: Array, labels: Array | None = None, values: Array | None = None,
+             sample_weight: Array | None = None) -> Any:
         return self.module.Data(X, labels, values, sample_weight)
 
-    def set_threads(self, n_threads):
+    def set_threads(self, n_threads: int) -> None:
         self.model.set_threads(n_threads)
 
-    def request_stop(self):
+    def request_stop(self) -> None:
         """Ends the running epoch after the batch in hand (any thread, no lock)."""
         self.model.request_stop()
 
-    def train_epoch(self, data, order, batch_size, opt):
+    def train_epoch(self, data: Any, order: Array, batch_size: int,
+                    opt: dict[str, Any]) -> EpochResult:
         with self.lock:
-            return self.model.train_epoch(data, order, batch_size, opt)
+            result: EpochResult = self.model.train_epoch(data, order, batch_size, opt)
+        return result
 
-    def loss_and_grad(self, data, opt):
+    def loss_and_grad(self, data: Any, opt: dict[str, Any]) -> tuple[float, FloatArray]:
         with self.lock:
-            return self.model.loss_and_grad(data, opt)
+            result: tuple[float, FloatArray] = self.model.loss_and_grad(data, opt)
+        return result
 
-    def predict(self, data, logits=False):
+    def predict(self, data: Any, logits: bool = False) -> FloatArray:
         with self.lock:
-            return self.model.predict(data, logits)
+            out: FloatArray = self.model.predict(data, logits)
+        return out
 
-    def evaluate(self, data):
+    def evaluate(self, data: Any) -> tuple[float, float]:
         with self.lock:
-            return self.model.evaluate(data)
+            result: tuple[float, float] = self.model.evaluate(data)
+        return result
 
-    def get_params(self):
+    def get_params(self) -> FloatArray:
         with self.lock:
-            return self.model.get_params()
+            params: FloatArray = self.model.get_params()
+        return params
 
-    def set_params(self, params):
+    def set_params(self, params: Array) -> None:
         with self.lock:
             self.model.set_params(np.ascontiguousarray(params, dtype=np.float32))
 
-    def get_state(self):
+    def get_state(self) -> tuple[FloatArray, int]:
         with self.lock:
-            return self.model.get_state()
+            state: tuple[FloatArray, int] = self.model.get_state()
+        return state
 
-    def set_state(self, state, steps):
+    def set_state(self, state: Array, steps: int) -> None:
         with self.lock:
             self.model.set_state(np.ascontiguousarray(state, dtype=np.float32), steps)
 
@@ -135,53 +150,60 @@ class NumpyBackend:
 
     name = "numpy"
 
-    def network(self, sizes, params, **config):
+    def network(self, sizes: Sequence[int], params: Array, **config: Any) -> NumpyNetwork:
         return NumpyNetwork(sizes, params, **config)
 
 
 class NumpyNetwork:
     device = "numpy"
 
-    def __init__(self, sizes, params, activation="relu", loss="cross_entropy", input_scale=1.0):
+    def __init__(self, sizes: Sequence[int], params: Array, activation: str = "relu",
+                 loss: str = "cross_entropy", input_scale: float = 1.0) -> None:
         self.ref = reference.Reference(sizes, params, np.float32, activation, loss, input_scale)
 
-    def bind(self, X, labels=None, values=None, sample_weight=None):
+    def bind(self, X: Array, labels: Array | None = None, values: Array | None = None,
+             sample_weight: Array | None = None) -> Any:
         return (X, labels if labels is not None else values, sample_weight)
 
-    def set_threads(self, n_threads):
+    def set_threads(self, n_threads: int) -> None:
         pass  # numpy's BLAS keeps its own threads
 
-    def request_stop(self):
+    def request_stop(self) -> None:
         self.ref.stop_requested = True
 
-    def train_epoch(self, data, order, batch_size, opt):
+    def train_epoch(self, data: Any, order: Array, batch_size: int,
+                    opt: dict[str, Any]) -> EpochResult:
         X, t, w = data
         losses, mean_loss, accuracy = self.ref.train_epoch(X, t, order, batch_size, opt, w)
         return losses.astype(np.float32), mean_loss, accuracy
 
-    def loss_and_grad(self, data, opt):
+    def loss_and_grad(self, data: Any, opt: dict[str, Any]) -> tuple[float, FloatArray]:
         X, t, w = data
         return self.ref.loss_and_grad(X, t, opt, w)
 
-    def predict(self, data, logits=False):
+    def predict(self, data: Any, logits: bool = False) -> FloatArray:
         return self.ref.predict(data[0], want_logits=logits)
 
-    def evaluate(self, data):
+    def evaluate(self, data: Any) -> tuple[float, float]:
         return self.ref.evaluate(*data)
 
-    def get_params(self):
-        return self.ref.params.copy()
+    def get_params(self) -> FloatArray:
+        return np.array(self.ref.params, dtype=np.float32)
 
-    def set_params(self, params):
+    def set_params(self, params: Array) -> None:
         self.ref.params[...] = params
         self.ref.m[...] = 0
         self.ref.v[...] = 0
         self.ref.steps = 0
 
-    def get_state(self):
+    def get_state(self) -> tuple[FloatArray, int]:
         return np.concatenate([self.ref.m, self.ref.v]), self.ref.steps
 
-    def set_state(self, state, steps):
+    def set_state(self, state: Array, steps: int) -> None:
         n = len(self.ref.params)
         self.ref.m[...], self.ref.v[...] = state[:n], state[n:]
         self.ref.steps = int(steps)
+
+
+Backend = Union[CoreBackend, NumpyBackend]
+Network = Union[CoreNetwork, NumpyNetwork]

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
+from typing import IO
+
+from ._types import PathLike
 
 
-def write_atomic(path, write):
+def write_atomic(path: PathLike, write: Callable[[IO[bytes]], object]) -> str:
     """Calls write(f) on a temporary file beside `path`, then renames it over
     `path` once complete (flushed and synced): a reader never sees half a
     file, and a failure leaves nothing behind. Returns the path written."""
@@ -27,7 +31,7 @@ def write_atomic(path, write):
     return path
 
 
-def _umask():
+def _umask() -> int:
     """The process's umask, read without changing it where Linux tells it."""
     try:
         with open("/proc/self/status") as f:

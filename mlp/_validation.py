@@ -7,15 +7,19 @@ from __future__ import annotations
 import numbers
 import sys
 
+from typing import Any
+
 import numpy as np
 
+from ._types import Array
 
-def _is_sparse(X):
+
+def _is_sparse(X: object) -> bool:
     sparse = sys.modules.get("scipy.sparse")  # a scipy matrix means scipy is imported
-    return sparse is not None and sparse.issparse(X)
+    return sparse is not None and bool(sparse.issparse(X))
 
 
-def check_X(X, name="X", n_features=None):
+def check_X(X: Any, name: str = "X", n_features: int | None = None) -> Array:
     """A 2-D, non-empty, finite array as uint8 (kept) or float32 (converted
     once), C-contiguous. Any other real dtype is converted to float32."""
     if _is_sparse(X):
@@ -23,7 +27,7 @@ def check_X(X, name="X", n_features=None):
                         f"{name}.toarray() ({X.shape[0]} x {X.shape[1]} float32 values, "
                         f"{X.shape[0] * X.shape[1] * 4 / 2**20:.0f} MiB)")
     if isinstance(X, np.ndarray):
-        arr = X
+        arr: Array = X
     else:
         try:
             arr = np.asarray(X)
@@ -51,7 +55,7 @@ def check_X(X, name="X", n_features=None):
     return out
 
 
-def check_y(y, n_samples, name="y"):
+def check_y(y: Any, n_samples: int, name: str = "y") -> Array:
     """A 1-D array of labels of one kind (numbers, or strings: an object array
     or a pandas column of strings or categories becomes a string array), as
     long as X."""
@@ -69,7 +73,7 @@ def check_y(y, n_samples, name="y"):
     return arr
 
 
-def _labels_of_one_kind(arr, name):
+def _labels_of_one_kind(arr: Array, name: str) -> Array:
     kinds = {"str" if isinstance(v, str) else "number"
              if isinstance(v, numbers.Number) and not isinstance(v, bool) else
              "bool" if isinstance(v, (bool, np.bool_)) else type(v).__name__ for v in arr}
@@ -81,7 +85,7 @@ def _labels_of_one_kind(arr, name):
                     f"{', '.join(sorted(kinds))}")
 
 
-def check_classes(y, name="y"):
+def check_classes(y: Array, name: str = "y") -> Array:
     """Refuses a continuous target where classes are expected."""
     if y.dtype.kind == "f" and not np.all(np.mod(y, 1) == 0):
         raise ValueError(f"{name} holds non-integer floats, a continuous target; loss="
@@ -89,7 +93,7 @@ def check_classes(y, name="y"):
     return y
 
 
-def feature_names(X):
+def feature_names(X: object) -> Array | None:
     """The column names of a DataFrame X, when they are all strings, else None."""
     columns = getattr(X, "columns", None)
     if columns is None:
@@ -98,7 +102,7 @@ def feature_names(X):
     return names if all(isinstance(c, str) for c in names) else None
 
 
-def encode_labels(y, classes, name="y"):
+def encode_labels(y: Array, classes: Array, name: str = "y") -> Array:
     """Class indices (int32) of y in the sorted array classes."""
     idx = np.searchsorted(classes, y)
     idx = np.clip(idx, 0, len(classes) - 1)
@@ -109,7 +113,7 @@ def encode_labels(y, classes, name="y"):
     return idx.astype(np.int32)
 
 
-def check_positive_int(value, name):
+def check_positive_int(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
     if value < 1:
@@ -121,7 +125,7 @@ MAX_WIDTH = 2 ** 40  # the cores' bound on a layer's width (csrc/common.c)
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def check_hidden(hidden):
+def check_hidden(hidden: int | tuple[int, ...] | list[int]) -> tuple[int, ...]:
     """An int, or a tuple/list of ints for several hidden layers."""
     widths = hidden if isinstance(hidden, (tuple, list)) else (hidden,)
     if len(widths) == 0:
@@ -132,13 +136,14 @@ def check_hidden(hidden):
     return out
 
 
-def check_real(value, name, *, positive=False):
+def check_real(value: object, name: str, *, positive: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     try:
         value = float(value)
     except OverflowError:
         raise ValueError(f"{name} is too large: {value}") from None
+    assert isinstance(value, float)
     if not np.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
     if abs(value) > FLOAT32_MAX:
@@ -151,7 +156,7 @@ def check_real(value, name, *, positive=False):
     return value
 
 
-def check_seed(seed):
+def check_seed(seed: object) -> int:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     return int(seed)

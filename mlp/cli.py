@@ -12,12 +12,15 @@ import pathlib
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from . import __version__, datasets
 from ._backends import DEVICES
-from .model import load
+from ._types import Array
+from .model import Model, load
 from .optimizers import OPTIMIZERS
 from .schedules import SCHEDULES
 from .training import ACTIVATIONS, train
@@ -30,7 +33,7 @@ class CLIError(Exception):
     """A mistake of the user's, reported in one line."""
 
 
-def _hidden(text):
+def _hidden(text: str) -> int | tuple[int, ...]:
     try:
         widths = tuple(int(w) for w in text.split(","))
     except ValueError:
@@ -40,15 +43,15 @@ def _hidden(text):
     return widths[0] if len(widths) == 1 else widths
 
 
-def _positive_int(text):
+def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
 
 
-def _number(minimum, strict):
-    def parse(text):
+def _number(minimum: float, strict: bool) -> Callable[[str], float]:
+    def parse(text: str) -> float:
         value = float(text)
         if not np.isfinite(value) or value < minimum or (strict and value == minimum):
             raise argparse.ArgumentTypeError(
@@ -57,7 +60,7 @@ def _number(minimum, strict):
     return parse
 
 
-def _betas(text):
+def _betas(text: str) -> tuple[float, float]:
     try:
         b1, b2 = (float(v) for v in text.split(","))
     except ValueError:
@@ -65,12 +68,12 @@ def _betas(text):
     return (b1, b2)
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mlp", description="Train and use multilayer perceptrons.")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def data_args(q):
+    def data_args(q: argparse.ArgumentParser) -> None:
         q.add_argument("--dataset", choices=sorted(datasets.DATASETS), default="mnist",
                        help="the data set")
         q.add_argument("--data-root", metavar="DIR",
@@ -134,7 +137,7 @@ def build_parser():
     return p
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict}[args.command](args)
@@ -149,7 +152,7 @@ def main(argv=None):
     return 0
 
 
-def _fail(exc):
+def _fail(exc: BaseException) -> int:
     message = str(exc).strip() or type(exc).__name__
     if isinstance(exc, FileNotFoundError) and exc.filename:
         message = f"no such file: {exc.filename}"
@@ -166,15 +169,19 @@ class EpochBar:
     """A progress bar over the rows of each epoch: tqdm when installed, else
     a plain counter on stderr."""
 
-    def __init__(self, epochs, enabled=True):
-        self.epochs, self.enabled, self.bar, self.epoch = epochs, enabled, None, None
+    def __init__(self, epochs: int, enabled: bool = True) -> None:
+        self.epochs, self.enabled = epochs, enabled
+        self.bar: Any = None
+        self.epoch: int | None = None
+        self.done = 0
+        self.tqdm: Any
         try:
             from tqdm import tqdm
             self.tqdm = tqdm
         except ImportError:
             self.tqdm = None
 
-    def __call__(self, epoch, done, total):
+    def __call__(self, epoch: int, done: int, total: int) -> None:
         if not self.enabled:
             return
         if self.epoch != epoch:
@@ -190,7 +197,7 @@ class EpochBar:
                   file=sys.stderr, flush=True)
         self.done = done
 
-    def close(self):
+    def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
@@ -198,7 +205,7 @@ class EpochBar:
             print("\r" + " " * 30 + "\r", end="", file=sys.stderr, flush=True)
 
 
-def _require_matplotlib():
+def _require_matplotlib() -> None:
     try:
         import matplotlib
     except ImportError:
@@ -206,7 +213,7 @@ def _require_matplotlib():
     matplotlib.use("Agg")
 
 
-def cmd_train(args):
+def cmd_train(args: argparse.Namespace) -> None:
     if args.plot:
         _require_matplotlib()
     if args.out:
@@ -220,7 +227,7 @@ def cmd_train(args):
     # early stopping watches held-out training rows, never the test set
     held_out = "val" if args.early_stopping else "test"
 
-    def on_epoch(epoch, history):
+    def on_epoch(epoch: int, history: dict[str, Any]) -> None:
         bar.close()
         sec = history["seconds"][-1]
         print(f"epoch {epoch:3d}/{args.epochs}  loss {history['loss'][-1]:.4f}  "
@@ -255,7 +262,7 @@ def cmd_train(args):
         print(f"plotted {args.plot}")
 
 
-def _check_writable(path, flag):
+def _check_writable(path: str, flag: str) -> None:
     folder = pathlib.Path(path).resolve().parent
     if not folder.is_dir():
         raise CLIError(f"{flag}: folder {folder} does not exist")
@@ -263,7 +270,7 @@ def _check_writable(path, flag):
         raise CLIError(f"{flag}: folder {folder} is not writable")
 
 
-def _confusion(y_true, y_pred, classes):
+def _confusion(y_true: Array, y_pred: Array, classes: Array) -> Array:
     index = {c: i for i, c in enumerate(classes)}
     m = np.zeros((len(classes), len(classes)), dtype=np.int64)
     for t, p in zip(y_true, y_pred):
@@ -271,7 +278,7 @@ def _confusion(y_true, y_pred, classes):
     return m
 
 
-def _plot(model, Xt, yt, path, title):
+def _plot(model: Model, Xt: Array, yt: Array, path: str, title: str) -> None:
     import matplotlib.pyplot as plt
     h = model.history
     epochs = np.arange(1, len(h["loss"]) + 1)
@@ -287,11 +294,12 @@ def _plot(model, Xt, yt, path, title):
     from matplotlib.ticker import MaxNLocator
     for ax in (a1, a2):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    cm = _confusion(yt, model.predict(Xt), model.classes_)
+    classes = model._labels()
+    cm = _confusion(yt, model.predict(Xt), classes)
     a3.imshow(cm, cmap="Blues")
     a3.set(xlabel="predicted", ylabel="true", title="test confusion matrix",
            xticks=range(len(cm)), yticks=range(len(cm)),
-           xticklabels=model.classes_, yticklabels=model.classes_)
+           xticklabels=classes, yticklabels=classes)
     for i in range(len(cm)):
         for j in range(len(cm)):
             a3.text(j, i, cm[i, j], ha="center", va="center", fontsize=7,
@@ -313,19 +321,22 @@ def _plot(model, Xt, yt, path, title):
 
 # ---- evaluate and predict --------------------------------------------------
 
-def _load_model(path, device):
+def _load_model(path: str, device: str) -> Model:
     if not pathlib.Path(path).is_file():
         raise CLIError(f"no such model file: {path}")
     return load(path, device=device)
 
 
-def cmd_evaluate(args):
+def cmd_evaluate(args: argparse.Namespace) -> None:
     model = _load_model(args.model, args.device)
     X, y = datasets.load(args.dataset, "test", args.data_root)
     if X.shape[1] != model.sizes[0]:
         raise CLIError(f"the model takes {model.sizes[0]} features, {args.dataset} images have "
                        f"{X.shape[1]}")
-    known = np.isin(y, model.classes_)
+    if model.classes_ is None:
+        raise CLIError(f"{args.model} is a regression model: mlp evaluate takes a classifier")
+    classes = model.classes_
+    known = np.isin(y, classes)
     if not known.all():
         raise CLIError(f"{args.dataset} has labels the model was not trained on: "
                        f"{sorted(set(y[~known].tolist()))[:5]}")
@@ -334,13 +345,13 @@ def cmd_evaluate(args):
     print(f"{args.dataset} test set, {len(X)} images, device '{model.device}'")
     print(f"loss {result['loss']:.4f}  accuracy {result['accuracy']:.4f}")
     print("class  accuracy  count")
-    for c in model.classes_:
+    for c in classes:
         rows = y == c
         if rows.any():
             print(f"{str(c):>5}  {np.mean(pred[rows] == c):8.4f}  {int(rows.sum()):5d}")
 
 
-def _read_images(path):
+def _read_images(path: str) -> Array:
     p = pathlib.Path(path)
     if not p.is_file():
         raise CLIError(f"no such file: {path}")
@@ -353,10 +364,11 @@ def _read_images(path):
         X = datasets.read_idx(p)
     if X.ndim == 1:
         X = X[None, :]
-    return X.reshape(len(X), -1)
+    rows: Array = X.reshape(len(X), -1)
+    return rows
 
 
-def cmd_predict(args):
+def cmd_predict(args: argparse.Namespace) -> None:
     model = _load_model(args.model, args.device)
     X = _read_images(args.file)
     if X.shape[1] != model.sizes[0]:

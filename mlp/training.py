@@ -7,16 +7,21 @@ import signal
 import threading
 import time
 import warnings
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
 from . import reference
-from ._backends import get_backend
+from ._backends import Network, get_backend
+from ._types import Array, FloatArray
 from ._validation import (check_classes, check_hidden, check_positive_int, check_real,
                           check_seed, check_X, check_y, encode_labels, feature_names)
 from .model import LOSS_TASKS, Model
 from .optimizers import make_optimizer
-from .schedules import make_schedule
+from .schedules import Schedule, make_schedule
+
+T = TypeVar("T")
 
 ACTIVATIONS = tuple(reference.ACTIVATIONS)
 LOSSES = tuple(reference.LOSSES)
@@ -27,19 +32,20 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite: no model comes back. ``epoch`` is the
     epoch it happened in, ``loss`` the loss it reached."""
 
-    def __init__(self, message, epoch, loss):
+    def __init__(self, message: str, epoch: int, loss: float) -> None:
         super().__init__(message)
         self.epoch, self.loss = epoch, loss
 
 
-def init_scheme(weight_init, activation):
+def init_scheme(weight_init: str, activation: str) -> str:
     """He for ReLU and GELU, Glorot for the others, unless asked otherwise."""
     if weight_init != "auto":
         return weight_init
     return "he" if activation in ("relu", "gelu") else "glorot"
 
 
-def epoch_orders(rng, n_samples, epochs, shuffle=True):
+def epoch_orders(rng: np.random.Generator, n_samples: int, epochs: int,
+                 shuffle: bool = True) -> Iterator[Array]:
     """One row order per epoch, drawn from rng as each epoch starts (memory
     does not grow with epochs)."""
     for _ in range(epochs):
@@ -47,15 +53,17 @@ def epoch_orders(rng, n_samples, epochs, shuffle=True):
             np.arange(n_samples, dtype=np.int64)
 
 
-def initial_params(sizes, seed=0, activation="relu", weight_init="auto"):
+def initial_params(sizes: Sequence[int], seed: int = 0, activation: str = "relu",
+                   weight_init: str = "auto") -> tuple[FloatArray, np.random.Generator]:
     """The initial flat parameters drawn from `seed`, and the generator that
     the row orders are drawn from next."""
     rng = np.random.default_rng(seed)
     return reference.init_params(sizes, rng, init_scheme(weight_init, activation), activation), rng
 
 
-def initial_state(sizes, n_samples, epochs, seed=0, shuffle=True, activation="relu",
-                  weight_init="auto"):
+def initial_state(sizes: Sequence[int], n_samples: int, epochs: int, seed: int = 0,
+                  shuffle: bool = True, activation: str = "relu",
+                  weight_init: str = "auto") -> tuple[FloatArray, list[Array]]:
     """Everything random in training, drawn from `seed` in this one place:
     the initial flat parameters and one row order per epoch. Every backend
     starts from these, so all of them see the same weights and batches
@@ -64,7 +72,8 @@ def initial_state(sizes, n_samples, epochs, seed=0, shuffle=True, activation="re
     return params, list(epoch_orders(rng, n_samples, epochs, shuffle))
 
 
-def encode_targets(y, n_samples, loss, classes=None, name="y"):
+def encode_targets(y: Any, n_samples: int, loss: str, classes: Array | None = None,
+                   name: str = "y") -> tuple[Array, Array | None, bool]:
     """(what the core trains on, classes_ or None, whether y was 1-D) for a loss:
     class indices for cross_entropy; float32 values (n, k) for the others."""
     if loss == "cross_entropy":
@@ -96,7 +105,7 @@ def encode_targets(y, n_samples, loss, classes=None, name="y"):
     return values, out_classes, arr.ndim == 1
 
 
-def _check_sample_weight(sample_weight, n):
+def _check_sample_weight(sample_weight: Any, n: int) -> FloatArray | None:
     if sample_weight is None:
         return None
     w = np.asarray(sample_weight)
@@ -111,7 +120,8 @@ def _check_sample_weight(sample_weight, n):
     return w
 
 
-def _split_validation(n, fraction, labels, seed):
+def _split_validation(n: int, fraction: float, labels: Array | None,
+                      seed: int) -> tuple[Array, Array]:
     """Row indices (train, validation): `fraction` held out, stratified by
     class when labels are given; drawn from its own generator so that the
     weights and batches stay those of `seed`."""
@@ -120,11 +130,11 @@ def _split_validation(n, fraction, labels, seed):
         perm = rng.permutation(n)
         k = max(1, int(round(fraction * n)))
         return np.sort(perm[k:]), np.sort(perm[:k])
-    val = []
+    parts = []
     for c in np.unique(labels):
         rows = rng.permutation(np.flatnonzero(labels == c))
-        val.append(rows[:int(round(fraction * len(rows)))])
-    val = np.sort(np.concatenate(val))
+        parts.append(rows[:int(round(fraction * len(rows)))])
+    val = np.sort(np.concatenate(parts))
     if len(val) == 0:
         val = np.sort(rng.permutation(n)[:1])
     train = np.setdiff1d(np.arange(n), val)
@@ -133,13 +143,18 @@ def _split_validation(n, fraction, labels, seed):
     return train, val
 
 
-def train(X, y, *, hidden=256, activation="relu", loss="cross_entropy", epochs=10,
-          batch_size=64, optimizer="sgd", lr=None, momentum=0.0, nesterov=False,
-          weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8, lr_schedule="constant",
-          early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
-          weight_init="auto", init=None, sample_weight=None, seed=0, shuffle=True,
-          device="auto", validation_data=None, verbose=False, on_progress=None,
-          on_epoch=None):
+def train(X: Any, y: Any, *, hidden: int | tuple[int, ...] | list[int] = 256,
+          activation: str = "relu", loss: str = "cross_entropy", epochs: int = 10,
+          batch_size: int = 64, optimizer: str = "sgd", lr: float | None = None,
+          momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0,
+          betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+          lr_schedule: str | Schedule = "constant", early_stopping: bool = False,
+          validation_fraction: float = 0.1, n_iter_no_change: int = 10, tol: float = 1e-4,
+          weight_init: str = "auto", init: Model | None = None, sample_weight: Any = None,
+          seed: int = 0, shuffle: bool = True, device: str = "auto",
+          validation_data: tuple[Any, Any] | None = None, verbose: bool = False,
+          on_progress: Callable[[int, int, int], object] | None = None,
+          on_epoch: Callable[[int, dict[str, Any]], object] | None = None) -> Model:
     """Train a multilayer perceptron and return a Model.
 
     X: (n_samples, n_features) array or numeric DataFrame (its column names
@@ -221,16 +236,16 @@ def train(X, y, *, hidden=256, activation="relu", loss="cross_entropy", epochs=1
         weights = None if weights is None else weights[tr]
         n = len(tr)
 
-    input_scale = float(np.float32(1 / 255)) if X.dtype == np.uint8 else 1.0
-    n_out = len(classes) if loss == "cross_entropy" else targets.shape[1]
+    input_scale: float | None = float(np.float32(1 / 255)) if X.dtype == np.uint8 else 1.0
+    n_out = len(classes) if loss == "cross_entropy" and classes is not None else targets.shape[1]
     sizes = (X.shape[1], *hidden, n_out)
     params, rng = initial_params(sizes, seed, activation, weight_init)
     if init is not None:
         _check_init(init, sizes, activation, loss)
         params = init._flat
         input_scale = init.input_scale
-    config = dict(activation=activation, loss=loss, input_scale=input_scale)
-    net = backend.network(sizes, params, **config)
+    net = backend.network(sizes, params, activation=activation, loss=loss,
+                          input_scale=input_scale)
     if init is not None and init.optimizer_state is not None \
             and init.optimizer_state["name"] == opt.name:
         net.set_state(init.optimizer_state["state"], init.optimizer_state["steps"])
@@ -238,11 +253,13 @@ def train(X, y, *, hidden=256, activation="relu", loss="cross_entropy", epochs=1
     data = net.bind(X, **core_targets, sample_weight=weights)
     val_data = net.bind(val[0], **_core_targets(loss, val[1])) if val is not None else None
 
-    history = {"loss": [], "accuracy": [], "seconds": [], "lr": []}
+    history: dict[str, Any] = {"loss": [], "accuracy": [], "seconds": [], "lr": []}
     if val is not None:
         history.update(val_loss=[], val_accuracy=[])
     schedule.start(opt.lr, epochs, n)
-    best = (np.inf, None, 0, None)  # (loss, params, epoch, optimizer state) of the best epoch
+    # (loss, params, epoch, optimizer state) of the best epoch
+    best: tuple[float, FloatArray | None, int, tuple[FloatArray, int] | None] = (np.inf, None, 0,
+                                                                                None)
     bad_epochs = 0
     stop_reason = None
     warned = False  # the divergence warning, once
@@ -299,23 +316,25 @@ def train(X, y, *, hidden=256, activation="relu", loss="cross_entropy", epochs=1
         history["best_epoch"] = best[2]
         final = best[1]
         net.set_params(final)
-        net.set_state(*best[3])
+        if best[3] is not None:
+            net.set_state(*best[3])
     if not np.isfinite(final).all():
         raise TrainingDiverged(f"training ended with non-finite parameters at epoch {epoch}; "
                                "try a smaller lr", epoch, history["loss"][-1])
     state, steps = net.get_state()
-    model = Model(sizes, final, classes, history, _network=net, **config,
+    model = Model(sizes, final, classes, history, _network=net, activation=activation, loss=loss,
+                  input_scale=input_scale,
                   task=LOSS_TASKS[loss], single_output=y_1d and loss == "squared_error",
                   optimizer_state=dict(name=opt.name, state=state, steps=steps),
                   feature_names=names)
     return model
 
 
-def _core_targets(loss, targets):
+def _core_targets(loss: str, targets: Array) -> dict[str, Array]:
     return {"labels": targets} if loss == "cross_entropy" else {"values": targets}
 
 
-def _check_init(init, sizes, activation, loss):
+def _check_init(init: Model, sizes: Sequence[int], activation: str, loss: str) -> None:
     if tuple(init.sizes) != tuple(sizes):
         raise ValueError(f"init has layer sizes {init.sizes}, but this training needs {sizes}")
     if init.activation != activation or init.loss != loss:
@@ -333,20 +352,20 @@ class _StopOnInterrupt:
     itself stays on the calling thread: nothing is handed between threads
     per epoch."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.read_fd, self.write_fd = os.pipe()
         os.set_blocking(self.write_fd, False)
-        self.net = None
+        self.net: Network | None = None
         threading.Thread(target=self._watch, name="mlp-interrupt", daemon=True).start()
 
-    def _watch(self):
+    def _watch(self) -> None:
         while True:
             data = os.read(self.read_fd, 64)
             net = self.net
             if net is not None and signal.SIGINT in data:
                 net.request_stop()
 
-    def run(self, net, call):
+    def run(self, net: Network, call: Callable[[], T]) -> T:
         try:
             previous = signal.set_wakeup_fd(self.write_fd)
         except ValueError:  # not the main thread: signals are not ours to watch
@@ -359,11 +378,11 @@ class _StopOnInterrupt:
             signal.set_wakeup_fd(previous)
 
 
-_watcher = None
-_watcher_pid = None
+_watcher: _StopOnInterrupt | None = None
+_watcher_pid: int | None = None
 
 
-def _interruptible(net, call):
+def _interruptible(net: Network, call: Callable[[], T]) -> T:
     """call(), with Ctrl-C asking the core to stop after the batch in hand."""
     global _watcher, _watcher_pid
     if threading.current_thread() is not threading.main_thread():
@@ -373,7 +392,9 @@ def _interruptible(net, call):
     return _watcher.run(net, call)
 
 
-def _run_epoch(net, data, order, batch_size, opt, on_progress, epoch, weights):
+def _run_epoch(net: Network, data: Any, order: Array, batch_size: int, opt: dict[str, Any],
+               on_progress: Callable[[int, int, int], object] | None, epoch: int,
+               weights: Array | None) -> tuple[float, float]:
     """One epoch in one call to the core, or, for progress reports, in parts
     of whole batches (the same batches and the same result either way)."""
     if on_progress is None:
