@@ -208,10 +208,38 @@ static void to_columns(nz_cols *cols, const nz_rows *inp, int64_t r0, int64_t r1
         }
 }
 
+/* Gb (H) += scale * the sum over the B rows of dout (B,H) */
+static void bias_grad(float *Gb, const float *dout, int64_t B, int64_t H, float scale) {
+    const int64_t chunks = (H + CHUNK - 1) / CHUNK;
+#pragma omp parallel for schedule(static) if (PAR(B * H > PAR_MIN))
+    for (int64_t c = 0; c < chunks; c++) {
+        const int64_t j0 = c * CHUNK, w = H - j0 < CHUNK ? H - j0 : CHUNK;
+        for (int64_t j = 0; j < w; j++) {
+            float s = 0.0f;
+            for (int64_t r = 0; r < B; r++) s += dout[r * H + j0 + j];
+            Gb[j0 + j] += scale * s;
+        }
+    }
+}
+
 void linear_backward_weights_fast(const mlp_kernels *K, float *GW, float *Gb,
                                   const nz_rows *inp, const float *dense_inp, const float *dout,
                                   int64_t H, float scale, float *GT, nz_cols *cols) {
     const int64_t B = inp->B, D = inp->D;
+    if (H >= NARROW && dense_inp && nz_density(inp) > FAST_DENSE) {
+        /* most inputs nonzero: dense register blocks of 4 weight rows x 16
+         * columns, each summed over the whole batch by one thread */
+        bias_grad(Gb, dout, B, H, scale);
+        const int64_t dchunks = (H + 15) / 16;
+#pragma omp parallel for schedule(static) if (PAR(B * D * H > PAR_MIN))
+        for (int64_t c = 0; c < dchunks; c++) {
+            const int64_t j0 = c * 16, w = H - j0 < 16 ? H - j0 : 16;
+            for (int64_t k0 = 0; k0 < D; k0 += 4)
+                K->weights_dense(GW + k0 * H + j0, H, dense_inp + k0, D,
+                                 D - k0 < 4 ? (int)(D - k0) : 4, dout + j0, H, w, B, scale);
+        }
+        return;
+    }
     if (H < NARROW && dense_inp) { /* GT (H,D) = dout^T @ inp, row by row */
 #pragma omp parallel for schedule(static) if (PAR(B * D * H > PAR_MIN))
         for (int64_t j = 0; j < H; j++) {
@@ -227,15 +255,7 @@ void linear_backward_weights_fast(const mlp_kernels *K, float *GW, float *Gb,
         return;
     }
     const int64_t chunks = (H + CHUNK - 1) / CHUNK;
-#pragma omp parallel for schedule(static) if (PAR(B * H > PAR_MIN))
-    for (int64_t c = 0; c < chunks; c++) {
-        const int64_t j0 = c * CHUNK, w = H - j0 < CHUNK ? H - j0 : CHUNK;
-        for (int64_t j = 0; j < w; j++) {
-            float s = 0.0f;
-            for (int64_t r = 0; r < B; r++) s += dout[r * H + j0 + j];
-            Gb[j0 + j] += scale * s;
-        }
-    }
+    bias_grad(Gb, dout, B, H, scale);
     /* blocks of FAST_RBLOCK rows, so that their dout columns stay in cache */
     for (int64_t r0 = 0; r0 < B; r0 += FAST_RBLOCK) {
         to_columns(cols, inp, r0, r0 + FAST_RBLOCK < B ? r0 + FAST_RBLOCK : B);

@@ -91,7 +91,8 @@ void optimizer_update_fast(const mlp_kernels *K, const mlp_layout *L, const mlp_
  * With GW, Gb = W, b and scale = -lr this is linear_backward + sgd_update
  * fused (momentum and weight decay zero); with zeroed gradients and scale 1,
  * plain linear_backward. dense_inp (B,D) may be given when the input rows
- * are also at hand as a dense matrix (used for narrow layers). GT: scratch
+ * are also at hand as a dense matrix (used for narrow layers, and for
+ * mostly-nonzero inputs, which take dense register blocks). GT: scratch
  * of D*H floats; cols: scratch for the entries by column. */
 void linear_backward_weights_fast(const mlp_kernels *K, float *GW, float *Gb,
                                   const nz_rows *inp, const float *dense_inp, const float *dout,

@@ -186,6 +186,42 @@ static void forward_dense(float *o, int64_t ldo, const float *x, int64_t ldx, in
     }
 }
 
+/* Rows k0 .. k0 + n of GW (n <= 4, ldg apart), columns [j0, j0 + w) (w <=
+ * 16): += scale * sum over the batch rows r < B of x[r][k] * dout[r][j], from
+ * dense inputs x (ldx apart; x points at column k0). The sum over r runs in
+ * order, in registers; four weight rows share each load of dout. */
+static void weights_dense(float *g, int64_t ldg, const float *x, int64_t ldx, int n,
+                          const float *dout, int64_t H, int64_t w, int64_t B, float scale) {
+    if (n == 4 && w == 16) {
+        v8 a00 = SPLAT(0.0f), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00,
+           a30 = a00, a31 = a00;
+        for (int64_t r = 0; r < B; r++) {
+            const float *d = dout + r * H, *xr = x + r * ldx;
+            const v8 d0 = LOAD(d), d1 = LOAD(d + 8);
+            const v8 s0 = SPLAT(xr[0]), s1 = SPLAT(xr[1]), s2 = SPLAT(xr[2]), s3 = SPLAT(xr[3]);
+            a00 += s0 * d0, a01 += s0 * d1;
+            a10 += s1 * d0, a11 += s1 * d1;
+            a20 += s2 * d0, a21 += s2 * d1;
+            a30 += s3 * d0, a31 += s3 * d1;
+        }
+        const v8 c = SPLAT(scale);
+        STORE(g, LOAD(g) + c * a00), STORE(g + 8, LOAD(g + 8) + c * a01);
+        STORE(g + ldg, LOAD(g + ldg) + c * a10), STORE(g + ldg + 8, LOAD(g + ldg + 8) + c * a11);
+        g += 2 * ldg;
+        STORE(g, LOAD(g) + c * a20), STORE(g + 8, LOAD(g + 8) + c * a21);
+        STORE(g + ldg, LOAD(g + ldg) + c * a30), STORE(g + ldg + 8, LOAD(g + ldg + 8) + c * a31);
+        return;
+    }
+    for (int i = 0; i < n; i++) { /* the edges: fewer weight rows or columns */
+        float acc[16] = {0};
+        for (int64_t r = 0; r < B; r++) {
+            const float s = x[r * ldx + i], *d = dout + r * H;
+            for (int64_t j = 0; j < w; j++) acc[j] += s * d[j];
+        }
+        for (int64_t j = 0; j < w; j++) g[i * ldg + j] += scale * acc[j];
+    }
+}
+
 /* mlp_update over n parameters, the rule picked once: a copy of the step
  * that no store can alias, and one loop per rule, so that each vectorizes */
 static void update(const mlp_step *step, float *p, const float *g, float *m, float *v, int64_t n,
@@ -204,5 +240,6 @@ static void update(const mlp_step *step, float *p, const float *g, float *m, flo
 }
 
 const mlp_kernels TABLE(MLP_KERNEL_SET) = {
-    NAME(MLP_KERNEL_SET), dot, axpy, relu_mask, forward_chunk, weights_chunk, forward_dense, update,
+    NAME(MLP_KERNEL_SET), dot,           axpy,   relu_mask, forward_chunk,
+    weights_chunk,        forward_dense, weights_dense, update,
 };

@@ -32,6 +32,11 @@ typedef struct mlp_kernels {
     void (*forward_dense)(float *o, int64_t ldo, const float *x, int64_t ldx, int n,
                           const float *W, const float *b, int64_t H, int64_t j0, int64_t w,
                           int64_t D, int relu);
+    /* dense inputs x (B rows, ldx apart, from column k0), weight rows k0 ..
+     * k0 + n (n <= 4, ldg apart), columns [j0, j0 + w) (w <= 16; g and dout
+     * point at column j0): g += scale * x^T @ dout */
+    void (*weights_dense)(float *g, int64_t ldg, const float *x, int64_t ldx, int n,
+                          const float *dout, int64_t H, int64_t w, int64_t B, float scale);
     /* optimizer_update of n parameters p with gradients g and state m, v
      * (pointwise.h's mlp_update, one loop per rule so that each vectorizes) */
     void (*update)(const mlp_step *s, float *p, const float *g, float *m, float *v, int64_t n,

@@ -40,6 +40,7 @@ struct mlp_model {
      * buffers used in turn, the batch's targets and weights. */
     int64_t cap;
     float *x, **acts, **pre, *out, *dbuf[2];
+    const float *x_dense; /* x when this batch's input rows were gathered as floats, else NULL */
     int32_t *ybuf;
     float *tbuf, *wbuf;
     int64_t *rowbuf; /* row numbers of a batch taken in order */
@@ -368,13 +369,14 @@ static double forward(mlp_model *m, const mlp_data *data, const int64_t *idx, in
         nz_gather(&m->nz[0], data->X, data->dtype, data->d, idx, start, B, m->input_scale);
         /* dense data (not pixels): the rows as floats too, for the dense paths */
         const float *x = NULL;
+        m->x_dense = NULL;
         if (nz_density(&m->nz[0]) > FAST_DENSE || L->sizes[1] < FAST_NARROW) {
             if (!idx) {
                 for (int64_t i = 0; i < B; i++) m->rowbuf[i] = start + i;
                 idx = m->rowbuf;
             }
             gather_batch(m->x, data->X, data->dtype, data->d, idx, B, m->input_scale);
-            x = m->x;
+            x = m->x_dense = m->x;
         }
         const int relu = m->act == MLP_RELU;
         for (int l = 0; l <= last; l++) {
@@ -417,7 +419,7 @@ static void backward(mlp_model *m, const batch_targets *t, int64_t B, double wsu
             if (l > 0)
                 linear_backward_input_fast(m->kernels, dinp, dout, W, m->act, pre_in,
                                            m->acts[l - 1], B, in, out, m->T);
-            const float *dense = l == 0 ? NULL : m->acts[l - 1];
+            const float *dense = l == 0 ? m->x_dense : m->acts[l - 1];
             if (fused_lr != 0.0f) {
                 linear_backward_weights_fast(m->kernels, W, b, &m->nz[l], dense, dout, out,
                                              -fused_lr, m->T, &m->cols);

@@ -5,7 +5,12 @@ Run from the repository root, `python -m mlp` finds the source tree's
 package when there is one, and otherwise says so in one line."""
 import importlib.machinery
 import os
+import signal
 import sys
+
+from mlp._entry import _interrupted
+
+signal.signal(signal.SIGINT, _interrupted)  # Ctrl-C from the first moment: no traceback
 
 
 def _source_tree_without_core() -> str | None:

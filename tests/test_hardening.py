@@ -97,11 +97,19 @@ except KeyboardInterrupt:
 """
 
 
+def _ctrl_c_as_from_a_terminal():
+    """A child's Ctrl-C takes its default action, as from a terminal, even where
+    this runner ignores SIGINT (a script's background job does), which Python
+    would then keep ignoring."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("device", ["cpu", "numpy", pytest.param("cuda", marks=pytest.mark.cuda)])
 def test_ctrl_c_interrupts_training_within_a_second(device):
     """An epoch of this size takes tens of seconds; Ctrl-C waited for it."""
     out = subprocess.run([sys.executable, "-c", INTERRUPT_SCRIPT, device], capture_output=True,
-                         text=True, timeout=120, cwd="/").stdout
+                         text=True, timeout=120, cwd="/",
+                         preexec_fn=_ctrl_c_as_from_a_terminal).stdout
     assert "INTERRUPTED" in out, out
     assert float(out.split("after")[1].split()[0]) < 1.0
 
@@ -109,7 +117,7 @@ def test_ctrl_c_interrupts_training_within_a_second(device):
 def test_ctrl_c_early_in_the_command_line_prints_no_traceback(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "mlp", "train", "--data-root",
                              str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd="/")
+                            text=True, cwd="/", preexec_fn=_ctrl_c_as_from_a_terminal)
     time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
