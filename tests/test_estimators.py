@@ -127,11 +127,13 @@ def test_lbfgs_reaches_what_scikit_learn_reaches():
     rng = np.random.default_rng(6)
     X = rng.standard_normal((100, 5)).astype(np.float32)
     y = (X[:, 0] * X[:, 1] > 0).astype(int)
-    kw = dict(hidden_layer_sizes=(10,), solver="lbfgs", max_iter=50, random_state=0, alpha=1e-3)
+    # 30 iterations: the loss falls from 0.7 to 0.0017 on the same path; near
+    # convergence float32 gradients can end the search a few iterations early
+    kw = dict(hidden_layer_sizes=(10,), solver="lbfgs", max_iter=30, random_state=0, alpha=1e-3)
     ours, theirs = fit_both(mlp.MLPClassifier(device="cpu", **kw), SkClassifier(**kw), X, y)
-    assert ours.loss_ == pytest.approx(theirs.loss_, rel=0.05)
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=0.01)
     assert ours.score(X, y) >= theirs.score(X, y) - 0.05
-    assert ours.n_iter_ > 10
+    assert ours.n_iter_ == theirs.n_iter_ == 30
 
 
 def test_partial_fit_needs_classes_then_continues_the_optimizer():
