@@ -60,6 +60,22 @@ void nz_gather(nz_rows *nz, const void *X, mlp_dtype dtype, int64_t d, const int
     }
 }
 
+double nz_count(nz_rows *nz, const float *X, int64_t d, const int64_t *idx, int64_t start,
+                int64_t B) {
+    nz->B = B;
+    nz->D = d;
+    int64_t total = 0;
+#pragma omp parallel for schedule(static) reduction(+ : total) if (PAR(B * d > PAR_MIN))
+    for (int64_t r = 0; r < B; r++) {
+        const float *src = X + (idx ? idx[r] : start + r) * d;
+        int64_t n = 0;
+        for (int64_t k = 0; k < d; k++) n += src[k] != 0.0f;
+        nz->nnz[r] = n;
+        total += n;
+    }
+    return B * d > 0 ? (double)total / (double)(B * d) : 0.0;
+}
+
 void nz_from_dense(nz_rows *nz, const float *act, int64_t B, int64_t D) {
     nz_gather(nz, act, MLP_FLOAT32, D, NULL, 0, B, 1.0f);
 }
@@ -175,7 +191,7 @@ void optimizer_update_fast(const mlp_kernels *K, const mlp_layout *L, const mlp_
     for (int l = 0; l < L->n_layers; l++) {
         const int64_t w0 = L->w_off[l], nw = L->sizes[l] * L->sizes[l + 1];
         const int64_t pieces = (nw + UPDATE_PIECE - 1) / UPDATE_PIECE;
-#pragma omp parallel for schedule(static) if (PAR(nw > 16 * PAR_MIN))
+#pragma omp parallel for schedule(static) if (PAR(nw >= 4 * UPDATE_PIECE))
         for (int64_t c = 0; c < pieces; c++) {
             const int64_t i = w0 + c * UPDATE_PIECE;
             const int64_t n = nw - c * UPDATE_PIECE < UPDATE_PIECE ? nw - c * UPDATE_PIECE
@@ -208,17 +224,18 @@ static void to_columns(nz_cols *cols, const nz_rows *inp, int64_t r0, int64_t r1
         }
 }
 
-/* Gb (H) += scale * the sum over the B rows of dout (B,H) */
+/* Gb (H) += scale * the sum over the B rows of dout (B,H), each column's
+ * sum over the rows in order (row by row across a chunk's columns, which
+ * vectorizes) */
 static void bias_grad(float *Gb, const float *dout, int64_t B, int64_t H, float scale) {
     const int64_t chunks = (H + CHUNK - 1) / CHUNK;
 #pragma omp parallel for schedule(static) if (PAR(B * H > PAR_MIN))
     for (int64_t c = 0; c < chunks; c++) {
         const int64_t j0 = c * CHUNK, w = H - j0 < CHUNK ? H - j0 : CHUNK;
-        for (int64_t j = 0; j < w; j++) {
-            float s = 0.0f;
-            for (int64_t r = 0; r < B; r++) s += dout[r * H + j0 + j];
-            Gb[j0 + j] += scale * s;
-        }
+        float s[CHUNK] = {0};
+        for (int64_t r = 0; r < B; r++)
+            for (int64_t j = 0; j < w; j++) s[j] += dout[r * H + j0 + j];
+        for (int64_t j = 0; j < w; j++) Gb[j0 + j] += scale * s[j];
     }
 }
 

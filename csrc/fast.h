@@ -61,6 +61,11 @@ typedef struct nz_cols {
 void nz_gather(nz_rows *nz, const void *X, mlp_dtype dtype, int64_t d, const int64_t *idx,
                int64_t start, int64_t B, float scale);
 
+/* Only counts the nonzero entries of float rows (as nz_gather picks them)
+ * into nz->nnz, building no lists; returns their share. */
+double nz_count(nz_rows *nz, const float *X, int64_t d, const int64_t *idx, int64_t start,
+                int64_t B);
+
 /* the nonzero entries of act (B,D) */
 void nz_from_dense(nz_rows *nz, const float *act, int64_t B, int64_t D);
 

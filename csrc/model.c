@@ -366,11 +366,15 @@ static double forward(mlp_model *m, const mlp_data *data, const int64_t *idx, in
             inp = m->acts[l];
         }
     } else {
-        nz_gather(&m->nz[0], data->X, data->dtype, data->d, idx, start, B, m->input_scale);
+        /* mostly nonzero float rows take the dense paths only: no lists */
+        const int lists = data->dtype != MLP_FLOAT32 ||
+                          nz_count(&m->nz[0], data->X, data->d, idx, start, B) <= FAST_DENSE;
+        if (lists) nz_gather(&m->nz[0], data->X, data->dtype, data->d, idx, start, B,
+                             m->input_scale);
         /* dense data (not pixels): the rows as floats too, for the dense paths */
         const float *x = NULL;
         m->x_dense = NULL;
-        if (nz_density(&m->nz[0]) > FAST_DENSE || L->sizes[1] < FAST_NARROW) {
+        if (!lists || nz_density(&m->nz[0]) > FAST_DENSE || L->sizes[1] < FAST_NARROW) {
             if (!idx) {
                 for (int64_t i = 0; i < B; i++) m->rowbuf[i] = start + i;
                 idx = m->rowbuf;
