@@ -17,16 +17,30 @@
  * and never in a child forked from a process that ran them (GNU OpenMP's
  * threads are not in the child: a parallel region there hangs or crashes) */
 #define PAR_MIN 4096
+
+/* Inputs per piece of a weight-gradient pass shared among threads. Every
+ * parallel loop hands out its pieces on demand (schedule(dynamic)): a
+ * thread that runs slower (a busy core) takes fewer, and as each piece
+ * owns its outputs, who runs it does not change the results. */
+#define WBLOCK 64
 #define PAR(enough) ((enough) && !mlp_forked)
 
 /* ---- nonzero lists ------------------------------------------------------ */
+
+/* whether the eight floats at p are all +0.0 (their bits all zero; -0.0 and
+ * anything else go on to the element-wise test) */
+static inline int all_zero8(const float *p) {
+    uint64_t w[4];
+    memcpy(w, p, sizeof w);
+    return (w[0] | w[1] | w[2] | w[3]) == 0;
+}
 
 void nz_gather(nz_rows *nz, const void *X, mlp_dtype dtype, int64_t d, const int64_t *idx,
                int64_t start, int64_t B, float scale) {
     nz->B = B;
     nz->D = d;
     const int64_t blocks = FAST_BLOCKS(d);
-#pragma omp parallel for schedule(static) if (PAR(B * d > PAR_MIN))
+#pragma omp parallel for schedule(dynamic, 8) if (PAR(B * d > PAR_MIN))
     for (int64_t r = 0; r < B; r++) {
         const int64_t row = idx ? idx[r] : start + r;
         int32_t *ix = nz->idx + r * d, *blk = nz->blk + r * (blocks + 1);
@@ -48,11 +62,15 @@ void nz_gather(nz_rows *nz, const void *X, mlp_dtype dtype, int64_t d, const int
             }
         } else {
             const float *src = (const float *)X + row * d;
-            for (int64_t k = 0; k < d; k++) {
-                if (k % FAST_KBLOCK == 0) blk[k / FAST_KBLOCK] = (int32_t)n;
-                ix[n] = (int32_t)k;
-                vx[n] = src[k] * scale;
-                n += src[k] != 0.0f;
+            for (int64_t k0 = 0; k0 < d; k0 += 8) {
+                const int64_t k1 = k0 + 8 < d ? k0 + 8 : d;
+                if (k0 % FAST_KBLOCK == 0) blk[k0 / FAST_KBLOCK] = (int32_t)n;
+                if (k1 - k0 == 8 && all_zero8(src + k0)) continue; /* eight zeros at once */
+                for (int64_t k = k0; k < k1; k++) {
+                    ix[n] = (int32_t)k;
+                    vx[n] = src[k] * scale;
+                    n += src[k] != 0.0f;
+                }
             }
         }
         nz->nnz[r] = n;
@@ -65,11 +83,14 @@ double nz_count(nz_rows *nz, const float *X, int64_t d, const int64_t *idx, int6
     nz->B = B;
     nz->D = d;
     int64_t total = 0;
-#pragma omp parallel for schedule(static) reduction(+ : total) if (PAR(B * d > PAR_MIN))
+#pragma omp parallel for schedule(dynamic, 8) reduction(+ : total) if (PAR(B * d > PAR_MIN))
     for (int64_t r = 0; r < B; r++) {
         const float *src = X + (idx ? idx[r] : start + r) * d;
-        int64_t n = 0;
-        for (int64_t k = 0; k < d; k++) n += src[k] != 0.0f;
+        int64_t n = 0, k = 0;
+        for (; k + 8 <= d; k += 8)
+            if (!all_zero8(src + k))
+                for (int64_t i = k; i < k + 8; i++) n += src[i] != 0.0f;
+        for (; k < d; k++) n += src[k] != 0.0f;
         nz->nnz[r] = n;
         total += n;
     }
@@ -112,7 +133,7 @@ void linear_forward_fast(const mlp_kernels *K, float *out, const nz_rows *inp,
     const int64_t B = inp->B, D = inp->D, chunks = (H + CHUNK - 1) / CHUNK;
     if (H < NARROW && dense_inp) { /* a few outputs: dot products with the columns of W */
         transpose(WT, W, D, H);
-#pragma omp parallel for schedule(static) if (PAR(B * D * H > PAR_MIN))
+#pragma omp parallel for schedule(dynamic) if (PAR(B * D * H > PAR_MIN))
         for (int64_t r = 0; r < B; r++)
             for (int64_t j = 0; j < H; j++) {
                 const float v = b[j] + K->dot(dense_inp + r * D, WT + j * D, D);
@@ -122,7 +143,7 @@ void linear_forward_fast(const mlp_kernels *K, float *out, const nz_rows *inp,
     }
     if (dense_inp && nz_density(inp) > FAST_DENSE) { /* most inputs nonzero: dense blocks */
         const int64_t dchunks = (H + 15) / 16;
-#pragma omp parallel for schedule(static) if (PAR(B * H > PAR_MIN))
+#pragma omp parallel for schedule(dynamic) if (PAR(B * H > PAR_MIN))
         for (int64_t c = 0; c < dchunks; c++) {
             const int64_t j0 = c * 16, w = H - j0 < 16 ? H - j0 : 16;
             for (int64_t r0 = 0; r0 < B; r0 += 4)
@@ -135,10 +156,11 @@ void linear_forward_fast(const mlp_kernels *K, float *out, const nz_rows *inp,
      * (8 KB) stay in the L1 cache while every row uses them; the sum for each
      * output still runs over the entries in order, bias first */
     const int64_t blocks = FAST_BLOCKS(D);
-#pragma omp parallel for schedule(static) if (PAR(B * H > PAR_MIN))
-    for (int64_t c = 0; c < chunks; c++) {
-        const int64_t j0 = c * CHUNK, w = H - j0 < CHUNK ? H - j0 : CHUNK;
-        for (int64_t r0 = 0; r0 < B; r0 += FAST_RBLOCK) /* rows' lists stay in cache */
+    const int64_t rblocks = (B + FAST_RBLOCK - 1) / FAST_RBLOCK; /* rows' lists stay in cache */
+#pragma omp parallel for collapse(2) schedule(dynamic) if (PAR(B * H > PAR_MIN))
+    for (int64_t c = 0; c < chunks; c++)
+        for (int64_t rb = 0; rb < rblocks; rb++) {
+        const int64_t j0 = c * CHUNK, w = H - j0 < CHUNK ? H - j0 : CHUNK, r0 = rb * FAST_RBLOCK;
         for (int64_t kb = 0; kb < blocks; kb++)
             for (int64_t r = r0; r < r0 + FAST_RBLOCK && r < B; r++) {
                 const int32_t *blk = inp->blk + r * (blocks + 1);
@@ -156,7 +178,7 @@ void linear_backward_input_fast(const mlp_kernels *K, float *dinp, const float *
     const int relu = act == MLP_RELU;
     if (H < NARROW) { /* dinp row = sum over the few outputs of dout * W^T row */
         transpose(WT, W, D, H);
-#pragma omp parallel for schedule(static) if (PAR(B * D * H > PAR_MIN))
+#pragma omp parallel for schedule(dynamic) if (PAR(B * D * H > PAR_MIN))
         for (int64_t r = 0; r < B; r++) {
             float *g = dinp + r * D;
             memset(g, 0, sizeof(float) * (size_t)D);
@@ -168,7 +190,7 @@ void linear_backward_input_fast(const mlp_kernels *K, float *dinp, const float *
         }
         return;
     }
-#pragma omp parallel for schedule(static) if (PAR(B * D * H > PAR_MIN))
+#pragma omp parallel for schedule(dynamic) if (PAR(B * D * H > PAR_MIN))
     for (int64_t r = 0; r < B; r++)
         for (int64_t k = 0; k < D; k++) {
             const int64_t i = r * D + k;
@@ -186,12 +208,13 @@ void linear_backward_input_fast(const mlp_kernels *K, float *dinp, const float *
 /* Elements per piece of the update shared among threads. */
 #define UPDATE_PIECE 4096
 
-void optimizer_update_fast(const mlp_kernels *K, const mlp_layout *L, const mlp_step *s,
-                           float *params, const float *grads, float *m, float *v) {
-    for (int l = 0; l < L->n_layers; l++) {
+void optimizer_update_layer_fast(const mlp_kernels *K, const mlp_layout *L, int l,
+                                 const mlp_step *s, float *params, const float *grads, float *m,
+                                 float *v) {
+    {
         const int64_t w0 = L->w_off[l], nw = L->sizes[l] * L->sizes[l + 1];
         const int64_t pieces = (nw + UPDATE_PIECE - 1) / UPDATE_PIECE;
-#pragma omp parallel for schedule(static) if (PAR(nw >= 4 * UPDATE_PIECE))
+#pragma omp parallel for schedule(dynamic) if (PAR(nw >= 4 * UPDATE_PIECE))
         for (int64_t c = 0; c < pieces; c++) {
             const int64_t i = w0 + c * UPDATE_PIECE;
             const int64_t n = nw - c * UPDATE_PIECE < UPDATE_PIECE ? nw - c * UPDATE_PIECE
@@ -226,16 +249,20 @@ static void to_columns(nz_cols *cols, const nz_rows *inp, int64_t r0, int64_t r1
 
 /* Gb (H) += scale * the sum over the B rows of dout (B,H), each column's
  * sum over the rows in order (row by row across a chunk's columns, which
- * vectorizes) */
-static void bias_grad(float *Gb, const float *dout, int64_t B, int64_t H, float scale) {
+ * vectorizes); with u, an optimizer step on the biases Gb instead */
+static void bias_grad(const mlp_kernels *K, float *Gb, const float *dout, int64_t B, int64_t H,
+                      float scale, const fused_step *u) {
     const int64_t chunks = (H + CHUNK - 1) / CHUNK;
-#pragma omp parallel for schedule(static) if (PAR(B * H > PAR_MIN))
+#pragma omp parallel for schedule(dynamic) if (PAR(B * H > PAR_MIN))
     for (int64_t c = 0; c < chunks; c++) {
         const int64_t j0 = c * CHUNK, w = H - j0 < CHUNK ? H - j0 : CHUNK;
         float s[CHUNK] = {0};
         for (int64_t r = 0; r < B; r++)
             for (int64_t j = 0; j < w; j++) s[j] += dout[r * H + j0 + j];
-        for (int64_t j = 0; j < w; j++) Gb[j0 + j] += scale * s[j];
+        if (u)
+            K->update(u->s, Gb + j0, s, u->mb + j0, u->vb + j0, w, 1);
+        else
+            for (int64_t j = 0; j < w; j++) Gb[j0 + j] += scale * s[j];
     }
 }
 
@@ -246,9 +273,9 @@ void linear_backward_weights_fast(const mlp_kernels *K, float *GW, float *Gb,
     if (H >= NARROW && dense_inp && nz_density(inp) > FAST_DENSE) {
         /* most inputs nonzero: dense register blocks of 4 weight rows x 16
          * columns, each summed over the whole batch by one thread */
-        bias_grad(Gb, dout, B, H, scale);
+        bias_grad(K, Gb, dout, B, H, scale, NULL);
         const int64_t dchunks = (H + 15) / 16;
-#pragma omp parallel for schedule(static) if (PAR(B * D * H > PAR_MIN))
+#pragma omp parallel for schedule(dynamic) if (PAR(B * D * H > PAR_MIN))
         for (int64_t c = 0; c < dchunks; c++) {
             const int64_t j0 = c * 16, w = H - j0 < 16 ? H - j0 : 16;
             for (int64_t k0 = 0; k0 < D; k0 += 4)
@@ -258,7 +285,7 @@ void linear_backward_weights_fast(const mlp_kernels *K, float *GW, float *Gb,
         return;
     }
     if (H < NARROW && dense_inp) { /* GT (H,D) = dout^T @ inp, row by row */
-#pragma omp parallel for schedule(static) if (PAR(B * D * H > PAR_MIN))
+#pragma omp parallel for schedule(dynamic) if (PAR(B * D * H > PAR_MIN))
         for (int64_t j = 0; j < H; j++) {
             float *gt = GT + j * D, s = 0.0f;
             memset(gt, 0, sizeof(float) * (size_t)D);
@@ -271,20 +298,70 @@ void linear_backward_weights_fast(const mlp_kernels *K, float *GW, float *Gb,
         }
         return;
     }
-    const int64_t chunks = (H + CHUNK - 1) / CHUNK;
-    bias_grad(Gb, dout, B, H, scale);
+    const int64_t chunks = (H + CHUNK - 1) / CHUNK, kblocks = (D + WBLOCK - 1) / WBLOCK;
+    bias_grad(K, Gb, dout, B, H, scale, NULL);
     /* blocks of FAST_RBLOCK rows, so that their dout columns stay in cache */
     for (int64_t r0 = 0; r0 < B; r0 += FAST_RBLOCK) {
         to_columns(cols, inp, r0, r0 + FAST_RBLOCK < B ? r0 + FAST_RBLOCK : B);
-#pragma omp parallel for schedule(static) if (PAR(B * H > PAR_MIN))
-        for (int64_t c = 0; c < chunks; c++) {
-            const int64_t j0 = c * CHUNK, w = H - j0 < CHUNK ? H - j0 : CHUNK;
-            for (int64_t k = 0; k < D; k++) {
-                const int64_t first = cols->start[k], n = cols->start[k + 1] - first;
-                if (n > 0)
-                    K->weights_chunk(GW + k * H + j0, cols->row + first, cols->val + first, n,
-                                     dout, H, j0, w, scale);
+#pragma omp parallel for collapse(2) schedule(dynamic) if (PAR(B * H > PAR_MIN))
+        for (int64_t c = 0; c < chunks; c++)
+            for (int64_t kb = 0; kb < kblocks; kb++) {
+                const int64_t j0 = c * CHUNK, w = H - j0 < CHUNK ? H - j0 : CHUNK;
+                const int64_t k1 = (kb + 1) * WBLOCK < D ? (kb + 1) * WBLOCK : D;
+                for (int64_t k = kb * WBLOCK; k < k1; k++) {
+                    const int64_t first = cols->start[k], n = cols->start[k + 1] - first;
+                    if (n > 0)
+                        K->weights_chunk(GW + k * H + j0, cols->row + first, cols->val + first,
+                                         n, dout, H, j0, w, scale);
+                }
             }
+    }
+}
+
+/* ---- linear_backward's weight gradient with the optimizer step fused ------ */
+
+void linear_backward_weights_step_fast(const mlp_kernels *K, float *W, float *b,
+                                       const nz_rows *inp, const float *dense_inp,
+                                       const float *dout, int64_t H, const fused_step *u,
+                                       nz_cols *cols) {
+    const int64_t B = inp->B, D = inp->D;
+    bias_grad(K, b, dout, B, H, 1.0f, u);
+    if (dense_inp && nz_density(inp) > FAST_DENSE) { /* as the dense branch above */
+        const int64_t dchunks = (H + 15) / 16;
+#pragma omp parallel for schedule(dynamic) if (PAR(B * D * H > PAR_MIN))
+        for (int64_t c = 0; c < dchunks; c++) {
+            const int64_t j0 = c * 16, w = H - j0 < 16 ? H - j0 : 16;
+            for (int64_t k0 = 0; k0 < D; k0 += 4) {
+                const int n = D - k0 < 4 ? (int)(D - k0) : 4;
+                float g[4 * 16] = {0}; /* the gradient of 4 x 16 weights */
+                K->weights_dense(g, 16, dense_inp + k0, D, n, dout + j0, H, w, B, 1.0f);
+                for (int i = 0; i < n; i++) {
+                    const int64_t at = (k0 + i) * H + j0;
+                    K->update(u->s, W + at, g + 16 * i, u->mW + at, u->vW + at, w, 0);
+                }
+            }
+        }
+        return;
+    }
+    /* the entries of the whole batch by column; each weight's gradient is
+     * summed over all of them in one pass, so that it is whole when the
+     * step needs it (an input column with no entries has gradient zero, and
+     * its weights still take their step) */
+    to_columns(cols, inp, 0, B);
+    const int64_t chunks = (H + CHUNK - 1) / CHUNK, kblocks = (D + WBLOCK - 1) / WBLOCK;
+#pragma omp parallel for collapse(2) schedule(dynamic) if (PAR(B * H > PAR_MIN))
+    for (int64_t c = 0; c < chunks; c++)
+        for (int64_t kb = 0; kb < kblocks; kb++) {
+        const int64_t j0 = c * CHUNK, w = H - j0 < CHUNK ? H - j0 : CHUNK;
+        const int64_t k1 = (kb + 1) * WBLOCK < D ? (kb + 1) * WBLOCK : D;
+        for (int64_t k = kb * WBLOCK; k < k1; k++) {
+            const int64_t first = cols->start[k], n = cols->start[k + 1] - first;
+            float g[CHUNK] = {0};
+            if (n > 0)
+                K->weights_chunk(g, cols->row + first, cols->val + first, n, dout, H, j0, w,
+                                 1.0f);
+            const int64_t at = k * H + j0;
+            K->update(u->s, W + at, g, u->mW + at, u->vW + at, w, 0);
         }
     }
 }

@@ -87,9 +87,20 @@ void linear_backward_input_fast(const mlp_kernels *K, float *dinp, const float *
                                 const float *W, mlp_activation act, const float *pre_in,
                                 const float *act_in, int64_t B, int64_t D, int64_t H, float *WT);
 
-/* optimizer_update, its pieces shared among threads (the same result). */
-void optimizer_update_fast(const mlp_kernels *K, const mlp_layout *L, const mlp_step *s,
-                           float *params, const float *grads, float *m, float *v);
+/* optimizer_update of layer l, its pieces shared among threads (the same
+ * result). */
+void optimizer_update_layer_fast(const mlp_kernels *K, const mlp_layout *L, int l,
+                                 const mlp_step *s, float *params, const float *grads, float *m,
+                                 float *v);
+
+/* An optimizer step fused into a weight-gradient pass: each finished piece
+ * of the gradient goes straight to K->update on its parameters, so that the
+ * gradient never goes to memory and the parameters and their state are read
+ * and written once (m, v: the state of the layer's W and b). */
+typedef struct fused_step {
+    const mlp_step *s;
+    float *mW, *vW, *mb, *vb;
+} fused_step;
 
 /* linear_backward's dW, db, scaled and added in place:
  *   GW (D,H) += scale * inp^T @ dout,  Gb (H) += scale * sum over B of dout
@@ -102,5 +113,12 @@ void optimizer_update_fast(const mlp_kernels *K, const mlp_layout *L, const mlp_
 void linear_backward_weights_fast(const mlp_kernels *K, float *GW, float *Gb,
                                   const nz_rows *inp, const float *dense_inp, const float *dout,
                                   int64_t H, float scale, float *GT, nz_cols *cols);
+
+/* linear_backward's dW, db and an optimizer step fused (fused_step): W, b
+ * updated in place. Layers of at least FAST_NARROW outputs only. */
+void linear_backward_weights_step_fast(const mlp_kernels *K, float *W, float *b,
+                                       const nz_rows *inp, const float *dense_inp,
+                                       const float *dout, int64_t H, const fused_step *u,
+                                       nz_cols *cols);
 
 #endif /* MLP_FAST_H */

@@ -9,6 +9,7 @@
 #endif
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common.h"
 #include "fast.h"
@@ -49,6 +50,8 @@ struct mlp_model {
     float *T;     /* scratch for the transposed narrow layers */
     int plain;    /* run the plain ops of ops.c instead of the fast paths */
     int threads;  /* mlp_set_threads; 0: OpenMP's default */
+    double sec_per_row[2]; /* recent training speed on one thread [0] and on all [1] */
+    int64_t rounds;        /* rounds of steps timed so far (pick_threads) */
     const mlp_kernels *kernels; /* the fast paths' inner loops for this CPU */
 };
 
@@ -400,11 +403,15 @@ static double forward(mlp_model *m, const mlp_data *data, const int64_t *idx, in
     return loss_forward(m->loss, m->out, m->acts[last], t, B, L->sizes[last + 1], correct);
 }
 
-/* Backward pass after forward(), into the gradients (scale 1, zeroed) or,
- * when `fused_lr` is nonzero, straight into the parameters (fast paths, a
- * plain SGD step: p -= lr * g fused into each layer's weight gradient). */
+/* Backward pass after forward(). Without a step s: the gradients (scale 1,
+ * zeroed first), for mlp_loss_and_grad. With s: also the optimizer step.
+ * The plain ops leave it to the caller; the fast paths take each layer's step
+ * as soon as its gradient is known: fused into the weight-gradient pass (a
+ * plain SGD step as p -= lr * g added in place, any other rule through
+ * fused_step) or, for narrow layers of other rules, right after it. */
 static void backward(mlp_model *m, const batch_targets *t, int64_t B, double wsum,
-                     float fused_lr) {
+                     const mlp_step *s) {
+    const float fused_lr = s && !m->plain && mlp_step_is_plain_sgd(s) ? s->lr : 0.0f;
     const mlp_layout *L = &m->L;
     float *dout = m->dbuf[0], *dinp = m->dbuf[1];
     const int last = L->n_layers - 1;
@@ -427,10 +434,18 @@ static void backward(mlp_model *m, const batch_targets *t, int64_t B, double wsu
             if (fused_lr != 0.0f) {
                 linear_backward_weights_fast(m->kernels, W, b, &m->nz[l], dense, dout, out,
                                              -fused_lr, m->T, &m->cols);
+            } else if (s && out >= FAST_NARROW && B * in < INT32_MAX) { /* int32 column lists */
+                const fused_step u = {s, m->m + L->w_off[l], m->v + L->w_off[l],
+                                      m->m + L->b_off[l], m->v + L->b_off[l]};
+                linear_backward_weights_step_fast(m->kernels, W, b, &m->nz[l], dense, dout, out,
+                                                  &u, &m->cols);
             } else {
                 memset(gW, 0, sizeof(float) * (size_t)((in + 1) * out)); /* W and b */
                 linear_backward_weights_fast(m->kernels, gW, gb, &m->nz[l], dense, dout, out, 1.0f,
                                              m->T, &m->cols);
+                if (s)
+                    optimizer_update_layer_fast(m->kernels, L, l, s, m->params, m->grads, m->m,
+                                                m->v);
             }
         }
         float *tmp = dout;
@@ -468,14 +483,8 @@ static double train_step(mlp_model *m, const mlp_data *data, const int64_t *idx,
                         reported_penalty(m, opt, w);
     m->steps++;
     const mlp_step s = mlp_step_init(opt, m->steps, w);
-    const int fused = !m->plain && mlp_step_is_plain_sgd(&s);
-    backward(m, &t, B, w, fused ? s.lr : 0.0f);
-    if (!fused) {
-        if (m->plain)
-            optimizer_update(&m->L, &s, m->params, m->grads, m->m, m->v);
-        else
-            optimizer_update_fast(m->kernels, &m->L, &s, m->params, m->grads, m->m, m->v);
-    }
+    backward(m, &t, B, w, &s); /* the fast paths take the step there */
+    if (m->plain) optimizer_update(&m->L, &s, m->params, m->grads, m->m, m->v);
     *wsum = w;
     return loss;
 }
@@ -493,6 +502,37 @@ mlp_status mlp_train_epoch(mlp_model *m, const mlp_data *data, const int64_t *or
                                                batch_losses, mean_loss, accuracy));
 }
 
+/* Whether the threads help. On a shared or busy machine a second thread
+ * can make the steps slower than one thread alone (its core is busy with
+ * other work, and every step waits for it). With the thread count left to
+ * OpenMP (mlp_set_threads 0), training runs in rounds of ROUND_STEPS steps,
+ * each timed; a round runs on the count that was faster per row lately, and
+ * every PROBE_EVERY-th round on the other, so that a change is noticed. The
+ * results do not depend on the thread count (fast.h): this changes only
+ * the time. Returns the count for the next round. */
+#define ROUND_STEPS 16
+#define PROBE_EVERY 16
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int pick_threads(mlp_model *m, int all, int used, double seconds, int64_t rows) {
+    if (used > 0 && rows > 0) { /* the round just timed */
+        double *s = &m->sec_per_row[used == all];
+        const double t = seconds / (double)rows;
+        *s = *s > 0.0 ? 0.7 * *s + 0.3 * t : t;
+        m->rounds++;
+    }
+    const double one = m->sec_per_row[0], many = m->sec_per_row[1];
+    if (many == 0.0) return all; /* not timed yet: all threads first, then one */
+    if (one == 0.0) return 1;
+    const int best = one < many ? 1 : all;
+    return m->rounds % PROBE_EVERY == PROBE_EVERY - 1 ? (best == 1 ? all : 1) : best;
+}
+
 static mlp_status train_epoch(mlp_model *m, const mlp_data *data, const int64_t *order,
                               int64_t n_order, int64_t batch_size, const mlp_optimizer *opt,
                               float *batch_losses, double *mean_loss, double *accuracy) {
@@ -505,7 +545,24 @@ static mlp_status train_epoch(mlp_model *m, const mlp_data *data, const int64_t 
 
     double loss_sum = 0.0, weight_sum = 0.0;
     int64_t correct = 0, done = 0;
+#ifdef _OPENMP
+    const int all = omp_get_max_threads(), tune = m->threads == 0 && all > 1 && !m->plain;
+#else
+    const int all = 1, tune = 0;
+#endif
+    int used = 0;
+    double round_start = 0.0;
+    int64_t round_rows = 0;
     for (int64_t start = 0, b = 0; start < n; start += batch_size, b++) {
+        if (tune && b % ROUND_STEPS == 0) {
+            const double t = now();
+            used = pick_threads(m, all, used, t - round_start, round_rows);
+#ifdef _OPENMP
+            omp_set_num_threads(used);
+#endif
+            round_start = t;
+            round_rows = 0;
+        }
         if (atomic_exchange(&m->stop, 0)) {
             st = mlp_fail(MLP_STOPPED, "stopped at the caller's request after %lld rows",
                           (long long)done);
@@ -517,6 +574,7 @@ static mlp_status train_epoch(mlp_model *m, const mlp_data *data, const int64_t 
         loss_sum += loss * w;
         weight_sum += w;
         done += B;
+        round_rows += B;
         if (batch_losses) batch_losses[b] = (float)loss;
     }
     if (mean_loss) *mean_loss = weight_sum > 0.0 ? loss_sum / weight_sum : 0.0;
@@ -552,7 +610,7 @@ static mlp_status forward_all(mlp_model *m, const mlp_data *data, float *out, in
             memcpy(out + start * C, src, sizeof(float) * (size_t)(B * C));
         }
         if (grad) {
-            backward(m, &t, B, total_weight, 0.0f);
+            backward(m, &t, B, total_weight, NULL);
             for (int64_t i = 0; i < L->n_params; i++) grad[i] += m->grads[i];
         }
     }
