@@ -9,6 +9,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #define CHUNK 64 /* output columns per register block (kernels.c) */
 #define NARROW FAST_NARROW
@@ -18,10 +21,10 @@
  * threads are not in the child: a parallel region there hangs or crashes) */
 #define PAR_MIN 4096
 
-/* Inputs per piece of a weight-gradient pass shared among threads. Every
- * parallel loop hands out its pieces on demand (schedule(dynamic)): a
- * thread that runs slower (a busy core) takes fewer, and as each piece
- * owns its outputs, who runs it does not change the results. */
+/* Inputs per piece of a weight-gradient pass shared among threads. Each
+ * piece owns its outputs, so who runs it does not change the results; the
+ * pieces go to the threads in contiguous runs (schedule(static)), so that a
+ * thread's pieces share their columns of dout in its cache. */
 #define WBLOCK 64
 #define PAR(enough) ((enough) && !mlp_forked)
 
@@ -40,7 +43,7 @@ void nz_gather(nz_rows *nz, const void *X, mlp_dtype dtype, int64_t d, const int
     nz->B = B;
     nz->D = d;
     const int64_t blocks = FAST_BLOCKS(d);
-#pragma omp parallel for schedule(dynamic, 8) if (PAR(B * d > PAR_MIN))
+#pragma omp parallel for schedule(static) if (PAR(B * d > PAR_MIN))
     for (int64_t r = 0; r < B; r++) {
         const int64_t row = idx ? idx[r] : start + r;
         int32_t *ix = nz->idx + r * d, *blk = nz->blk + r * (blocks + 1);
@@ -83,7 +86,7 @@ double nz_count(nz_rows *nz, const float *X, int64_t d, const int64_t *idx, int6
     nz->B = B;
     nz->D = d;
     int64_t total = 0;
-#pragma omp parallel for schedule(dynamic, 8) reduction(+ : total) if (PAR(B * d > PAR_MIN))
+#pragma omp parallel for schedule(static) reduction(+ : total) if (PAR(B * d > PAR_MIN))
     for (int64_t r = 0; r < B; r++) {
         const float *src = X + (idx ? idx[r] : start + r) * d;
         int64_t n = 0, k = 0;
@@ -133,7 +136,7 @@ void linear_forward_fast(const mlp_kernels *K, float *out, const nz_rows *inp,
     const int64_t B = inp->B, D = inp->D, chunks = (H + CHUNK - 1) / CHUNK;
     if (H < NARROW && dense_inp) { /* a few outputs: dot products with the columns of W */
         transpose(WT, W, D, H);
-#pragma omp parallel for schedule(dynamic) if (PAR(B * D * H > PAR_MIN))
+#pragma omp parallel for schedule(static) if (PAR(B * D * H > PAR_MIN))
         for (int64_t r = 0; r < B; r++)
             for (int64_t j = 0; j < H; j++) {
                 const float v = b[j] + K->dot(dense_inp + r * D, WT + j * D, D);
@@ -143,7 +146,7 @@ void linear_forward_fast(const mlp_kernels *K, float *out, const nz_rows *inp,
     }
     if (dense_inp && nz_density(inp) > FAST_DENSE) { /* most inputs nonzero: dense blocks */
         const int64_t dchunks = (H + 15) / 16;
-#pragma omp parallel for schedule(dynamic) if (PAR(B * H > PAR_MIN))
+#pragma omp parallel for schedule(static) if (PAR(B * H > PAR_MIN))
         for (int64_t c = 0; c < dchunks; c++) {
             const int64_t j0 = c * 16, w = H - j0 < 16 ? H - j0 : 16;
             for (int64_t r0 = 0; r0 < B; r0 += 4)
@@ -157,7 +160,7 @@ void linear_forward_fast(const mlp_kernels *K, float *out, const nz_rows *inp,
      * output still runs over the entries in order, bias first */
     const int64_t blocks = FAST_BLOCKS(D);
     const int64_t rblocks = (B + FAST_RBLOCK - 1) / FAST_RBLOCK; /* rows' lists stay in cache */
-#pragma omp parallel for collapse(2) schedule(dynamic) if (PAR(B * H > PAR_MIN))
+#pragma omp parallel for collapse(2) schedule(static) if (PAR(B * H > PAR_MIN))
     for (int64_t c = 0; c < chunks; c++)
         for (int64_t rb = 0; rb < rblocks; rb++) {
         const int64_t j0 = c * CHUNK, w = H - j0 < CHUNK ? H - j0 : CHUNK, r0 = rb * FAST_RBLOCK;
@@ -178,7 +181,7 @@ void linear_backward_input_fast(const mlp_kernels *K, float *dinp, const float *
     const int relu = act == MLP_RELU;
     if (H < NARROW) { /* dinp row = sum over the few outputs of dout * W^T row */
         transpose(WT, W, D, H);
-#pragma omp parallel for schedule(dynamic) if (PAR(B * D * H > PAR_MIN))
+#pragma omp parallel for schedule(static) if (PAR(B * D * H > PAR_MIN))
         for (int64_t r = 0; r < B; r++) {
             float *g = dinp + r * D;
             memset(g, 0, sizeof(float) * (size_t)D);
@@ -190,7 +193,7 @@ void linear_backward_input_fast(const mlp_kernels *K, float *dinp, const float *
         }
         return;
     }
-#pragma omp parallel for schedule(dynamic) if (PAR(B * D * H > PAR_MIN))
+#pragma omp parallel for schedule(static) if (PAR(B * D * H > PAR_MIN))
     for (int64_t r = 0; r < B; r++)
         for (int64_t k = 0; k < D; k++) {
             const int64_t i = r * D + k;
@@ -214,7 +217,7 @@ void optimizer_update_layer_fast(const mlp_kernels *K, const mlp_layout *L, int 
     {
         const int64_t w0 = L->w_off[l], nw = L->sizes[l] * L->sizes[l + 1];
         const int64_t pieces = (nw + UPDATE_PIECE - 1) / UPDATE_PIECE;
-#pragma omp parallel for schedule(dynamic) if (PAR(nw >= 4 * UPDATE_PIECE))
+#pragma omp parallel for schedule(static) if (PAR(nw >= 4 * UPDATE_PIECE))
         for (int64_t c = 0; c < pieces; c++) {
             const int64_t i = w0 + c * UPDATE_PIECE;
             const int64_t n = nw - c * UPDATE_PIECE < UPDATE_PIECE ? nw - c * UPDATE_PIECE
@@ -230,7 +233,7 @@ void optimizer_update_layer_fast(const mlp_kernels *K, const mlp_layout *L, int 
 
 /* The entries of rows r0 .. r1 of inp by column: for column k, rows
  * cols->row[start[k] .. start[k+1]) in ascending order and their values. */
-static void to_columns(nz_cols *cols, const nz_rows *inp, int64_t r0, int64_t r1) {
+static void to_columns_serial(nz_cols *cols, const nz_rows *inp, int64_t r0, int64_t r1) {
     const int64_t D = inp->D;
     int32_t *start = cols->start;
     memset(start, 0, sizeof(int32_t) * (size_t)(D + 1));
@@ -247,13 +250,66 @@ static void to_columns(nz_cols *cols, const nz_rows *inp, int64_t r0, int64_t r1
         }
 }
 
+/* The same, the rows cut into one contiguous part per thread: each thread
+ * counts its part's entries per column, the counts of all threads give each
+ * thread's place in every column (thread 0's rows first), and each thread
+ * writes its part there. The lists come out as the serial ones do. */
+static void to_columns(nz_cols *cols, const nz_rows *inp, int64_t r0, int64_t r1) {
+    const int64_t D = inp->D;
+    int64_t entries = 0;
+    for (int64_t r = r0; r < r1; r++) entries += inp->nnz[r];
+#ifdef _OPENMP
+    int T = omp_get_max_threads();
+#else
+    int T = 1;
+#endif
+    T = T < cols->threads ? T : cols->threads;
+    if (!PAR(entries > 4 * PAR_MIN) || T < 2 || r1 - r0 < T) {
+        to_columns_serial(cols, inp, r0, r1);
+        return;
+    }
+#pragma omp parallel num_threads(T)
+    {
+#ifdef _OPENMP
+        const int t = omp_get_thread_num(), n_t = omp_get_num_threads();
+#else
+        const int t = 0, n_t = 1;
+#endif
+        const int64_t a = r0 + (r1 - r0) * t / n_t, b = r0 + (r1 - r0) * (t + 1) / n_t;
+        int32_t *cnt = cols->counts + (int64_t)t * D;
+        memset(cnt, 0, sizeof(int32_t) * (size_t)D);
+        for (int64_t r = a; r < b; r++)
+            for (int64_t e = 0; e < inp->nnz[r]; e++) cnt[inp->idx[r * D + e]]++;
+#pragma omp barrier
+#pragma omp single
+        {
+            int32_t at = 0;
+            for (int64_t k = 0; k < D; k++) {
+                cols->start[k] = at;
+                for (int u = 0; u < n_t; u++) {
+                    const int32_t c = cols->counts[(int64_t)u * D + k];
+                    cols->counts[(int64_t)u * D + k] = at;
+                    at += c;
+                }
+            }
+            cols->start[D] = at;
+        }
+        for (int64_t r = a; r < b; r++)
+            for (int64_t e = 0; e < inp->nnz[r]; e++) {
+                const int32_t k = inp->idx[r * D + e], at = cnt[k]++;
+                cols->row[at] = (int32_t)r;
+                cols->val[at] = inp->val[r * D + e];
+            }
+    }
+}
+
 /* Gb (H) += scale * the sum over the B rows of dout (B,H), each column's
  * sum over the rows in order (row by row across a chunk's columns, which
  * vectorizes); with u, an optimizer step on the biases Gb instead */
 static void bias_grad(const mlp_kernels *K, float *Gb, const float *dout, int64_t B, int64_t H,
                       float scale, const fused_step *u) {
     const int64_t chunks = (H + CHUNK - 1) / CHUNK;
-#pragma omp parallel for schedule(dynamic) if (PAR(B * H > PAR_MIN))
+#pragma omp parallel for schedule(static) if (PAR(B * H > PAR_MIN))
     for (int64_t c = 0; c < chunks; c++) {
         const int64_t j0 = c * CHUNK, w = H - j0 < CHUNK ? H - j0 : CHUNK;
         float s[CHUNK] = {0};
@@ -275,7 +331,7 @@ void linear_backward_weights_fast(const mlp_kernels *K, float *GW, float *Gb,
          * columns, each summed over the whole batch by one thread */
         bias_grad(K, Gb, dout, B, H, scale, NULL);
         const int64_t dchunks = (H + 15) / 16;
-#pragma omp parallel for schedule(dynamic) if (PAR(B * D * H > PAR_MIN))
+#pragma omp parallel for schedule(static) if (PAR(B * D * H > PAR_MIN))
         for (int64_t c = 0; c < dchunks; c++) {
             const int64_t j0 = c * 16, w = H - j0 < 16 ? H - j0 : 16;
             for (int64_t k0 = 0; k0 < D; k0 += 4)
@@ -285,7 +341,7 @@ void linear_backward_weights_fast(const mlp_kernels *K, float *GW, float *Gb,
         return;
     }
     if (H < NARROW && dense_inp) { /* GT (H,D) = dout^T @ inp, row by row */
-#pragma omp parallel for schedule(dynamic) if (PAR(B * D * H > PAR_MIN))
+#pragma omp parallel for schedule(static) if (PAR(B * D * H > PAR_MIN))
         for (int64_t j = 0; j < H; j++) {
             float *gt = GT + j * D, s = 0.0f;
             memset(gt, 0, sizeof(float) * (size_t)D);
@@ -303,7 +359,7 @@ void linear_backward_weights_fast(const mlp_kernels *K, float *GW, float *Gb,
     /* blocks of FAST_RBLOCK rows, so that their dout columns stay in cache */
     for (int64_t r0 = 0; r0 < B; r0 += FAST_RBLOCK) {
         to_columns(cols, inp, r0, r0 + FAST_RBLOCK < B ? r0 + FAST_RBLOCK : B);
-#pragma omp parallel for collapse(2) schedule(dynamic) if (PAR(B * H > PAR_MIN))
+#pragma omp parallel for collapse(2) schedule(static) if (PAR(B * H > PAR_MIN))
         for (int64_t c = 0; c < chunks; c++)
             for (int64_t kb = 0; kb < kblocks; kb++) {
                 const int64_t j0 = c * CHUNK, w = H - j0 < CHUNK ? H - j0 : CHUNK;
@@ -328,7 +384,7 @@ void linear_backward_weights_step_fast(const mlp_kernels *K, float *W, float *b,
     bias_grad(K, b, dout, B, H, 1.0f, u);
     if (dense_inp && nz_density(inp) > FAST_DENSE) { /* as the dense branch above */
         const int64_t dchunks = (H + 15) / 16;
-#pragma omp parallel for schedule(dynamic) if (PAR(B * D * H > PAR_MIN))
+#pragma omp parallel for schedule(static) if (PAR(B * D * H > PAR_MIN))
         for (int64_t c = 0; c < dchunks; c++) {
             const int64_t j0 = c * 16, w = H - j0 < 16 ? H - j0 : 16;
             for (int64_t k0 = 0; k0 < D; k0 += 4) {
@@ -349,7 +405,7 @@ void linear_backward_weights_step_fast(const mlp_kernels *K, float *W, float *b,
      * its weights still take their step) */
     to_columns(cols, inp, 0, B);
     const int64_t chunks = (H + CHUNK - 1) / CHUNK, kblocks = (D + WBLOCK - 1) / WBLOCK;
-#pragma omp parallel for collapse(2) schedule(dynamic) if (PAR(B * H > PAR_MIN))
+#pragma omp parallel for collapse(2) schedule(static) if (PAR(B * H > PAR_MIN))
     for (int64_t c = 0; c < chunks; c++)
         for (int64_t kb = 0; kb < kblocks; kb++) {
         const int64_t j0 = c * CHUNK, w = H - j0 < CHUNK ? H - j0 : CHUNK;

@@ -76,6 +76,7 @@ static void free_workspace(mlp_model *m) {
     free(m->cols.next);
     free(m->cols.row);
     free(m->cols.val);
+    free(m->cols.counts);
     memset(&m->cols, 0, sizeof m->cols);
     m->nz = NULL;
     m->rowbuf = NULL;
@@ -125,7 +126,13 @@ static mlp_status reserve_rows(mlp_model *m, int64_t rows) {
     m->cols.next = malloc(sizeof(int32_t) * (size_t)widest_in);
     m->cols.row = malloc(sizeof(int32_t) * (size_t)rows * (size_t)widest_in);
     m->cols.val = alloc_floats(rows, widest_in);
-    ok = ok && m->cols.start && m->cols.next && m->cols.row && m->cols.val;
+#ifdef _OPENMP
+    m->cols.threads = omp_get_max_threads();
+#else
+    m->cols.threads = 1;
+#endif
+    m->cols.counts = malloc(sizeof(int32_t) * (size_t)m->cols.threads * (size_t)widest_in);
+    ok = ok && m->cols.start && m->cols.next && m->cols.row && m->cols.val && m->cols.counts;
     for (int l = 0; ok && l < n_layers; l++) {
         m->nz[l].idx = malloc(sizeof(int32_t) * (size_t)rows * (size_t)s[l]);
         m->nz[l].val = alloc_floats(rows, s[l]);
@@ -369,8 +376,11 @@ static double forward(mlp_model *m, const mlp_data *data, const int64_t *idx, in
             inp = m->acts[l];
         }
     } else {
-        /* mostly nonzero float rows take the dense paths only: no lists */
+        /* mostly nonzero float rows take the dense paths only: no lists
+         * (the first few rows tell whether counting them all is worth it) */
+        const int64_t few = B < 8 ? B : 8;
         const int lists = data->dtype != MLP_FLOAT32 ||
+                          nz_count(&m->nz[0], data->X, data->d, idx, start, few) <= FAST_DENSE ||
                           nz_count(&m->nz[0], data->X, data->d, idx, start, B) <= FAST_DENSE;
         if (lists) nz_gather(&m->nz[0], data->X, data->dtype, data->d, idx, start, B,
                              m->input_scale);
@@ -511,7 +521,7 @@ mlp_status mlp_train_epoch(mlp_model *m, const mlp_data *data, const int64_t *or
  * results do not depend on the thread count (fast.h): this changes only
  * the time. Returns the count for the next round. */
 #define ROUND_STEPS 16
-#define PROBE_EVERY 16
+#define PROBE_EVERY 32
 
 static double now(void) {
     struct timespec t;
