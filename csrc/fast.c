@@ -100,6 +100,100 @@ double nz_count(nz_rows *nz, const float *X, int64_t d, const int64_t *idx, int6
     return B * d > 0 ? (double)total / (double)(B * d) : 0.0;
 }
 
+/* the nonzero entries of row r of X: their count, and when ix is given,
+ * their columns, values and block starts (as nz_gather finds them) */
+static int64_t row_entries(const void *X, mlp_dtype dtype, int64_t d, int64_t row, int32_t *ix,
+                           float *vx, int32_t *blk) {
+    int64_t n = 0;
+    for (int64_t k0 = 0; k0 < d; k0 += 8) {
+        const int64_t k1 = k0 + 8 < d ? k0 + 8 : d;
+        if (blk && k0 % FAST_KBLOCK == 0) blk[k0 / FAST_KBLOCK] = (int32_t)n;
+        if (dtype == MLP_UINT8) {
+            const uint8_t *src = (const uint8_t *)X + row * d;
+            uint64_t word = 1;
+            if (k1 - k0 == 8) memcpy(&word, src + k0, 8);
+            if (word == 0) continue;
+            for (int64_t k = k0; k < k1; k++)
+                if (src[k] != 0) { /* only there: the rows' lists are packed */
+                    if (ix) ix[n] = (int32_t)k, vx[n] = (float)src[k];
+                    n++;
+                }
+        } else {
+            const float *src = (const float *)X + row * d;
+            if (k1 - k0 == 8 && all_zero8(src + k0)) continue;
+            for (int64_t k = k0; k < k1; k++)
+                if (src[k] != 0.0f) {
+                    if (ix) ix[n] = (int32_t)k, vx[n] = src[k];
+                    n++;
+                }
+        }
+    }
+    if (blk) blk[FAST_BLOCKS(d)] = (int32_t)n;
+    return n;
+}
+
+nz_cache *nz_cache_build(const void *X, mlp_dtype dtype, int64_t n, int64_t d, size_t max_bytes) {
+    const int64_t blocks = FAST_BLOCKS(d);
+    int64_t *start = malloc(sizeof(int64_t) * (size_t)(n + 1));
+    if (!start) return NULL;
+#pragma omp parallel for schedule(static) if (PAR(n * d > PAR_MIN))
+    for (int64_t r = 0; r < n; r++) start[r + 1] = row_entries(X, dtype, d, r, NULL, NULL, NULL);
+    start[0] = 0;
+    for (int64_t r = 0; r < n; r++) start[r + 1] += start[r];
+    const double bytes = 8.0 * (double)start[n] + 4.0 * (double)n * (double)(blocks + 1);
+    if (bytes > (double)max_bytes || (double)start[n] > FAST_DENSE * (double)n * (double)d) {
+        free(start);
+        return NULL;
+    }
+    nz_cache *c = calloc(1, sizeof *c);
+    if (c) {
+        c->start = start;
+        c->idx = malloc(sizeof(int32_t) * (size_t)(start[n] > 0 ? start[n] : 1));
+        c->val = malloc(sizeof(float) * (size_t)(start[n] > 0 ? start[n] : 1));
+        c->blk = malloc(sizeof(int32_t) * (size_t)n * (size_t)(blocks + 1));
+        c->n = n;
+        c->d = d;
+    }
+    if (!c || !c->idx || !c->val || !c->blk) {
+        if (c) nz_cache_free(c);
+        else free(start);
+        return NULL;
+    }
+#pragma omp parallel for schedule(static) if (PAR(n * d > PAR_MIN))
+    for (int64_t r = 0; r < n; r++)
+        row_entries(X, dtype, d, r, c->idx + start[r], c->val + start[r],
+                    c->blk + r * (blocks + 1));
+    return c;
+}
+
+void nz_cache_free(nz_cache *c) {
+    if (!c) return;
+    free(c->start);
+    free(c->idx);
+    free(c->val);
+    free(c->blk);
+    free(c);
+}
+
+void nz_gather_cached(nz_rows *nz, const nz_cache *c, const int64_t *idx, int64_t start,
+                      int64_t B, float scale) {
+    const int64_t d = c->d, blocks = FAST_BLOCKS(d);
+    nz->B = B;
+    nz->D = d;
+#pragma omp parallel for schedule(static) if (PAR(B * d > PAR_MIN))
+    for (int64_t r = 0; r < B; r++) {
+        const int64_t row = idx ? idx[r] : start + r, first = c->start[row];
+        const int64_t n = c->start[row + 1] - first;
+        memcpy(nz->idx + r * d, c->idx + first, sizeof(int32_t) * (size_t)n);
+        float *vx = nz->val + r * d;
+        const float *src = c->val + first;
+        for (int64_t t = 0; t < n; t++) vx[t] = src[t] * scale;
+        memcpy(nz->blk + r * (blocks + 1), c->blk + row * (blocks + 1),
+               sizeof(int32_t) * (size_t)(blocks + 1));
+        nz->nnz[r] = n;
+    }
+}
+
 void nz_from_dense(nz_rows *nz, const float *act, int64_t B, int64_t D) {
     nz_gather(nz, act, MLP_FLOAT32, D, NULL, 0, B, 1.0f);
 }

@@ -17,6 +17,7 @@
 #ifndef MLP_FAST_H
 #define MLP_FAST_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "common.h"
@@ -57,6 +58,28 @@ typedef struct nz_cols {
     int32_t *counts; /* threads x D: each thread's cursors when they share the work */
     int threads;     /* how many threads counts has room for */
 } nz_cols;
+
+/* Every row's nonzero entries of a data set, built once and kept with it
+ * (rows r's entries at start[r] .. start[r + 1], values unscaled; blk: per
+ * row, FAST_BLOCKS(d) + 1 block starts counted from the row's first entry),
+ * so that a batch copies its rows' lists instead of finding them again. */
+typedef struct nz_cache {
+    int64_t *start;
+    int32_t *idx, *blk;
+    float *val;
+    int64_t n, d;
+} nz_cache;
+
+/* The cache of X (n rows of width d); NULL with nothing allocated when it
+ * would take more than max_bytes or the rows are mostly nonzero (the dense
+ * paths need no lists). NULL also when memory runs out: the caller then
+ * finds the lists batch by batch, as without a cache. */
+nz_cache *nz_cache_build(const void *X, mlp_dtype dtype, int64_t n, int64_t d, size_t max_bytes);
+void nz_cache_free(nz_cache *c);
+
+/* nz_gather from the cache: the same lists, values and block starts */
+void nz_gather_cached(nz_rows *nz, const nz_cache *c, const int64_t *idx, int64_t start,
+                      int64_t B, float scale);
 
 /* gather_batch as nonzero lists: rows idx (or start.. when idx is NULL) of
  * X, times scale */

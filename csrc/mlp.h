@@ -164,8 +164,9 @@ mlp_status mlp_set_state(mlp_model *model, const float *state, int64_t steps);
 
 /* Bind n rows of d features (row-major, dtype as given) and their targets
  * (NULL for prediction only). The C core reads X and the targets in place,
- * so the caller keeps them alive until mlp_data_free; the CUDA core copies
- * them to the GPU once. */
+ * so the caller keeps them alive and unchanged until mlp_data_free (its
+ * first training epoch keeps each row's nonzero entries for the next ones);
+ * the CUDA core copies them to the GPU once. */
 mlp_status mlp_data_create(mlp_data **data, const void *X, mlp_dtype dtype, int64_t n,
                            int64_t d, const mlp_targets *targets);
 void mlp_data_free(mlp_data *data);

@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #ifdef _OPENMP
 #include <omp.h>
+#include <pthread.h>
 #endif
 #include <stdlib.h>
 #include <string.h>
@@ -17,12 +18,23 @@
 #include "ops.h"
 #include "pointwise.h"
 
+/* The nonzero lists of a data set's rows (fast.h's nz_cache), built by its
+ * first training epoch on the fast paths and kept for the next ones; one
+ * lock, as several models may train on one data set at once. */
+#define LIST_CACHE_BYTES ((size_t)256 << 20)
+typedef struct data_lists {
+    pthread_mutex_t lock;
+    int tried;
+    nz_cache *nz; /* NULL: too large, mostly nonzero, or out of memory */
+} data_lists;
+
 struct mlp_data {
     const void *X; /* (n, d), read in place */
     mlp_dtype dtype;
     mlp_targets t; /* read in place */
     mlp_target_info info;
     int64_t n, d;
+    data_lists *lists;
 };
 
 struct mlp_model {
@@ -42,6 +54,7 @@ struct mlp_model {
     int64_t cap;
     float *x, **acts, **pre, *out, *dbuf[2];
     const float *x_dense; /* x when this batch's input rows were gathered as floats, else NULL */
+    const nz_cache *lists; /* the training data's kept nonzero lists during an epoch, or NULL */
     int32_t *ybuf;
     float *tbuf, *wbuf;
     int64_t *rowbuf; /* row numbers of a batch taken in order */
@@ -309,7 +322,13 @@ mlp_status mlp_data_create(mlp_data **data, const void *X, mlp_dtype dtype, int6
     mlp_status st = mlp_check_data_args(data, X, dtype, n, d, targets);
     if (st != MLP_OK) return st;
     mlp_data *p = calloc(1, sizeof *p);
-    if (!p) return mlp_fail(MLP_ERR_NOMEM, "out of host memory");
+    data_lists *lists = calloc(1, sizeof *lists);
+    if (!p || !lists || pthread_mutex_init(&lists->lock, NULL) != 0) {
+        free(p);
+        free(lists);
+        return mlp_fail(MLP_ERR_NOMEM, "out of host memory");
+    }
+    p->lists = lists;
     p->X = X;
     p->dtype = dtype;
     if (targets) p->t = *targets;
@@ -320,7 +339,25 @@ mlp_status mlp_data_create(mlp_data **data, const void *X, mlp_dtype dtype, int6
     return MLP_OK;
 }
 
-void mlp_data_free(mlp_data *data) { free(data); }
+void mlp_data_free(mlp_data *data) {
+    if (!data) return;
+    pthread_mutex_destroy(&data->lists->lock);
+    nz_cache_free(data->lists->nz);
+    free(data->lists);
+    free(data);
+}
+
+/* The data set's kept nonzero lists, built on first use (NULL when none) */
+static const nz_cache *lists_of(const mlp_data *data) {
+    data_lists *l = data->lists;
+    pthread_mutex_lock(&l->lock);
+    if (!l->tried) {
+        l->tried = 1;
+        l->nz = nz_cache_build(data->X, data->dtype, data->n, data->d, LIST_CACHE_BYTES);
+    }
+    pthread_mutex_unlock(&l->lock);
+    return l->nz;
+}
 
 static mlp_status check_targets(const mlp_model *m, const mlp_data *data) {
     return mlp_check_targets(&data->info, m->loss, m->L.sizes[m->L.n_layers]);
@@ -376,14 +413,19 @@ static double forward(mlp_model *m, const mlp_data *data, const int64_t *idx, in
             inp = m->acts[l];
         }
     } else {
-        /* mostly nonzero float rows take the dense paths only: no lists
-         * (the first few rows tell whether counting them all is worth it) */
-        const int64_t few = B < 8 ? B : 8;
-        const int lists = data->dtype != MLP_FLOAT32 ||
-                          nz_count(&m->nz[0], data->X, data->d, idx, start, few) <= FAST_DENSE ||
-                          nz_count(&m->nz[0], data->X, data->d, idx, start, B) <= FAST_DENSE;
-        if (lists) nz_gather(&m->nz[0], data->X, data->dtype, data->d, idx, start, B,
-                             m->input_scale);
+        int lists = 1;
+        if (m->lists) { /* the rows' lists as the first epoch found them */
+            nz_gather_cached(&m->nz[0], m->lists, idx, start, B, m->input_scale);
+        } else {
+            /* mostly nonzero float rows take the dense paths only: no lists
+             * (the first few rows tell whether counting them all is worth it) */
+            const int64_t few = B < 8 ? B : 8;
+            lists = data->dtype != MLP_FLOAT32 ||
+                    nz_count(&m->nz[0], data->X, data->d, idx, start, few) <= FAST_DENSE ||
+                    nz_count(&m->nz[0], data->X, data->d, idx, start, B) <= FAST_DENSE;
+            if (lists) nz_gather(&m->nz[0], data->X, data->dtype, data->d, idx, start, B,
+                                 m->input_scale);
+        }
         /* dense data (not pixels): the rows as floats too, for the dense paths */
         const float *x = NULL;
         m->x_dense = NULL;
@@ -563,6 +605,7 @@ static mlp_status train_epoch(mlp_model *m, const mlp_data *data, const int64_t 
     int used = 0;
     double round_start = 0.0;
     int64_t round_rows = 0;
+    m->lists = m->plain ? NULL : lists_of(data);
     for (int64_t start = 0, b = 0; start < n; start += batch_size, b++) {
         if (tune && b % ROUND_STEPS == 0) {
             const double t = now();
@@ -587,6 +630,7 @@ static mlp_status train_epoch(mlp_model *m, const mlp_data *data, const int64_t 
         round_rows += B;
         if (batch_losses) batch_losses[b] = (float)loss;
     }
+    m->lists = NULL;
     if (mean_loss) *mean_loss = weight_sum > 0.0 ? loss_sum / weight_sum : 0.0;
     if (accuracy) *accuracy = done > 0 ? (double)correct / (double)done : 0.0;
     return st;
