@@ -308,19 +308,17 @@ void linear_backward_input_fast(const mlp_kernels *K, float *dinp, const float *
 void optimizer_update_layer_fast(const mlp_kernels *K, const mlp_layout *L, int l,
                                  const mlp_step *s, float *params, const float *grads, float *m,
                                  float *v) {
-    {
-        const int64_t w0 = L->w_off[l], nw = L->sizes[l] * L->sizes[l + 1];
-        const int64_t pieces = (nw + UPDATE_PIECE - 1) / UPDATE_PIECE;
+    const int64_t w0 = L->w_off[l], nw = L->sizes[l] * L->sizes[l + 1];
+    const int64_t pieces = (nw + UPDATE_PIECE - 1) / UPDATE_PIECE;
 #pragma omp parallel for schedule(static) if (PAR(nw >= 4 * UPDATE_PIECE))
-        for (int64_t c = 0; c < pieces; c++) {
-            const int64_t i = w0 + c * UPDATE_PIECE;
-            const int64_t n = nw - c * UPDATE_PIECE < UPDATE_PIECE ? nw - c * UPDATE_PIECE
-                                                                   : UPDATE_PIECE;
-            K->update(s, params + i, grads + i, m + i, v + i, n, 0);
-        }
-        const int64_t b0 = L->b_off[l];
-        K->update(s, params + b0, grads + b0, m + b0, v + b0, L->sizes[l + 1], 1);
+    for (int64_t c = 0; c < pieces; c++) {
+        const int64_t i = w0 + c * UPDATE_PIECE;
+        const int64_t n = nw - c * UPDATE_PIECE < UPDATE_PIECE ? nw - c * UPDATE_PIECE
+                                                               : UPDATE_PIECE;
+        K->update(s, params + i, grads + i, m + i, v + i, n, 0);
     }
+    const int64_t b0 = L->b_off[l];
+    K->update(s, params + b0, grads + b0, m + b0, v + b0, L->sizes[l + 1], 1);
 }
 
 /* ---- linear_backward: the weight gradient (+ sgd_update) ------------------ */
@@ -418,19 +416,31 @@ static void bias_grad(const mlp_kernels *K, float *Gb, const float *dout, int64_
 
 void linear_backward_weights_fast(const mlp_kernels *K, float *GW, float *Gb,
                                   const nz_rows *inp, const float *dense_inp, const float *dout,
-                                  int64_t H, float scale, float *GT, nz_cols *cols) {
+                                  int64_t H, float scale, float *GT, nz_cols *cols,
+                                  const fused_step *u) {
     const int64_t B = inp->B, D = inp->D;
     if (H >= NARROW && dense_inp && nz_density(inp) > FAST_DENSE) {
         /* most inputs nonzero: dense register blocks of 4 weight rows x 16
          * columns, each summed over the whole batch by one thread */
-        bias_grad(K, Gb, dout, B, H, scale, NULL);
+        bias_grad(K, Gb, dout, B, H, scale, u);
         const int64_t dchunks = (H + 15) / 16;
 #pragma omp parallel for schedule(static) if (PAR(B * D * H > PAR_MIN))
         for (int64_t c = 0; c < dchunks; c++) {
             const int64_t j0 = c * 16, w = H - j0 < 16 ? H - j0 : 16;
-            for (int64_t k0 = 0; k0 < D; k0 += 4)
-                K->weights_dense(GW + k0 * H + j0, H, dense_inp + k0, D,
-                                 D - k0 < 4 ? (int)(D - k0) : 4, dout + j0, H, w, B, scale);
+            for (int64_t k0 = 0; k0 < D; k0 += 4) {
+                const int n = D - k0 < 4 ? (int)(D - k0) : 4;
+                if (!u) {
+                    K->weights_dense(GW + k0 * H + j0, H, dense_inp + k0, D, n, dout + j0, H, w,
+                                     B, scale);
+                    continue;
+                }
+                float g[4 * 16] = {0}; /* the gradient of 4 x 16 weights */
+                K->weights_dense(g, 16, dense_inp + k0, D, n, dout + j0, H, w, B, 1.0f);
+                for (int i = 0; i < n; i++) {
+                    const int64_t at = (k0 + i) * H + j0;
+                    K->update(u->s, GW + at, g + 16 * i, u->mW + at, u->vW + at, w, 0);
+                }
+            }
         }
         return;
     }
@@ -448,11 +458,15 @@ void linear_backward_weights_fast(const mlp_kernels *K, float *GW, float *Gb,
         }
         return;
     }
+    /* Blocks of FAST_RBLOCK rows, so that their dout columns stay in cache.
+     * With a step, the whole batch in one block instead: each weight's
+     * gradient is then whole when the step needs it (an input column with
+     * no entries has gradient zero, and its weights still take their step). */
     const int64_t chunks = (H + CHUNK - 1) / CHUNK, kblocks = (D + WBLOCK - 1) / WBLOCK;
-    bias_grad(K, Gb, dout, B, H, scale, NULL);
-    /* blocks of FAST_RBLOCK rows, so that their dout columns stay in cache */
-    for (int64_t r0 = 0; r0 < B; r0 += FAST_RBLOCK) {
-        to_columns(cols, inp, r0, r0 + FAST_RBLOCK < B ? r0 + FAST_RBLOCK : B);
+    const int64_t rows = u ? B : FAST_RBLOCK;
+    bias_grad(K, Gb, dout, B, H, scale, u);
+    for (int64_t r0 = 0; r0 < B; r0 += rows) {
+        to_columns(cols, inp, r0, r0 + rows < B ? r0 + rows : B);
 #pragma omp parallel for collapse(2) schedule(static) if (PAR(B * H > PAR_MIN))
         for (int64_t c = 0; c < chunks; c++)
             for (int64_t kb = 0; kb < kblocks; kb++) {
@@ -460,58 +474,19 @@ void linear_backward_weights_fast(const mlp_kernels *K, float *GW, float *Gb,
                 const int64_t k1 = (kb + 1) * WBLOCK < D ? (kb + 1) * WBLOCK : D;
                 for (int64_t k = kb * WBLOCK; k < k1; k++) {
                     const int64_t first = cols->start[k], n = cols->start[k + 1] - first;
+                    const int64_t at = k * H + j0;
+                    if (!u) {
+                        if (n > 0)
+                            K->weights_chunk(GW + at, cols->row + first, cols->val + first, n,
+                                             dout, H, j0, w, scale);
+                        continue;
+                    }
+                    float g[CHUNK] = {0};
                     if (n > 0)
-                        K->weights_chunk(GW + k * H + j0, cols->row + first, cols->val + first,
-                                         n, dout, H, j0, w, scale);
+                        K->weights_chunk(g, cols->row + first, cols->val + first, n, dout, H,
+                                         j0, w, 1.0f);
+                    K->update(u->s, GW + at, g, u->mW + at, u->vW + at, w, 0);
                 }
             }
-    }
-}
-
-/* ---- linear_backward's weight gradient with the optimizer step fused ------ */
-
-void linear_backward_weights_step_fast(const mlp_kernels *K, float *W, float *b,
-                                       const nz_rows *inp, const float *dense_inp,
-                                       const float *dout, int64_t H, const fused_step *u,
-                                       nz_cols *cols) {
-    const int64_t B = inp->B, D = inp->D;
-    bias_grad(K, b, dout, B, H, 1.0f, u);
-    if (dense_inp && nz_density(inp) > FAST_DENSE) { /* as the dense branch above */
-        const int64_t dchunks = (H + 15) / 16;
-#pragma omp parallel for schedule(static) if (PAR(B * D * H > PAR_MIN))
-        for (int64_t c = 0; c < dchunks; c++) {
-            const int64_t j0 = c * 16, w = H - j0 < 16 ? H - j0 : 16;
-            for (int64_t k0 = 0; k0 < D; k0 += 4) {
-                const int n = D - k0 < 4 ? (int)(D - k0) : 4;
-                float g[4 * 16] = {0}; /* the gradient of 4 x 16 weights */
-                K->weights_dense(g, 16, dense_inp + k0, D, n, dout + j0, H, w, B, 1.0f);
-                for (int i = 0; i < n; i++) {
-                    const int64_t at = (k0 + i) * H + j0;
-                    K->update(u->s, W + at, g + 16 * i, u->mW + at, u->vW + at, w, 0);
-                }
-            }
-        }
-        return;
-    }
-    /* the entries of the whole batch by column; each weight's gradient is
-     * summed over all of them in one pass, so that it is whole when the
-     * step needs it (an input column with no entries has gradient zero, and
-     * its weights still take their step) */
-    to_columns(cols, inp, 0, B);
-    const int64_t chunks = (H + CHUNK - 1) / CHUNK, kblocks = (D + WBLOCK - 1) / WBLOCK;
-#pragma omp parallel for collapse(2) schedule(static) if (PAR(B * H > PAR_MIN))
-    for (int64_t c = 0; c < chunks; c++)
-        for (int64_t kb = 0; kb < kblocks; kb++) {
-        const int64_t j0 = c * CHUNK, w = H - j0 < CHUNK ? H - j0 : CHUNK;
-        const int64_t k1 = (kb + 1) * WBLOCK < D ? (kb + 1) * WBLOCK : D;
-        for (int64_t k = kb * WBLOCK; k < k1; k++) {
-            const int64_t first = cols->start[k], n = cols->start[k + 1] - first;
-            float g[CHUNK] = {0};
-            if (n > 0)
-                K->weights_chunk(g, cols->row + first, cols->val + first, n, dout, H, j0, w,
-                                 1.0f);
-            const int64_t at = k * H + j0;
-            K->update(u->s, W + at, g, u->mW + at, u->vW + at, w, 0);
-        }
     }
 }

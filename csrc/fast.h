@@ -131,19 +131,16 @@ typedef struct fused_step {
  *   GW (D,H) += scale * inp^T @ dout,  Gb (H) += scale * sum over B of dout
  * With GW, Gb = W, b and scale = -lr this is linear_backward + sgd_update
  * fused (momentum and weight decay zero); with zeroed gradients and scale 1,
- * plain linear_backward. dense_inp (B,D) may be given when the input rows
- * are also at hand as a dense matrix (used for narrow layers, and for
- * mostly-nonzero inputs, which take dense register blocks). GT: scratch
- * of D*H floats; cols: scratch for the entries by column. */
+ * plain linear_backward. With u (layers of at least FAST_NARROW outputs
+ * only): GW, Gb are W, b, scale is not used, and each finished piece of
+ * the gradient takes u's optimizer step instead of being added. dense_inp
+ * (B,D) may be given when the input rows are also at hand as a dense matrix
+ * (used for narrow layers, and for mostly-nonzero inputs, which take dense
+ * register blocks). GT: scratch of D*H floats; cols: scratch for the
+ * entries by column. */
 void linear_backward_weights_fast(const mlp_kernels *K, float *GW, float *Gb,
                                   const nz_rows *inp, const float *dense_inp, const float *dout,
-                                  int64_t H, float scale, float *GT, nz_cols *cols);
-
-/* linear_backward's dW, db and an optimizer step fused (fused_step): W, b
- * updated in place. Layers of at least FAST_NARROW outputs only. */
-void linear_backward_weights_step_fast(const mlp_kernels *K, float *W, float *b,
-                                       const nz_rows *inp, const float *dense_inp,
-                                       const float *dout, int64_t H, const fused_step *u,
-                                       nz_cols *cols);
+                                  int64_t H, float scale, float *GT, nz_cols *cols,
+                                  const fused_step *u);
 
 #endif /* MLP_FAST_H */

@@ -485,16 +485,16 @@ static void backward(mlp_model *m, const batch_targets *t, int64_t B, double wsu
             const float *dense = l == 0 ? m->x_dense : m->acts[l - 1];
             if (fused_lr != 0.0f) {
                 linear_backward_weights_fast(m->kernels, W, b, &m->nz[l], dense, dout, out,
-                                             -fused_lr, m->T, &m->cols);
+                                             -fused_lr, m->T, &m->cols, NULL);
             } else if (s && out >= FAST_NARROW && B * in < INT32_MAX) { /* int32 column lists */
                 const fused_step u = {s, m->m + L->w_off[l], m->v + L->w_off[l],
                                       m->m + L->b_off[l], m->v + L->b_off[l]};
-                linear_backward_weights_step_fast(m->kernels, W, b, &m->nz[l], dense, dout, out,
-                                                  &u, &m->cols);
+                linear_backward_weights_fast(m->kernels, W, b, &m->nz[l], dense, dout, out, 1.0f,
+                                             m->T, &m->cols, &u);
             } else {
                 memset(gW, 0, sizeof(float) * (size_t)((in + 1) * out)); /* W and b */
                 linear_backward_weights_fast(m->kernels, gW, gb, &m->nz[l], dense, dout, out, 1.0f,
-                                             m->T, &m->cols);
+                                             m->T, &m->cols, NULL);
                 if (s)
                     optimizer_update_layer_fast(m->kernels, L, l, s, m->params, m->grads, m->m,
                                                 m->v);
