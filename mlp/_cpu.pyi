@@ -1,4 +1,4 @@
-# Types of the compiled wrapper (mlp/_core.pxi); mlp/_cuda.pyi is the same.
+# Types of the compiled wrapper (mlp/_core.pxi); mlp/_cuda.pyi re-exports them.
 from typing import Any
 
 import numpy as np
