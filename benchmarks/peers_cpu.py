@@ -30,7 +30,6 @@ from lean_numpy import LeanNumpy  # noqa: E402
 from mlp import datasets  # noqa: E402
 from mlp._backends import get_backend  # noqa: E402
 from mlp.optimizers import make_optimizer  # noqa: E402
-from mlp.reference import layer_views  # noqa: E402
 from mlp.training import initial_state  # noqa: E402
 
 SIZES, LR, PAUSE = (784, 256, 10), 0.1, 0.5
@@ -49,28 +48,12 @@ def contenders(X, y, batch, rounds):
     out["numpy loop"] = lambda: lean.epoch(X, y, next(lean_orders), batch)
     try:
         import torch
+        from torch_peer import TorchPeer
     except ImportError:
         torch = None
     if torch is not None:
-        model = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(),
-                                    torch.nn.Linear(256, 10))
-        with torch.no_grad():
-            for lin, W, b in zip((model[0], model[2]), *layer_views(params, SIZES)):
-                lin.weight.copy_(torch.from_numpy(W.T.copy()))
-                lin.bias.copy_(torch.from_numpy(b.copy()))
-        opt = torch.optim.SGD(model.parameters(), lr=LR)
-        Xf, yl, torch_orders = torch.from_numpy(X / np.float32(255)), torch.from_numpy(y), \
-            iter(orders)
-
-        def torch_epoch():
-            perm = torch.from_numpy(next(torch_orders))
-            for s in range(0, len(perm), batch):
-                idx = perm[s:s + batch]
-                loss = torch.nn.functional.cross_entropy(model(Xf[idx]), yl[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-        out[f"PyTorch {torch.__version__}"] = torch_epoch
+        peer, torch_orders = TorchPeer(params, SIZES, LR, X, y), iter(orders)
+        out[f"PyTorch {torch.__version__}"] = lambda: peer.epoch(next(torch_orders), batch)
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
     Xs = X / np.float32(255)

@@ -19,7 +19,6 @@ import pytest
 from lean_numpy import LeanNumpy
 from mlp._backends import get_backend
 from mlp.optimizers import make_optimizer
-from mlp.reference import layer_views
 from mlp.training import initial_state
 
 SIZES = (784, 256, 10)
@@ -76,35 +75,16 @@ def test_epoch_numpy_lean(benchmark, mnist, batch):
 @pytest.mark.parametrize("batch", BATCHES)
 def test_epoch_pytorch(benchmark, mnist, batch):
     torch = pytest.importorskip("torch")
+    from torch_peer import TorchPeer
     X, y, Xt, yt = mnist
     params, orders = initial_state(SIZES, len(X), ROUNDS + 1, seed=0)
-    Ws, bs = layer_views(params, SIZES)
-    model = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
-    with torch.no_grad():
-        for lin, W, b in zip((model[0], model[2]), Ws, bs):
-            lin.weight.copy_(torch.from_numpy(W.T.copy()))
-            lin.bias.copy_(torch.from_numpy(b.copy()))
-    opt = torch.optim.SGD(model.parameters(), lr=LR)
-    Xf = torch.from_numpy(X.astype(np.float32) / np.float32(255))
-    yl = torch.from_numpy(y)
-
-    def epoch(order):
-        perm = torch.from_numpy(order)
-        for s in range(0, len(order), batch):
-            idx = perm[s:s + batch]
-            loss = torch.nn.functional.cross_entropy(model(Xf[idx]), yl[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-
-    epoch(orders[0])
+    peer = TorchPeer(params, SIZES, LR, X, y)
+    peer.epoch(orders[0], batch)
     benchmark.group = f"epoch, batch {batch}"
     benchmark.name = f"PyTorch {torch.__version__} CPU, {torch.get_num_threads()} threads"
-    with torch.no_grad():
-        benchmark.extra_info["acc_1_epoch"] = accuracy(
-            lambda A: model(torch.from_numpy(A.astype(np.float32) / 255)).numpy(), Xt, yt)
+    benchmark.extra_info["acc_1_epoch"] = accuracy(peer.logits, Xt, yt)
     rest = iter(orders[1:])
-    run_rounds(benchmark, lambda: epoch(next(rest)))
+    run_rounds(benchmark, lambda: peer.epoch(next(rest), batch))
 
 
 @pytest.mark.parametrize("batch", BATCHES)
