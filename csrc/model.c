@@ -3,10 +3,10 @@
  * ones through their fast paths in fast.c (or the plain ones of ops.c after
  * mlp_use_plain_ops, or for a configuration the fast paths do not support).
  */
+#include <pthread.h>
 #include <stdatomic.h>
 #ifdef _OPENMP
 #include <omp.h>
-#include <pthread.h>
 #endif
 #include <stdlib.h>
 #include <string.h>
