@@ -9,6 +9,7 @@
 #include "common.cuh"
 #include "tf32.cuh"
 #include "pointwise.h"
+#include "phase_times.cuh"
 
 namespace cg = cooperative_groups;
 
@@ -33,8 +34,8 @@ constexpr int64_t MAX_PARTIAL_FLOATS = (int64_t)1 << 28;
 /* Without TF32 tensor cores (MLP_KERNELS=base, sm_75), larger batches take
  * the kernel-per-op path: this kernel's epoch time stops falling from batch
  * 1024 up (every 64-row chunk waits on its loads), while a kernel per op
- * keeps getting faster; fused_rows.cu's kernel takes any batch from
- * ROWS_BATCH (benchmarks/RESULTS.md has the measurements). */
+ * keeps getting faster; with tensor cores, fused_rows.cu's kernel takes the
+ * large batches (fused_by_rows; benchmarks/RESULTS.md has the measurements). */
 constexpr int64_t MAX_BATCH = 2048;
 
 __host__ __device__ inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -53,24 +54,55 @@ __host__ __device__ inline Tiles tiles_of(int64_t D, int64_t H) {
     return t;
 }
 
-/* The optimizer update (pointwise.h's PyTorch SGD, the only optimizer these
- * kernels take) of N elements P[at[i]] (where ok[i]) with gradients
- * g[i]. Every load is issued before any store, so the round trips overlap. */
-template <int N>
-__device__ inline void sgd(float *P, float *V, const int64_t (&at)[N], const bool (&ok)[N],
-                           const float (&g)[N], const FusedEpoch &e) {
-    const bool momentum = e.step.momentum != 0.0f;
-    float p[N], v[N];
+/* The general code's constants of the step in hand (e.steps[step].s),
+ * copied to shared memory once a step (fused_epoch_kernel) so that no update
+ * waits on a round trip to device memory for them. */
+__shared__ mlp_step step_constants;
+
+/* The optimizer update of N elements P[at[i]] (where ok[i]) with gradients
+ * g[i], momentum (or Adam's first moment) in V and Adam's second moment in
+ * S. GENERAL = false: PyTorch's SGD with the epoch's constants (e.step);
+ * GENERAL = true: pointwise.h's mlp_update with the step's constants
+ * (step_constants), the elements from bias_at on being biases, and each old
+ * weight's square added to pen (scikit-learn's penalty). Every load is
+ * issued before any store, so the round trips overlap. */
+template <bool GENERAL, int N>
+__device__ inline void update(float *P, float *V, float *S, const int64_t (&at)[N],
+                              const bool (&ok)[N], const float (&g)[N], const FusedEpoch &e,
+                              int64_t bias_at, double &pen) {
+    if (!GENERAL) {
+        const bool momentum = e.step.momentum != 0.0f;
+        float p[N], v[N];
+#pragma unroll
+        for (int i = 0; i < N; i++) {
+            p[i] = ok[i] ? __ldcg(P + at[i]) : 0.0f;
+            v[i] = ok[i] && momentum ? __ldcg(V + at[i]) : 0.0f;
+        }
+#pragma unroll
+        for (int i = 0; i < N; i++) {
+            if (!ok[i]) continue;
+            P[at[i]] = mlp_torch_sgd(&e.step, p[i], mlp_l2_grad(&e.step, p[i], g[i], 0), &v[i]);
+            if (momentum) V[at[i]] = v[i];
+        }
+        return;
+    }
+    const mlp_step s = step_constants;
+    const bool first = s.adam || s.momentum != 0.0f, second = s.adam != 0;
+    float p[N], m[N], v[N];
 #pragma unroll
     for (int i = 0; i < N; i++) {
         p[i] = ok[i] ? __ldcg(P + at[i]) : 0.0f;
-        v[i] = ok[i] && momentum ? __ldcg(V + at[i]) : 0.0f;
+        m[i] = ok[i] && first ? __ldcg(V + at[i]) : 0.0f;
+        v[i] = ok[i] && second ? __ldcg(S + at[i]) : 0.0f;
     }
 #pragma unroll
     for (int i = 0; i < N; i++) {
         if (!ok[i]) continue;
-        P[at[i]] = mlp_torch_sgd(&e.step, p[i], mlp_l2_grad(&e.step, p[i], g[i], 0), &v[i]);
-        if (momentum) V[at[i]] = v[i];
+        const bool bias = at[i] >= bias_at;
+        if (!bias) pen += (double)p[i] * p[i];
+        P[at[i]] = mlp_update(&s, p[i], g[i], &m[i], &v[i], bias);
+        if (first) V[at[i]] = m[i];
+        if (second) S[at[i]] = v[i];
     }
 }
 
@@ -183,6 +215,7 @@ __device__ void forward_tile_fp32(const FusedEpoch &e, const Tiles &t, int64_t i
  * dh (a thread per element). */
 constexpr int KMAX = 16; /* partial sums loaded at once per element */
 
+template <bool GENERAL>
 __device__ void head_rows(const FusedEpoch &e, const Tiles &t, int64_t start, int64_t B,
                           float *smem) {
     const int64_t H = e.H, C = e.C;
@@ -198,7 +231,9 @@ __device__ void head_rows(const FusedEpoch &e, const Tiles &t, int64_t start, in
     for (int64_t g0 = first; g0 < last; g0 += WARPS) {
         const int R = last - g0 < WARPS ? (int)(last - g0) : WARPS;
         if (threadIdx.x < R) labels[threadIdx.x] = __ldg(e.labels + start + g0 + threadIdx.x);
-        /* relu_forward of the summed partial products (the bias is in) */
+        /* the activation's forward of the summed partial products (the bias
+         * is in); where its backward needs its input, the input waits in dh */
+        const bool keep_input = GENERAL && mlp_activation_needs_input(e.act);
         for (int64_t idx = threadIdx.x; idx < R * H; idx += THREADS) {
             const float *p = e.partial + g0 * H + idx;
             float s = 0.0f;
@@ -210,7 +245,8 @@ __device__ void head_rows(const FusedEpoch &e, const Tiles &t, int64_t start, in
 #pragma unroll
                 for (int q = 0; q < KMAX; q++) s += v[q];
             }
-            hs[idx] = mlp_activation_forward(MLP_RELU, s);
+            hs[idx] = mlp_activation_forward(GENERAL ? e.act : MLP_RELU, s);
+            if (keep_input) e.dh[g0 * H + idx] = s;
         }
         __syncthreads();
         for (int64_t idx = threadIdx.x; idx < R * H; idx += THREADS) e.h[g0 * H + idx] = hs[idx];
@@ -242,12 +278,19 @@ __device__ void head_rows(const FusedEpoch &e, const Tiles &t, int64_t start, in
             }
         }
         __syncthreads();
-        /* linear_backward's dinp, then relu_backward */
+        /* linear_backward's dinp, then the activation's backward (ReLU's
+         * skips the sum of a blocked unit); each thread reads back the
+         * inputs it kept above */
+        const bool relu = !GENERAL || e.act == MLP_RELU;
         for (int64_t idx = threadIdx.x; idx < R * H; idx += THREADS) {
             const int64_t r = idx / H, j = idx % H;
             float s = 0.0f;
-            if (mlp_relu_passes(hs[idx]))
+            if (!relu || mlp_relu_passes(hs[idx]))
                 for (int64_t c = 0; c < C; c++) s = fmaf(zs[r * C + c], W2s[j * C + c], s);
+            if (GENERAL) {
+                const float x = keep_input ? e.dh[g0 * H + idx] : 0.0f;
+                s = mlp_activation_backward(e.act, x, hs[idx], s);
+            }
             e.dh[g0 * H + idx] = s;
         }
         __syncthreads();
@@ -258,8 +301,9 @@ __device__ void head_rows(const FusedEpoch &e, const Tiles &t, int64_t start, in
 
 /* One W1 tile: dW (KT, NT) = X[:, tile]^T @ dh[:, tile]; thread (tk, tc)
  * sums inputs tk*2.. and hidden units tc*4.. over every row. */
+template <bool GENERAL>
 __device__ void weights_tile_fp32(const FusedEpoch &e, const Tiles &t, int64_t item, int64_t start,
-                             int64_t B, float *smem) {
+                                  int64_t B, float *smem, double &pen) {
     const int64_t kt = item / t.n_tiles, k0 = kt * KT, j0 = item % t.n_tiles * NT;
     float *Xs = smem, *Ds = smem + RT * XS;
     const int tk = threadIdx.x / (NT / 4), tc = threadIdx.x % (NT / 4);
@@ -304,7 +348,7 @@ __device__ void weights_tile_fp32(const FusedEpoch &e, const Tiles &t, int64_t i
             ok[i * 4 + j] = gk <= e.D && gj < e.H;
             g[i * 4 + j] = acc[i][j];
         }
-    sgd(e.W1, e.V1, at, ok, g, e);
+    update<GENERAL>(e.W1, e.V1, e.S1, at, ok, g, e, e.D * e.H, pen);
 }
 
 /* ---- the same two products on tensor cores (sm_80 and newer) -------------
@@ -460,8 +504,9 @@ __device__ void forward_tile_mma(const FusedEpoch &e, const Tiles &t, int64_t it
     }
 }
 
+template <bool GENERAL>
 __device__ void weights_tile_mma(const FusedEpoch &e, const Tiles &t, int64_t item,
-                                 int64_t start, int64_t B, float *smem) {
+                                 int64_t start, int64_t B, float *smem, double &pen) {
     const int64_t kt = item / t.n_tiles, k0 = kt * KT, j0 = item % t.n_tiles * NT;
     float *Xs = smem, *Ds = smem + RT * XSW;
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
@@ -525,7 +570,7 @@ __device__ void weights_tile_mma(const FusedEpoch &e, const Tiles &t, int64_t it
             ok[n * 4 + i] = gk <= e.D && gj < e.H;
             grad[n * 4 + i] = acc[n][i];
         }
-    sgd(e.W1, e.V1, at, ok, grad, e);
+    update<GENERAL>(e.W1, e.V1, e.S1, at, ok, grad, e, e.D * e.H, pen);
 }
 #endif
 
@@ -538,17 +583,20 @@ __device__ inline void forward_tile(const FusedEpoch &e, const Tiles &t, int64_t
     forward_tile_fp32(e, t, item, start, B, smem);
 }
 
+template <bool GENERAL>
 __device__ inline void weights_tile(const FusedEpoch &e, const Tiles &t, int64_t item,
-                                    int64_t start, int64_t B, float *smem) {
+                                    int64_t start, int64_t B, float *smem, double &pen) {
 #if MLP_HAVE_TF32
-    if (e.tensor_cores) return weights_tile_mma(e, t, item, start, B, smem);
+    if (e.tensor_cores) return weights_tile_mma<GENERAL>(e, t, item, start, B, smem, pen);
 #endif
-    weights_tile_fp32(e, t, item, start, B, smem);
+    weights_tile_fp32<GENERAL>(e, t, item, start, B, smem, pen);
 }
 
 /* One slice of W2: dW (KW, C) = [h, 1][:, slice]^T @ dlogits; thread
  * handles outputs threadIdx.x, + THREADS, ... */
-__device__ void head_weights_slice(const FusedEpoch &e, int64_t slice, int64_t B, float *smem) {
+template <bool GENERAL>
+__device__ void head_weights_slice(const FusedEpoch &e, int64_t slice, int64_t start, int64_t B,
+                                   float *smem, double &pen) {
     const int64_t H = e.H, C = e.C, k0 = slice * KW;
     const int outs = (int)(KW * C);
     float *Hs = smem, *Zs = smem + RT * (KW + 1);
@@ -584,32 +632,47 @@ __device__ void head_weights_slice(const FusedEpoch &e, int64_t slice, int64_t B
         at[q] = k0 * C + o;
         ok[q] = o < outs && k0 + o / C <= H;
     }
-    sgd(e.W2, e.V2, at, ok, acc, e);
+    update<GENERAL>(e.W2, e.V2, e.S2, at, ok, acc, e, e.H * e.C, pen);
 }
 
 /* ---- the epoch ------------------------------------------------------------ */
 
+template <bool GENERAL>
 __global__ void __launch_bounds__(THREADS) fused_epoch_kernel(FusedEpoch e) {
     extern __shared__ __align__(16) float smem[];
     cg::grid_group grid = cg::this_grid();
     const Tiles t = tiles_of(e.D, e.H);
+    const bool penalty = GENERAL && e.penalty;
+    PHASE_CLOCK(clk);
     for (int64_t start = 0; start < e.n; start += e.batch) {
         const int64_t B = e.n - start < e.batch ? e.n - start : e.batch;
         stop_poll(e, start);
         for (int64_t i = blockIdx.x; i < t.w1; i += gridDim.x) forward_tile(e, t, i, start, B, smem);
+        PHASE_MARK(clk, 0);
         grid.sync();
+        PHASE_MARK(clk, 1);
+        if (penalty && start > 0) penalty_total(e, start / e.batch - 1);
         if (stop_now(e, start)) break;
-        head_rows(e, t, start, B, smem);
+        /* every thread of the block is past the last step's updates; each
+         * update of this step comes after a block barrier */
+        if (GENERAL && threadIdx.x == 0) step_constants = e.steps[start / e.batch].s;
+        head_rows<GENERAL>(e, t, start, B, smem);
+        PHASE_MARK(clk, 2);
         grid.sync();
+        PHASE_MARK(clk, 3);
         /* The next step's forward reads only this block's own W1 tiles, which
          * it updates here: no grid barrier until after that forward. */
+        double pen = 0.0;
         for (int64_t i = blockIdx.x; i < t.w1 + t.w2; i += gridDim.x) {
             if (i < t.w1)
-                weights_tile(e, t, i, start, B, smem);
+                weights_tile<GENERAL>(e, t, i, start, B, smem, pen);
             else
-                head_weights_slice(e, i - t.w1, B, smem);
+                head_weights_slice<GENERAL>(e, i - t.w1, start, B, smem, pen);
         }
+        if (penalty) penalty_part(e, start / e.batch, pen);
+        PHASE_MARK(clk, 4);
     }
+    PHASE_FLUSH(clk);
 }
 
 /* rows (n, stride) = X[order], labels (n) = y[order], a warp per row: each
@@ -655,16 +718,35 @@ int64_t smem_floats(int64_t H, int64_t C) {
 
 } // namespace
 
-bool fused_supports(mlp_activation act, mlp_loss loss, const mlp_optimizer &opt,
-                    bool has_weights, mlp_dtype dtype, float input_scale) {
+bool fused_supports(mlp_loss loss, bool has_weights, mlp_dtype dtype, float input_scale) {
     const float usual = dtype == MLP_UINT8 ? 1.0f / 255.0f : 1.0f;
-    return act == MLP_RELU && loss == MLP_CROSS_ENTROPY && opt.kind == MLP_SGD &&
-           opt.convention == MLP_TORCH && !opt.nesterov && !has_weights &&
-           input_scale == usual;
+    return loss == MLP_CROSS_ENTROPY && !has_weights && input_scale == usual;
 }
 
-FusedPlan fused_plan(int64_t D, int64_t H, int64_t C, int64_t batch, bool tensor_cores) {
+bool fused_general(mlp_activation act, const mlp_optimizer &opt) {
+    return act != MLP_RELU || opt.kind != MLP_SGD || opt.convention != MLP_TORCH || opt.nesterov;
+}
+
+/* The kernel of the general code or of the default recipe's. */
+static const void *epoch_kernel(bool general) {
+    return general ? (const void *)fused_epoch_kernel<true> : (const void *)fused_epoch_kernel<false>;
+}
+
+/* One warp: penalty[0] = the sum of the last step's parts (the kernel's
+ * block 0 adds up every other step's). */
+static __global__ void penalty_last_kernel(const double *parts, int blocks, double *penalty) {
+    const double s = penalty_sum(parts, blocks);
+    if (threadIdx.x == 0) *penalty = s;
+}
+
+bool fused_by_rows(int64_t D, mlp_dtype dtype, int64_t batch) {
+    return batch >= ROWS_MIN_BATCH && 2 * cdiv(batch, RT) >= fused_rows_input_chunks(D, dtype);
+}
+
+FusedPlan fused_plan(int64_t D, int64_t H, int64_t C, int64_t batch, mlp_dtype dtype,
+                     bool tensor_cores, bool general) {
     FusedPlan plan = {};
+    plan.general = general;
     const Tiles t = tiles_of(D, H);
     int dev = 0, coop = 0, sms = 0, optin = 0, major = 0;
     if (cudaGetDevice(&dev) != cudaSuccess ||
@@ -678,15 +760,16 @@ FusedPlan fused_plan(int64_t D, int64_t H, int64_t C, int64_t batch, bool tensor
     }
     if (!coop) return plan;
     plan.tensor_cores = tensor_cores && major >= 8;
-    if (plan.tensor_cores && batch >= ROWS_BATCH &&
-        fused_rows_plan(plan, D, H, C, batch, sms)) {
+    if (plan.tensor_cores && fused_by_rows(D, dtype, batch) &&
+        fused_rows_plan(plan, D, H, C, batch, sms, general)) {
         plan.ok = true;
         return plan;
     }
     if (C > MAX_CLASSES || batch > MAX_BATCH || t.k_tiles * batch * H > MAX_PARTIAL_FLOATS)
         return plan;
     cudaFuncAttributes attr;
-    if (cudaFuncGetAttributes(&attr, fused_epoch_kernel) != cudaSuccess) {
+    const void *kernel = epoch_kernel(general);
+    if (cudaFuncGetAttributes(&attr, kernel) != cudaSuccess) {
         cudaGetLastError();
         return plan;
     }
@@ -696,10 +779,10 @@ FusedPlan fused_plan(int64_t D, int64_t H, int64_t C, int64_t batch, bool tensor
     int per_sm = 0;
     /* the most this GPU allows, always the same: models of other shapes, on
      * other threads, share the setting */
-    if (cudaFuncSetAttribute(fused_epoch_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                              (int)most_dynamic) != cudaSuccess ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fused_epoch_kernel, THREADS,
-                                                      bytes) != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, THREADS, bytes) !=
+            cudaSuccess ||
         per_sm < 1) {
         cudaGetLastError();
         return plan;
@@ -728,9 +811,18 @@ cudaError_t fused_train_epoch(cudaStream_t s, const FusedPlan &plan, const Fused
         e.dtype == MLP_UINT8 ? 1 : (int)sizeof(float));
     cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) return err;
-    if (plan.by_rows) return fused_rows_launch(s, plan, e);
-    FusedEpoch args = e;
-    void *argv[] = {&args};
-    return cudaLaunchCooperativeKernel((const void *)fused_epoch_kernel, dim3(plan.blocks),
-                                       dim3(THREADS), argv, plan.smem_bytes, s);
+    if (plan.by_rows) {
+        err = fused_rows_launch(s, plan, e);
+    } else {
+        FusedEpoch args = e;
+        void *argv[] = {&args};
+        err = cudaLaunchCooperativeKernel(epoch_kernel(e.general), dim3(plan.blocks),
+                                          dim3(THREADS), argv, plan.smem_bytes, s);
+    }
+    if (!plan.by_rows) phase_report(s, "fused", plan.blocks, cdiv(e.n, e.batch));
+    if (err != cudaSuccess || !e.general || !e.penalty) return err;
+    const int64_t last = cdiv(e.n, e.batch) - 1;
+    penalty_last_kernel<<<1, 32, 0, s>>>(e.penalty_parts + (last & 1) * plan.blocks, plan.blocks,
+                                         e.penalty + last);
+    return cudaGetLastError();
 }

@@ -1,7 +1,7 @@
 /*
  * fused.cuh - a whole training epoch of a network with one hidden layer,
- * (B,D) -> linear -> relu -> (B,H) -> linear -> (B,C) -> softmax cross-entropy,
- * as one persistent kernel.
+ * (B,D) -> linear -> activation -> (B,H) -> linear -> (B,C) -> softmax
+ * cross-entropy, as one persistent kernel.
  *
  * Why: at batch 64 a step is a few microseconds of arithmetic, and a kernel
  * per op (ops.cu) spends most of each step starting kernels and waiting on
@@ -23,9 +23,9 @@
  *      slices of KW rows ([h, 1]^T @ dlogits)
  * Every sum runs in a fixed order: results are bit-identical run to run.
  *
- * From ROWS_BATCH rows a step, on GPUs with TF32 tensor cores, the epoch
- * runs as fused_rows.cu's kernel instead, which cuts the work by rows and
- * hidden units (see there). Both take the same FusedEpoch.
+ * On GPUs with TF32 tensor cores, steps of many rows for the inputs' width
+ * (fused_plan) run as fused_rows.cu's kernel instead, which cuts the work by
+ * rows and hidden units (see there). Both take the same FusedEpoch.
  */
 #ifndef MLP_CUDA_FUSED_CUH
 #define MLP_CUDA_FUSED_CUH
@@ -35,6 +35,7 @@
 
 #include "mlp.h"
 #include "pointwise.h"
+#include "step.cuh"
 
 struct FusedEpoch {
     /* the data set and the rows of this call, X[order] and y[order] */
@@ -52,12 +53,27 @@ struct FusedEpoch {
     int64_t row_stride;
     int32_t *labels;
     int64_t D, H, C;
-    /* parameters and momentum, the augmented views (D+1,H) and (H+1,C) */
-    float *W1, *V1, *W2, *V2;
-    /* the optimizer step (PyTorch's SGD: the only optimizer these kernels
-     * take; see fused_supports) and the input scale (1/255 for uint8) */
+    /* parameters, momentum (or Adam's first moment) and Adam's second
+     * moment, the augmented views (D+1,H) and (H+1,C) */
+    float *W1, *V1, *S1, *W2, *V2, *S2;
+    /* Which code the kernels run (fused_general):
+     * general = false: the default recipe's code, ReLU and PyTorch's SGD
+     *   with the same constants every step (step);
+     * general = true: activation act and pointwise.h's mlp_update with each
+     *   step's constants from steps (device memory, one per step). */
+    bool general;
+    mlp_activation act;
     mlp_step step;
+    const StepInfo *steps;
+    /* the input scale (1/255 for uint8) */
     float input_scale;
+    /* scikit-learn's L2 in the reported loss (general only; NULL when
+     * there is none): penalty[b] = |W|^2 (weights, not biases) before step
+     * b. Each block adds up the squares of the weights it updates into
+     * penalty_parts[(b % 2) * blocks + block], and block 0 sums those in
+     * order after the next step's first grid barrier (the last step's
+     * after the kernel, fused_train_epoch). */
+    double *penalty, *penalty_parts;
     /* the two large products on TF32 tensor cores in 3xTF32 (float32
      * accuracy; sm_80 and newer), or on the float32 units */
     bool tensor_cores;
@@ -91,6 +107,7 @@ struct FusedPlan {
     int64_t in_tile;     /* fused_rows.cu: inputs per update item */
     int64_t head_groups; /* fused_rows.cu: groups' logits staged at once */
     int64_t workspace_floats; /* e.partial */
+    bool general;        /* planned for the general code */
 };
 
 /* The stop request, polled every STOP_POLL steps: as a step starts, one
@@ -118,29 +135,76 @@ __device__ inline bool stop_now(const FusedEpoch &e, int64_t start) {
     return true;
 }
 
+/* ---- scikit-learn's penalty in the reported loss (e.penalty) ------------- */
+
+/* sum of the blocks' parts at parts[0..blocks), in a fixed order, by one warp */
+__device__ inline double penalty_sum(const double *parts, int blocks) {
+    double s = 0.0;
+    for (int i = threadIdx.x % 32; i < blocks; i += 32) s += __ldcg(parts + i);
+    for (int off = 16; off > 0; off /= 2) s += __shfl_xor_sync(0xffffffffu, s, off);
+    return s;
+}
+
+/* After a step's updates: this block's part of penalty[step], from each
+ * thread's sum of the squares of the old weights it updated. */
+__device__ inline void penalty_part(const FusedEpoch &e, int64_t step, double mine) {
+    __shared__ double warps[32];
+    for (int off = 16; off > 0; off /= 2) mine += __shfl_xor_sync(0xffffffffu, mine, off);
+    if (threadIdx.x % 32 == 0) warps[threadIdx.x / 32] = mine;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double s = 0.0;
+        for (int w = 0; w < (int)(blockDim.x / 32); w++) s += warps[w];
+        e.penalty_parts[(step & 1) * gridDim.x + blockIdx.x] = s;
+    }
+}
+
+/* After the grid barrier that follows step `step`'s updates: block 0 adds
+ * up that step's parts. */
+__device__ inline void penalty_total(const FusedEpoch &e, int64_t step) {
+    if (blockIdx.x != 0 || threadIdx.x >= 32) return;
+    const double s = penalty_sum(e.penalty_parts + (step & 1) * gridDim.x, (int)gridDim.x);
+    if (threadIdx.x == 0) e.penalty[step] = s;
+}
+
 /* Whether the fused kernels take this configuration: one hidden layer
- * (checked by the caller), ReLU, softmax cross-entropy, PyTorch's SGD
- * (momentum and weight decay allowed, no Nesterov), no sample weights, and
- * the inputs' usual scale (1/255 for uint8, 1 for float32). Anything else
- * trains on the kernel-per-op paths. */
-bool fused_supports(mlp_activation act, mlp_loss loss, const mlp_optimizer &opt,
-                    bool has_weights, mlp_dtype dtype, float input_scale);
+ * (checked by the caller), any activation, softmax cross-entropy, any
+ * optimizer, no sample weights, and the inputs' usual scale (1/255 for
+ * uint8, 1 for float32). Anything else trains on the kernel-per-op paths. */
+bool fused_supports(mlp_loss loss, bool has_weights, mlp_dtype dtype, float input_scale);
 
-/* Batches of at least this many rows take fused_rows.cu's kernel where
- * the GPU has TF32 tensor cores. */
-constexpr int64_t ROWS_BATCH = 256;
+/* Whether a supported configuration needs the kernels' general code (any
+ * activation, any optimizer rule, each step's own constants) rather than
+ * the default recipe's (ReLU, PyTorch's SGD without Nesterov), which is kept
+ * apart so that the default recipe runs the code it was tuned with. */
+bool fused_general(mlp_activation act, const mlp_optimizer &opt);
 
-/* Plan for sizes D, H, C at batch size `batch` (rows per step), on tensor
- * cores when `tensor_cores` and the GPU has them. Returns ok = false (and
- * the caller uses the kernel-per-op path) when the GPU cannot launch
- * cooperative grids, the shape does not fit in shared memory, or the batch
- * is past what the fused kernels are faster at. */
-FusedPlan fused_plan(int64_t D, int64_t H, int64_t C, int64_t batch, bool tensor_cores);
+/* Which kernel takes a step of `batch` rows of D inputs, where the GPU has
+ * TF32 tensor cores: each block of fused.cu streams every row of the step
+ * through its tile, in chunks of 64 rows, while each item of fused_rows.cu
+ * streams every input, in chunks of fused_rows_input_chunks. Measured on an
+ * H200 (benchmarks/RESULTS.md), fused_rows.cu is the faster one from 64 rows
+ * a step once a step has at least half as many row chunks as an item has
+ * input chunks: MNIST's 784 inputs from 256 rows as uint8 and from 512 as
+ * float32, 100 inputs from 64. */
+constexpr int64_t ROWS_MIN_BATCH = 64;
+bool fused_by_rows(int64_t D, mlp_dtype dtype, int64_t batch);
+int64_t fused_rows_input_chunks(int64_t D, mlp_dtype dtype);
+
+/* Plan for sizes D, H, C at batch size `batch` (rows per step) of inputs of
+ * type dtype, on tensor cores when `tensor_cores` and the GPU has them, for
+ * the general code or the default recipe's (fused_general). Returns ok =
+ * false (and the caller uses the kernel-per-op path) when the GPU cannot
+ * launch cooperative grids, the shape does not fit in shared memory, or the
+ * batch is past what the fused kernels are faster at. */
+FusedPlan fused_plan(int64_t D, int64_t H, int64_t C, int64_t batch, mlp_dtype dtype,
+                     bool tensor_cores, bool general);
 
 /* fused_rows.cu's part of fused_plan: fills plan's by_rows, blocks,
  * smem_bytes, in_tile, row_stride and workspace_floats; false when the
  * shape does not fit. */
-bool fused_rows_plan(FusedPlan &plan, int64_t D, int64_t H, int64_t C, int64_t batch, int sms);
+bool fused_rows_plan(FusedPlan &plan, int64_t D, int64_t H, int64_t C, int64_t batch, int sms,
+                     bool general);
 
 /* Bytes of the gathered rows of an epoch of n rows. */
 int64_t fused_rows_bytes(const FusedPlan &plan, int64_t n, mlp_dtype dtype);

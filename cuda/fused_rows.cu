@@ -43,6 +43,7 @@
 #include "common.cuh"
 #include "tf32.cuh"
 #include "pointwise.h"
+#include "phase_times.cuh"
 
 namespace cg = cooperative_groups;
 
@@ -92,9 +93,9 @@ constexpr int RED_FLOATS = KR * MT * NG;
 constexpr int HS = NG + 4; /* rows 16-byte aligned */
 constexpr int HEAD_FLOATS = RED_FLOATS + MT * HS + NG * MAX_CLASSES + MAX_CLASSES + MT * MAX_CLASSES;
 /* After the ring, what an item's epilogue needs, fetched while its product
- * runs: the old W1 piece and its momentum (update), the group's W2 rows
- * (forward). */
-constexpr int PRE_FLOATS = 2 * MT * NG + NG * MAX_CLASSES;
+ * runs: the old W1 piece, its momentum and its second moment (update), the
+ * group's W2 rows (forward, after the first two). */
+constexpr int PRE_FLOATS = 3 * MT * NG + NG * MAX_CLASSES;
 /* shared memory asked for: up to this much, at least the ring and room for one group */
 constexpr int SMEM_WANT = 200 * 1024;
 
@@ -347,22 +348,26 @@ __device__ inline void copy_w2_group(float *W2s, const FusedEpoch &e, int64_t j0
 }
 
 /* ---- phase 1: linear_forward and relu_forward, h @ W2[group] ------------ */
-template <class T>
+template <class T, bool GENERAL>
 __device__ void forward_item(const Step &st, int64_t rt, int64_t g, char *smem) {
     const FusedEpoch &e = *st.e;
     const int64_t r0 = rt * MT, nrows = st.B - r0 < MT ? st.B - r0 : MT, j0 = g * NG, C = e.C;
     const HeadSmem sm(smem);
     const ForwardSource<T> src = {&e, st.start + r0, nrows, j0};
-    float *W2s = (float *)(smem + RING_BYTES) + 2 * MT * NG;
+    float *W2s = (float *)(smem + RING_BYTES) + 3 * MT * NG;
     __syncthreads(); /* the last item's epilogue is done with W2s */
     copy_w2_group(W2s, e, j0); /* lands with the product's first chunk */
     product<T>(src, (int)cdiv(nrows, 16), smem, sm.red);
+    /* where the activation's backward needs its input, the input waits in
+     * dh for the head (head_item) */
+    const bool keep_input = GENERAL && mlp_activation_needs_input(e.act);
     for (int i = threadIdx.x; i < nrows * NG; i += THREADS) {
         const int m = i / NG, j = i % NG;
         const float v = result(sm.red, m, j) * st.xscale;
-        const float hv = mlp_activation_forward(MLP_RELU, v);
+        const float hv = mlp_activation_forward(GENERAL ? e.act : MLP_RELU, v);
         sm.hs[m * HS + j] = hv;
         st.h[(g * st.rows + r0 + m) * NG + j] = hv;
+        if (keep_input) st.dh[(g * st.rows + r0 + m) * NG + j] = v;
     }
     __syncthreads();
     for (int i = threadIdx.x; i < (int)(nrows * C); i += THREADS) {
@@ -389,6 +394,7 @@ __device__ inline float dot4(const float *a, int sa, const float *b, int sb, int
     return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
+template <bool GENERAL>
 __device__ void head_item(const Step &st, int64_t rt, int64_t g, char *smem) {
     const FusedEpoch &e = *st.e;
     const int64_t r0 = rt * MT, nrows = st.B - r0 < MT ? st.B - r0 : MT, j0 = g * NG;
@@ -451,15 +457,21 @@ __device__ void head_item(const Step &st, int64_t rt, int64_t g, char *smem) {
         for (int c = 0; c < (int)C; c++) z[c] = mlp_cross_entropy_grad(z[c] * inv, c == label, scale);
     }
     __syncthreads();
-    /* linear_backward's dinp, then relu_backward */
+    /* linear_backward's dinp, then the activation's backward (ReLU's skips
+     * the sum of a blocked unit) */
+    const bool keep_input = GENERAL && mlp_activation_needs_input(e.act);
+    const bool relu = !GENERAL || e.act == MLP_RELU;
     for (int i = threadIdx.x; i < nrows * NG; i += THREADS) {
         const int m = i / NG, j = i % NG;
         float s = 0.0f;
-        if (mlp_relu_passes(sm.hs[m * HS + j])) {
+        if (!relu || mlp_relu_passes(sm.hs[m * HS + j])) {
 #pragma unroll 4
             for (int c = 0; c < (int)C; c++) s = fmaf(sm.zs[m * C + c], sm.W2s[j * C + c], s);
         }
-        st.dh[(g * st.rows + r0) * NG + i] = s;
+        float *at = st.dh + (g * st.rows + r0) * NG + i;
+        if (GENERAL)
+            s = mlp_activation_backward(e.act, keep_input ? __ldcg(at) : 0.0f, sm.hs[m * HS + j], s);
+        *at = s;
     }
     /* this row tile's share of dW2 (and of db2, in the first group) */
     float *pw2 = st.pw2 + rt * (H + 1) * C;
@@ -484,24 +496,40 @@ __device__ void head_item(const Step &st, int64_t rt, int64_t g, char *smem) {
 
 constexpr int ZMAX = 16; /* row tiles' shares of dW2 loaded at once */
 
-/* ---- phase 3: linear_backward's dW and sgd_update ----------------------- */
-template <class T>
-__device__ void update_item(const Step &st, int64_t p, int64_t g, char *smem) {
+/* ---- phase 3: linear_backward's dW and the optimizer's update ---------- */
+
+/* The new value of one parameter p with gradient g, momentum (or Adam's
+ * first moment) m and second moment v: GENERAL = false, PyTorch's SGD with
+ * the epoch's constants; GENERAL = true, mlp_update with the step's (s),
+ * and a weight's old square added to pen (scikit-learn's penalty). */
+template <bool GENERAL>
+__device__ inline float update_one(const FusedEpoch &e, const mlp_step &s, float p, float g,
+                                   float *m, float *v, bool bias, double &pen) {
+    if (!GENERAL) return mlp_torch_sgd(&e.step, p, mlp_l2_grad(&e.step, p, g, 0), m);
+    if (!bias) pen += (double)p * p;
+    return mlp_update(&s, p, g, m, v, bias);
+}
+
+template <class T, bool GENERAL>
+__device__ void update_item(const Step &st, int64_t p, int64_t g, char *smem, double &pen) {
     const FusedEpoch &e = *st.e;
     const int64_t i0 = p * e.in_tile, j0 = g * NG, H = e.H, C = e.C;
     const int64_t width = e.D + 1 - i0 < e.in_tile ? e.D + 1 - i0 : e.in_tile;
     const HeadSmem sm(smem);
     const UpdateSource<T> src = {&e, st.start, st.B, i0, cdiv(width, 16) * 16,
                                  st.dh + g * st.rows * NG};
-    float *Wp = (float *)(smem + RING_BYTES), *Vp = Wp + MT * NG;
-    const bool momentum = e.step.momentum != 0.0f;
-    __syncthreads(); /* the last item's epilogue is done with Wp and Vp */
+    float *Wp = (float *)(smem + RING_BYTES), *Vp = Wp + MT * NG, *Sp = Vp + MT * NG;
+    const mlp_step s = GENERAL ? e.steps[st.start / e.batch].s : e.step;
+    const bool first = GENERAL ? s.adam || s.momentum != 0.0f : e.step.momentum != 0.0f;
+    const bool second = GENERAL && s.adam;
+    __syncthreads(); /* the last item's epilogue is done with Wp, Vp and Sp */
     for (int i = threadIdx.x; i < (int)width * NG; i += THREADS) {
         const int m = i / NG, j = i % NG;
         const bool ok = j0 + j < H;
         const int64_t at = ok ? (i0 + m) * H + j0 + j : 0;
         cp_async4(Wp + i, e.W1 + at, ok ? 4 : 0);
-        if (momentum) cp_async4(Vp + i, e.V1 + at, ok ? 4 : 0);
+        if (first) cp_async4(Vp + i, e.V1 + at, ok ? 4 : 0);
+        if (second) cp_async4(Sp + i, e.S1 + at, ok ? 4 : 0);
     }
     product<T>(src, (int)cdiv(width, 16), smem, sm.red);
     for (int i = threadIdx.x; i < (int)width * NG; i += THREADS) {
@@ -509,9 +537,10 @@ __device__ void update_item(const Step &st, int64_t p, int64_t g, char *smem) {
         if (j0 + j >= H) continue;
         const int64_t at = (i0 + m) * H + j0 + j;
         const float grad = result(sm.red, m, j) * st.xscale;
-        float v = momentum ? Vp[i] : 0.0f;
-        e.W1[at] = mlp_torch_sgd(&e.step, Wp[i], mlp_l2_grad(&e.step, Wp[i], grad, 0), &v);
-        if (momentum) e.V1[at] = v;
+        float v = first ? Vp[i] : 0.0f, v2 = second ? Sp[i] : 0.0f;
+        e.W1[at] = update_one<GENERAL>(e, s, Wp[i], grad, &v, &v2, i0 + m == e.D, pen);
+        if (first) e.V1[at] = v;
+        if (second) e.S1[at] = v2;
     }
     /* the last piece, the smallest, also updates the group's rows of W2 */
     if (p != st.pieces - 1) return;
@@ -530,14 +559,15 @@ __device__ void update_item(const Step &st, int64_t p, int64_t g, char *smem) {
             for (int u = 0; u < ZMAX; u++) grad += v[u];
         }
         const int64_t at = row * C + c;
-        float v = momentum ? __ldcg(e.V2 + at) : 0.0f;
+        float v = first ? __ldcg(e.V2 + at) : 0.0f, v2 = second ? __ldcg(e.S2 + at) : 0.0f;
         const float w = __ldcg(e.W2 + at);
-        e.W2[at] = mlp_torch_sgd(&e.step, w, mlp_l2_grad(&e.step, w, grad, 0), &v);
-        if (momentum) e.V2[at] = v;
+        e.W2[at] = update_one<GENERAL>(e, s, w, grad, &v, &v2, row == H, pen);
+        if (first) e.V2[at] = v;
+        if (second) e.S2[at] = v2;
     }
 }
 
-template <class T>
+template <class T, bool GENERAL>
 __device__ void epoch(const FusedEpoch &e, char *smem) {
     cg::grid_group grid = cg::this_grid();
     Step st;
@@ -551,43 +581,69 @@ __device__ void epoch(const FusedEpoch &e, char *smem) {
     st.pw2 = e.partial + w.pw2;
     st.xscale = sizeof(T) == 1 ? e.input_scale : 1.0f; /* fused_supports: floats at scale 1 */
     st.pieces = cdiv(e.D + 1, e.in_tile);
+    const bool penalty = GENERAL && e.penalty;
+    PHASE_CLOCK(clk);
     for (st.start = 0; st.start < e.n; st.start += e.batch) {
         st.B = e.n - st.start < e.batch ? e.n - st.start : e.batch;
         const int64_t items = cdiv(st.B, MT) * st.G;
         stop_poll(e, st.start);
         for (int64_t i = blockIdx.x; i < items; i += gridDim.x)
-            forward_item<T>(st, i / st.G, i % st.G, smem);
+            forward_item<T, GENERAL>(st, i / st.G, i % st.G, smem);
+        PHASE_MARK(clk, 0);
         grid.sync();
+        PHASE_MARK(clk, 1);
+        if (penalty && st.start > 0) penalty_total(e, st.start / e.batch - 1);
         if (stop_now(e, st.start)) return;
-        for (int64_t i = blockIdx.x; i < items; i += gridDim.x) head_item(st, i / st.G, i % st.G, smem);
+        for (int64_t i = blockIdx.x; i < items; i += gridDim.x)
+            head_item<GENERAL>(st, i / st.G, i % st.G, smem);
+        PHASE_MARK(clk, 2);
         grid.sync();
+        PHASE_MARK(clk, 3);
+        double pen = 0.0;
         for (int64_t i = blockIdx.x; i < st.pieces * st.G; i += gridDim.x)
-            update_item<T>(st, i / st.G, i % st.G, smem);
+            update_item<T, GENERAL>(st, i / st.G, i % st.G, smem, pen);
+        if (penalty) penalty_part(e, st.start / e.batch, pen);
+        PHASE_MARK(clk, 4);
         if (st.start + e.batch < e.n) grid.sync(); /* the next forward reads all of W1[:, group] */
+        PHASE_MARK(clk, 5);
     }
+    PHASE_FLUSH(clk);
 }
 #endif
 
+template <bool GENERAL>
 __global__ void __launch_bounds__(THREADS, 1) fused_rows_kernel(FusedEpoch e) {
 #if MLP_HAVE_TF32
     extern __shared__ __align__(16) char smem[];
     if (e.dtype == MLP_UINT8)
-        epoch<uint8_t>(e, smem);
+        epoch<uint8_t, GENERAL>(e, smem);
     else
-        epoch<float>(e, smem);
+        epoch<float, GENERAL>(e, smem);
 #endif
+}
+
+/* The kernel of the general code or of the default recipe's. */
+const void *rows_kernel(bool general) {
+    return general ? (const void *)fused_rows_kernel<true> : (const void *)fused_rows_kernel<false>;
 }
 
 } // namespace
 
-bool fused_rows_plan(FusedPlan &plan, int64_t D, int64_t H, int64_t C, int64_t batch, int sms) {
+int64_t fused_rows_input_chunks(int64_t D, mlp_dtype dtype) {
+    const int64_t stride = cdiv(D + 1, 16) * 16; /* plan.row_stride */
+    return cdiv(stride, dtype == MLP_UINT8 ? Ring<uint8_t>::KC : Ring<float>::KC);
+}
+
+bool fused_rows_plan(FusedPlan &plan, int64_t D, int64_t H, int64_t C, int64_t batch, int sms,
+                     bool general) {
+    const void *kernel = rows_kernel(general);
     if (C > MAX_CLASSES) return false;
     int dev = 0, optin = 0, per_sm = 0;
     cudaFuncAttributes attr;
     if (cudaGetDevice(&dev) != cudaSuccess ||
         cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) !=
             cudaSuccess ||
-        cudaFuncGetAttributes(&attr, fused_rows_kernel) != cudaSuccess) {
+        cudaFuncGetAttributes(&attr, kernel) != cudaSuccess) {
         cudaGetLastError();
         return false;
     }
@@ -597,10 +653,10 @@ bool fused_rows_plan(FusedPlan &plan, int64_t D, int64_t H, int64_t C, int64_t b
     int64_t bytes = (int64_t)optin - (int64_t)attr.sharedSizeBytes;
     if (bytes > SMEM_WANT) bytes = SMEM_WANT;
     if (bytes < RING_BYTES + 4 * PRE_FLOATS || bytes < 4 * HEAD_FLOATS + group_bytes) return false;
-    if (cudaFuncSetAttribute(fused_rows_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             (int)bytes) != cudaSuccess ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fused_rows_kernel, THREADS,
-                                                      (size_t)bytes) != cudaSuccess ||
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes) !=
+            cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, THREADS, (size_t)bytes) !=
+            cudaSuccess ||
         per_sm < 1) {
         cudaGetLastError();
         return false;
@@ -627,6 +683,8 @@ bool fused_rows_plan(FusedPlan &plan, int64_t D, int64_t H, int64_t C, int64_t b
 cudaError_t fused_rows_launch(cudaStream_t s, const FusedPlan &plan, const FusedEpoch &e) {
     FusedEpoch args = e;
     void *argv[] = {&args};
-    return cudaLaunchCooperativeKernel((const void *)fused_rows_kernel, dim3(plan.blocks),
-                                       dim3(THREADS), argv, plan.smem_bytes, s);
+    cudaError_t err = cudaLaunchCooperativeKernel(rows_kernel(e.general), dim3(plan.blocks),
+                                                  dim3(THREADS), argv, plan.smem_bytes, s);
+    phase_report(s, "rows", plan.blocks, cdiv(e.n, e.batch));
+    return err;
 }

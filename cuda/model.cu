@@ -100,8 +100,11 @@ struct mlp_model {
     FusedPlan plan;
     int64_t plan_batch;
     bool plan_tensor;
+    mlp_dtype plan_dtype; /* of the data it was planned for */
     float *partial;
     int64_t partial_cap;
+    double *penalty_parts; /* FusedEpoch's, 2 per block */
+    int64_t penalty_parts_cap;
     uint8_t *gathered; /* the epoch's rows in order, gathered_cap bytes */
     int64_t gathered_cap;
     int32_t *labels;   /* their labels, rows_cap */
@@ -380,6 +383,7 @@ extern "C" void mlp_free(mlp_model *m) {
     cudaFree(m->scratch.partial);
     cudaFree(m->scratch.counters);
     cudaFree(m->partial);
+    cudaFree(m->penalty_parts);
     cudaFree(m->gathered);
     cudaFree(m->loss_sum);
     cudaFree(m->hits);
@@ -686,15 +690,20 @@ static FusedPlan plan_for(mlp_model *m, const mlp_data *data, const mlp_optimize
                           int64_t batch) {
     const mlp_layout *L = &m->L;
     if (m->plain || L->n_layers != 2 ||
-        !fused_supports(m->act, m->loss, opt, data->weights != NULL, data->dtype, m->input_scale))
+        !fused_supports(m->loss, data->weights != NULL, data->dtype, m->input_scale))
         return FusedPlan{};
+    const bool general = fused_general(m->act, opt);
     /* MLP_KERNELS=base: the float32 units only, as in the C core's baseline;
      * MLP_KERNELS=gemm: the tuned kernel-per-op path (benchmarks) */
     const char *kernels = getenv("MLP_KERNELS");
     if (kernels && strcmp(kernels, "gemm") == 0) return FusedPlan{};
     const bool tensor = !(kernels && strcmp(kernels, "base") == 0);
-    if (m->plan_batch != batch || m->plan_tensor != tensor) { /* plan_batch 0 until the first plan */
-        m->plan = fused_plan(L->sizes[0], L->sizes[1], L->sizes[2], batch, tensor);
+    /* plan_batch 0 until the first plan */
+    if (m->plan_batch != batch || m->plan_tensor != tensor || m->plan.general != general ||
+        m->plan_dtype != data->dtype) {
+        m->plan = fused_plan(L->sizes[0], L->sizes[1], L->sizes[2], batch, data->dtype, tensor,
+                             general);
+        m->plan_dtype = data->dtype;
         m->plan_batch = batch;
         m->plan_tensor = tensor;
     }
@@ -704,9 +713,13 @@ static FusedPlan plan_for(mlp_model *m, const mlp_data *data, const mlp_optimize
 /* The epoch through a fused kernel; its rows' losses and hits land in row_loss
  * and row_hit like the other paths'. */
 static mlp_status train_fused(mlp_model *m, const mlp_data *data, const FusedPlan &plan,
-                              int64_t n, int64_t batch_size, const mlp_optimizer &opt) {
+                              int64_t n, int64_t batch_size, const mlp_optimizer &opt,
+                              bool penalty) {
     const mlp_layout *L = &m->L;
     TRY(grow(&m->partial, &m->partial_cap, plan.workspace_floats, "the fused workspace"));
+    if (penalty)
+        TRY(grow(&m->penalty_parts, &m->penalty_parts_cap, 2 * (int64_t)plan.blocks,
+                 "the penalty's parts"));
     TRY(grow(&m->gathered, &m->gathered_cap, fused_rows_bytes(plan, n, data->dtype),
              "the epoch's rows"));
     FusedEpoch e;
@@ -726,9 +739,16 @@ static mlp_status train_fused(mlp_model *m, const mlp_data *data, const FusedPla
     e.C = L->sizes[2];
     e.W1 = m->params + L->w_off[0];
     e.V1 = m->m + L->w_off[0];
+    e.S1 = m->v + L->w_off[0];
     e.W2 = m->params + L->w_off[1];
     e.V2 = m->m + L->w_off[1];
-    e.step = mlp_step_init(&opt, 1, 1.0); /* PyTorch's SGD: the same every step */
+    e.S2 = m->v + L->w_off[1];
+    e.general = plan.general;
+    e.act = m->act;
+    e.step = mlp_step_init(&opt, 1, 1.0); /* the default recipe's: the same every step */
+    e.steps = m->steps_dev;
+    e.penalty = penalty ? m->penalty : NULL;
+    e.penalty_parts = m->penalty_parts;
     e.input_scale = m->input_scale;
     e.tensor_cores = plan.tensor_cores;
     e.async_copy = e.tensor_cores && e.D * (e.dtype == MLP_UINT8 ? 1 : 4) % 16 == 0 &&
@@ -832,7 +852,7 @@ extern "C" mlp_status mlp_train_epoch(mlp_model *m, const mlp_data *data, const 
     const FusedPlan plan = plan_for(m, data, *opt, batch_size < n ? batch_size : n);
     bool fused = false;
     if (plan.ok) {
-        const mlp_status st = train_fused(m, data, plan, n, batch_size, *opt);
+        const mlp_status st = train_fused(m, data, plan, n, batch_size, *opt, penalty);
         if (st == MLP_ERR_NOMEM)
             mlp_clear_error(); /* no room for its workspace: the kernel-per-op path */
         else if (st != MLP_OK)

@@ -64,12 +64,13 @@ def test_core_matches_reference(core, shape, momentum, weight_decay):
 # The CUDA core also against shapes that its one-kernel epochs cut
 # differently. cuda/fused.cu: batches of several staged chunks with the last
 # one partial, hidden units spanning tiles with the last one partial, and more
-# tiles than the GPU runs blocks at once. cuda/fused_rows.cu (batches from
-# ROWS_BATCH rows): several row tiles with the last one partial, a last
-# group of hidden units partial, a hidden width that is not a multiple of 4,
-# float32 inputs, and more items than the GPU runs blocks at once.
-ROWS_BATCH = 256  # as in cuda/fused.cuh
+# tiles than the GPU runs blocks at once. cuda/fused_rows.cu (steps of many
+# rows for the inputs' width, fused_by_rows): several row tiles with the last
+# one partial, a last group of hidden units partial, a hidden width that is
+# not a multiple of 4, float32 inputs, and more items than the GPU runs
+# blocks at once.
 CUDA_SHAPES = SHAPES + [
+    (300, 784, (40,), 7, 150, True),
     (300, 100, (40,), 7, 150, True),
     (64, 200, (1100,), 10, 16, True),
     (700, 300, (64,), 10, 512, True),
@@ -93,7 +94,7 @@ def test_cuda_core_matches_c_core(shape, path, monkeypatch):
     c_losses, c_final, _ = run_backend("cpu", sizes, params, X, y, orders, batch, 0.05, 0.9)
     g_losses, g_final, net = run_backend("cuda", sizes, params, X, y, orders, batch, 0.05, 0.9,
                                          plain=path == "plain")
-    fast = {"fused-rows", "fused"} if batch >= ROWS_BATCH else {"fused-tensor", "fused"}
+    fast = {"fused-rows", "fused-tensor", "fused"}
     fused = {"fast": fast, "base": {"fused"}, "gemm": {"cuda"}, "plain": {"plain"}}[path]
     assert net.model.kernel_set in (fused if len(sizes) == 3 or path == "plain" else {"cuda"})
     np.testing.assert_allclose(g_losses[:STEPS], c_losses[:STEPS], rtol=1e-4)
@@ -202,21 +203,24 @@ def test_sklearn_convention_and_sample_weights_match_reference(core, i, combo):
     check_against_reference(core, False, combo_case(i, combo, "sklearn", weighted=True))
 
 
+FUSED_GENERAL = {"fused-tensor", "fused"}
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("change,kernel_set", [
     ({}, {"fused-tensor", "fused"}),
-    (dict(activation="tanh"), {"cuda"}),
+    (dict(activation="tanh"), FUSED_GENERAL),
+    (dict(opt="adam"), FUSED_GENERAL),
+    (dict(opt="nesterov"), FUSED_GENERAL),
+    (dict(opt="sklearn"), FUSED_GENERAL),
     (dict(loss="squared_error"), {"cuda"}),
-    (dict(opt="adam"), {"cuda"}),
-    (dict(opt="nesterov"), {"cuda"}),
-    (dict(opt="sklearn"), {"cuda"}),
     (dict(sample_weight=True), {"cuda"}),
     (dict(float_scale=0.5), {"cuda"}),
 ])
 def test_what_the_fused_cuda_kernels_do_not_take_falls_back(change, kernel_set):
-    """fused_supports: ReLU, softmax cross-entropy, PyTorch's SGD, no sample
-    weights, the usual input scale; anything else trains on gemm.cu, with the
-    same results as the C core."""
+    """fused_supports: any activation and optimizer, softmax cross-entropy, no
+    sample weights, the usual input scale; anything else trains on gemm.cu,
+    with the same results as the C core."""
     from mlp._backends import get_backend
     rng = np.random.default_rng(3)
     X, y = make_problem(rng, 128, 20, 4)
@@ -242,3 +246,62 @@ def test_what_the_fused_cuda_kernels_do_not_take_falls_back(change, kernel_set):
     assert results["cuda"][2] in kernel_set
     np.testing.assert_allclose(results["cuda"][0], results["cpu"][0], rtol=1e-4)
     assert rel_err(results["cuda"][1], results["cpu"][1]) < 1e-4
+
+
+# The one-kernel epochs' general code (cuda/fused.cuh, fused_general): every
+# activation and every optimizer rule, with each step's own constants (Adam's
+# bias correction, scikit-learn's L2 over the batch's rows and its penalty in
+# the reported loss), through fused.cu (784 inputs, batch 64) and
+# fused_rows.cu (70 inputs, batch 300: several row tiles, the last step
+# partial).
+GENERAL_OPTIMIZERS = {
+    "torch-nesterov": ("sgd", dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3), "torch"),
+    "torch-adam": ("adam", dict(lr=0.005, weight_decay=1e-3), "torch"),
+    "adamw": ("adamw", dict(lr=0.005, weight_decay=1e-2), "torch"),
+    "sklearn-sgd": ("sgd", dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-2), "sklearn"),
+    "sklearn-adam": ("adam", dict(lr=0.005, weight_decay=1e-2), "sklearn"),
+}
+GENERAL_CASES = ([(a, "sklearn-adam") for a in ACTIVATIONS]
+                 + [("gelu", o) for o in GENERAL_OPTIMIZERS if o != "sklearn-adam"])
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("batch,d,uint8,kernels", [(64, 784, True, {"fused-tensor", "fused"}),
+                                                   (300, 70, False, {"fused-rows", "fused"})])
+@pytest.mark.parametrize("activation,opt_name", GENERAL_CASES)
+def test_fused_general_code_matches_c_core(activation, opt_name, batch, d, uint8, kernels):
+    rng = np.random.default_rng(21)
+    n, h, c = 1000, 40, 7
+    X, y = make_problem(rng, n, d, c, uint8)
+    sizes = (d, h, c)
+    params, orders = initial_state(sizes, n, 3, seed=5, activation=activation)
+    name, kw, convention = GENERAL_OPTIMIZERS[opt_name]
+    opt = dict(make_optimizer(name, **kw).core_dict(), convention=convention)
+    if convention == "sklearn":
+        opt["decoupled"] = 0
+    c_losses, c_final, _ = run_backend("cpu", sizes, params, X, y, orders, batch, opt=opt,
+                                       activation=activation)
+    g_losses, g_final, net = run_backend("cuda", sizes, params, X, y, orders, batch, opt=opt,
+                                         activation=activation)
+    assert net.model.kernel_set in kernels
+    np.testing.assert_allclose(g_losses, c_losses, rtol=1e-4)
+    assert rel_err(g_final, c_final) < 1e-4
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("d,uint8,batch,kernel", [
+    (784, True, 128, "fused-tensor"), (784, True, 256, "fused-rows"),
+    (784, False, 256, "fused-tensor"), (784, False, 512, "fused-rows"),
+    (100, False, 32, "fused-tensor"), (100, False, 64, "fused-rows")])
+def test_the_one_kernel_epoch_is_cut_by_rows_where_that_is_faster(d, uint8, batch, kernel):
+    """fused_by_rows: fused_rows.cu from 64 rows a step, once a step has at
+    least half as many 64-row chunks as fused_rows.cu's items have chunks of
+    inputs (128 uint8 or 64 float32 inputs each)."""
+    rng = np.random.default_rng(4)
+    X, y = make_problem(rng, 2 * batch, d, 10, uint8)
+    sizes = (d, 32, 10)
+    params, orders = initial_state(sizes, len(X), 1, seed=4)
+    _, _, net = run_backend("cuda", sizes, params, X, y, orders, batch)
+    if net.model.kernel_set == "fused":
+        pytest.skip("this GPU has no TF32 tensor cores: fused.cu takes every batch")
+    assert net.model.kernel_set == kernel

@@ -26,11 +26,14 @@ def test_full_mnist_three_epochs_matches_c_core(full_mnist):
 
 @pytest.mark.cuda
 # one kernel per epoch (fused.cu, then fused_rows.cu); a kernel per op
-@pytest.mark.parametrize("hidden,batch_size", [(128, 64), (128, 512), ((128, 64), 64)])
-def test_same_seed_gives_identical_bytes(mnist_subset, hidden, batch_size):
+# (the general code of both: Adam and GELU)
+@pytest.mark.parametrize("hidden,batch_size,general", [
+    (128, 64, False), (128, 512, False), ((128, 64), 64, False), (128, 64, True), (128, 512, True)])
+def test_same_seed_gives_identical_bytes(mnist_subset, hidden, batch_size, general):
     X, y = mnist_subset["X_train"], mnist_subset["y_train"]
-    runs = [mlp.train(X, y, hidden=hidden, epochs=2, batch_size=batch_size, momentum=0.9,
-                      device="cuda")
+    kw = dict(optimizer="adam", activation="gelu", weight_decay=1e-3) if general else \
+        dict(momentum=0.9)
+    runs = [mlp.train(X, y, hidden=hidden, epochs=2, batch_size=batch_size, device="cuda", **kw)
             for _ in range(2)]
     a, b = (r.params for r in runs)
     assert all(a[k].tobytes() == b[k].tobytes() for k in a)
@@ -88,7 +91,8 @@ def test_no_gpu_here_is_reported_by_name():
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("optimizer,hidden", [("sgd", (256,)), ("adam", (1024, 1024))])
+@pytest.mark.parametrize("optimizer,hidden", [("sgd", (256,)), ("adam", (256,)),
+                                              ("adam", (1024, 1024))])
 def test_a_stop_request_ends_a_running_epoch_soon(optimizer, hidden):
     """One-kernel epochs poll the stop flag every few steps; the kernel-per-op
     path looks at it between chunks of steps. Either way the epoch ends soon
