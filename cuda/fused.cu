@@ -230,7 +230,8 @@ __device__ void head_rows(const FusedEpoch &e, const Tiles &t, int64_t start, in
     const float scale = 1.0f / (float)B;
     for (int64_t g0 = first; g0 < last; g0 += WARPS) {
         const int R = last - g0 < WARPS ? (int)(last - g0) : WARPS;
-        if (threadIdx.x < R) labels[threadIdx.x] = __ldg(e.labels + start + g0 + threadIdx.x);
+        if (threadIdx.x < R && e.loss == MLP_CROSS_ENTROPY)
+            labels[threadIdx.x] = __ldg(e.labels + start + g0 + threadIdx.x);
         /* the activation's forward of the summed partial products (the bias
          * is in); where its backward needs its input, the input waits in dh */
         const bool keep_input = GENERAL && mlp_activation_needs_input(e.act);
@@ -259,8 +260,28 @@ __device__ void head_rows(const FusedEpoch &e, const Tiles &t, int64_t start, in
             if (lane == 0) zs[task] = s + W2s[H * C + c];
         }
         __syncthreads();
-        /* softmax_crossentropy_forward and _backward */
-        if (warp < R) {
+        /* the loss's forward and backward: an element-wise loss (general
+         * code only), a lane per output */
+        if (GENERAL && e.loss != MLP_CROSS_ENTROPY && warp < R) {
+            const int64_t r = g0 + warp;
+            float *zr = zs + warp * C;
+            const float *t = e.targets + (start + r) * C;
+            float loss = 0.0f;
+            bool hit = e.loss == MLP_BINARY_CROSS_ENTROPY;
+            for (int64_t c = lane; c < C; c += 32) {
+                const float z = zr[c], y = __ldg(t + c);
+                loss += mlp_elementwise_loss(e.loss, z, y);
+                hit = hit && (z > 0.0f) == (y > 0.5f);
+                zr[c] = mlp_elementwise_grad(e.loss, z, y, scale);
+                e.dlogits[r * C + c] = zr[c];
+            }
+            loss = warp_sum(loss);
+            hit = __all_sync(0xffffffffu, hit);
+            if (lane == 0) {
+                e.row_loss[start + r] = loss;
+                e.row_hit[start + r] = hit;
+            }
+        } else if (warp < R) { /* softmax_crossentropy_forward and _backward */
             const int64_t r = g0 + warp;
             float *zr = zs + warp * C;
             const int32_t label = labels[warp];
@@ -675,18 +696,23 @@ __global__ void __launch_bounds__(THREADS) fused_epoch_kernel(FusedEpoch e) {
     PHASE_FLUSH(clk);
 }
 
-/* rows (n, stride) = X[order], labels (n) = y[order], a warp per row: each
- * row's d elements (esize bytes each), then, when stride > d, the bias input
- * (255 for uint8, 1.0f for float32) and zeros. */
-__global__ void gather_rows_kernel(uint8_t *rows, int32_t *labels, const uint8_t *X,
-                                   const int32_t *y, const int64_t *order, int64_t n, int64_t d,
+/* rows (n, stride) = X[order], a warp per row: each row's d elements (esize
+ * bytes each), then, when stride > d, the bias input (255 for uint8, 1.0f
+ * for float32) and zeros; labels (n) = y[order] or, with values, targets
+ * (n, C) = values[order]. */
+__global__ void gather_rows_kernel(uint8_t *rows, int32_t *labels, float *targets,
+                                   const uint8_t *X, const int32_t *y, const float *values,
+                                   int64_t C, const int64_t *order, int64_t n, int64_t d,
                                    int64_t stride, int esize) {
     const int lane = threadIdx.x % 32;
     const int64_t in_bytes = d * esize, out_bytes = stride * esize;
     for (int64_t i = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32; i < n;
          i += (int64_t)gridDim.x * blockDim.x / 32) {
         const int64_t src = __ldg(order + i);
-        if (lane == 0) labels[i] = __ldg(y + src);
+        if (values)
+            for (int64_t c = lane; c < C; c += 32) targets[i * C + c] = __ldg(values + src * C + c);
+        else if (lane == 0)
+            labels[i] = __ldg(y + src);
         uint8_t *to = rows + i * out_bytes;
         if (in_bytes % 16 == 0 && out_bytes % 16 == 0) { /* rows stay 16-byte aligned */
             const uint4 *from = (const uint4 *)(X + src * in_bytes);
@@ -718,13 +744,14 @@ int64_t smem_floats(int64_t H, int64_t C) {
 
 } // namespace
 
-bool fused_supports(mlp_loss loss, bool has_weights, mlp_dtype dtype, float input_scale) {
+bool fused_supports(bool has_weights, mlp_dtype dtype, float input_scale) {
     const float usual = dtype == MLP_UINT8 ? 1.0f / 255.0f : 1.0f;
-    return loss == MLP_CROSS_ENTROPY && !has_weights && input_scale == usual;
+    return !has_weights && input_scale == usual;
 }
 
-bool fused_general(mlp_activation act, const mlp_optimizer &opt) {
-    return act != MLP_RELU || opt.kind != MLP_SGD || opt.convention != MLP_TORCH || opt.nesterov;
+bool fused_general(mlp_activation act, mlp_loss loss, const mlp_optimizer &opt) {
+    return act != MLP_RELU || loss != MLP_CROSS_ENTROPY || opt.kind != MLP_SGD ||
+           opt.convention != MLP_TORCH || opt.nesterov;
 }
 
 /* The kernel of the general code or of the default recipe's. */
@@ -807,7 +834,8 @@ int64_t fused_rows_bytes(const FusedPlan &plan, int64_t n, mlp_dtype dtype) {
 cudaError_t fused_train_epoch(cudaStream_t s, const FusedPlan &plan, const FusedEpoch &e) {
     const int64_t warps = e.n < 4096 * 8 ? e.n : 4096 * 8;
     gather_rows_kernel<<<(unsigned)cdiv(warps, 8), 256, 0, s>>>(
-        (uint8_t *)e.rows, e.labels, (const uint8_t *)e.X, e.y, e.order, e.n, e.D, e.row_stride,
+        (uint8_t *)e.rows, e.labels, e.targets, (const uint8_t *)e.X, e.y,
+        e.loss == MLP_CROSS_ENTROPY ? NULL : e.values, e.C, e.order, e.n, e.D, e.row_stride,
         e.dtype == MLP_UINT8 ? 1 : (int)sizeof(float));
     cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) return err;

@@ -1,7 +1,7 @@
 /*
  * fused.cuh - a whole training epoch of a network with one hidden layer,
- * (B,D) -> linear -> activation -> (B,H) -> linear -> (B,C) -> softmax
- * cross-entropy, as one persistent kernel.
+ * (B,D) -> linear -> activation -> (B,H) -> linear -> (B,C) -> loss, as one
+ * persistent kernel.
  *
  * Why: at batch 64 a step is a few microseconds of arithmetic, and a kernel
  * per op (ops.cu) spends most of each step starting kernels and waiting on
@@ -38,29 +38,37 @@
 #include "step.cuh"
 
 struct FusedEpoch {
-    /* the data set and the rows of this call, X[order] and y[order] */
+    /* the data set and the rows of this call, X[order] and its targets
+     * [order]: labels y (softmax cross-entropy) or values (n, C) (the
+     * element-wise losses) */
     const void *X;
     mlp_dtype dtype;
+    mlp_loss loss;
     const int32_t *y;
+    const float *values;
     const int64_t *order;
     int64_t n, batch;
     /* workspace: those rows gathered, in order, before the epoch starts, so
      * that no step waits on an index before it can load a row:
      * rows (n, row_stride) in the data's dtype (fused_rows_bytes), labels (n).
      * With row_stride > D (fused_rows.cu), each row is followed by its bias
-     * input (255 for uint8, 1 for float32) and zeros. */
+     * input (255 for uint8, 1 for float32) and zeros. The targets in
+     * order: labels (n) or, for the element-wise losses, targets (n, C). */
     void *rows;
     int64_t row_stride;
     int32_t *labels;
+    float *targets;
     int64_t D, H, C;
     /* parameters, momentum (or Adam's first moment) and Adam's second
      * moment, the augmented views (D+1,H) and (H+1,C) */
     float *W1, *V1, *S1, *W2, *V2, *S2;
     /* Which code the kernels run (fused_general):
-     * general = false: the default recipe's code, ReLU and PyTorch's SGD
-     *   with the same constants every step (step);
-     * general = true: activation act and pointwise.h's mlp_update with each
-     *   step's constants from steps (device memory, one per step). */
+     * general = false: the default recipe's code, ReLU, softmax
+     *   cross-entropy and PyTorch's SGD with the same constants every step
+     *   (step);
+     * general = true: activation act, the loss `loss` and pointwise.h's
+     *   mlp_update with each step's constants from steps (device memory, one
+     *   per step). */
     bool general;
     mlp_activation act;
     mlp_step step;
@@ -168,16 +176,17 @@ __device__ inline void penalty_total(const FusedEpoch &e, int64_t step) {
 }
 
 /* Whether the fused kernels take this configuration: one hidden layer
- * (checked by the caller), any activation, softmax cross-entropy, any
- * optimizer, no sample weights, and the inputs' usual scale (1/255 for
- * uint8, 1 for float32). Anything else trains on the kernel-per-op paths. */
-bool fused_supports(mlp_loss loss, bool has_weights, mlp_dtype dtype, float input_scale);
+ * (checked by the caller), any activation, loss and optimizer, no sample
+ * weights, and the inputs' usual scale (1/255 for uint8, 1 for float32).
+ * Anything else trains on the kernel-per-op paths. */
+bool fused_supports(bool has_weights, mlp_dtype dtype, float input_scale);
 
 /* Whether a supported configuration needs the kernels' general code (any
- * activation, any optimizer rule, each step's own constants) rather than
- * the default recipe's (ReLU, PyTorch's SGD without Nesterov), which is kept
- * apart so that the default recipe runs the code it was tuned with. */
-bool fused_general(mlp_activation act, const mlp_optimizer &opt);
+ * activation, loss and optimizer rule, each step's own constants) rather
+ * than the default recipe's (ReLU, softmax cross-entropy, PyTorch's SGD
+ * without Nesterov), which is kept apart so that the default recipe runs
+ * the code it was tuned with. */
+bool fused_general(mlp_activation act, mlp_loss loss, const mlp_optimizer &opt);
 
 /* Which kernel takes a step of `batch` rows of D inputs, where the GPU has
  * TF32 tensor cores: each block of fused.cu streams every row of the step

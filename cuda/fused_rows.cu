@@ -408,8 +408,9 @@ __device__ void head_item(const Step &st, int64_t rt, int64_t g, char *smem) {
                    st.h + (g * st.rows + r0) * NG + i * 4, 16);
     copy_w2_group(sm.W2s, e, j0);
     for (int64_t c = threadIdx.x; c < C; c += THREADS) sm.b2s[c] = __ldcg(e.W2 + H * C + c);
-    for (int m = threadIdx.x; m < (int)nrows; m += THREADS)
-        sm.labels[m] = __ldg(e.labels + st.start + r0 + m);
+    if (e.loss == MLP_CROSS_ENTROPY)
+        for (int m = threadIdx.x; m < (int)nrows; m += THREADS)
+            sm.labels[m] = __ldg(e.labels + st.start + r0 + m);
     for (int64_t i = threadIdx.x; i < nrows * C; i += THREADS) sm.zs[i] = 0.0f;
     const int per = (int)(nrows * CP / 4); /* 16-byte pieces of a group's share */
     for (int64_t g0 = 0; g0 < st.G; g0 += e.head_groups) {
@@ -429,9 +430,28 @@ __device__ void head_item(const Step &st, int64_t rt, int64_t g, char *smem) {
         }
         __syncthreads();
     }
-    /* softmax_crossentropy_forward and _backward, a thread per row */
+    /* the loss's forward and backward, a thread per row: softmax
+     * cross-entropy, or an element-wise loss (general code only) */
     const float scale = 1.0f / (float)st.B;
-    for (int m = threadIdx.x; m < (int)nrows; m += THREADS) {
+    for (int m = threadIdx.x; GENERAL && e.loss != MLP_CROSS_ENTROPY && m < (int)nrows;
+         m += THREADS) {
+        float *z = sm.zs + m * C;
+        const float *t = e.targets + (st.start + r0 + m) * C;
+        float loss = 0.0f;
+        int hit = e.loss == MLP_BINARY_CROSS_ENTROPY;
+        for (int c = 0; c < (int)C; c++) {
+            const float zc = z[c] + sm.b2s[c], y = __ldg(t + c);
+            loss += mlp_elementwise_loss(e.loss, zc, y);
+            hit = hit && (zc > 0.0f) == (y > 0.5f);
+            z[c] = mlp_elementwise_grad(e.loss, zc, y, scale);
+        }
+        if (g == 0) {
+            e.row_loss[st.start + r0 + m] = loss;
+            e.row_hit[st.start + r0 + m] = hit;
+        }
+    }
+    for (int m = threadIdx.x; (!GENERAL || e.loss == MLP_CROSS_ENTROPY) && m < (int)nrows;
+         m += THREADS) {
         float *z = sm.zs + m * C;
         const int label = sm.labels[m];
         float zmax = -INFINITY;

@@ -105,6 +105,8 @@ struct mlp_model {
     int64_t partial_cap;
     double *penalty_parts; /* FusedEpoch's, 2 per block */
     int64_t penalty_parts_cap;
+    float *targets; /* the element-wise losses' targets in the epoch's order */
+    int64_t targets_cap;
     uint8_t *gathered; /* the epoch's rows in order, gathered_cap bytes */
     int64_t gathered_cap;
     int32_t *labels;   /* their labels, rows_cap */
@@ -384,6 +386,7 @@ extern "C" void mlp_free(mlp_model *m) {
     cudaFree(m->scratch.counters);
     cudaFree(m->partial);
     cudaFree(m->penalty_parts);
+    cudaFree(m->targets);
     cudaFree(m->gathered);
     cudaFree(m->loss_sum);
     cudaFree(m->hits);
@@ -690,9 +693,9 @@ static FusedPlan plan_for(mlp_model *m, const mlp_data *data, const mlp_optimize
                           int64_t batch) {
     const mlp_layout *L = &m->L;
     if (m->plain || L->n_layers != 2 ||
-        !fused_supports(m->loss, data->weights != NULL, data->dtype, m->input_scale))
+        !fused_supports(data->weights != NULL, data->dtype, m->input_scale))
         return FusedPlan{};
-    const bool general = fused_general(m->act, opt);
+    const bool general = fused_general(m->act, m->loss, opt);
     /* MLP_KERNELS=base: the float32 units only, as in the C core's baseline;
      * MLP_KERNELS=gemm: the tuned kernel-per-op path (benchmarks) */
     const char *kernels = getenv("MLP_KERNELS");
@@ -720,6 +723,8 @@ static mlp_status train_fused(mlp_model *m, const mlp_data *data, const FusedPla
     if (penalty)
         TRY(grow(&m->penalty_parts, &m->penalty_parts_cap, 2 * (int64_t)plan.blocks,
                  "the penalty's parts"));
+    if (m->loss != MLP_CROSS_ENTROPY)
+        TRY(grow(&m->targets, &m->targets_cap, n * L->sizes[2], "the epoch's targets"));
     TRY(grow(&m->gathered, &m->gathered_cap, fused_rows_bytes(plan, n, data->dtype),
              "the epoch's rows"));
     FusedEpoch e;
@@ -731,8 +736,11 @@ static mlp_status train_fused(mlp_model *m, const mlp_data *data, const FusedPla
     e.in_tile = plan.in_tile;
     e.head_groups = plan.head_groups;
     e.labels = m->labels;
+    e.targets = m->targets;
     e.X = data->X;
+    e.loss = m->loss;
     e.y = data->labels;
+    e.values = data->values;
     e.order = m->order;
     e.batch = batch_size;
     e.H = L->sizes[1];

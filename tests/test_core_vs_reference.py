@@ -213,14 +213,14 @@ FUSED_GENERAL = {"fused-tensor", "fused"}
     (dict(opt="adam"), FUSED_GENERAL),
     (dict(opt="nesterov"), FUSED_GENERAL),
     (dict(opt="sklearn"), FUSED_GENERAL),
-    (dict(loss="squared_error"), {"cuda"}),
+    (dict(loss="squared_error"), FUSED_GENERAL),
     (dict(sample_weight=True), {"cuda"}),
     (dict(float_scale=0.5), {"cuda"}),
 ])
 def test_what_the_fused_cuda_kernels_do_not_take_falls_back(change, kernel_set):
-    """fused_supports: any activation and optimizer, softmax cross-entropy, no
-    sample weights, the usual input scale; anything else trains on gemm.cu,
-    with the same results as the C core."""
+    """fused_supports: any activation, loss and optimizer, no sample weights,
+    the usual input scale; anything else trains on gemm.cu, with the same
+    results as the C core."""
     from mlp._backends import get_backend
     rng = np.random.default_rng(3)
     X, y = make_problem(rng, 128, 20, 4)
@@ -249,7 +249,7 @@ def test_what_the_fused_cuda_kernels_do_not_take_falls_back(change, kernel_set):
 
 
 # The one-kernel epochs' general code (cuda/fused.cuh, fused_general): every
-# activation and every optimizer rule, with each step's own constants (Adam's
+# activation, loss and optimizer rule, with each step's own constants (Adam's
 # bias correction, scikit-learn's L2 over the batch's rows and its penalty in
 # the reported loss), through fused.cu (784 inputs, batch 64) and
 # fused_rows.cu (70 inputs, batch 300: several row tiles, the last step
@@ -261,28 +261,30 @@ GENERAL_OPTIMIZERS = {
     "sklearn-sgd": ("sgd", dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-2), "sklearn"),
     "sklearn-adam": ("adam", dict(lr=0.005, weight_decay=1e-2), "sklearn"),
 }
-GENERAL_CASES = ([(a, "sklearn-adam") for a in ACTIVATIONS]
-                 + [("gelu", o) for o in GENERAL_OPTIMIZERS if o != "sklearn-adam"])
+GENERAL_CASES = ([(a, "cross_entropy", "sklearn-adam") for a in ACTIVATIONS]
+                 + [("gelu", "cross_entropy", o) for o in GENERAL_OPTIMIZERS
+                    if o != "sklearn-adam"]
+                 + [("tanh", loss, "sklearn-adam") for loss in LOSSES if loss != "cross_entropy"])
 
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("batch,d,uint8,kernels", [(64, 784, True, {"fused-tensor", "fused"}),
                                                    (300, 70, False, {"fused-rows", "fused"})])
-@pytest.mark.parametrize("activation,opt_name", GENERAL_CASES)
-def test_fused_general_code_matches_c_core(activation, opt_name, batch, d, uint8, kernels):
+@pytest.mark.parametrize("activation,loss,opt_name", GENERAL_CASES)
+def test_fused_general_code_matches_c_core(activation, loss, opt_name, batch, d, uint8, kernels):
     rng = np.random.default_rng(21)
     n, h, c = 1000, 40, 7
     X, y = make_problem(rng, n, d, c, uint8)
+    t = targets(loss, y, c, rng)
     sizes = (d, h, c)
     params, orders = initial_state(sizes, n, 3, seed=5, activation=activation)
     name, kw, convention = GENERAL_OPTIMIZERS[opt_name]
     opt = dict(make_optimizer(name, **kw).core_dict(), convention=convention)
     if convention == "sklearn":
         opt["decoupled"] = 0
-    c_losses, c_final, _ = run_backend("cpu", sizes, params, X, y, orders, batch, opt=opt,
-                                       activation=activation)
-    g_losses, g_final, net = run_backend("cuda", sizes, params, X, y, orders, batch, opt=opt,
-                                         activation=activation)
+    runs = {core: run_backend(core, sizes, params, X, t, orders, batch, opt=opt,
+                              activation=activation, loss=loss) for core in ("cpu", "cuda")}
+    (c_losses, c_final, _), (g_losses, g_final, net) = runs["cpu"], runs["cuda"]
     assert net.model.kernel_set in kernels
     np.testing.assert_allclose(g_losses, c_losses, rtol=1e-4)
     assert rel_err(g_final, c_final) < 1e-4
