@@ -8,7 +8,8 @@ lr 0.1) through mlp.train, timed by its own history, for each batch size.
 Each round runs the old build's process, then the new one's (or the other
 way round on odd rounds); a process trains `--epochs` epochs and reports the
 median of all but the first. The table gives each build's median over the
-rounds and the ratio new / old. Optional: --recipe adam runs Adam instead.
+rounds and the ratio new / old. Optional: --recipe adam runs Adam instead,
+--recipe deep the deeper net 784-512-256-128-10 (SGD).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from mlp.datasets import read_idx
 folder, device, batch, epochs, recipe = sys.argv[1:6]
 X = read_idx(f"{folder}/train-images-idx3-ubyte.gz").reshape(-1, 784)
 y = read_idx(f"{folder}/train-labels-idx1-ubyte.gz")
-kw = dict(optimizer="adam", lr=1e-3) if recipe == "adam" else {}
+kw = {"adam": dict(optimizer="adam", lr=1e-3), "deep": dict(hidden=(512, 256, 128))}.get(recipe, {})
 m = mlp.train(X, y, epochs=int(epochs), batch_size=int(batch), device=device, **kw)
 print(json.dumps({"seconds": m.history["seconds"][1:], "loss": m.history["loss"][-1]}))
 """
@@ -58,7 +59,7 @@ def main():
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[64])
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--recipe", choices=["sgd", "adam"], default="sgd")
+    p.add_argument("--recipe", choices=["sgd", "adam", "deep"], default="sgd")
     p.add_argument("--json")
     args = p.parse_args()
     folder = os.path.abspath(args.mnist)

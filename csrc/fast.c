@@ -258,12 +258,10 @@ void linear_forward_fast(const mlp_kernels *K, float *out, const nz_rows *inp,
     for (int64_t c = 0; c < chunks; c++)
         for (int64_t rb = 0; rb < rblocks; rb++) {
         const int64_t j0 = c * CHUNK, w = H - j0 < CHUNK ? H - j0 : CHUNK, r0 = rb * FAST_RBLOCK;
+        const int64_t r1 = r0 + FAST_RBLOCK < B ? r0 + FAST_RBLOCK : B;
         for (int64_t kb = 0; kb < blocks; kb++)
-            for (int64_t r = r0; r < r0 + FAST_RBLOCK && r < B; r++) {
-                const int32_t *blk = inp->blk + r * (blocks + 1);
-                K->forward_chunk(out + r * H + j0, inp->idx + r * D, inp->val + r * D, blk[kb],
-                              blk[kb + 1], W, b, H, j0, w, kb == 0, kb == blocks - 1, relu);
-            }
+            K->forward_rows(out + j0, H, inp->idx, inp->val, inp->blk, blocks + 1, D, r0, r1, kb,
+                            W, b, H, j0, w, relu);
     }
 }
 
@@ -472,15 +470,14 @@ void linear_backward_weights_fast(const mlp_kernels *K, float *GW, float *Gb,
             for (int64_t kb = 0; kb < kblocks; kb++) {
                 const int64_t j0 = c * CHUNK, w = H - j0 < CHUNK ? H - j0 : CHUNK;
                 const int64_t k1 = (kb + 1) * WBLOCK < D ? (kb + 1) * WBLOCK : D;
+                if (!u) {
+                    K->weights_cols(GW, cols->start, cols->row, cols->val, kb * WBLOCK, k1, dout,
+                                    H, j0, w, scale);
+                    continue;
+                }
                 for (int64_t k = kb * WBLOCK; k < k1; k++) {
                     const int64_t first = cols->start[k], n = cols->start[k + 1] - first;
                     const int64_t at = k * H + j0;
-                    if (!u) {
-                        if (n > 0)
-                            K->weights_chunk(GW + at, cols->row + first, cols->val + first, n,
-                                             dout, H, j0, w, scale);
-                        continue;
-                    }
                     float g[CHUNK] = {0};
                     if (n > 0)
                         K->weights_chunk(g, cols->row + first, cols->val + first, n, dout, H,

@@ -89,6 +89,24 @@ static void forward_chunk(float *o, const int32_t *ix, const float *vx, int64_t 
         o[j] = last && relu ? mlp_activation_forward(MLP_RELU, acc[j]) : acc[j];
 }
 
+/* forward_chunk over rows r0 .. r1 of a batch's nonzero lists (row r's
+ * entries at ix + r * D and vx + r * D, its block starts at blk + r * nb),
+ * input block kb, outputs o + r * ldo: one call for a run of rows, so that
+ * forward_chunk is inlined into the loop. A row with no entries in the
+ * block is skipped unless the block is its first (the bias) or last (ReLU). */
+static void forward_rows(float *o, int64_t ldo, const int32_t *ix, const float *vx,
+                         const int32_t *blk, int64_t nb, int64_t D, int64_t r0, int64_t r1,
+                         int64_t kb, const float *W, const float *b, int64_t H, int64_t j0,
+                         int64_t w, int relu) {
+    const int first = kb == 0, last = kb == nb - 2;
+    for (int64_t r = r0; r < r1; r++) {
+        const int32_t *bl = blk + r * nb;
+        if (bl[kb] == bl[kb + 1] && !first && !last) continue;
+        forward_chunk(o + r * ldo, ix + r * D, vx + r * D, bl[kb], bl[kb + 1], W, b, H, j0, w,
+                      first, last, relu);
+    }
+}
+
 /* g[k] = 0 where act[k] <= 0 (relu_backward), without branches */
 static void relu_mask(float *g, const float *act, int64_t n) {
     int64_t k = 0;
@@ -144,6 +162,20 @@ static void weights_chunk(float *g, const int32_t *rows, const float *vals, int6
     }
     for (int64_t j = 0; j < w; j++) g[j] += scale * acc[j];
 }
+/* weights_chunk for input columns k0 .. k1 (column k's entries at
+ * start[k] .. start[k + 1] of rows and vals; columns without entries
+ * skipped): rows k of GW, one call for a run of columns, so that
+ * weights_chunk is inlined into the loop. */
+static void weights_cols(float *GW, const int32_t *start, const int32_t *rows, const float *vals,
+                         int64_t k0, int64_t k1, const float *dout, int64_t H, int64_t j0,
+                         int64_t w, float scale) {
+    for (int64_t k = k0; k < k1; k++) {
+        const int64_t first = start[k], n = start[k + 1] - first;
+        if (n > 0)
+            weights_chunk(GW + k * H + j0, rows + first, vals + first, n, dout, H, j0, w, scale);
+    }
+}
+
 
 
 /* Rows x[0 .. n) (n <= 4, dense, ldx apart), columns [j0, j0 + w) (w <= 16):
@@ -240,6 +272,6 @@ static void update(const mlp_step *step, float *p, const float *g, float *m, flo
 }
 
 const mlp_kernels TABLE(MLP_KERNEL_SET) = {
-    NAME(MLP_KERNEL_SET), dot,           axpy,   relu_mask, forward_chunk,
-    weights_chunk,        forward_dense, weights_dense, update,
+    NAME(MLP_KERNEL_SET), dot,          axpy,          relu_mask,     forward_rows,
+    weights_chunk,        weights_cols, forward_dense, weights_dense, update,
 };

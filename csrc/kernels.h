@@ -18,15 +18,24 @@ typedef struct mlp_kernels {
     void (*axpy)(float *y, const float *x, float a, int64_t n);
     /* g[k] = 0 where act[k] <= 0 */
     void (*relu_mask)(float *g, const float *act, int64_t n);
-    /* one row, columns [j0, j0 + w): o (or b when first) + entries t0..t1 @ W,
-     * ReLU applied when last */
-    void (*forward_chunk)(float *o, const int32_t *ix, const float *vx, int64_t t0, int64_t t1,
-                          const float *W, const float *b, int64_t H, int64_t j0, int64_t w,
-                          int first, int last, int relu);
+    /* rows r0 .. r1 of a batch's nonzero lists (nz_rows: entries D apart,
+     * nb = blocks + 1 block starts per row), columns [j0, j0 + w), the
+     * entries of input block kb: o (ldo apart; or b in the first block) +=
+     * entries @ W, ReLU applied in the last block (nb - 2) when relu */
+    void (*forward_rows)(float *o, int64_t ldo, const int32_t *ix, const float *vx,
+                         const int32_t *blk, int64_t nb, int64_t D, int64_t r0, int64_t r1,
+                         int64_t kb, const float *W, const float *b, int64_t H, int64_t j0,
+                         int64_t w, int relu);
     /* row k of GW, columns [j0, j0 + w): += scale * sum of v * dout[r] over
      * the entries (r, v) of input column k */
     void (*weights_chunk)(float *g, const int32_t *rows, const float *vals, int64_t n,
                           const float *dout, int64_t H, int64_t j0, int64_t w, float scale);
+    /* weights_chunk for input columns k0 .. k1 of a batch's entries by
+     * column (nz_cols: column k's at start[k] .. start[k + 1]), into rows k
+     * of GW (H apart) */
+    void (*weights_cols)(float *GW, const int32_t *start, const int32_t *rows, const float *vals,
+                         int64_t k0, int64_t k1, const float *dout, int64_t H, int64_t j0,
+                         int64_t w, float scale);
     /* dense rows x[0 .. n) (n <= 4, ldx apart), columns [j0, j0 + w) (w <=
      * 16): o (ldo apart) = b + x @ W, ReLU when relu */
     void (*forward_dense)(float *o, int64_t ldo, const float *x, int64_t ldx, int n,

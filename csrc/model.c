@@ -641,6 +641,8 @@ static mlp_status train_epoch(mlp_model *m, const mlp_data *data, const int64_t 
  * the hits when the data has targets. When grad is given, also adds each
  * chunk's gradient of the loss summed over rows, each row's weighted by
  * its weight / total_weight. */
+#define PREDICT_ROWS 1024
+
 static mlp_status forward_all(mlp_model *m, const mlp_data *data, float *out, int want_logits,
                               double *loss_sum, double *weight, int64_t *correct, float *grad,
                               double total_weight) {
@@ -649,7 +651,10 @@ static mlp_status forward_all(mlp_model *m, const mlp_data *data, float *out, in
         return mlp_fail(MLP_ERR_INVALID, "data has %lld features, the model expects %lld",
                         (long long)data->d, (long long)L->sizes[0]);
     const int64_t C = L->sizes[L->n_layers];
-    const int64_t chunk = m->cap > 0 ? m->cap : (data->n < 1024 ? data->n : 1024);
+    /* chunks of at least PREDICT_ROWS rows (or the training batch, when
+     * larger): small chunks spend their time starting parallel loops */
+    const int64_t want = data->n < PREDICT_ROWS ? data->n : PREDICT_ROWS;
+    const int64_t chunk = m->cap > want ? m->cap : want;
     mlp_status st = reserve_rows(m, chunk);
     if (st != MLP_OK) return st;
     const int has_targets = loss_sum != NULL;
