@@ -75,6 +75,31 @@ def test_fast_paths_match_reference(monkeypatch, kernels, shape, momentum, weigh
     np.testing.assert_allclose(net.predict(net.bind(X)), same.predict(X), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("kernels", KERNEL_SETS)
+def test_rows_with_empty_input_blocks_match_reference(monkeypatch, kernels):
+    """Pixel-like rows: whole blocks of 32 inputs without an entry (which the
+    forward pass skips, fast.c's forward_rows), in the middle, at the start
+    (the bias is still added) and at the end (ReLU still applied), and rows
+    with no entry at all."""
+    rng = np.random.default_rng(12)
+    n, d, classes = 120, 200, 4
+    X, y = make_problem(rng, n, d, classes, uint8=True)
+    X[::2, 32:128] = 0   # middle blocks
+    X[1::3, :64] = 0     # the first blocks
+    X[2::5, 160:] = 0    # the last blocks
+    X[7::11] = 0         # whole rows
+    sizes = (d, 70, classes)
+    params, orders = initial_state(sizes, n, 3, seed=12)
+    monkeypatch.setenv("MLP_KERNELS", kernels)
+    losses, final, net = train_cpu(sizes, params, X, y, orders, 16, 0.9, 0.0)
+    ref_losses, ref_final, _ = run_reference(sizes, params, X, y, orders, 16,
+                                             opt=optimizer(0.9, 0.0))
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-4)
+    assert rel_err(final, ref_final) < 1e-4
+    same = reference.Reference(sizes, final, np.float64, input_scale=scale_of(X))
+    np.testing.assert_allclose(net.predict(net.bind(X)), same.predict(X), rtol=1e-5, atol=1e-7)
+
+
 def test_unknown_kernel_request_falls_back_to_the_best_set(monkeypatch):
     monkeypatch.setenv("MLP_KERNELS", "avx9000")
     net = get_backend("cpu").network((3, 2, 2), np.zeros(3 * 2 + 2 + 2 * 2 + 2, np.float32))
