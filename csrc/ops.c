@@ -93,7 +93,7 @@ double loss_forward(mlp_loss loss, float *out, const float *logits, const batch_
         int hit = loss == MLP_BINARY_CROSS_ENTROPY;
         for (int64_t c = 0; c < C; c++) {
             row += mlp_elementwise_loss(loss, z[c], y[c]);
-            hit = hit && (z[c] > 0.0f) == (y[c] > 0.5f);
+            hit = hit && mlp_binary_hit(z[c], y[c]);
         }
         total += (double)row_weight(t, i) * (double)row;
         if (correct) *correct += hit;

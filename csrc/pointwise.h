@@ -113,6 +113,11 @@ MLP_FN float mlp_binary_cross_entropy_grad(float z, float t, float scale) {
     return (mlp_logistic(z) - t) * scale;
 }
 
+/* Whether a logistic output's label is right (a multi-label row counts as a
+ * hit when every one is): the logit's side of 0 against the target's side
+ * of 0.5 */
+MLP_FN int mlp_binary_hit(float z, float t) { return (z > 0.0f) == (t > 0.5f); }
+
 /* Poisson deviance with an exp output (log link), halved as scikit-learn
  * reports it: exp(z) - t z + t log t - t (the last two make a perfect fit
  * cost 0; they do not depend on z) */

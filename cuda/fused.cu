@@ -59,35 +59,17 @@ __host__ __device__ inline Tiles tiles_of(int64_t D, int64_t H) {
  * waits on a round trip to device memory for them. */
 __shared__ mlp_step step_constants;
 
-/* The optimizer update of N elements P[at[i]] (where ok[i]) with gradients
- * g[i], momentum (or Adam's first moment) in V and Adam's second moment in
- * S. GENERAL = false: PyTorch's SGD with the epoch's constants (e.step);
- * GENERAL = true: pointwise.h's mlp_update with the step's constants
- * (step_constants), the elements from bias_at on being biases, and each old
- * weight's square added to pen (scikit-learn's penalty). Every load is
- * issued before any store, so the round trips overlap. */
+/* The optimizer update (update_one, fused.cuh) of N elements P[at[i]]
+ * (where ok[i]) with gradients g[i] and state in V and S, the elements from
+ * bias_at on being biases; the general code's constants are the step's
+ * (step_constants). Every load is issued before any store, so the round
+ * trips overlap. */
 template <bool GENERAL, int N>
 __device__ inline void update(float *P, float *V, float *S, const int64_t (&at)[N],
                               const bool (&ok)[N], const float (&g)[N], const FusedEpoch &e,
                               int64_t bias_at, double &pen) {
-    if (!GENERAL) {
-        const bool momentum = e.step.momentum != 0.0f;
-        float p[N], v[N];
-#pragma unroll
-        for (int i = 0; i < N; i++) {
-            p[i] = ok[i] ? __ldcg(P + at[i]) : 0.0f;
-            v[i] = ok[i] && momentum ? __ldcg(V + at[i]) : 0.0f;
-        }
-#pragma unroll
-        for (int i = 0; i < N; i++) {
-            if (!ok[i]) continue;
-            P[at[i]] = mlp_torch_sgd(&e.step, p[i], mlp_l2_grad(&e.step, p[i], g[i], 0), &v[i]);
-            if (momentum) V[at[i]] = v[i];
-        }
-        return;
-    }
-    const mlp_step s = step_constants;
-    const bool first = s.adam || s.momentum != 0.0f, second = s.adam != 0;
+    const mlp_step s = GENERAL ? step_constants : e.step;
+    const bool first = uses_first_moment<GENERAL>(s), second = uses_second_moment<GENERAL>(s);
     float p[N], m[N], v[N];
 #pragma unroll
     for (int i = 0; i < N; i++) {
@@ -98,9 +80,7 @@ __device__ inline void update(float *P, float *V, float *S, const int64_t (&at)[
 #pragma unroll
     for (int i = 0; i < N; i++) {
         if (!ok[i]) continue;
-        const bool bias = at[i] >= bias_at;
-        if (!bias) pen += (double)p[i] * p[i];
-        P[at[i]] = mlp_update(&s, p[i], g[i], &m[i], &v[i], bias);
+        P[at[i]] = update_one<GENERAL>(s, p[i], g[i], &m[i], &v[i], at[i] >= bias_at, pen);
         if (first) V[at[i]] = m[i];
         if (second) S[at[i]] = v[i];
     }
@@ -271,7 +251,7 @@ __device__ void head_rows(const FusedEpoch &e, const Tiles &t, int64_t start, in
             for (int64_t c = lane; c < C; c += 32) {
                 const float z = zr[c], y = __ldg(t + c);
                 loss += mlp_elementwise_loss(e.loss, z, y);
-                hit = hit && (z > 0.0f) == (y > 0.5f);
+                hit = hit && mlp_binary_hit(z, y);
                 zr[c] = mlp_elementwise_grad(e.loss, z, y, scale);
                 e.dlogits[r * C + c] = zr[c];
             }

@@ -143,6 +143,30 @@ __device__ inline bool stop_now(const FusedEpoch &e, int64_t start) {
     return true;
 }
 
+/* ---- the optimizer's update of one parameter ------------------------------
+ * GENERAL = false: the default recipe's rule, PyTorch's SGD with the
+ * epoch's constants (e.step), whose only state is the momentum in V;
+ * GENERAL = true: pointwise.h's mlp_update with the step's constants s,
+ * state in V (momentum or Adam's first moment) and S (Adam's second
+ * moment), and each old weight's square added to pen (scikit-learn's
+ * penalty). Both kernels load and store the state that the rule uses. */
+
+template <bool GENERAL> __device__ inline bool uses_first_moment(const mlp_step &s) {
+    return (GENERAL && s.adam) || s.momentum != 0.0f;
+}
+template <bool GENERAL> __device__ inline bool uses_second_moment(const mlp_step &s) {
+    return GENERAL && s.adam;
+}
+
+/* The new value of parameter p with gradient g and state m, v. */
+template <bool GENERAL>
+__device__ inline float update_one(const mlp_step &s, float p, float g, float *m, float *v,
+                                   bool bias, double &pen) {
+    if (!GENERAL) return mlp_torch_sgd(&s, p, mlp_l2_grad(&s, p, g, 0), m);
+    if (!bias) pen += (double)p * p;
+    return mlp_update(&s, p, g, m, v, bias);
+}
+
 /* ---- scikit-learn's penalty in the reported loss (e.penalty) ------------- */
 
 /* sum of the blocks' parts at parts[0..blocks), in a fixed order, by one warp */

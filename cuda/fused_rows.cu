@@ -442,7 +442,7 @@ __device__ void head_item(const Step &st, int64_t rt, int64_t g, char *smem) {
         for (int c = 0; c < (int)C; c++) {
             const float zc = z[c] + sm.b2s[c], y = __ldg(t + c);
             loss += mlp_elementwise_loss(e.loss, zc, y);
-            hit = hit && (zc > 0.0f) == (y > 0.5f);
+            hit = hit && mlp_binary_hit(zc, y);
             z[c] = mlp_elementwise_grad(e.loss, zc, y, scale);
         }
         if (g == 0) {
@@ -518,18 +518,6 @@ constexpr int ZMAX = 16; /* row tiles' shares of dW2 loaded at once */
 
 /* ---- phase 3: linear_backward's dW and the optimizer's update ---------- */
 
-/* The new value of one parameter p with gradient g, momentum (or Adam's
- * first moment) m and second moment v: GENERAL = false, PyTorch's SGD with
- * the epoch's constants; GENERAL = true, mlp_update with the step's (s),
- * and a weight's old square added to pen (scikit-learn's penalty). */
-template <bool GENERAL>
-__device__ inline float update_one(const FusedEpoch &e, const mlp_step &s, float p, float g,
-                                   float *m, float *v, bool bias, double &pen) {
-    if (!GENERAL) return mlp_torch_sgd(&e.step, p, mlp_l2_grad(&e.step, p, g, 0), m);
-    if (!bias) pen += (double)p * p;
-    return mlp_update(&s, p, g, m, v, bias);
-}
-
 template <class T, bool GENERAL>
 __device__ void update_item(const Step &st, int64_t p, int64_t g, char *smem, double &pen) {
     const FusedEpoch &e = *st.e;
@@ -540,8 +528,7 @@ __device__ void update_item(const Step &st, int64_t p, int64_t g, char *smem, do
                                  st.dh + g * st.rows * NG};
     float *Wp = (float *)(smem + RING_BYTES), *Vp = Wp + MT * NG, *Sp = Vp + MT * NG;
     const mlp_step s = GENERAL ? e.steps[st.start / e.batch].s : e.step;
-    const bool first = GENERAL ? s.adam || s.momentum != 0.0f : e.step.momentum != 0.0f;
-    const bool second = GENERAL && s.adam;
+    const bool first = uses_first_moment<GENERAL>(s), second = uses_second_moment<GENERAL>(s);
     __syncthreads(); /* the last item's epilogue is done with Wp, Vp and Sp */
     for (int i = threadIdx.x; i < (int)width * NG; i += THREADS) {
         const int m = i / NG, j = i % NG;
@@ -558,7 +545,7 @@ __device__ void update_item(const Step &st, int64_t p, int64_t g, char *smem, do
         const int64_t at = (i0 + m) * H + j0 + j;
         const float grad = result(sm.red, m, j) * st.xscale;
         float v = first ? Vp[i] : 0.0f, v2 = second ? Sp[i] : 0.0f;
-        e.W1[at] = update_one<GENERAL>(e, s, Wp[i], grad, &v, &v2, i0 + m == e.D, pen);
+        e.W1[at] = update_one<GENERAL>(s, Wp[i], grad, &v, &v2, i0 + m == e.D, pen);
         if (first) e.V1[at] = v;
         if (second) e.S1[at] = v2;
     }
@@ -581,7 +568,7 @@ __device__ void update_item(const Step &st, int64_t p, int64_t g, char *smem, do
         const int64_t at = row * C + c;
         float v = first ? __ldcg(e.V2 + at) : 0.0f, v2 = second ? __ldcg(e.S2 + at) : 0.0f;
         const float w = __ldcg(e.W2 + at);
-        e.W2[at] = update_one<GENERAL>(e, s, w, grad, &v, &v2, row == H, pen);
+        e.W2[at] = update_one<GENERAL>(s, w, grad, &v, &v2, row == H, pen);
         if (first) e.V2[at] = v;
         if (second) e.S2[at] = v2;
     }

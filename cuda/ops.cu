@@ -83,7 +83,7 @@ __global__ void loss_forward_kernel(float *out, const float *logits, Targets t, 
     for (int64_t c = 0; c < C; c++) {
         const float y = t.values[r * C + c];
         loss += mlp_elementwise_loss(t.loss, z[c], y);
-        hit = hit && (z[c] > 0.0f) == (y > 0.5f);
+        hit = hit && mlp_binary_hit(z[c], y);
     }
     row_loss[start + row] = w * loss;
     row_hit[start + row] = hit;
