@@ -162,6 +162,7 @@ static void weights_chunk(float *g, const int32_t *rows, const float *vals, int6
     }
     for (int64_t j = 0; j < w; j++) g[j] += scale * acc[j];
 }
+
 /* weights_chunk for input columns k0 .. k1 (column k's entries at
  * start[k] .. start[k + 1] of rows and vals; columns without entries
  * skipped): rows k of GW, one call for a run of columns, so that
@@ -175,8 +176,6 @@ static void weights_cols(float *GW, const int32_t *start, const int32_t *rows, c
             weights_chunk(GW + k * H + j0, rows + first, vals + first, n, dout, H, j0, w, scale);
     }
 }
-
-
 
 /* Rows x[0 .. n) (n <= 4, dense, ldx apart), columns [j0, j0 + w) (w <= 16):
  * o = b + x @ W, ReLU when relu. Four rows share each load of W. */

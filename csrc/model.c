@@ -636,13 +636,14 @@ static mlp_status train_epoch(mlp_model *m, const mlp_data *data, const int64_t 
     return st;
 }
 
+/* Rows a chunk of forward_all holds at least. */
+#define PREDICT_ROWS 1024
+
 /* Runs forward() over the data set in chunks; copies outputs or last-layer
  * values out when `out` is given; sums the weighted loss, the weight and
  * the hits when the data has targets. When grad is given, also adds each
  * chunk's gradient of the loss summed over rows, each row's weighted by
  * its weight / total_weight. */
-#define PREDICT_ROWS 1024
-
 static mlp_status forward_all(mlp_model *m, const mlp_data *data, float *out, int want_logits,
                               double *loss_sum, double *weight, int64_t *correct, float *grad,
                               double total_weight) {
