@@ -26,27 +26,17 @@ import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from conftest import mnist_root  # noqa: E402
+from torch_peer import TorchPeer  # noqa: E402
 
 import mlp  # noqa: E402
 from mlp import datasets  # noqa: E402
 from mlp._backends import get_backend  # noqa: E402
 from mlp.optimizers import make_optimizer  # noqa: E402
-from mlp.reference import layer_views  # noqa: E402
+from mlp.torch_reference import build  # noqa: E402
 from mlp.training import initial_state  # noqa: E402
 
 DEEP = (784, 512, 256, 128, 10)
 PAUSE = 0.5  # a library's idle threads keep spinning for a while after its work
-
-
-def torch_mlp(params, sizes):
-    layers = []
-    for i, (W, b) in enumerate(zip(*layer_views(params, sizes))):
-        lin = torch.nn.Linear(sizes[i], sizes[i + 1])
-        with torch.no_grad():
-            lin.weight.copy_(torch.from_numpy(W.T.copy()))
-            lin.bias.copy_(torch.from_numpy(b.copy()))
-        layers += [lin, torch.nn.ReLU()]
-    return torch.nn.Sequential(*layers[:-1])
 
 
 def timed(fn):
@@ -61,44 +51,27 @@ def deeper(X, y, rounds, batch=1024):
     net = get_backend("cpu").network(DEEP, params, input_scale=1 / 255)
     data = net.bind(X, labels=y.astype(np.int32))
     opt = make_optimizer("sgd", 0.1).core_dict()
-    model = torch_mlp(params, DEEP)
-    sgd = torch.optim.SGD(model.parameters(), lr=0.1)
-    Xt, yt, perm = torch.from_numpy(X.astype(np.float32) / 255), torch.from_numpy(y), \
-        torch.from_numpy(order)
-
-    def torch_epoch():
-        for s in range(0, len(perm), batch):
-            idx = perm[s:s + batch]
-            loss = torch.nn.functional.cross_entropy(model(Xt[idx]), yt[idx])
-            sgd.zero_grad()
-            loss.backward()
-            sgd.step()
-
+    peer = TorchPeer(params, DEEP, 0.1, X, y)
     fns = {"mlp C core": lambda: net.train_epoch(data, order, batch, opt),
-           "PyTorch CPU": torch_epoch}
+           "PyTorch CPU": lambda: peer.epoch(order, batch)}
     return interleave(fns, rounds)
+
+
+def torch_labels(net, X, classes):
+    """PyTorch's prediction: from_numpy, the 1/255 scale, forward, argmax,
+    the labels back as numpy."""
+    with torch.no_grad():
+        return classes[net(torch.from_numpy(X).to(torch.float32) / 255).argmax(1).numpy()]
 
 
 def predict(X, y, rounds, rows=1_000_000):
     Xbig = np.ascontiguousarray(np.resize(X, (rows, X.shape[1])))
     model = mlp.train(X[:2000], y[:2000], epochs=1, seed=0, device="cpu")
-    tm = torch_mlp(model._flat, model.sizes)
-    classes = model.classes_
-
-    def torch_predict():
-        with torch.no_grad():
-            out = tm(torch.from_numpy(Xbig).to(torch.float32) / 255).argmax(1).numpy()
-        return classes[out]
-
-    same = np.mean(model.predict(Xbig[:100_000]) == torch_predict_rows(tm, Xbig[:100_000],
-                                                                         classes))
-    fns = {"mlp Model.predict": lambda: model.predict(Xbig), "PyTorch CPU": torch_predict}
+    net, classes = build(model.sizes, model._flat), model.classes_
+    same = np.mean(model.predict(Xbig[:100_000]) == torch_labels(net, Xbig[:100_000], classes))
+    fns = {"mlp Model.predict": lambda: model.predict(Xbig),
+           "PyTorch CPU": lambda: torch_labels(net, Xbig, classes)}
     return interleave(fns, rounds, extra=dict(rows=rows, agreement=float(same)))
-
-
-def torch_predict_rows(tm, X, classes):
-    with torch.no_grad():
-        return classes[tm(torch.from_numpy(X).to(torch.float32) / 255).argmax(1).numpy()]
 
 
 def interleave(fns, rounds, extra=None):

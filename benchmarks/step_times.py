@@ -29,14 +29,19 @@ RECIPES = {
 }
 
 
-def data_sets(mnist_dir, tabular_rows):
-    X = read_idx(f"{mnist_dir}/train-images-idx3-ubyte.gz").reshape(-1, 784)
-    y = read_idx(f"{mnist_dir}/train-labels-idx1-ubyte.gz").astype(np.int32)
-    yield "mnist-uint8", X, y, 10
-    yield "mnist-float32", (X / np.float32(255)).astype(np.float32), y, 10
-    rng = np.random.default_rng(0)
-    Xt = rng.standard_normal((tabular_rows, 100), dtype=np.float32)
-    yield f"tabular-{tabular_rows}", Xt, (Xt[:, 0] > 0).astype(np.int32), 2
+def data_sets(wanted, mnist_dir, tabular_rows):
+    """(name, X, y, classes) of each wanted set: "mnist-uint8",
+    "mnist-float32", "tabular" (tabular_rows random rows of 100 features)."""
+    if {"mnist-uint8", "mnist-float32"} & set(wanted):
+        X = read_idx(f"{mnist_dir}/train-images-idx3-ubyte.gz").reshape(-1, 784)
+        y = read_idx(f"{mnist_dir}/train-labels-idx1-ubyte.gz").astype(np.int32)
+        if "mnist-uint8" in wanted:
+            yield "mnist-uint8", X, y, 10
+        if "mnist-float32" in wanted:
+            yield "mnist-float32", (X / np.float32(255)).astype(np.float32), y, 10
+    if "tabular" in wanted:
+        Xt = np.random.default_rng(0).standard_normal((tabular_rows, 100), dtype=np.float32)
+        yield f"tabular-{tabular_rows}", Xt, (Xt[:, 0] > 0).astype(np.int32), 2
 
 
 def main():
@@ -48,14 +53,12 @@ def main():
     p.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     p.add_argument("--tabular-rows", type=int, default=1_000_000)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--data", nargs="+", default=["mnist-uint8", "mnist-float32", "tabular"])
+    p.add_argument("--data", nargs="+", default=["mnist-uint8", "mnist-float32", "tabular"],
+                   choices=["mnist-uint8", "mnist-float32", "tabular"])
     p.add_argument("--json")
     args = p.parse_args()
     rows = []
-    for name, X, y, classes in data_sets(args.mnist, args.tabular_rows):
-        if name.split("-")[0] + ("-" + name.split("-")[1] if name.startswith("mnist") else "") \
-                not in args.data:
-            continue
+    for name, X, y, classes in data_sets(args.data, args.mnist, args.tabular_rows):
         sizes = (X.shape[1], args.hidden, classes)
         scale = 1 / 255 if X.dtype == np.uint8 else 1.0
         order = np.random.default_rng(1).permutation(len(X)).astype(np.int64)
