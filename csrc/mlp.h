@@ -27,7 +27,7 @@
 extern "C" {
 #endif
 
-#define MLP_ABI_VERSION 2
+#define MLP_ABI_VERSION 3
 
 typedef enum mlp_status {
     MLP_OK = 0,
@@ -163,13 +163,20 @@ mlp_status mlp_get_state(mlp_model *model, float *state, int64_t *steps);
 mlp_status mlp_set_state(mlp_model *model, const float *state, int64_t steps);
 
 /* Bind n rows of d features (row-major, dtype as given) and their targets
- * (NULL for prediction only). The C core reads X and the targets in place,
- * so the caller keeps them alive and unchanged until mlp_data_free (its
- * first training epoch keeps each row's nonzero entries for the next ones);
- * the CUDA core copies them to the GPU once. */
+ * (NULL for prediction only). The caller keeps X and the targets alive and
+ * unchanged until mlp_data_free: the C core reads them in place (its first
+ * training epoch keeps each row's nonzero entries for the next ones); the
+ * CUDA core copies them to the GPU once, except the rows of prediction-only
+ * data and of data sets larger than MLP_CUDA_DATA_LIMIT bytes (unset: 3/4 of
+ * the GPU's free memory), which it reads in place and streams to the GPU in
+ * chunks as it goes. */
 mlp_status mlp_data_create(mlp_data **data, const void *X, mlp_dtype dtype, int64_t n,
                            int64_t d, const mlp_targets *targets);
 void mlp_data_free(mlp_data *data);
+
+/* 1 when the core reads the data's rows from the caller's memory as it
+ * trains and predicts (always for the C core), 0 when it holds a copy. */
+int mlp_data_on_host(const mlp_data *data);
 
 /* Minibatch training over the rows order[0 .. n_order) of data (each index
  * in [0, n)), in batches of batch_size, the last one possibly partial: a
@@ -203,6 +210,10 @@ mlp_status mlp_loss_and_grad(mlp_model *model, const mlp_data *data, const mlp_o
  * values when want_logits != 0. */
 mlp_status mlp_predict(mlp_model *model, const mlp_data *data, float *out,
                        int want_logits);
+
+/* The index of each row's largest output (n values; the first on a tie):
+ * a classifier's predicted class, without the outputs' copy and scan. */
+mlp_status mlp_predict_classes(mlp_model *model, const mlp_data *data, int32_t *out);
 
 /* Mean loss (weighted) and accuracy over a data set with targets. */
 mlp_status mlp_evaluate(mlp_model *model, const mlp_data *data,

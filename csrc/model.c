@@ -347,6 +347,8 @@ void mlp_data_free(mlp_data *data) {
     free(data);
 }
 
+int mlp_data_on_host(const mlp_data *data) { return data != NULL; }
+
 /* The data set's kept nonzero lists, built on first use (NULL when none) */
 static const nz_cache *lists_of(const mlp_data *data) {
     data_lists *l = data->lists;
@@ -645,7 +647,7 @@ static mlp_status train_epoch(mlp_model *m, const mlp_data *data, const int64_t 
  * chunk's gradient of the loss summed over rows, each row's weighted by
  * its weight / total_weight. */
 static mlp_status forward_all(mlp_model *m, const mlp_data *data, float *out, int want_logits,
-                              double *loss_sum, double *weight, int64_t *correct, float *grad,
+                              int32_t *classes, double *loss_sum, double *weight, int64_t *correct, float *grad,
                               double total_weight) {
     const mlp_layout *L = &m->L;
     if (data->d != L->sizes[0])
@@ -669,6 +671,11 @@ static mlp_status forward_all(mlp_model *m, const mlp_data *data, float *out, in
             const float *src = want_logits ? m->acts[L->n_layers - 1] : m->out;
             memcpy(out + start * C, src, sizeof(float) * (size_t)(B * C));
         }
+        if (classes) {
+            const float *logits = m->acts[L->n_layers - 1];
+            for (int64_t i = 0; i < B; i++)
+                classes[start + i] = (int32_t)mlp_argmax(logits + i * C, C);
+        }
         if (grad) {
             backward(m, &t, B, total_weight, NULL);
             for (int64_t i = 0; i < L->n_params; i++) grad[i] += m->grads[i];
@@ -682,7 +689,16 @@ mlp_status mlp_predict(mlp_model *m, const mlp_data *data, float *out, int want_
     if (!m || !data || !out) return mlp_fail(MLP_ERR_INVALID, "NULL argument");
     const int before = use_threads(m);
     return restore_threads(before,
-                           forward_all(m, data, out, want_logits, NULL, NULL, NULL, NULL, 0.0));
+                           forward_all(m, data, out, want_logits, NULL, NULL, NULL, NULL, NULL,
+                                       0.0));
+}
+
+mlp_status mlp_predict_classes(mlp_model *m, const mlp_data *data, int32_t *out) {
+    mlp_clear_error();
+    if (!m || !data || !out) return mlp_fail(MLP_ERR_INVALID, "NULL argument");
+    const int before = use_threads(m);
+    return restore_threads(before,
+                           forward_all(m, data, NULL, 0, out, NULL, NULL, NULL, NULL, 0.0));
 }
 
 mlp_status mlp_evaluate(mlp_model *m, const mlp_data *data, double *mean_loss, double *accuracy) {
@@ -693,7 +709,7 @@ mlp_status mlp_evaluate(mlp_model *m, const mlp_data *data, double *mean_loss, d
     double loss = 0.0, weight = 0.0;
     int64_t correct = 0;
     const int before = use_threads(m);
-    st = restore_threads(before, forward_all(m, data, NULL, 0, &loss, &weight, &correct, NULL,
+    st = restore_threads(before, forward_all(m, data, NULL, 0, NULL, &loss, &weight, &correct, NULL,
                                              0.0));
     if (st != MLP_OK) return st;
     if (mean_loss) *mean_loss = weight > 0.0 ? loss / weight : 0.0;
@@ -713,7 +729,7 @@ mlp_status mlp_loss_and_grad(mlp_model *m, const mlp_data *data, const mlp_optim
     double loss_sum = 0.0, weight = 0.0;
     int64_t correct = 0;
     const int before = use_threads(m);
-    st = restore_threads(before, forward_all(m, data, NULL, 0, &loss_sum, &weight, &correct,
+    st = restore_threads(before, forward_all(m, data, NULL, 0, NULL, &loss_sum, &weight, &correct,
                                              grad, total));
     if (st != MLP_OK) return st;
     const mlp_step s = mlp_step_init(opt, 1, total);

@@ -68,9 +68,7 @@ double loss_forward(mlp_loss loss, float *out, const float *logits, const batch_
         const float *z = logits + i * C;
         float *o = out + i * C;
         if (loss == MLP_CROSS_ENTROPY) { /* softmax_crossentropy_forward */
-            int64_t argmax = 0;
-            for (int64_t c = 1; c < C; c++)
-                if (z[c] > z[argmax]) argmax = c;
+            const int64_t argmax = mlp_argmax(z, C);
             const float zmax = z[argmax];
             float sum = 0.0f;
             for (int64_t c = 0; c < C; c++) {

@@ -79,6 +79,15 @@ MLP_FN int mlp_activation_needs_input(mlp_activation act) { return act == MLP_GE
  * it alike: the row's max zmax and sum = sum_c exp(z_c - zmax) are taken
  * first (any order), then each probability and gradient. */
 
+/* The first index of a row's largest value: the predicted class, and a
+ * hit where it is the label. */
+MLP_FN int64_t mlp_argmax(const float *z, int64_t C) {
+    int64_t best = 0;
+    for (int64_t c = 1; c < C; c++)
+        if (z[c] > z[best]) best = c;
+    return best;
+}
+
 MLP_FN float mlp_softmax_term(float z, float zmax) { return expf(z - zmax); }
 
 MLP_FN float mlp_softmax_prob(float z, float zmax, float inv_sum) {

@@ -4,7 +4,12 @@
  * one-kernel epochs of fused.cu and fused_rows.cu, mirroring csrc/model.c
  * step for step.
  *
- * The data set is copied to the GPU once, uint8 staying uint8. An epoch of
+ * The data set is copied to the GPU once, uint8 staying uint8, unless it
+ * is larger than the GPU's share for it (MLP_CUDA_DATA_LIMIT) or is for
+ * prediction only: then its rows stay in the caller's memory and stream to
+ * the GPU in chunks (host_rows.cuh), a training epoch chunk by chunk, each
+ * chunk's rows gathered in the epoch's order and trained on like a data set
+ * of its own while the next one travels. An epoch of
  * the kernel-per-op paths is enqueued as one CUDA graph (every step's
  * kernels, recorded once per data set and batch size, then replayed), so the
  * host neither launches nor waits per step; the optimizer constants of each
@@ -19,6 +24,7 @@
  */
 #include <atomic>
 #include <new>
+#include <thread>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,17 +32,22 @@
 #include "common.h"
 #include "fused.cuh"
 #include "gemm.cuh"
+#include "host_rows.cuh"
 #include "mlp.h"
 #include "ops.cuh"
 #include "pointwise.h"
 
 struct mlp_data {
-    void *X; /* device, (n, d) */
+    void *X; /* device, (n, d); NULL when the rows stay in host memory */
     mlp_dtype dtype;
     int32_t *labels; /* device, (n) or NULL */
     float *values;   /* device, (n, n_outputs) or NULL */
     float *weights;  /* device, (n) or NULL */
     float *host_weights; /* a host copy, for each batch's weight */
+    /* the caller's rows and targets, read in place when X is NULL */
+    const void *host_X;
+    const int32_t *host_labels;
+    const float *host_values;
     mlp_target_info info;
     int64_t n, d;
 };
@@ -76,6 +87,7 @@ struct mlp_model {
     float **acts, **pre, **douts;
     float *xbatch; /* the training batch's input rows as floats, (cap, D) */
     float *out;    /* (cap, C) */
+    int32_t *classes; /* (cap): each row's largest output, for mlp_predict_classes */
     gemm::Scratch scratch;
     /* per-row statistics for up to rows_cap rows, the order of an epoch */
     int64_t rows_cap;
@@ -110,6 +122,7 @@ struct mlp_model {
     uint8_t *gathered; /* the epoch's rows in order, gathered_cap bytes */
     int64_t gathered_cap;
     int32_t *labels;   /* their labels, rows_cap */
+    RowStream rows;    /* how rows in host memory reach the GPU */
 };
 
 /* ---- errors ------------------------------------------------------------ */
@@ -216,7 +229,9 @@ static void free_workspace(mlp_model *m) {
     free(m->douts);
     cudaFree(m->xbatch);
     cudaFree(m->out);
+    cudaFree(m->classes);
     m->xbatch = m->out = NULL;
+    m->classes = NULL;
     m->acts = m->pre = m->douts = NULL;
     m->cap = 0;
 }
@@ -259,6 +274,7 @@ static mlp_status reserve_rows(mlp_model *m, int64_t rows) {
     }
     mlp_status st = device_alloc(&m->xbatch, rows * m->L.sizes[0], "the input batch");
     if (st == MLP_OK) st = device_alloc(&m->out, rows * m->L.sizes[n_layers], "outputs");
+    if (st == MLP_OK) st = device_alloc(&m->classes, rows, "classes");
     const bool keep_pre = mlp_activation_needs_input(m->act);
     for (int l = 0; st == MLP_OK && l < n_layers; l++) {
         const int64_t width = m->L.sizes[l + 1];
@@ -392,6 +408,7 @@ extern "C" void mlp_free(mlp_model *m) {
     cudaFree(m->hits);
     cudaFree(m->stop_dev);
     if (m->flags) cudaFreeHost(m->flags);
+    row_stream_free(&m->rows);
     if (m->stream) cudaStreamDestroy(m->stream);
     mlp_layout_free(&m->L);
     m->stop.~atomic<int>();
@@ -409,7 +426,8 @@ extern "C" mlp_status mlp_set_threads(mlp_model *m, int n_threads) {
     mlp_clear_error();
     if (!m) return mlp_fail(MLP_ERR_INVALID, "model is NULL");
     if (n_threads < 0) return mlp_fail(MLP_ERR_INVALID, "n_threads must be >= 0");
-    return MLP_OK; /* the GPU's work has no host threads to set */
+    row_stream_set_threads(&m->rows, n_threads); /* the threads that copy rows to the GPU */
+    return MLP_OK;
 }
 
 extern "C" mlp_status mlp_use_plain_ops(mlp_model *m, int on) {
@@ -493,10 +511,26 @@ extern "C" mlp_status mlp_data_create(mlp_data **data, const void *X, mlp_dtype 
     mlp_clear_error();
     TRY(mlp_check_data_args(data, X, dtype, n, d, targets));
     TRY(mlp_device_check());
+    int64_t limit = 0;
+    TRY(data_limit_bytes(&limit));
     mlp_data *p = (mlp_data *)calloc(1, sizeof *p);
     if (!p) return mlp_fail(MLP_ERR_NOMEM, "out of host memory");
     const int64_t bytes = n * d * (dtype == MLP_UINT8 ? 1 : (int64_t)sizeof(float));
-    mlp_status st = upload((uint8_t **)&p->X, (const uint8_t *)X, bytes, "the data set");
+    /* prediction reads each row once: a copy of the whole set first would
+     * only add its time */
+    mlp_status st = MLP_OK;
+    if (targets && bytes <= limit) {
+        st = upload((uint8_t **)&p->X, (const uint8_t *)X, bytes, "the data set");
+        if (st == MLP_ERR_NOMEM) { /* the GPU had less room than it said: stream */
+            mlp_clear_error();
+            st = MLP_OK;
+        }
+    }
+    if (!p->X) {
+        p->host_X = X;
+        p->host_labels = targets ? targets->labels : NULL;
+        p->host_values = targets ? targets->values : NULL;
+    }
     if (st == MLP_OK && targets && targets->labels)
         st = upload(&p->labels, targets->labels, n, "the labels");
     if (st == MLP_OK && targets && targets->values)
@@ -523,6 +557,8 @@ extern "C" mlp_status mlp_data_create(mlp_data **data, const void *X, mlp_dtype 
     *data = p;
     return MLP_OK;
 }
+
+extern "C" int mlp_data_on_host(const mlp_data *data) { return data && !data->X; }
 
 extern "C" void mlp_data_free(mlp_data *data) {
     if (!data) return;
@@ -837,14 +873,10 @@ static mlp_status epoch_results(mlp_model *m, int64_t n, int64_t batch_size, boo
     return MLP_OK;
 }
 
-extern "C" mlp_status mlp_train_epoch(mlp_model *m, const mlp_data *data, const int64_t *order,
-                                      int64_t n_order, int64_t batch_size,
-                                      const mlp_optimizer *opt, float *batch_losses,
-                                      double *mean_loss, double *accuracy) {
-    mlp_clear_error();
-    if (!m || !data) return mlp_fail(MLP_ERR_INVALID, "NULL argument");
-    TRY(mlp_check_train_args(&m->L, data->n, data->d, order, n_order, batch_size, opt));
-    TRY(check_targets(m, data));
+/* An epoch over data on the GPU (mlp_train_epoch, its arguments checked). */
+static mlp_status train_resident(mlp_model *m, const mlp_data *data, const int64_t *order,
+                                 int64_t n_order, int64_t batch_size, const mlp_optimizer *opt,
+                                 float *batch_losses, double *mean_loss, double *accuracy) {
     if (take_stop(m)) return mlp_fail(MLP_STOPPED, "stopped at the caller's request after 0 rows");
     const int64_t n = n_order, batches = (n + batch_size - 1) / batch_size;
     TRY(reserve_rows(m, batch_size < n ? batch_size : n));
@@ -918,57 +950,250 @@ extern "C" mlp_status mlp_train_epoch(mlp_model *m, const mlp_data *data, const 
     return MLP_OK;
 }
 
-/* Runs the forward pass over the data set in chunks of the workspace; copies
- * the outputs or the last layer's values out when `out` is given; each
- * row's weighted loss and hit when the data has targets. With grad: also
- * each chunk's gradient, every row weighing its weight * step->inv_wsum,
- * added into m->grads (the plain ops). */
+static HostRows host_rows_of(const mlp_data *data) {
+    return HostRows{(const uint8_t *)data->host_X, data->host_labels, data->host_values,
+                    data->host_weights, data->d * (data->dtype == MLP_UINT8 ? 1 : 4),
+                    data->info.n_outputs};
+}
+
+/* An epoch over data in host memory: chunks of whole batches (about 64 MiB
+ * of rows, an eighth of MLP_CUDA_DATA_LIMIT where that is less, at least one
+ * batch; the last takes the partial batch too, so that no chunk is planned
+ * for fewer rows than the epoch's batches have), each gathered in the
+ * epoch's order into a slot and trained on as a data set of its own, while a
+ * helper thread gathers and sends the next. The steps are those of the whole
+ * epoch on the GPU, batch for batch, bit for bit. */
+static mlp_status train_streamed(mlp_model *m, const mlp_data *data, const int64_t *order,
+                                 int64_t n, int64_t batch_size, const mlp_optimizer *opt,
+                                 float *batch_losses, double *mean_loss, double *accuracy) {
+    const HostRows host = host_rows_of(data);
+    int64_t limit = 0;
+    TRY(data_limit_bytes(&limit));
+    int64_t want = (int64_t)64 << 20;
+    if (limit / 8 < want) want = limit / 8;
+    int64_t chunk = want / (batch_size * host.x_bytes) * batch_size;
+    if (chunk < batch_size) chunk = batch_size;
+    if (chunk > n) chunk = n;
+    /* rows of the chunk from `start`: a partial batch left over joins it */
+    auto rows_from = [&](int64_t start) {
+        const int64_t rest = n - start;
+        return rest - chunk < batch_size ? rest : chunk;
+    };
+    const int64_t most = chunk + batch_size < n ? chunk + batch_size : n;
+    TRY(row_stream_reserve(&m->rows, most,
+                           RowParts{host.x_bytes, host.labels != NULL,
+                                    host.values ? host.n_values : 0, host.weights != NULL, 0}));
+    int64_t *identity = (int64_t *)malloc(sizeof(int64_t) * (size_t)most);
+    if (!identity) return mlp_fail(MLP_ERR_NOMEM, "out of host memory");
+    for (int64_t i = 0; i < most; i++) identity[i] = i;
+    mlp_data view[2];
+    for (int k = 0; k < 2; k++) {
+        const RowSlot &slot = m->rows.slot[k];
+        memset(&view[k], 0, sizeof view[k]);
+        view[k].X = slot.dev_x;
+        view[k].dtype = data->dtype;
+        view[k].labels = host.labels ? slot.dev_labels : NULL;
+        view[k].values = host.values ? slot.dev_values : NULL;
+        view[k].weights = host.weights ? slot.dev_weights : NULL;
+        view[k].host_weights = host.weights ? slot.host_weights : NULL;
+        view[k].info = data->info;
+        view[k].d = data->d;
+    }
+    mlp_status st = MLP_OK;
+    cudaError_t e = row_stream_stage(&m->rows, 0, host, order, 0, rows_from(0));
+    if (e != cudaSuccess) st = cuda_fail(e, "streaming rows to the GPU");
+    double loss_sum = 0.0, weight = 0.0, hits = 0.0;
+    int64_t rows_done = 0;
+    for (int64_t start = 0, k = 0, rows = 0; start < n && st == MLP_OK; start += rows, k ^= 1) {
+        rows = rows_from(start);
+        const int64_t next = start + rows, next_rows = next < n ? rows_from(next) : 0;
+        cudaError_t next_e = cudaSuccess;
+        std::thread helper;
+        if (next < n) {
+            try {
+                helper = std::thread([&, next, next_rows, k] {
+                    next_e = row_stream_stage(&m->rows, (int)(k ^ 1), host, order, next, next_rows);
+                });
+            } catch (...) { /* no thread: the next chunk is staged after this one */
+            }
+        }
+        view[k].n = rows;
+        drop_graph(m); /* the slots' buffers are not part of a graph's key */
+        const int64_t steps_before = m->steps;
+        double mean = 0.0, acc = 0.0;
+        e = cudaStreamWaitEvent(m->stream, m->rows.slot[k].copied, 0);
+        st = e != cudaSuccess ? cuda_fail(e, "streaming rows to the GPU")
+                              : train_resident(m, &view[k], identity, rows, batch_size, opt,
+                                               batch_losses ? batch_losses + start / batch_size
+                                                            : NULL,
+                                               &mean, &acc);
+        e = cudaEventRecord(m->rows.slot[k].consumed, m->stream);
+        if (helper.joinable())
+            helper.join();
+        else if (next < n && st == MLP_OK)
+            next_e = row_stream_stage(&m->rows, (int)(k ^ 1), host, order, next, next_rows);
+        int64_t done = st == MLP_OK ? rows : (m->steps - steps_before) * batch_size;
+        if (done > rows) done = rows;
+        if (st == MLP_OK || st == MLP_STOPPED) {
+            const double w = weight_of(&view[k], identity, 0, done);
+            loss_sum += mean * w;
+            weight += w;
+            hits += acc * (double)done;
+            rows_done += done;
+        }
+        if (st == MLP_OK && e != cudaSuccess) st = cuda_fail(e, "cudaEventRecord");
+        if (st == MLP_OK && next_e != cudaSuccess) st = cuda_fail(next_e, "streaming rows to the GPU");
+    }
+    drop_graph(m);
+    free(identity);
+    if (st != MLP_OK && st != MLP_STOPPED) return st;
+    if (mean_loss) *mean_loss = weight > 0.0 ? loss_sum / weight : 0.0;
+    if (accuracy) *accuracy = rows_done > 0 ? hits / (double)rows_done : 0.0;
+    if (st == MLP_STOPPED)
+        return mlp_fail(MLP_STOPPED, "stopped at the caller's request after %lld rows",
+                        (long long)rows_done);
+    return MLP_OK;
+}
+
+extern "C" mlp_status mlp_train_epoch(mlp_model *m, const mlp_data *data, const int64_t *order,
+                                      int64_t n_order, int64_t batch_size,
+                                      const mlp_optimizer *opt, float *batch_losses,
+                                      double *mean_loss, double *accuracy) {
+    mlp_clear_error();
+    if (!m || !data) return mlp_fail(MLP_ERR_INVALID, "NULL argument");
+    TRY(mlp_check_train_args(&m->L, data->n, data->d, order, n_order, batch_size, opt));
+    TRY(check_targets(m, data));
+    if (!data->X)
+        return train_streamed(m, data, order, n_order, batch_size, opt, batch_losses, mean_loss,
+                              accuracy);
+    return train_resident(m, data, order, n_order, batch_size, opt, batch_losses, mean_loss,
+                          accuracy);
+}
+
+/* Rows per chunk of a pass over a data set: a workspace of about 128 MiB,
+ * and for rows streamed from host memory a slot of at most 32 MiB (an
+ * eighth of MLP_CUDA_DATA_LIMIT where that is less), in whole 256-row
+ * pieces, no more than the data has. */
+static int64_t pass_rows(const mlp_model *m, const mlp_data *data, int64_t limit) {
+    const mlp_layout *L = &m->L;
+    int64_t per_row = L->sizes[0] + L->sizes[L->n_layers]; /* xbatch and out */
+    for (int l = 0; l < L->n_layers; l++) per_row += 3 * L->sizes[l + 1];
+    int64_t rows = ((int64_t)128 << 20) / (4 * per_row);
+    if (!data->X) {
+        const int64_t row_bytes = data->d * (data->dtype == MLP_UINT8 ? 1 : 4);
+        const int64_t slot_bytes = limit / 8 < ((int64_t)32 << 20) ? limit / 8 : (int64_t)32 << 20;
+        if (slot_bytes / row_bytes < rows) rows = slot_bytes / row_bytes;
+    }
+    rows = rows / 256 * 256;
+    if (rows < 256) rows = 256;
+    if (rows > 65536) rows = 65536;
+    return rows < data->n ? rows : data->n;
+}
+
+/* Runs the forward pass over the data set in chunks; copies the outputs or
+ * the last layer's values out when `out` is given, each row's class (its
+ * largest value) when `classes` is; each row's weighted loss
+ * and hit when the data has targets. With grad: also each chunk's gradient,
+ * every row weighing its weight * step->inv_wsum, added into m->grads (the
+ * plain ops). Rows in host memory come through the row stream's two slots,
+ * the next chunk's copy under this one's compute; the outputs go back
+ * through pinned memory, so no copy makes the host wait for the GPU. */
 static mlp_status forward_all(mlp_model *m, const mlp_data *data, float *out, int want_logits,
-                              bool with_targets, const StepInfo *grad_step) {
+                              int32_t *classes, bool with_targets, const StepInfo *grad_step) {
     const mlp_layout *L = &m->L;
     if (data->d != L->sizes[0])
         return mlp_fail(MLP_ERR_INVALID, "data has %lld features, the model expects %lld",
                         (long long)data->d, (long long)L->sizes[0]);
     const int64_t C = L->sizes[L->n_layers];
     const int last = L->n_layers - 1;
-    const int64_t chunk = m->cap > 0 ? m->cap : (data->n < 1024 ? data->n : 1024);
+    const bool streamed = data->X == NULL;
+    int64_t limit = 0;
+    if (streamed) TRY(data_limit_bytes(&limit));
+    const int64_t chunk = pass_rows(m, data, limit);
     TRY(reserve_rows(m, chunk));
     if (with_targets) TRY(reserve_epoch(m, data->n));
+    const HostRows host = host_rows_of(data);
+    /* what goes back per row: C floats, or one int32 */
+    uint8_t *back = out ? (uint8_t *)out : (uint8_t *)classes;
+    const int64_t back_bytes = out ? 4 * C : classes ? 4 : 0;
+    if (streamed || back)
+        TRY(row_stream_reserve(&m->rows, chunk,
+                               RowParts{streamed ? host.x_bytes : 0, false, 0, false,
+                                        back_bytes / 4}));
     const Targets t = with_targets ? targets_of(m, data) : Targets{m->loss, NULL, NULL, NULL};
     const bool plain = m->plain;
     if (grad_step) {
         m->plain = true; /* the readable ops accumulate over chunks */
         CUDA_TRY(cudaMemsetAsync(m->grads, 0, sizeof(float) * (size_t)L->n_params, m->stream));
     }
-    for (int64_t start = 0; start < data->n; start += chunk) {
+    int64_t waiting[2] = {-1, -1}; /* the first row of the outputs each slot holds */
+    mlp_status st = MLP_OK;
+    for (int64_t start = 0, k = 0; start < data->n && st == MLP_OK; start += chunk, k ^= 1) {
         const int64_t B = data->n - start < chunk ? data->n - start : chunk;
-        forward(m, LayerInput{NULL, data->X, data->dtype, m->input_scale, NULL, start}, B,
-                grad_step != NULL, false);
+        RowSlot &slot = m->rows.slot[k];
+        if (back && waiting[k] >= 0) { /* the slot's outputs from two chunks ago */
+            cudaError_t e = cudaEventSynchronize(slot.out_ready);
+            if (e != cudaSuccess) {
+                st = cuda_fail(e, "copying outputs back");
+                break;
+            }
+            const int64_t rows = data->n - waiting[k] < chunk ? data->n - waiting[k] : chunk;
+            row_stream_copy_out(&m->rows, back + waiting[k] * back_bytes, slot.host_out,
+                                rows * back_bytes);
+            waiting[k] = -1;
+        }
+        LayerInput in{NULL, data->X, data->dtype, m->input_scale, NULL, start};
+        if (streamed) {
+            cudaError_t e = row_stream_stage(&m->rows, k, host, NULL, start, B);
+            if (e == cudaSuccess) e = cudaStreamWaitEvent(m->stream, slot.copied, 0);
+            if (e != cudaSuccess) {
+                st = cuda_fail(e, "streaming rows to the GPU");
+                break;
+            }
+            in = LayerInput{NULL, slot.dev_x, data->dtype, m->input_scale, NULL, 0};
+        }
+        forward(m, in, B, grad_step != NULL, false);
         float *outputs = out && !want_logits ? m->out : NULL;
-        loss_forward(m->stream, outputs, m->acts[last], &t, NULL, start, B, C, m->row_loss,
-                     m->row_hit);
+        if (outputs || with_targets)
+            loss_forward(m->stream, outputs, m->acts[last], &t, NULL, start, B, C, m->row_loss,
+                         m->row_hit);
         if (grad_step) {
             loss_backward(m->stream, m->douts[last], m->acts[last], t, NULL, start, B, C,
                           grad_step);
             for (int l = last; l >= 0; l--) {
-                const int64_t in = L->sizes[l], outw = L->sizes[l + 1];
+                const int64_t in_w = L->sizes[l], outw = L->sizes[l + 1];
                 float *dinp = l == 0 ? NULL : m->douts[l - 1];
                 linear_backward(m->stream, dinp, m->grads + L->w_off[l], m->grads + L->b_off[l],
                                 m->douts[l], l == 0 ? m->xbatch : m->acts[l - 1],
-                                m->params + L->w_off[l], B, in, outw, true);
+                                m->params + L->w_off[l], B, in_w, outw, true);
                 if (l > 0)
                     activation_backward(m->stream, m->act, dinp, m->pre[l - 1], m->acts[l - 1],
-                                        dinp, B * in);
+                                        dinp, B * in_w);
             }
         }
-        CUDA_TRY(cudaGetLastError());
-        if (out)
-            CUDA_TRY(cudaMemcpyAsync(out + start * C, want_logits ? m->acts[last] : outputs,
-                                     sizeof(float) * (size_t)(B * C), cudaMemcpyDeviceToHost,
-                                     m->stream));
+        if (classes) rows_argmax(m->stream, m->classes, m->acts[last], B, C);
+        cudaError_t e = cudaGetLastError();
+        if (e == cudaSuccess && streamed) e = cudaEventRecord(slot.consumed, m->stream);
+        if (e == cudaSuccess && back) {
+            const void *src = classes ? (const void *)m->classes
+                                      : want_logits ? m->acts[last] : outputs;
+            e = cudaMemcpyAsync(slot.host_out, src, (size_t)(B * back_bytes),
+                                cudaMemcpyDeviceToHost, m->stream);
+            if (e == cudaSuccess) e = cudaEventRecord(slot.out_ready, m->stream);
+            waiting[k] = start;
+        }
+        if (e != cudaSuccess) st = cuda_fail(e, "the forward pass");
     }
     m->plain = plain;
-    CUDA_TRY(cudaStreamSynchronize(m->stream));
+    const cudaError_t e = cudaStreamSynchronize(m->stream);
+    if (st != MLP_OK) return st;
+    if (e != cudaSuccess) return cuda_fail(e, "the forward pass");
+    for (int j = 0; j < 2; j++) { /* the last chunks' outputs, landed now */
+        if (!back || waiting[j] < 0) continue;
+        const int64_t rows = data->n - waiting[j] < chunk ? data->n - waiting[j] : chunk;
+        row_stream_copy_out(&m->rows, back + waiting[j] * back_bytes, m->rows.slot[j].host_out,
+                            rows * back_bytes);
+    }
     return MLP_OK;
 }
 
@@ -976,7 +1201,13 @@ extern "C" mlp_status mlp_predict(mlp_model *m, const mlp_data *data, float *out
                                   int want_logits) {
     mlp_clear_error();
     if (!m || !data || !out) return mlp_fail(MLP_ERR_INVALID, "NULL argument");
-    return forward_all(m, data, out, want_logits, false, NULL);
+    return forward_all(m, data, out, want_logits, NULL, false, NULL);
+}
+
+extern "C" mlp_status mlp_predict_classes(mlp_model *m, const mlp_data *data, int32_t *out) {
+    mlp_clear_error();
+    if (!m || !data || !out) return mlp_fail(MLP_ERR_INVALID, "NULL argument");
+    return forward_all(m, data, NULL, 0, out, false, NULL);
 }
 
 /* The sum of the rows' weighted losses and the hits, after forward_all. */
@@ -995,7 +1226,7 @@ extern "C" mlp_status mlp_evaluate(mlp_model *m, const mlp_data *data, double *m
     mlp_clear_error();
     if (!m || !data) return mlp_fail(MLP_ERR_INVALID, "NULL argument");
     TRY(check_targets(m, data));
-    TRY(forward_all(m, data, NULL, 0, true, NULL));
+    TRY(forward_all(m, data, NULL, 0, NULL, true, NULL));
     double loss_sum = 0.0;
     int64_t hits = 0;
     TRY(totals(m, data->n, &loss_sum, &hits));
@@ -1017,7 +1248,7 @@ extern "C" mlp_status mlp_loss_and_grad(mlp_model *m, const mlp_data *data,
     s.s = mlp_step_init(opt, 1, total);
     s.inv_wsum = total > 0.0 ? (float)(1.0 / total) : 0.0f;
     CUDA_TRY(cudaMemcpyAsync(m->steps_dev, &s, sizeof s, cudaMemcpyHostToDevice, m->stream));
-    TRY(forward_all(m, data, NULL, 0, true, grad ? m->steps_dev : NULL));
+    TRY(forward_all(m, data, NULL, 0, NULL, true, grad ? m->steps_dev : NULL));
     double loss_sum = 0.0;
     int64_t hits = 0;
     TRY(totals(m, data->n, &loss_sum, &hits));

@@ -60,9 +60,7 @@ __global__ void loss_forward_kernel(float *out, const float *logits, Targets t, 
     const int64_t r = data_row(order, start, row);
     const float w = has_targets && t.weights ? t.weights[r] : 1.0f;
     if (t.loss == MLP_CROSS_ENTROPY) {
-        int64_t argmax = 0;
-        for (int64_t c = 1; c < C; c++)
-            if (z[c] > z[argmax]) argmax = c;
+        const int64_t argmax = mlp_argmax(z, C);
         const float zmax = z[argmax];
         float sum = 0.0f;
         for (int64_t c = 0; c < C; c++) sum += mlp_softmax_term(z[c], zmax);
@@ -87,6 +85,12 @@ __global__ void loss_forward_kernel(float *out, const float *logits, Targets t, 
     }
     row_loss[start + row] = w * loss;
     row_hit[start + row] = hit;
+}
+
+/* one thread per row */
+__global__ void rows_argmax_kernel(int32_t *classes, const float *logits, int64_t B, int64_t C) {
+    const int64_t row = thread_index();
+    if (row < B) classes[row] = (int32_t)mlp_argmax(logits + row * C, C);
 }
 
 /* one thread per output */
@@ -226,6 +230,10 @@ void loss_forward(cudaStream_t s, float *out, const float *logits, const Targets
                   int32_t *row_hit) {
     loss_forward_kernel<<<blocks_for(B), THREADS, 0, s>>>(out, logits, *t, t->labels || t->values,
                                                           order, start, B, C, row_loss, row_hit);
+}
+
+void rows_argmax(cudaStream_t s, int32_t *classes, const float *logits, int64_t B, int64_t C) {
+    rows_argmax_kernel<<<blocks_for(B), THREADS, 0, s>>>(classes, logits, B, C);
 }
 
 void loss_backward(cudaStream_t s, float *dlogits, const float *logits, Targets t,

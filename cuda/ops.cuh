@@ -41,6 +41,9 @@ void loss_forward(cudaStream_t s, float *out, const float *logits, const Targets
                   const int64_t *order, int64_t start, int64_t B, int64_t C, float *row_loss,
                   int32_t *row_hit);
 
+/* logits (B,C) -> classes (B): each row's mlp_argmax */
+void rows_argmax(cudaStream_t s, int32_t *classes, const float *logits, int64_t B, int64_t C);
+
 /* logits (B,C) -> dlogits (B,C) of the weighted batch mean, each row
  * scaled by its weight * step->inv_wsum */
 void loss_backward(cudaStream_t s, float *dlogits, const float *logits, Targets t,

@@ -121,6 +121,11 @@ class CoreNetwork:
             out: FloatArray = self.model.predict(data, logits)
         return out
 
+    def predict_classes(self, data: Any) -> Array:
+        with self.lock:
+            out: Array = self.model.predict_classes(data)
+        return out
+
     def evaluate(self, data: Any) -> tuple[float, float]:
         with self.lock:
             result: tuple[float, float] = self.model.evaluate(data)
@@ -183,6 +188,11 @@ class NumpyNetwork:
 
     def predict(self, data: Any, logits: bool = False) -> FloatArray:
         return self.ref.predict(data[0], want_logits=logits)
+
+    def predict_classes(self, data: Any) -> Array:
+        logits: FloatArray = self.ref.predict(data[0], want_logits=True)
+        classes: Array = np.argmax(logits, axis=1).astype(np.int32)
+        return classes
 
     def evaluate(self, data: Any) -> tuple[float, float]:
         return self.ref.evaluate(*data)

@@ -69,6 +69,7 @@ cdef extern from "mlp.h" nogil:
     mlp_status mlp_data_create(mlp_data **data, const void *X, mlp_dtype dtype, int64_t n,
                                int64_t d, const mlp_targets *targets)
     void mlp_data_free(mlp_data *data)
+    int mlp_data_on_host(const mlp_data *data)
     mlp_status mlp_train_epoch(mlp_model *model, const mlp_data *data, const int64_t *order,
                                int64_t n_order, int64_t batch_size, const mlp_optimizer *opt,
                                float *batch_losses, double *mean_loss, double *accuracy)
@@ -76,6 +77,7 @@ cdef extern from "mlp.h" nogil:
     mlp_status mlp_loss_and_grad(mlp_model *model, const mlp_data *data,
                                  const mlp_optimizer *opt, double *loss, float *grad)
     mlp_status mlp_predict(mlp_model *model, const mlp_data *data, float *out, int want_logits)
+    mlp_status mlp_predict_classes(mlp_model *model, const mlp_data *data, int32_t *out)
     mlp_status mlp_evaluate(mlp_model *model, const mlp_data *data, double *mean_loss,
                             double *accuracy)
 
@@ -193,6 +195,13 @@ cdef class Data:
     @property
     def has_targets(self):
         return self.labels is not None or self.values is not None
+
+    @property
+    def on_host(self):
+        """Whether the core reads the rows from X as it goes (the C core
+        always; the CUDA core for prediction and for data over its limit)
+        rather than from its own copy."""
+        return mlp_data_on_host(self.ptr) != 0
 
 
 cdef class Model:
@@ -325,6 +334,16 @@ cdef class Model:
         cdef mlp_status status
         with nogil:
             status = mlp_predict(self.ptr, data.ptr, &o[0, 0], logits)
+        check(status)
+        return out
+
+    def predict_classes(self, Data data):
+        """Each row's index of its largest output (int32)."""
+        out = np.empty(data.n, dtype=np.int32)
+        cdef int32_t[::1] o = out
+        cdef mlp_status status
+        with nogil:
+            status = mlp_predict_classes(self.ptr, data.ptr, &o[0])
         check(status)
         return out
 

@@ -425,6 +425,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):  # type: ignore[misc]
 
     def predict(self, X: Any) -> Array:
         """The predicted class of each row (the indicator matrix for multi-label)."""
+        check_is_fitted(self)
+        if self._label_binarizer.y_type_ == "multiclass":  # the core's argmax of the outputs
+            X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
+            net = self._network(keep_state=True)
+            index = net.predict_classes(net.bind(np.ascontiguousarray(X, dtype=np.float32)))
+            return np.asarray(self.classes_[index])
         return self._decode_outputs(self._outputs(X))
 
     def _decode_outputs(self, P: Array) -> Array:

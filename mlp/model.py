@@ -149,10 +149,12 @@ class Model:
     def predict(self, X: Any) -> Array:
         """The most probable label of each row; for multi-label, the 0/1
         indicator matrix; for regression, the outputs ((n,) for a 1-D target)."""
-        out = self._outputs(X)
-        if self.task == "classifier":
-            labels: Array = self._labels()[np.argmax(out, axis=1)]
+        if self.task == "classifier":  # the core's argmax: no outputs to copy back and scan
+            X = self._check_X(X)
+            net = self._network(X)
+            labels: Array = self._labels()[net.predict_classes(net.bind(X))]
             return labels
+        out = self._outputs(X)
         if self.task == "multilabel":
             return (out > 0.5).astype(np.int64)
         return out[:, 0] if self.single_output else out

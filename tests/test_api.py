@@ -25,6 +25,21 @@ def test_mnist_subset_accuracy(mnist_subset, device):
     assert m.history["accuracy"][-1] > 0.97
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_predict_is_the_first_largest_output(device):
+    """predict's labels come from the core's argmax (mlp_predict_classes):
+    the first of the largest logits, as numpy's argmax of the outputs."""
+    X, y = make_problem(np.random.default_rng(7), 3000, 12, 5)
+    labels = np.array(["e", "a", "d", "b", "c"])[y]
+    m = mlp.train(X, labels, hidden=(16, 8), epochs=1, device=device)
+    logits = m.predict_logits(X)
+    expected = m.classes_[np.argmax(logits, axis=1)]
+    assert np.array_equal(m.predict(X), expected)
+    assert np.mean(m.predict(X) == m.classes_[np.argmax(m.predict_proba(X), axis=1)]) > 0.999
+    zero = mlp.Model(m.sizes, np.zeros_like(m._flat), m.classes_, device=device)
+    assert zero.predict(X[:5]).tolist() == [m.classes_[0]] * 5  # every logit ties: the first
+
+
 def test_backends_agree_on_mnist_subset(mnist_subset):
     X, y = mnist_subset["X_train"][:500], mnist_subset["y_train"][:500]
     a = mlp.train(X, y, epochs=2, device="cpu")
