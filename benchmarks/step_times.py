@@ -1,7 +1,9 @@
 """Microseconds per training step of the compiled core, by data set, batch
 size and recipe, through the backend's train_epoch (what mlp.train and the
 estimators call each epoch): one warm-up epoch, then the median of
---repeats epochs. Prints the kernels each epoch ran (kernel_set).
+--repeats epochs. Prints the kernels each epoch ran (kernel_set). With
+--kernels, each MLP_KERNELS setting named ("default" for none, "gemm",
+"base") trains a network of its own, their epochs interleaved.
 
     python benchmarks/step_times.py --device cuda --mnist DIR [--batch-sizes 64 200 1024]
 """
@@ -44,6 +46,36 @@ def data_sets(wanted, mnist_dir, tabular_rows):
         yield f"tabular-{tabular_rows}", Xt, (Xt[:, 0] > 0).astype(np.int32), 2
 
 
+def time_kernels(args, name, X, y, sizes, scale, order, recipe, batch):
+    """One network per MLP_KERNELS setting, their epochs interleaved."""
+    nets = {}
+    for k in args.kernels:
+        net = get_backend(args.device).network(sizes, initial_state(sizes, 1, 1)[0],
+                                               input_scale=scale)
+        nets[k] = (net, net.bind(X, labels=y))
+    opt = RECIPES[recipe]()
+    times = {k: [] for k in args.kernels}
+    for i in range(args.repeats + 1):
+        for k in args.kernels:
+            os.environ["MLP_KERNELS"] = "" if k == "default" else k
+            net, data = nets[k]
+            start = time.perf_counter()
+            net.train_epoch(data, order, batch, opt)
+            times[k].append(time.perf_counter() - start)
+    os.environ.pop("MLP_KERNELS", None)
+    rows = []
+    steps = -(-len(X) // batch)
+    for k in args.kernels:
+        t = statistics.median(times[k][1:])
+        row = dict(data=name, hidden=sizes[1], recipe=recipe, batch=batch, setting=k,
+                   epoch_ms=t * 1e3, step_us=t / steps * 1e6, kernels=nets[k][0].model.kernel_set)
+        rows.append(row)
+        print(f"{name:16s} h{sizes[1]:<5d} {recipe:13s} batch {batch:5d} {k:8s}: "
+              f"{t * 1e3:8.2f} ms/epoch {row['step_us']:7.2f} us/step  ({row['kernels']})",
+              flush=True)
+    return rows
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--mnist", default=os.environ.get("MLP_MNIST_DIR", "../shared/data/mnist"))
@@ -55,31 +87,26 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--data", nargs="+", default=["mnist-uint8", "mnist-float32", "tabular"],
                    choices=["mnist-uint8", "mnist-float32", "tabular"])
+    p.add_argument("--hidden-sizes", type=int, nargs="+", help="instead of --hidden: several")
+    p.add_argument("--kernels", nargs="+", default=["default"],
+                   choices=["default", "gemm", "base"])
+    p.add_argument("--rows", type=int, help="only the first ROWS rows of each data set")
+    p.add_argument("--lr", type=float, help="SGD's learning rate (default 0.1)")
     p.add_argument("--json")
     args = p.parse_args()
+    if args.lr is not None:
+        RECIPES["sgd"] = lambda: make_optimizer("sgd", args.lr).core_dict()
     rows = []
     for name, X, y, classes in data_sets(args.data, args.mnist, args.tabular_rows):
-        sizes = (X.shape[1], args.hidden, classes)
+        if args.rows:
+            X, y = X[:args.rows], y[:args.rows]
         scale = 1 / 255 if X.dtype == np.uint8 else 1.0
         order = np.random.default_rng(1).permutation(len(X)).astype(np.int64)
-        for recipe in args.recipes:
-            for batch in args.batch_sizes:
-                net = get_backend(args.device).network(sizes, initial_state(sizes, 1, 1)[0],
-                                                       input_scale=scale)
-                data = net.bind(X, labels=y)
-                opt = RECIPES[recipe]()
-                times = []
-                for i in range(args.repeats + 1):
-                    start = time.perf_counter()
-                    net.train_epoch(data, order, batch, opt)
-                    times.append(time.perf_counter() - start)
-                t = statistics.median(times[1:])
-                steps = -(-len(X) // batch)
-                row = dict(data=name, recipe=recipe, batch=batch, epoch_ms=t * 1e3,
-                           step_us=t / steps * 1e6, kernels=net.model.kernel_set)
-                rows.append(row)
-                print(f"{name:16s} {recipe:13s} batch {batch:5d}: {t * 1e3:8.2f} ms/epoch "
-                      f"{row['step_us']:7.2f} us/step  ({row['kernels']})", flush=True)
+        for hidden in args.hidden_sizes or [args.hidden]:
+            sizes = (X.shape[1], hidden, classes)
+            for recipe in args.recipes:
+                for batch in args.batch_sizes:
+                    rows += time_kernels(args, name, X, y, sizes, scale, order, recipe, batch)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
