@@ -394,10 +394,10 @@ static batch_targets gather_targets(mlp_model *m, const mlp_data *data, const in
 }
 
 /* Forward pass of B rows of the data set (rows idx, or start.. when idx is
- * NULL): fills acts, pre and out; with targets, returns the weighted sum of
- * the rows' losses. */
+ * NULL): fills acts, pre and (with outputs, or targets) out; with targets,
+ * returns the weighted sum of the rows' losses. */
 static double forward(mlp_model *m, const mlp_data *data, const int64_t *idx, int64_t start,
-                      const batch_targets *t, int64_t B, int64_t *correct) {
+                      const batch_targets *t, int64_t B, int64_t *correct, int outputs) {
     const mlp_layout *L = &m->L;
     const int last = L->n_layers - 1;
     if (m->plain) {
@@ -454,6 +454,7 @@ static double forward(mlp_model *m, const mlp_data *data, const int64_t *idx, in
                 m->nz[l + 1].B = B, m->nz[l + 1].D = out;
         }
     }
+    if (!t && !outputs) return 0.0; /* the logits are all the caller reads */
     return loss_forward(m->loss, m->out, m->acts[last], t, B, L->sizes[last + 1], correct);
 }
 
@@ -532,7 +533,7 @@ static double train_step(mlp_model *m, const mlp_data *data, const int64_t *idx,
                          const mlp_optimizer *opt, double *wsum, int64_t *correct) {
     const batch_targets t = gather_targets(m, data, idx, 0, B);
     const double w = batch_weight(t.weights, B);
-    const double loss_sum = forward(m, data, idx, 0, &t, B, correct);
+    const double loss_sum = forward(m, data, idx, 0, &t, B, correct, 1);
     const double loss = (w > 0.0 ? loss_sum / w : 0.0) * reported_scale(m, opt) +
                         reported_penalty(m, opt, w);
     m->steps++;
@@ -664,7 +665,8 @@ static mlp_status forward_all(mlp_model *m, const mlp_data *data, float *out, in
     for (int64_t start = 0; start < data->n; start += chunk) {
         const int64_t B = data->n - start < chunk ? data->n - start : chunk;
         const batch_targets t = gather_targets(m, data, NULL, start, B);
-        const double loss = forward(m, data, NULL, start, has_targets ? &t : NULL, B, correct);
+        const double loss = forward(m, data, NULL, start, has_targets ? &t : NULL, B, correct,
+                                    out && !want_logits);
         if (loss_sum) *loss_sum += loss;
         if (weight) *weight += batch_weight(t.weights, B);
         if (out) {
