@@ -10,6 +10,9 @@
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__)
+#include <emmintrin.h>
+#endif
 
 #include "common.h"
 #include "host_rows.cuh"
@@ -247,12 +250,51 @@ mlp_status row_stream_reserve(RowStream *rs, int64_t rows, RowParts parts) {
     return MLP_OK;
 }
 
+/* memcpy into pinned memory that the CPU will not read again: on x86-64
+ * with streaming stores, which skip reading each destination line into the
+ * cache first (the copy is bound by the host's memory bandwidth, which the
+ * DMA engine shares). The caller fences (stream_fence) before the GPU
+ * reads. */
+static void copy_to_pinned(uint8_t *dst, const uint8_t *src, int64_t bytes) {
+#if defined(__x86_64__)
+    int64_t head = (int64_t)((16 - ((uintptr_t)dst & 15)) & 15);
+    if (head > bytes) head = bytes;
+    memcpy(dst, src, (size_t)head);
+    dst += head;
+    src += head;
+    bytes -= head;
+    int64_t i = 0;
+    for (; i + 64 <= bytes; i += 64) {
+        const __m128i a = _mm_loadu_si128((const __m128i *)(src + i)),
+                      b = _mm_loadu_si128((const __m128i *)(src + i + 16)),
+                      c = _mm_loadu_si128((const __m128i *)(src + i + 32)),
+                      d = _mm_loadu_si128((const __m128i *)(src + i + 48));
+        _mm_stream_si128((__m128i *)(dst + i), a);
+        _mm_stream_si128((__m128i *)(dst + i + 16), b);
+        _mm_stream_si128((__m128i *)(dst + i + 32), c);
+        _mm_stream_si128((__m128i *)(dst + i + 48), d);
+    }
+    memcpy(dst + i, src + i, (size_t)(bytes - i));
+#else
+    memcpy(dst, src, (size_t)bytes);
+#endif
+}
+
+static void stream_fence(void) {
+#if defined(__x86_64__)
+    _mm_sfence();
+#endif
+}
+
 /* Copies item i of `count` items of `size` bytes from src, at source item
- * order[start + i] (start + i without an order), to dst's item i. */
+ * order[start + i] (start + i without an order), to dst's item i. Gathered
+ * rows are copied plainly: their ends fall inside cache lines, which
+ * streaming stores would write out piecemeal (measured slower,
+ * benchmarks/RESULTS.md). */
 static void gather(uint8_t *dst, const uint8_t *src, int64_t size, const int64_t *order,
                    int64_t start, int64_t begin, int64_t end) {
     if (!order) {
-        memcpy(dst + begin * size, src + (start + begin) * size, (size_t)((end - begin) * size));
+        copy_to_pinned(dst + begin * size, src + (start + begin) * size, (end - begin) * size);
         return;
     }
     for (int64_t i = begin; i < end; i++)
@@ -279,6 +321,7 @@ cudaError_t row_stream_stage(RowStream *rs, int k, const HostRows &rows, const i
         if (weights)
             gather((uint8_t *)s.host_weights, (const uint8_t *)rows.weights, 4, order, start,
                    begin, end);
+        stream_fence();
     });
     e = cudaStreamWaitEvent(rs->copy, s.consumed, 0); /* the GPU is done with the last chunk */
     if (e == cudaSuccess)
