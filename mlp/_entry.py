@@ -4,6 +4,7 @@ a traceback; once the command line runs, it handles Ctrl-C itself."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -11,12 +12,20 @@ from types import FrameType
 
 
 def _interrupted(signum: int, frame: FrameType | None) -> None:
+    # os._exit, not sys.exit: a SystemExit raised inside an extension module's
+    # import (numpy's) comes out of it as an ImportError with a traceback.
+    # Nothing is open or half-written while the package loads.
     sys.stderr.write("mlp: interrupted\n")
-    sys.exit(130)
+    sys.stderr.flush()
+    os._exit(130)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _interrupted)
     from .cli import main as cli_main  # numpy and the rest load here
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    return cli_main(argv)
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        return cli_main(argv)
+    except KeyboardInterrupt:  # between the handlers, before cli_main's own try
+        sys.stderr.write("mlp: interrupted\n")
+        return 130
