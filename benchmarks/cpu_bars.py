@@ -19,13 +19,13 @@ import json
 import pathlib
 import statistics
 import sys
-import time
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from conftest import mnist_root  # noqa: E402
+from interleave import rounds  # noqa: E402
 from torch_peer import TorchPeer  # noqa: E402
 
 import mlp  # noqa: E402
@@ -37,12 +37,6 @@ from mlp.training import initial_state  # noqa: E402
 
 DEEP = (784, 512, 256, 128, 10)
 PAUSE = 0.5  # a library's idle threads keep spinning for a while after its work
-
-
-def timed(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def deeper(X, y, rounds, batch=1024):
@@ -74,14 +68,8 @@ def predict(X, y, rounds, rows=1_000_000):
     return interleave(fns, rounds, extra=dict(rows=rows, agreement=float(same)))
 
 
-def interleave(fns, rounds, extra=None):
-    times = {k: [] for k in fns}
-    for f in fns.values():  # warm-up
-        f()
-    for r in range(rounds):
-        for name in (list(fns) if r % 2 == 0 else list(fns)[::-1]):
-            time.sleep(PAUSE)
-            times[name].append(timed(fns[name]))
+def interleave(fns, n, extra=None):
+    times = rounds(fns, n, PAUSE)
     med = {k: statistics.median(v) for k, v in times.items()}
     (a, ta), (b, tb) = med.items()
     return dict(medians=med, ratio=ta / tb, rounds=times, **(extra or {}))
@@ -93,9 +81,7 @@ def main():
     ap.add_argument("--only", choices=["deeper", "predict"])
     ap.add_argument("--json")
     args = ap.parse_args()
-    root = mnist_root()
-    X = datasets.read_idx(root / "train-images-idx3-ubyte.gz").reshape(-1, 784)
-    y = datasets.read_idx(root / "train-labels-idx1-ubyte.gz")
+    X, y = datasets.load_mnist("train", mnist_root())
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     out = {}
     for name, fn in (("deeper", deeper), ("predict", predict)):

@@ -20,12 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import time
 
 import numpy as np
 import torch
 
+from bench_cuda import time_epochs  # the median epoch after a warm-up one
 from mlp._backends import get_backend
 from mlp.datasets import read_idx
 from mlp.optimizers import make_optimizer
@@ -59,24 +58,12 @@ def data_sets(folder):
     return {"mnist": (X, y), "mnist10k": (X[:10_000], y[:10_000]), "tabular": (T, t)}
 
 
-def time_epochs(run_epoch, orders, sync):
-    run_epoch(orders[0])
-    sync()
-    times = []
-    for order in orders[1:]:
-        start = time.perf_counter()
-        run_epoch(order)
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def ours(sizes, X, y, params, orders, batch, lr):
     scale = 1 / 255 if X.dtype == np.uint8 else 1.0
     net = get_backend("cuda").network(sizes, params, input_scale=scale)
     data = net.bind(X, y)
     opt = make_optimizer("sgd", lr).core_dict()
-    t = time_epochs(lambda o: net.train_epoch(data, o, batch, opt), orders, lambda: None)
+    t = time_epochs(lambda o: net.train_epoch(data, o, batch, opt)[1], orders, lambda: None)[0]
     return t, net.model.kernel_set
 
 
@@ -112,8 +99,9 @@ def torch_graph(sizes, X, y, params, orders, batch, lr):
             g, idx = graphs[len(chunk)]
             idx.copy_(chunk)
             g.replay()
+        return 0.0
 
-    return time_epochs(epoch, orders, torch.cuda.synchronize)
+    return time_epochs(epoch, orders, torch.cuda.synchronize)[0]
 
 
 def main():

@@ -24,13 +24,13 @@ import os
 import pathlib
 import statistics
 import sys
-import time
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from conftest import mnist_root  # noqa: E402
+from interleave import rounds  # noqa: E402
 
 import mlp  # noqa: E402
 from mlp import datasets  # noqa: E402
@@ -41,20 +41,8 @@ from mlp.torch_reference import build  # noqa: E402
 PAUSE = 0.2
 
 
-def timed(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def interleave(fns, rounds):
-    times = {k: [] for k in fns}
-    for f in fns.values():  # warm-up
-        f()
-    for r in range(rounds):
-        for name in (list(fns) if r % 2 == 0 else list(fns)[::-1]):
-            time.sleep(PAUSE)
-            times[name].append(timed(fns[name]))
+def interleave(fns, n):
+    times = rounds(fns, n, PAUSE)
     return {k: statistics.median(v) for k, v in times.items()}, times
 
 
@@ -133,9 +121,7 @@ def main():
     ap.add_argument("--only", choices=["predict", "train"])
     ap.add_argument("--json")
     args = ap.parse_args()
-    root = mnist_root()
-    X = datasets.read_idx(root / "train-images-idx3-ubyte.gz").reshape(-1, 784)
-    y = datasets.read_idx(root / "train-labels-idx1-ubyte.gz")
+    X, y = datasets.load_mnist("train", mnist_root())
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, "
           f"{os.cpu_count()} CPUs", flush=True)
     out = {}

@@ -1,9 +1,33 @@
-"""What the interleaved benchmarks share: the median of each contender's
-rounds, the ratio of the second to the first, one printed line."""
+"""What the interleaved benchmarks share: timing a call, rounds of calls
+in alternating order, the median of each contender's rounds, the ratio of
+the second to the first, one printed line."""
 
 from __future__ import annotations
 
 import statistics
+import time
+
+
+def timed(fn):
+    """Seconds that fn() took."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def rounds(fns, n, pause=0.0):
+    """fns: {name: callable}. One warm-up call of each, then n rounds of one
+    call each, the order reversed every other round, `pause` seconds before
+    each call (a library's idle threads keep spinning for a while after its
+    work); returns {name: [seconds per round]}."""
+    times = {k: [] for k in fns}
+    for f in fns.values():
+        f()
+    for r in range(n):
+        for name in (list(fns) if r % 2 == 0 else list(fns)[::-1]):
+            time.sleep(pause)
+            times[name].append(timed(fns[name]))
+    return times
 
 
 def summarize(batch, times, extra=""):

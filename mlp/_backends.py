@@ -21,9 +21,18 @@ DEVICES = ("auto", "cpu", "cuda", "numpy")
 
 
 def _import_core(name: str) -> Any:
+    """The compiled core `name`, or None where it cannot be loaded (not
+    built, or its libraries missing). A Ctrl-C during the import can come out
+    of an extension module's initialization as an ImportError; that one is
+    the interrupt again, not a missing core."""
     try:
         return importlib.import_module(f"mlp.{name}")
-    except ImportError:
+    except ImportError as exc:
+        cause: BaseException | None = exc
+        while cause is not None:
+            if isinstance(cause, (KeyboardInterrupt, SystemExit)):
+                raise cause from None
+            cause = cause.__cause__ or cause.__context__
         return None
 
 

@@ -172,3 +172,32 @@ def test_score_with_labels_of_another_kind_is_an_error():
     named = mlp.train(X, np.array(["a", "b"])[y], hidden=4, epochs=1)
     with pytest.raises(ValueError, match="y holds numbers, but the model's classes are strings"):
         named.score(X, y)
+
+
+def test_an_interrupted_core_import_is_the_interrupt_not_a_missing_core(monkeypatch):
+    """A Ctrl-C inside an extension module's initialization can come out as
+    an ImportError (numpy's C-API import turns it into one). The core loader
+    passes the interrupt on instead of taking the core for missing, which
+    lost the Ctrl-C: `mlp train` went on, on another device (seen once in
+    CI, status 0 after a whole run)."""
+    from mlp import _backends
+
+    def interrupted(name):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise ImportError("numpy._core.multiarray failed to import")  # implicit context
+
+    def interrupted_with_cause(name):
+        raise ImportError("the extension failed") from KeyboardInterrupt()
+
+    for fake in (interrupted, interrupted_with_cause):
+        monkeypatch.setattr(_backends.importlib, "import_module", fake)
+        with pytest.raises(KeyboardInterrupt):
+            _backends._import_core("_cuda")
+
+    def missing(name):
+        raise ModuleNotFoundError(f"No module named {name!r}")
+
+    monkeypatch.setattr(_backends.importlib, "import_module", missing)
+    assert _backends._import_core("_cuda") is None
