@@ -98,21 +98,13 @@ def train(X, y, rounds, repeat=4):
                 os.environ["MLP_CUDA_DATA_LIMIT"] = value
             net = get_backend("cuda").network(sizes, params, input_scale=1 / 255)
             data = net.bind(X, labels=y.astype(np.int32))
-            assert data.on_host == (value is not None)
-            fns[name] = (lambda n=net, d=data, l=value: run_epoch(n, d, l, order, batch, opt))
+            assert data.on_host == (value is not None)  # the limit is the binding's
+            fns[name] = (lambda n=net, d=data: n.train_epoch(d, order, batch, opt))
         med, times = interleave(fns, rounds)
         os.environ.pop("MLP_CUDA_DATA_LIMIT", None)
         out[batch] = dict(medians=med, rounds=times,
                           ratios={k: v / med["on GPU"] for k, v in med.items()})
     return out
-
-
-def run_epoch(net, data, limit, order, batch, opt):
-    if limit is None:
-        os.environ.pop("MLP_CUDA_DATA_LIMIT", None)
-    else:
-        os.environ["MLP_CUDA_DATA_LIMIT"] = limit
-    net.train_epoch(data, order, batch, opt)
 
 
 def main():

@@ -25,6 +25,9 @@ void mlp_watch_forks(void);
 mlp_status mlp_fail(mlp_status status, const char *fmt, ...);
 void mlp_clear_error(void);
 
+/* Bytes of one element of X. */
+static inline int64_t mlp_dtype_bytes(mlp_dtype dtype) { return dtype == MLP_UINT8 ? 1 : 4; }
+
 /* Where each layer's W and b start in the flat parameter buffer. */
 typedef struct mlp_layout {
     int n_layers;     /* n_sizes - 1 */

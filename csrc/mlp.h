@@ -168,8 +168,8 @@ mlp_status mlp_set_state(mlp_model *model, const float *state, int64_t steps);
  * training epoch keeps each row's nonzero entries for the next ones); the
  * CUDA core copies them to the GPU once, except the rows of prediction-only
  * data and of data sets larger than MLP_CUDA_DATA_LIMIT bytes (unset: 3/4 of
- * the GPU's free memory), which it reads in place and streams to the GPU in
- * chunks as it goes. */
+ * the GPU's free memory; read here, at binding), which it reads in place and
+ * streams to the GPU in chunks as it goes. */
 mlp_status mlp_data_create(mlp_data **data, const void *X, mlp_dtype dtype, int64_t n,
                            int64_t d, const mlp_targets *targets);
 void mlp_data_free(mlp_data *data);

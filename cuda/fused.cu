@@ -7,6 +7,7 @@
 
 #include "fused.cuh"
 #include "common.cuh"
+#include "common.h"
 #include "tf32.cuh"
 #include "pointwise.h"
 #include "phase_times.cuh"
@@ -808,7 +809,7 @@ FusedPlan fused_plan(int64_t D, int64_t H, int64_t C, int64_t batch, mlp_dtype d
 }
 
 int64_t fused_rows_bytes(const FusedPlan &plan, int64_t n, mlp_dtype dtype) {
-    return n * plan.row_stride * (dtype == MLP_UINT8 ? 1 : (int64_t)sizeof(float));
+    return n * plan.row_stride * mlp_dtype_bytes(dtype);
 }
 
 cudaError_t fused_train_epoch(cudaStream_t s, const FusedPlan &plan, const FusedEpoch &e) {
@@ -816,7 +817,7 @@ cudaError_t fused_train_epoch(cudaStream_t s, const FusedPlan &plan, const Fused
     gather_rows_kernel<<<(unsigned)cdiv(warps, 8), 256, 0, s>>>(
         (uint8_t *)e.rows, e.labels, e.targets, (const uint8_t *)e.X, e.y,
         e.loss == MLP_CROSS_ENTROPY ? NULL : e.values, e.C, e.order, e.n, e.D, e.row_stride,
-        e.dtype == MLP_UINT8 ? 1 : (int)sizeof(float));
+        (int)mlp_dtype_bytes(e.dtype));
     cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) return err;
     if (plan.by_rows) {

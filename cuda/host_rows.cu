@@ -16,6 +16,7 @@
 
 #include "common.h"
 #include "host_rows.cuh"
+#include "status.cuh"
 
 /* ---- the crew ------------------------------------------------------------- */
 
@@ -176,15 +177,7 @@ static mlp_status pinned(void **p, int64_t bytes) {
 
 static mlp_status on_device(void **p, int64_t bytes) {
     *p = NULL;
-    if (bytes <= 0) return MLP_OK;
-    const cudaError_t e = cudaMalloc(p, (size_t)bytes);
-    if (e == cudaSuccess) return MLP_OK;
-    *p = NULL;
-    cudaGetLastError();
-    if (e == cudaErrorMemoryAllocation)
-        return mlp_fail(MLP_ERR_NOMEM, "out of GPU memory for streaming rows (%lld bytes)",
-                        (long long)bytes);
-    return mlp_fail(MLP_ERR_DEVICE, "CUDA error in cudaMalloc: %s", cudaGetErrorString(e));
+    return bytes > 0 ? device_alloc((uint8_t **)p, bytes, "streaming rows") : MLP_OK;
 }
 
 static mlp_status start(RowStream *rs) {
@@ -373,10 +366,7 @@ mlp_status data_limit_bytes(int64_t *limit) {
     }
     size_t free_bytes = 0, total = 0;
     const cudaError_t e = cudaMemGetInfo(&free_bytes, &total);
-    if (e != cudaSuccess) {
-        cudaGetLastError();
-        return mlp_fail(MLP_ERR_DEVICE, "CUDA error in cudaMemGetInfo: %s", cudaGetErrorString(e));
-    }
+    if (e != cudaSuccess) return cuda_fail(e, "cudaMemGetInfo");
     *limit = (int64_t)(free_bytes / 4 * 3);
     return MLP_OK;
 }

@@ -36,6 +36,7 @@
 #include "mlp.h"
 #include "ops.cuh"
 #include "pointwise.h"
+#include "status.cuh"
 
 struct mlp_data {
     void *X; /* device, (n, d); NULL when the rows stay in host memory */
@@ -44,10 +45,12 @@ struct mlp_data {
     float *values;   /* device, (n, n_outputs) or NULL */
     float *weights;  /* device, (n) or NULL */
     float *host_weights; /* a host copy, for each batch's weight */
-    /* the caller's rows and targets, read in place when X is NULL */
+    /* the caller's rows and targets, read in place when X is NULL, and
+     * MLP_CUDA_DATA_LIMIT as it was at binding (data_limit_bytes) */
     const void *host_X;
     const int32_t *host_labels;
     const float *host_values;
+    int64_t limit;
     mlp_target_info info;
     int64_t n, d;
 };
@@ -127,13 +130,6 @@ struct mlp_model {
 
 /* ---- errors ------------------------------------------------------------ */
 
-static mlp_status cuda_fail(cudaError_t e, const char *what) {
-    cudaGetLastError(); /* clear a non-sticky error so the process stays usable */
-    if (e == cudaErrorMemoryAllocation)
-        return mlp_fail(MLP_ERR_NOMEM, "out of GPU memory (%s)", what);
-    return mlp_fail(MLP_ERR_DEVICE, "CUDA error in %s: %s", what, cudaGetErrorString(e));
-}
-
 #define CUDA_TRY(call)                                              \
     do {                                                            \
         cudaError_t e_ = (call);                                    \
@@ -184,21 +180,6 @@ extern "C" mlp_status mlp_device_check(void) {
 }
 
 /* ---- buffers ----------------------------------------------------------- */
-
-template <class T>
-static mlp_status device_alloc(T **p, int64_t count, const char *what) {
-    *p = NULL;
-    cudaError_t e = cudaMalloc((void **)p, sizeof(T) * (size_t)(count > 0 ? count : 1));
-    if (e != cudaSuccess) {
-        *p = NULL;
-        cudaGetLastError();
-        if (e == cudaErrorMemoryAllocation)
-            return mlp_fail(MLP_ERR_NOMEM, "out of GPU memory for %s (%lld bytes)", what,
-                            (long long)(sizeof(T) * (size_t)count));
-        return cuda_fail(e, "cudaMalloc");
-    }
-    return MLP_OK;
-}
 
 /* Makes *p hold at least `need` elements (*cap of them now), replacing it
  * when it is smaller; its contents are not kept. */
@@ -515,7 +496,7 @@ extern "C" mlp_status mlp_data_create(mlp_data **data, const void *X, mlp_dtype 
     TRY(data_limit_bytes(&limit));
     mlp_data *p = (mlp_data *)calloc(1, sizeof *p);
     if (!p) return mlp_fail(MLP_ERR_NOMEM, "out of host memory");
-    const int64_t bytes = n * d * (dtype == MLP_UINT8 ? 1 : (int64_t)sizeof(float));
+    const int64_t bytes = n * d * mlp_dtype_bytes(dtype);
     /* prediction reads each row once: a copy of the whole set first would
      * only add its time */
     mlp_status st = MLP_OK;
@@ -551,6 +532,7 @@ extern "C" mlp_status mlp_data_create(mlp_data **data, const void *X, mlp_dtype 
         return st;
     }
     p->dtype = dtype;
+    p->limit = limit;
     p->info = mlp_target_info_of(targets, n);
     p->n = n;
     p->d = d;
@@ -795,7 +777,7 @@ static mlp_status train_fused(mlp_model *m, const mlp_data *data, const FusedPla
     e.penalty_parts = m->penalty_parts;
     e.input_scale = m->input_scale;
     e.tensor_cores = plan.tensor_cores;
-    e.async_copy = e.tensor_cores && e.D * (e.dtype == MLP_UINT8 ? 1 : 4) % 16 == 0 &&
+    e.async_copy = e.tensor_cores && e.D * mlp_dtype_bytes(e.dtype) % 16 == 0 &&
                    e.H % 4 == 0;
     e.partial = m->partial;
     e.h = m->acts[0];
@@ -950,9 +932,15 @@ static mlp_status train_resident(mlp_model *m, const mlp_data *data, const int64
     return MLP_OK;
 }
 
+/* Bytes of rows a chunk streamed from host memory holds: an eighth of the
+ * data's limit, at most `most`. */
+static int64_t chunk_bytes(const mlp_data *data, int64_t most) {
+    return data->limit / 8 < most ? data->limit / 8 : most;
+}
+
 static HostRows host_rows_of(const mlp_data *data) {
     return HostRows{(const uint8_t *)data->host_X, data->host_labels, data->host_values,
-                    data->host_weights, data->d * (data->dtype == MLP_UINT8 ? 1 : 4),
+                    data->host_weights, data->d * mlp_dtype_bytes(data->dtype),
                     data->info.n_outputs};
 }
 
@@ -967,11 +955,7 @@ static mlp_status train_streamed(mlp_model *m, const mlp_data *data, const int64
                                  int64_t n, int64_t batch_size, const mlp_optimizer *opt,
                                  float *batch_losses, double *mean_loss, double *accuracy) {
     const HostRows host = host_rows_of(data);
-    int64_t limit = 0;
-    TRY(data_limit_bytes(&limit));
-    int64_t want = (int64_t)64 << 20;
-    if (limit / 8 < want) want = limit / 8;
-    int64_t chunk = want / (batch_size * host.x_bytes) * batch_size;
+    int64_t chunk = chunk_bytes(data, (int64_t)64 << 20) / (batch_size * host.x_bytes) * batch_size;
     if (chunk < batch_size) chunk = batch_size;
     if (chunk > n) chunk = n;
     /* rows of the chunk from `start`: a partial batch left over joins it */
@@ -1074,15 +1058,14 @@ extern "C" mlp_status mlp_train_epoch(mlp_model *m, const mlp_data *data, const 
  * and for rows streamed from host memory a slot of at most 32 MiB (an
  * eighth of MLP_CUDA_DATA_LIMIT where that is less), in whole 256-row
  * pieces, no more than the data has. */
-static int64_t pass_rows(const mlp_model *m, const mlp_data *data, int64_t limit) {
+static int64_t pass_rows(const mlp_model *m, const mlp_data *data) {
     const mlp_layout *L = &m->L;
     int64_t per_row = L->sizes[0] + L->sizes[L->n_layers]; /* xbatch and out */
     for (int l = 0; l < L->n_layers; l++) per_row += 3 * L->sizes[l + 1];
     int64_t rows = ((int64_t)128 << 20) / (4 * per_row);
     if (!data->X) {
-        const int64_t row_bytes = data->d * (data->dtype == MLP_UINT8 ? 1 : 4);
-        const int64_t slot_bytes = limit / 8 < ((int64_t)32 << 20) ? limit / 8 : (int64_t)32 << 20;
-        if (slot_bytes / row_bytes < rows) rows = slot_bytes / row_bytes;
+        const int64_t slot_rows = chunk_bytes(data, (int64_t)32 << 20) / host_rows_of(data).x_bytes;
+        if (slot_rows < rows) rows = slot_rows;
     }
     rows = rows / 256 * 256;
     if (rows < 256) rows = 256;
@@ -1107,9 +1090,7 @@ static mlp_status forward_all(mlp_model *m, const mlp_data *data, float *out, in
     const int64_t C = L->sizes[L->n_layers];
     const int last = L->n_layers - 1;
     const bool streamed = data->X == NULL;
-    int64_t limit = 0;
-    if (streamed) TRY(data_limit_bytes(&limit));
-    const int64_t chunk = pass_rows(m, data, limit);
+    const int64_t chunk = pass_rows(m, data);
     TRY(reserve_rows(m, chunk));
     if (with_targets) TRY(reserve_epoch(m, data->n));
     const HostRows host = host_rows_of(data);
@@ -1127,6 +1108,12 @@ static mlp_status forward_all(mlp_model *m, const mlp_data *data, float *out, in
         CUDA_TRY(cudaMemsetAsync(m->grads, 0, sizeof(float) * (size_t)L->n_params, m->stream));
     }
     int64_t waiting[2] = {-1, -1}; /* the first row of the outputs each slot holds */
+    auto copy_back = [&](int64_t k) { /* slot k's outputs, landed, to the caller's memory */
+        const int64_t rows = data->n - waiting[k] < chunk ? data->n - waiting[k] : chunk;
+        row_stream_copy_out(&m->rows, back + waiting[k] * back_bytes, m->rows.slot[k].host_out,
+                            rows * back_bytes);
+        waiting[k] = -1;
+    };
     mlp_status st = MLP_OK;
     for (int64_t start = 0, k = 0; start < data->n && st == MLP_OK; start += chunk, k ^= 1) {
         const int64_t B = data->n - start < chunk ? data->n - start : chunk;
@@ -1137,10 +1124,7 @@ static mlp_status forward_all(mlp_model *m, const mlp_data *data, float *out, in
                 st = cuda_fail(e, "copying outputs back");
                 break;
             }
-            const int64_t rows = data->n - waiting[k] < chunk ? data->n - waiting[k] : chunk;
-            row_stream_copy_out(&m->rows, back + waiting[k] * back_bytes, slot.host_out,
-                                rows * back_bytes);
-            waiting[k] = -1;
+            copy_back(k);
         }
         LayerInput in{NULL, data->X, data->dtype, m->input_scale, NULL, start};
         if (streamed) {
@@ -1188,12 +1172,8 @@ static mlp_status forward_all(mlp_model *m, const mlp_data *data, float *out, in
     const cudaError_t e = cudaStreamSynchronize(m->stream);
     if (st != MLP_OK) return st;
     if (e != cudaSuccess) return cuda_fail(e, "the forward pass");
-    for (int j = 0; j < 2; j++) { /* the last chunks' outputs, landed now */
-        if (!back || waiting[j] < 0) continue;
-        const int64_t rows = data->n - waiting[j] < chunk ? data->n - waiting[j] : chunk;
-        row_stream_copy_out(&m->rows, back + waiting[j] * back_bytes, m->rows.slot[j].host_out,
-                            rows * back_bytes);
-    }
+    for (int j = 0; j < 2; j++) /* the last chunks' outputs, landed now */
+        if (back && waiting[j] >= 0) copy_back(j);
     return MLP_OK;
 }
 

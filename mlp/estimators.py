@@ -343,12 +343,17 @@ class _BaseMLP(BaseEstimator):  # type: ignore[misc]
 
     # ---- predict -------------------------------------------------------------
 
-    def _outputs(self, X: Any) -> FloatArray:
-        """The network's outputs (probabilities, or the regression outputs)."""
+    def _bound(self, X: Any) -> tuple[Network, Any]:
+        """X validated and bound to the fitted network."""
         check_is_fitted(self)
         X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
         net = self._network(keep_state=True)
-        return net.predict(net.bind(np.ascontiguousarray(X, dtype=np.float32)))
+        return net, net.bind(np.ascontiguousarray(X, dtype=np.float32))
+
+    def _outputs(self, X: Any) -> FloatArray:
+        """The network's outputs (probabilities, or the regression outputs)."""
+        net, data = self._bound(X)
+        return net.predict(data)
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -427,10 +432,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):  # type: ignore[misc]
         """The predicted class of each row (the indicator matrix for multi-label)."""
         check_is_fitted(self)
         if self._label_binarizer.y_type_ == "multiclass":  # the core's argmax of the outputs
-            X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
-            net = self._network(keep_state=True)
-            index = net.predict_classes(net.bind(np.ascontiguousarray(X, dtype=np.float32)))
-            return np.asarray(self.classes_[index])
+            net, data = self._bound(X)
+            return np.asarray(self.classes_[net.predict_classes(data)])
         return self._decode_outputs(self._outputs(X))
 
     def _decode_outputs(self, P: Array) -> Array:

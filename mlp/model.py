@@ -130,10 +130,15 @@ class Model:
                              "same order are needed")
         return check_X(X, n_features=self.sizes[0])
 
-    def _outputs(self, X: Any, logits: bool = False) -> FloatArray:
+    def _bound(self, X: Any) -> tuple[Network, Any]:
+        """X checked and bound to the network for its dtype."""
         X = self._check_X(X)
         net = self._network(X)
-        return net.predict(net.bind(X), logits=logits)
+        return net, net.bind(X)
+
+    def _outputs(self, X: Any, logits: bool = False) -> FloatArray:
+        net, data = self._bound(X)
+        return net.predict(data, logits=logits)
 
     def predict_proba(self, X: Any) -> FloatArray:
         """Class probabilities (n_samples, n_classes), columns in classes_ order;
@@ -150,9 +155,8 @@ class Model:
         """The most probable label of each row; for multi-label, the 0/1
         indicator matrix; for regression, the outputs ((n,) for a 1-D target)."""
         if self.task == "classifier":  # the core's argmax: no outputs to copy back and scan
-            X = self._check_X(X)
-            net = self._network(X)
-            labels: Array = self._labels()[net.predict_classes(net.bind(X))]
+            net, data = self._bound(X)
+            labels: Array = self._labels()[net.predict_classes(data)]
             return labels
         out = self._outputs(X)
         if self.task == "multilabel":
