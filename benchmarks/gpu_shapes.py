@@ -13,6 +13,7 @@ with noise) on 100-512-512-2 at 1024 and 8192 (lr 0.1); mnist-cuda's
 headline, 784-1024-10 on the first 10,000 MNIST images at batch 32, lr 0.01.
 
     python benchmarks/gpu_shapes.py --mnist DIR [--repeats 3] [--json out.json]
+        [--only-one-hidden]   (the shapes with one hidden layer only)
 """
 
 from __future__ import annotations
@@ -109,6 +110,8 @@ def main():
     ap.add_argument("--mnist", required=True)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json")
+    ap.add_argument("--only-one-hidden", action="store_true",
+                    help="only the shapes with one hidden layer (the one-kernel epochs)")
     args = ap.parse_args()
     sets = data_sets(args.mnist)
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}", flush=True)
@@ -116,6 +119,8 @@ def main():
     print("| --- | ---: | ---: | ---: | ---: | --- |", flush=True)
     rows = []
     for name, sizes, batch, lr, which in SHAPES:
+        if args.only_one_hidden and len(sizes) != 3:
+            continue
         X, y = sets[which]
         params = initial_state(sizes, 1, 1, seed=0)[0]
         rng = np.random.default_rng(1)

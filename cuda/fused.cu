@@ -55,6 +55,19 @@ __host__ __device__ inline Tiles tiles_of(int64_t D, int64_t H) {
     return t;
 }
 
+/* A W1 tile that a block keeps in shared memory for the whole epoch
+ * (e.stationary): the weights and the optimizer's e.kept_moments moments
+ * (V, S), each (KT, WSF) with zeros past the matrix, and with
+ * e.keep_inputs the raw inputs (RT, KT) of the step's one chunk of rows,
+ * copied in during the step before. */
+struct KeptTile {
+    float *base; /* NULL: the tile is not kept */
+    __device__ float *W() const;
+    __device__ float *V() const;
+    __device__ float *S() const;
+    __device__ float *X(const FusedEpoch &e) const;
+};
+
 /* The general code's constants of the step in hand (e.steps[step].s),
  * copied to shared memory once a step (fused_epoch_kernel) so that no update
  * waits on a round trip to device memory for them. */
@@ -65,7 +78,14 @@ __shared__ mlp_step step_constants;
  * bias_at on being biases; the general code's constants are the step's
  * (step_constants). Every load is issued before any store, so the round
  * trips overlap. */
-template <bool GENERAL, int N>
+template <bool SHARED>
+__device__ inline float load_param(const float *p) {
+    return SHARED ? *p : __ldcg(p);
+}
+
+/* SHARED: P, V and S are a kept tile's (shared memory, fused_plan's
+ * stationary) instead of device memory. */
+template <bool GENERAL, bool SHARED = false, int N>
 __device__ inline void update(float *P, float *V, float *S, const int64_t (&at)[N],
                               const bool (&ok)[N], const float (&g)[N], const FusedEpoch &e,
                               int64_t bias_at, double &pen) {
@@ -74,9 +94,9 @@ __device__ inline void update(float *P, float *V, float *S, const int64_t (&at)[
     float p[N], m[N], v[N];
 #pragma unroll
     for (int i = 0; i < N; i++) {
-        p[i] = ok[i] ? __ldcg(P + at[i]) : 0.0f;
-        m[i] = ok[i] && first ? __ldcg(V + at[i]) : 0.0f;
-        v[i] = ok[i] && second ? __ldcg(S + at[i]) : 0.0f;
+        p[i] = ok[i] ? load_param<SHARED>(P + at[i]) : 0.0f;
+        m[i] = ok[i] && first ? load_param<SHARED>(V + at[i]) : 0.0f;
+        v[i] = ok[i] && second ? load_param<SHARED>(S + at[i]) : 0.0f;
     }
 #pragma unroll
     for (int i = 0; i < N; i++) {
@@ -207,7 +227,19 @@ __device__ void head_rows(const FusedEpoch &e, const Tiles &t, int64_t start, in
     float *W2s = smem, *hs = smem + (H + 1) * C, *zs = hs + WARPS * H;
     __shared__ int32_t labels[WARPS];
     __syncthreads();
-    for (int64_t i = threadIdx.x; i < (H + 1) * C; i += THREADS) W2s[i] = __ldcg(e.W2 + i);
+    /* W2 comes in while the partial sums load (the wait is before the block
+     * barrier after them), in 16-byte copies that skip the L1 cache, as
+     * __ldcg does: other blocks wrote it during the last step */
+    const int64_t w2n = (H + 1) * C;
+    int64_t i0 = 0;
+#if MLP_HAVE_TF32
+    if ((uintptr_t)e.W2 % 16 == 0) {
+        i0 = w2n / 4 * 4;
+        for (int64_t i = 4 * threadIdx.x; i < i0; i += 4 * THREADS) cp_async16(W2s + i, e.W2 + i, 16);
+        cp_async_commit();
+    }
+#endif
+    for (int64_t i = i0 + threadIdx.x; i < w2n; i += THREADS) W2s[i] = __ldcg(e.W2 + i);
     const float scale = 1.0f / (float)B;
     for (int64_t g0 = first; g0 < last; g0 += WARPS) {
         const int R = last - g0 < WARPS ? (int)(last - g0) : WARPS;
@@ -230,6 +262,9 @@ __device__ void head_rows(const FusedEpoch &e, const Tiles &t, int64_t start, in
             hs[idx] = mlp_activation_forward(GENERAL ? e.act : MLP_RELU, s);
             if (keep_input) e.dh[g0 * H + idx] = s;
         }
+#if MLP_HAVE_TF32
+        cp_async_wait<0>();
+#endif
         __syncthreads();
         for (int64_t idx = threadIdx.x; idx < R * H; idx += THREADS) e.h[g0 * H + idx] = hs[idx];
         /* linear_forward of the last layer */
@@ -367,6 +402,26 @@ constexpr int DSW = NT + 8; /* dh, read as B (row, n) */
 constexpr int STAGES = 3;           /* chunks in the ring of asynchronous copies */
 constexpr int RAW_FLOATS = RT * KT; /* one chunk of raw inputs, float32 or uint8 */
 
+/* Floats of one chunk of raw inputs, (RT, KT) elements of esize bytes. */
+__host__ __device__ inline int64_t raw_floats(int64_t esize) { return RT * KT * esize / 4; }
+
+/* Shared memory of a kept tile. */
+__host__ __device__ inline int64_t kept_floats(int moments, bool keep_inputs, int64_t esize) {
+    return (1 + moments) * KT * WSF + (keep_inputs ? raw_floats(esize) : 0);
+}
+
+__device__ inline float *KeptTile::W() const { return base; }
+__device__ inline float *KeptTile::V() const { return base + KT * WSF; }
+__device__ inline float *KeptTile::S() const { return base + 2 * KT * WSF; }
+__device__ inline float *KeptTile::X(const FusedEpoch &e) const {
+    return base + (1 + e.kept_moments) * KT * WSF;
+}
+
+/* The block's j-th W1 tile (item blockIdx.x + j * gridDim.x), when kept. */
+__device__ inline KeptTile kept_tile(const FusedEpoch &e, float *smem, int64_t j) {
+    return KeptTile{e.stationary ? smem + e.keep_at + j * e.kept_floats : NULL};
+}
+
 #if MLP_HAVE_TF32
 /* ---- asynchronous copies into shared memory (sm_80 and newer) ----------
  * With e.async_copy (rows of 16-byte multiples, H a multiple of 4), the
@@ -456,24 +511,31 @@ __device__ inline void mma_3xtf32(float (&d)[4], const float (&a)[4], const floa
     mma_tf32(d, ah, bh);
 }
 
+/* kept: the block's kept copy of this tile (KeptTile), or NULL */
 __device__ void forward_tile_mma(const FusedEpoch &e, const Tiles &t, int64_t item,
-                                 int64_t start, int64_t B, float *smem) {
+                                 int64_t start, int64_t B, float *smem, KeptTile kept) {
     const int64_t kt = item / t.n_tiles, k0 = kt * KT, j0 = item % t.n_tiles * NT;
-    float *Ws = smem, *Xs = smem + KT * WSF;
+    float *Ws = kept.base ? kept.W() : smem, *Xs = smem + KT * WSF;
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const int g = lane / 4, q = lane % 4;
     const int m0 = warp % 4 * 16, n0 = warp / 4 * 16; /* the warp's block of the tile */
+    const bool kept_x = kept.base && e.keep_inputs;
     uint32_t raw[XPT];
     if (!e.async_copy) fetch_inputs(raw, e, start, 0, B, k0);
     __syncthreads(); /* shared memory is free: the last phase is done with it */
-    load_w1_tile(Ws, WSF, e, k0, j0);
+    if (!kept.base) load_w1_tile(Ws, WSF, e, k0, j0);
     const int64_t chunks = cdiv(B, RT);
     /* with e.async_copy, STAGES chunks of raw inputs after Xs */
     const ChunkRing ring = {Xs + RT * XSF, NULL, &e, start, B, k0, j0, chunks};
-    if (e.async_copy) ring.begin();
+    if (e.async_copy && !kept_x) ring.begin();
     for (int64_t c = 0; c < chunks; c++) {
         const int64_t r0 = c * RT;
-        if (e.async_copy) {
+        if (kept_x) { /* the step's one chunk, copied in during the last step */
+            cp_async_wait<0>();
+            __syncthreads();
+            convert_inputs(Xs, XSF, kept.X(e), e, k0);
+            __syncthreads();
+        } else if (e.async_copy) {
             ring.advance(c);
             convert_inputs(Xs, XSF, ring.inputs(c), e, k0);
             __syncthreads();
@@ -508,12 +570,14 @@ __device__ void forward_tile_mma(const FusedEpoch &e, const Tiles &t, int64_t it
 
 template <bool GENERAL>
 __device__ void weights_tile_mma(const FusedEpoch &e, const Tiles &t, int64_t item,
-                                 int64_t start, int64_t B, float *smem, double &pen) {
+                                 int64_t start, int64_t B, float *smem, KeptTile kept,
+                                 double &pen) {
     const int64_t kt = item / t.n_tiles, k0 = kt * KT, j0 = item % t.n_tiles * NT;
     float *Xs = smem, *Ds = smem + RT * XSW;
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const int g = lane / 4, q = lane % 4;
     const int m0 = warp % 4 * 16, n0 = warp / 4 * 16; /* inputs m0.., hidden units n0.. */
+    const bool kept_x = kept.base && e.keep_inputs;
     uint32_t raw[XPT];
     float draw[DPT];
     if (!e.async_copy) {
@@ -526,10 +590,25 @@ __device__ void weights_tile_mma(const FusedEpoch &e, const Tiles &t, int64_t it
     /* with e.async_copy, STAGES chunks of raw inputs, then STAGES of dh,
      * where the synchronous path keeps Ds */
     const ChunkRing ring = {Ds, Ds + STAGES * RAW_FLOATS, &e, start, B, k0, j0, chunks};
-    if (e.async_copy) ring.begin();
+    if (kept_x) { /* the step's one chunk of inputs is still in kept.X */
+        copy_dh(Ds, e, 0, B, j0, DSW);
+        cp_async_commit();
+        convert_inputs(Xs, XSW, kept.X(e), e, k0);
+        cp_async_wait<0>();
+        __syncthreads();
+        /* kept.X is free: the next step's inputs fly while this one ends
+         * (measured: faster than a second slot filled a phase earlier) */
+        const int64_t next = start + e.batch;
+        if (next < e.n)
+            copy_inputs(kept.X(e), e, next, 0, e.n - next < e.batch ? e.n - next : e.batch, k0);
+        cp_async_commit();
+    } else if (e.async_copy) {
+        ring.begin();
+    }
     for (int64_t c = 0; c < chunks; c++) {
         const int64_t r0 = c * RT;
-        if (e.async_copy) {
+        if (kept_x) {
+        } else if (e.async_copy) {
             ring.advance(c);
             convert_inputs(Xs, XSW, ring.inputs(c), e, k0);
             Ds = ring.dh(c);
@@ -572,24 +651,35 @@ __device__ void weights_tile_mma(const FusedEpoch &e, const Tiles &t, int64_t it
             ok[n * 4 + i] = gk <= e.D && gj < e.H;
             grad[n * 4 + i] = acc[n][i];
         }
+    if (kept.base) { /* the same elements of the kept tile, the bias row at D - k0 */
+#pragma unroll
+        for (int n = 0; n < 2; n++)
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+                at[n * 4 + i] = (m0 + g + (i / 2) * 8) * WSF + n0 + n * 8 + 2 * q + i % 2;
+        update<GENERAL, true>(kept.W(), kept.V(), kept.S(), at, ok, grad, e, (e.D - k0) * WSF, pen);
+        return;
+    }
     update<GENERAL>(e.W1, e.V1, e.S1, at, ok, grad, e, e.D * e.H, pen);
 }
 #endif
 
-/* The two W1-tile phases: on tensor cores when asked and compiled for. */
+/* The two W1-tile phases: on tensor cores when asked and compiled for
+ * (kept tiles only there). */
 __device__ inline void forward_tile(const FusedEpoch &e, const Tiles &t, int64_t item,
-                                    int64_t start, int64_t B, float *smem) {
+                                    int64_t start, int64_t B, float *smem, KeptTile kept) {
 #if MLP_HAVE_TF32
-    if (e.tensor_cores) return forward_tile_mma(e, t, item, start, B, smem);
+    if (e.tensor_cores) return forward_tile_mma(e, t, item, start, B, smem, kept);
 #endif
     forward_tile_fp32(e, t, item, start, B, smem);
 }
 
 template <bool GENERAL>
 __device__ inline void weights_tile(const FusedEpoch &e, const Tiles &t, int64_t item,
-                                    int64_t start, int64_t B, float *smem, double &pen) {
+                                    int64_t start, int64_t B, float *smem, KeptTile kept,
+                                    double &pen) {
 #if MLP_HAVE_TF32
-    if (e.tensor_cores) return weights_tile_mma<GENERAL>(e, t, item, start, B, smem, pen);
+    if (e.tensor_cores) return weights_tile_mma<GENERAL>(e, t, item, start, B, smem, kept, pen);
 #endif
     weights_tile_fp32<GENERAL>(e, t, item, start, B, smem, pen);
 }
@@ -639,17 +729,58 @@ __device__ void head_weights_slice(const FusedEpoch &e, int64_t slice, int64_t s
 
 /* ---- the epoch ------------------------------------------------------------ */
 
+/* The block's kept W1 tiles (e.stationary) and their optimizer state: in
+ * from device memory before the first step (and, with e.keep_inputs, the
+ * first step's inputs queued), or back out after the last step the epoch
+ * ran. */
+template <bool GENERAL>
+__device__ void move_kept(const FusedEpoch &e, const Tiles &t, float *smem, bool in) {
+    const bool first = e.kept_moments >= 1, second = e.kept_moments >= 2;
+#if MLP_HAVE_TF32
+    if (!in) cp_async_wait<0>(); /* a copy of inputs may still fly */
+#endif
+    __syncthreads(); /* the last step's updates are done */
+    for (int64_t i = blockIdx.x, j = 0; i < t.w1; i += gridDim.x, j++) {
+        const KeptTile k = kept_tile(e, smem, j);
+        const int64_t k0 = i / t.n_tiles * KT, j0 = i % t.n_tiles * NT;
+        for (int idx = threadIdx.x; idx < KT * NT; idx += THREADS) {
+            const int r = idx / NT, c = idx % NT;
+            const int64_t gk = k0 + r, gj = j0 + c, at = gk * e.H + gj;
+            const bool ok = gk <= e.D && gj < e.H;
+            const int local = r * WSF + c;
+            if (in) { /* a tile has only the moments that the optimizer uses */
+                k.W()[local] = ok ? __ldcg(e.W1 + at) : 0.0f;
+                if (first) k.V()[local] = ok ? __ldcg(e.V1 + at) : 0.0f;
+                if (second) k.S()[local] = ok ? __ldcg(e.S1 + at) : 0.0f;
+            } else if (ok) {
+                e.W1[at] = k.W()[local];
+                if (first) e.V1[at] = k.V()[local];
+                if (second) e.S1[at] = k.S()[local];
+            }
+        }
+#if MLP_HAVE_TF32
+        if (in && e.keep_inputs) {
+            copy_inputs(k.X(e), e, 0, 0, e.n < e.batch ? e.n : e.batch, k0);
+            cp_async_commit();
+        }
+#endif
+    }
+    __syncthreads();
+}
+
 template <bool GENERAL>
 __global__ void __launch_bounds__(THREADS) fused_epoch_kernel(FusedEpoch e) {
     extern __shared__ __align__(16) float smem[];
     cg::grid_group grid = cg::this_grid();
     const Tiles t = tiles_of(e.D, e.H);
     const bool penalty = GENERAL && e.penalty;
+    if (e.stationary) move_kept<GENERAL>(e, t, smem, true);
     PHASE_CLOCK(clk);
     for (int64_t start = 0; start < e.n; start += e.batch) {
         const int64_t B = e.n - start < e.batch ? e.n - start : e.batch;
         stop_poll(e, start);
-        for (int64_t i = blockIdx.x; i < t.w1; i += gridDim.x) forward_tile(e, t, i, start, B, smem);
+        for (int64_t i = blockIdx.x; i < t.w1; i += gridDim.x)
+            forward_tile(e, t, i, start, B, smem, kept_tile(e, smem, (i - blockIdx.x) / gridDim.x));
         PHASE_MARK(clk, 0);
         grid.sync();
         PHASE_MARK(clk, 1);
@@ -667,13 +798,15 @@ __global__ void __launch_bounds__(THREADS) fused_epoch_kernel(FusedEpoch e) {
         double pen = 0.0;
         for (int64_t i = blockIdx.x; i < t.w1 + t.w2; i += gridDim.x) {
             if (i < t.w1)
-                weights_tile<GENERAL>(e, t, i, start, B, smem, pen);
+                weights_tile<GENERAL>(e, t, i, start, B, smem,
+                                      kept_tile(e, smem, (i - blockIdx.x) / gridDim.x), pen);
             else
                 head_weights_slice<GENERAL>(e, i - t.w1, start, B, smem, pen);
         }
         if (penalty) penalty_part(e, start / e.batch, pen);
         PHASE_MARK(clk, 4);
     }
+    if (e.stationary) move_kept<GENERAL>(e, t, smem, false);
     PHASE_FLUSH(clk);
 }
 
@@ -747,14 +880,48 @@ static __global__ void penalty_last_kernel(const double *parts, int blocks, doub
     if (threadIdx.x == 0) *penalty = s;
 }
 
+/* Whether each block can keep its W1 tiles (and, for steps of one chunk of
+ * rows, their inputs) in shared memory for the epoch: fills plan's
+ * stationary, keep_inputs, keep_at, kept_floats and smem_bytes when they
+ * fit beside the phases' own shared memory. */
+static void keep_tiles(FusedPlan &plan, const Tiles &t, int64_t D, int64_t H, int64_t batch,
+                       mlp_dtype dtype, size_t most_dynamic, const void *kernel, int sms) {
+    const int64_t esize = mlp_dtype_bytes(dtype), tiles = cdiv(t.w1, plan.blocks);
+    const int64_t at = cdiv((int64_t)(plan.smem_bytes / sizeof(float)), 4) * 4;
+    const bool async = D * esize % 16 == 0 && H % 4 == 0; /* as train_fused's async_copy */
+    for (int inputs = async && batch <= RT; inputs >= 0; inputs--) {
+        const int64_t per = kept_floats(plan.kept_moments, inputs, esize);
+        const size_t bytes = sizeof(float) * (size_t)(at + tiles * per);
+        int per_sm = 0;
+        if (bytes > most_dynamic ||
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, THREADS, bytes) !=
+                cudaSuccess ||
+            (int64_t)per_sm * sms < plan.blocks) {
+            cudaGetLastError();
+            continue;
+        }
+        plan.stationary = (int)tiles;
+        plan.keep_inputs = inputs;
+        plan.keep_at = at;
+        plan.kept_floats = per;
+        plan.smem_bytes = bytes;
+        return;
+    }
+}
+
 bool fused_by_rows(int64_t D, mlp_dtype dtype, int64_t batch) {
     return batch >= ROWS_MIN_BATCH && 2 * cdiv(batch, RT) >= fused_rows_input_chunks(D, dtype);
 }
 
+int fused_moments(const mlp_optimizer &opt) {
+    return opt.kind == MLP_ADAM ? 2 : opt.momentum != 0.0f ? 1 : 0;
+}
+
 FusedPlan fused_plan(int64_t D, int64_t H, int64_t C, int64_t batch, mlp_dtype dtype,
-                     bool tensor_cores, bool general) {
+                     bool tensor_cores, bool general, int moments) {
     FusedPlan plan = {};
     plan.general = general;
+    plan.kept_moments = moments;
     const Tiles t = tiles_of(D, H);
     int dev = 0, coop = 0, sms = 0, optin = 0, major = 0;
     if (cudaGetDevice(&dev) != cudaSuccess ||
@@ -803,6 +970,7 @@ FusedPlan fused_plan(int64_t D, int64_t H, int64_t C, int64_t batch, mlp_dtype d
     plan.ok = true;
     plan.blocks = (int)(want < most ? want : most);
     plan.smem_bytes = bytes;
+    if (plan.tensor_cores) keep_tiles(plan, t, D, H, batch, dtype, most_dynamic, kernel, sms);
     plan.row_stride = D;
     plan.workspace_floats = t.k_tiles * batch * H;
     return plan;

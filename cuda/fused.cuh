@@ -11,7 +11,9 @@
  * Each block owns tiles of W1 (KT inputs x NT hidden units) for the whole
  * epoch: it computes those tiles' share of the forward product and, after the
  * head, their gradient and SGD update. Since no other block reads or writes
- * an owned tile, the next step's forward needs no barrier after the update.
+ * an owned tile, the next step's forward needs no barrier after the update,
+ * and where the tiles fit (fused_plan's stationary) a block keeps them, their
+ * optimizer state and the step's inputs in shared memory for the epoch.
  * Per step:
  *   1. linear_forward, per owned tile: partial[kt] (B,H) = X[:, tile] @ W1[tile]
  *   -- grid barrier --
@@ -88,6 +90,16 @@ struct FusedEpoch {
     /* with tensor_cores: load chunks through cp.async (rows of a multiple of
      * 16 bytes, H a multiple of 4) */
     bool async_copy;
+    /* fused.cu on tensor cores: W1 tiles that each block keeps in shared
+     * memory for the whole epoch (0: none, the tiles are read from and
+     * written to device memory every step), at keep_at floats into shared
+     * memory, kept_floats apart, each with the optimizer's kept_moments
+     * moments (0, 1 or 2); keep_inputs: each kept tile also holds its inputs
+     * of the step (steps of at most one chunk of rows), copied in during
+     * the step before */
+    int stationary, kept_moments;
+    bool keep_inputs;
+    int64_t keep_at, kept_floats;
     /* fused_rows.cu: inputs per update item; groups' logits staged at once */
     int64_t in_tile, head_groups;
     /* mlp_request_stop: the host's flag (mapped memory), its copy that every
@@ -115,6 +127,9 @@ struct FusedPlan {
     int64_t in_tile;     /* fused_rows.cu: inputs per update item */
     int64_t head_groups; /* fused_rows.cu: groups' logits staged at once */
     int64_t workspace_floats; /* e.partial */
+    int stationary, kept_moments; /* fused.cu: FusedEpoch's fields of the same names */
+    bool keep_inputs;
+    int64_t keep_at, kept_floats;
     bool general;        /* planned for the general code */
 };
 
@@ -226,12 +241,17 @@ int64_t fused_rows_input_chunks(int64_t D, mlp_dtype dtype);
 
 /* Plan for sizes D, H, C at batch size `batch` (rows per step) of inputs of
  * type dtype, on tensor cores when `tensor_cores` and the GPU has them, for
- * the general code or the default recipe's (fused_general). Returns ok =
+ * the general code or the default recipe's (fused_general), for an
+ * optimizer with `moments` (fused_moments). Returns ok =
  * false (and the caller uses the kernel-per-op path) when the GPU cannot
  * launch cooperative grids, the shape does not fit in shared memory, or the
  * batch is past what the fused kernels are faster at. */
 FusedPlan fused_plan(int64_t D, int64_t H, int64_t C, int64_t batch, mlp_dtype dtype,
-                     bool tensor_cores, bool general);
+                     bool tensor_cores, bool general, int moments);
+
+/* The optimizer's state a parameter has: 0, 1 (momentum or Adam's first
+ * moment) or 2 (Adam's second moment too). */
+int fused_moments(const mlp_optimizer &opt);
 
 /* fused_rows.cu's part of fused_plan: fills plan's by_rows, blocks,
  * smem_bytes, in_tile, row_stride and workspace_floats; false when the

@@ -720,10 +720,11 @@ static FusedPlan plan_for(mlp_model *m, const mlp_data *data, const mlp_optimize
     if (kernels && strcmp(kernels, "gemm") == 0) return FusedPlan{};
     const bool tensor = !(kernels && strcmp(kernels, "base") == 0);
     /* plan_batch 0 until the first plan */
+    const int moments = fused_moments(opt);
     if (m->plan_batch != batch || m->plan_tensor != tensor || m->plan.general != general ||
-        m->plan_dtype != data->dtype) {
+        m->plan_dtype != data->dtype || m->plan.kept_moments != moments) {
         m->plan = fused_plan(L->sizes[0], L->sizes[1], L->sizes[2], batch, data->dtype, tensor,
-                             general);
+                             general, moments);
         m->plan_dtype = data->dtype;
         m->plan_batch = batch;
         m->plan_tensor = tensor;
@@ -753,6 +754,11 @@ static mlp_status train_fused(mlp_model *m, const mlp_data *data, const FusedPla
     e.row_stride = plan.row_stride;
     e.in_tile = plan.in_tile;
     e.head_groups = plan.head_groups;
+    e.stationary = plan.stationary;
+    e.kept_moments = plan.kept_moments;
+    e.keep_inputs = plan.keep_inputs;
+    e.keep_at = plan.keep_at;
+    e.kept_floats = plan.kept_floats;
     e.labels = m->labels;
     e.targets = m->targets;
     e.X = data->X;

@@ -9,7 +9,7 @@ from mlp import reference
 from mlp.optimizers import make_optimizer
 from mlp.training import initial_state
 
-from conftest import make_problem, rel_err, run_backend, run_reference, scale_of, targets_of
+from conftest import make_problem, rel_err, run_backend, run_reference, scale_of, sgd, targets_of
 
 # (n, d, hidden widths, classes, batch size, uint8 input)
 SHAPES = [
@@ -99,6 +99,32 @@ def test_cuda_core_matches_c_core(shape, path, monkeypatch):
     assert net.model.kernel_set in (fused if len(sizes) == 3 or path == "plain" else {"cuda"})
     np.testing.assert_allclose(g_losses[:STEPS], c_losses[:STEPS], rtol=1e-4)
     assert rel_err(g_final, c_final) < 1e-4
+
+
+# cuda/fused.cu keeps each block's W1 tiles, their optimizer state and (for
+# steps of at most 64 rows) their inputs in shared memory for the epoch where
+# they fit (fused_plan's stationary), and reads the tiles from device memory
+# every step where they do not. On an H100 or H200 (132 SMs): 784-1400 with
+# momentum at batch 16 keeps 5 tiles a block with their inputs; 784-1024 at
+# batch 100 keeps 4 without (more than one chunk of rows); Adam keeps both
+# moments; 784-2000 has too many tiles a block to keep. A small learning rate
+# keeps these wide layers out of the chaotic regime where float32 rounding
+# alone parts any two orders of summation.
+@pytest.mark.cuda
+@pytest.mark.parametrize("hidden,batch,moments", [
+    (1400, 16, "momentum"), (1024, 100, "momentum"), (256, 100, "adam"), (256, 64, "none"),
+    (2000, 16, "momentum")])
+def test_fused_tiles_kept_or_not_match_c_core(hidden, batch, moments):
+    X, y, sizes, params, orders, _ = schedule((300, 784, (hidden,), 10, batch, True), seed=5)
+    opt = {"momentum": sgd(0.01, 0.9), "none": sgd(0.05),
+           "adam": make_optimizer("adam", 1e-3).core_dict()}[moments]
+    c_losses, c_final, _ = run_backend("cpu", sizes, params, X, y, orders[:2], batch, opt=opt)
+    g_losses, g_final, net = run_backend("cuda", sizes, params, X, y, orders[:2], batch, opt=opt)
+    assert net.model.kernel_set in {"fused-tensor", "fused"}
+    np.testing.assert_allclose(g_losses, c_losses, rtol=1e-4)
+    assert rel_err(g_final, c_final) < 1e-4
+    again = run_backend("cuda", sizes, params, X, y, orders[:2], batch, opt=opt)[1]
+    assert again.tobytes() == g_final.tobytes()
 
 
 @pytest.mark.parametrize("core", CORES + ["numpy"])
