@@ -26,15 +26,15 @@ struct RowStats {
 __device__ inline RowStats row_stats(const float *z, int64_t C) {
     const int lane = threadIdx.x % 32;
     float best = -INFINITY;
-    int64_t arg = C;
-    for (int64_t c = lane; c < C; c += 32)
+    int arg = (int)C; /* classes fit in 32 bits: one shuffle a step, not two */
+    for (int c = lane; c < C; c += 32)
         if (z[c] > best || arg == C) {
             best = z[c];
             arg = c;
         }
     for (int off = 16; off > 0; off /= 2) {
         const float ob = __shfl_xor_sync(0xffffffffu, best, off);
-        const int64_t oa = __shfl_xor_sync(0xffffffffu, arg, off);
+        const int oa = __shfl_xor_sync(0xffffffffu, arg, off);
         if (ob > best || (ob == best && oa < arg)) {
             best = ob;
             arg = oa;

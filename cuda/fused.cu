@@ -267,11 +267,11 @@ __device__ void head_rows(const FusedEpoch &e, const Tiles &t, int64_t start, in
 #endif
         __syncthreads();
         for (int64_t idx = threadIdx.x; idx < R * H; idx += THREADS) e.h[g0 * H + idx] = hs[idx];
-        /* linear_forward of the last layer */
-        for (int64_t task = warp; task < R * C; task += WARPS) {
-            const int64_t r = task / C, c = task % C;
+        /* linear_forward of the last layer (32-bit indices: a few instructions) */
+        for (int task = warp; task < R * (int)C; task += WARPS) {
+            const int r = task / (int)C, c = task - r * (int)C;
             float s = 0.0f;
-            for (int64_t j = lane; j < H; j += 32) s = fmaf(hs[r * H + j], W2s[j * C + c], s);
+            for (int j = lane; j < (int)H; j += 32) s = fmaf(hs[r * H + j], W2s[j * C + c], s);
             s = warp_sum(s);
             if (lane == 0) zs[task] = s + W2s[H * C + c];
         }
@@ -319,11 +319,11 @@ __device__ void head_rows(const FusedEpoch &e, const Tiles &t, int64_t start, in
          * skips the sum of a blocked unit); each thread reads back the
          * inputs it kept above */
         const bool relu = !GENERAL || e.act == MLP_RELU;
-        for (int64_t idx = threadIdx.x; idx < R * H; idx += THREADS) {
-            const int64_t r = idx / H, j = idx % H;
+        for (int idx = threadIdx.x; idx < R * (int)H; idx += THREADS) {
+            const int r = idx / (int)H, j = idx - r * (int)H; /* 32-bit: a few instructions */
             float s = 0.0f;
             if (!relu || mlp_relu_passes(hs[idx]))
-                for (int64_t c = 0; c < C; c++) s = fmaf(zs[r * C + c], W2s[j * C + c], s);
+                for (int c = 0; c < (int)C; c++) s = fmaf(zs[r * C + c], W2s[j * C + c], s);
             if (GENERAL) {
                 const float x = keep_input ? e.dh[g0 * H + idx] : 0.0f;
                 s = mlp_activation_backward(e.act, x, hs[idx], s);

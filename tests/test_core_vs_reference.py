@@ -68,7 +68,7 @@ def test_core_matches_reference(core, shape, momentum, weight_decay):
 # rows for the inputs' width, fused_by_rows): several row tiles with the last
 # one partial, a last group of hidden units partial, a hidden width that is
 # not a multiple of 4, float32 inputs, and more items than the GPU runs
-# blocks at once.
+# blocks at once. And fused.cu's head with 40 classes and 5 rows a block.
 CUDA_SHAPES = SHAPES + [
     (300, 784, (40,), 7, 150, True),
     (300, 100, (40,), 7, 150, True),
@@ -77,6 +77,7 @@ CUDA_SHAPES = SHAPES + [
     (1300, 50, (100,), 7, 600, False),
     (600, 20, (37,), 3, 512, False),
     (520, 37, (1100,), 5, 512, True),
+    (300, 784, (64,), 40, 150, True),
 ]
 
 
