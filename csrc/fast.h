@@ -29,8 +29,11 @@
  * and need their input rows as a dense matrix. */
 #define FAST_NARROW 32
 
-/* Inputs per block of the forward sums, and blocks in a row of D. */
-#define FAST_KBLOCK 32
+/* Inputs per block of the forward sums, and blocks in a row of D. Each
+ * block of a row loads and stores its sums once more, so fewer, longer runs
+ * are faster than blocks small enough for the L1 cache (32 inputs:
+ * benchmarks/RESULTS.md, "the forward sums over whole rows"). */
+#define FAST_KBLOCK 1024
 #define FAST_BLOCKS(D) (((D) + FAST_KBLOCK - 1) / FAST_KBLOCK)
 
 /* Above this share of nonzero inputs, linear_forward_fast runs dense
