@@ -73,6 +73,30 @@ struct KeptTile {
  * waits on a round trip to device memory for them. */
 __shared__ mlp_step step_constants;
 
+/* Starts copying step `step`'s constants into step_constants: on sm_80 and
+ * newer asynchronously, a word a thread, so that no thread waits for them
+ * until step_constants_ready; before that, thread 0 at step_constants_ready.
+ * The caller makes sure no thread still reads the last step's. */
+__device__ inline void fetch_step_constants(const FusedEpoch &e, int64_t step) {
+#if MLP_HAVE_TF32
+    constexpr int WORDS = sizeof(mlp_step) / 4;
+    if (threadIdx.x < WORDS)
+        cp_async4((uint32_t *)&step_constants + threadIdx.x,
+                  (const uint32_t *)&e.steps[step].s + threadIdx.x, 4);
+    cp_async_commit();
+#endif
+}
+
+/* Step `step`'s constants are in step_constants for every thread after the
+ * next block barrier. */
+__device__ inline void step_constants_ready(const FusedEpoch &e, int64_t step) {
+#if MLP_HAVE_TF32
+    cp_async_wait<0>();
+#else
+    if (threadIdx.x == 0) step_constants = e.steps[step].s;
+#endif
+}
+
 /* The optimizer update (update_one, fused.cuh) of N elements P[at[i]]
  * (where ok[i]) with gradients g[i] and state in V and S, the elements from
  * bias_at on being biases; the general code's constants are the step's
@@ -775,6 +799,7 @@ __global__ void __launch_bounds__(THREADS) fused_epoch_kernel(FusedEpoch e) {
     const Tiles t = tiles_of(e.D, e.H);
     const bool penalty = GENERAL && e.penalty;
     if (e.stationary) move_kept<GENERAL>(e, t, smem, true);
+    if (GENERAL) fetch_step_constants(e, 0);
     PHASE_CLOCK(clk);
     for (int64_t start = 0; start < e.n; start += e.batch) {
         const int64_t B = e.n - start < e.batch ? e.n - start : e.batch;
@@ -786,9 +811,9 @@ __global__ void __launch_bounds__(THREADS) fused_epoch_kernel(FusedEpoch e) {
         PHASE_MARK(clk, 1);
         if (penalty && start > 0) penalty_total(e, start / e.batch - 1);
         if (stop_now(e, start)) break;
-        /* every thread of the block is past the last step's updates; each
+        /* fetched during the last step's updates (or before the first); each
          * update of this step comes after a block barrier */
-        if (GENERAL && threadIdx.x == 0) step_constants = e.steps[start / e.batch].s;
+        if (GENERAL) step_constants_ready(e, start / e.batch);
         head_rows<GENERAL>(e, t, start, B, smem);
         PHASE_MARK(clk, 2);
         grid.sync();
@@ -804,8 +829,15 @@ __global__ void __launch_bounds__(THREADS) fused_epoch_kernel(FusedEpoch e) {
                 head_weights_slice<GENERAL>(e, i - t.w1, start, B, smem, pen);
         }
         if (penalty) penalty_part(e, start / e.batch, pen);
+        if (GENERAL && start + e.batch < e.n) { /* every update has read this step's */
+            __syncthreads();
+            fetch_step_constants(e, start / e.batch + 1);
+        }
         PHASE_MARK(clk, 4);
     }
+#if MLP_HAVE_TF32
+    cp_async_wait<0>(); /* nothing in flight as the kernel ends */
+#endif
     if (e.stationary) move_kept<GENERAL>(e, t, smem, false);
     PHASE_FLUSH(clk);
 }
@@ -874,7 +906,7 @@ static const void *epoch_kernel(bool general) {
 }
 
 /* One warp: penalty[0] = the sum of the last step's parts (the kernel's
- * block 0 adds up every other step's). */
+ * last block adds up every other step's). */
 static __global__ void penalty_last_kernel(const double *parts, int blocks, double *penalty) {
     const double s = penalty_sum(parts, blocks);
     if (threadIdx.x == 0) *penalty = s;

@@ -80,8 +80,8 @@ struct FusedEpoch {
     /* scikit-learn's L2 in the reported loss (general only; NULL when
      * there is none): penalty[b] = |W|^2 (weights, not biases) before step
      * b. Each block adds up the squares of the weights it updates into
-     * penalty_parts[(b % 2) * blocks + block], and block 0 sums those in
-     * order after the next step's first grid barrier (the last step's
+     * penalty_parts[(b % 2) * blocks + block], and the last block sums
+     * those in order after the next step's first grid barrier (the last step's
      * after the kernel, fused_train_epoch). */
     double *penalty, *penalty_parts;
     /* the two large products on TF32 tensor cores in 3xTF32 (float32
@@ -206,10 +206,11 @@ __device__ inline void penalty_part(const FusedEpoch &e, int64_t step, double mi
     }
 }
 
-/* After the grid barrier that follows step `step`'s updates: block 0 adds
- * up that step's parts. */
+/* After the grid barrier that follows step `step`'s updates: the last block
+ * adds up that step's parts (the last, as the first blocks take the head's
+ * rows, which would wait for these loads). */
 __device__ inline void penalty_total(const FusedEpoch &e, int64_t step) {
-    if (blockIdx.x != 0 || threadIdx.x >= 32) return;
+    if (blockIdx.x != gridDim.x - 1 || threadIdx.x >= 32) return;
     const double s = penalty_sum(e.penalty_parts + (step & 1) * gridDim.x, (int)gridDim.x);
     if (threadIdx.x == 0) e.penalty[step] = s;
 }
