@@ -58,7 +58,7 @@ typedef struct nz_rows {
 typedef struct nz_cols {
     int32_t *start, *next, *row;
     float *val;
-    int32_t *counts; /* threads x D: each thread's cursors when they share the work */
+    int32_t *counts; /* each thread's entries when they share the work */
     int threads;     /* how many threads counts has room for */
 } nz_cols;
 

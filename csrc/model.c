@@ -144,7 +144,7 @@ static mlp_status reserve_rows(mlp_model *m, int64_t rows) {
 #else
     m->cols.threads = 1;
 #endif
-    m->cols.counts = malloc(sizeof(int32_t) * (size_t)m->cols.threads * (size_t)widest_in);
+    m->cols.counts = malloc(sizeof(int32_t) * (size_t)m->cols.threads);
     ok = ok && m->cols.start && m->cols.next && m->cols.row && m->cols.val && m->cols.counts;
     for (int l = 0; ok && l < n_layers; l++) {
         m->nz[l].idx = malloc(sizeof(int32_t) * (size_t)rows * (size_t)s[l]);
