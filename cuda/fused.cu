@@ -259,7 +259,8 @@ __device__ void head_rows(const FusedEpoch &e, const Tiles &t, int64_t start, in
 #if MLP_HAVE_TF32
     if ((uintptr_t)e.W2 % 16 == 0) {
         i0 = w2n / 4 * 4;
-        for (int64_t i = 4 * threadIdx.x; i < i0; i += 4 * THREADS) cp_async16(W2s + i, e.W2 + i, 16);
+        for (int64_t i = 4 * threadIdx.x; i < i0; i += 4 * THREADS)
+            cp_async16(W2s + i, e.W2 + i, 16);
         cp_async_commit();
     }
 #endif
@@ -535,7 +536,7 @@ __device__ inline void mma_3xtf32(float (&d)[4], const float (&a)[4], const floa
     mma_tf32(d, ah, bh);
 }
 
-/* kept: the block's kept copy of this tile (KeptTile), or NULL */
+/* kept: the block's kept copy of this tile (kept.base NULL where none) */
 __device__ void forward_tile_mma(const FusedEpoch &e, const Tiles &t, int64_t item,
                                  int64_t start, int64_t B, float *smem, KeptTile kept) {
     const int64_t kt = item / t.n_tiles, k0 = kt * KT, j0 = item % t.n_tiles * NT;
@@ -620,8 +621,8 @@ __device__ void weights_tile_mma(const FusedEpoch &e, const Tiles &t, int64_t it
         convert_inputs(Xs, XSW, kept.X(e), e, k0);
         cp_async_wait<0>();
         __syncthreads();
-        /* kept.X is free: the next step's inputs fly while this one ends
-         * (measured: faster than a second slot filled a phase earlier) */
+        /* kept.X is free: the next step's inputs fly while this one ends (a
+         * second slot filled a phase earlier was slower: RESULTS.md) */
         const int64_t next = start + e.batch;
         if (next < e.n)
             copy_inputs(kept.X(e), e, next, 0, e.n - next < e.batch ? e.n - next : e.batch, k0);
@@ -632,6 +633,7 @@ __device__ void weights_tile_mma(const FusedEpoch &e, const Tiles &t, int64_t it
     for (int64_t c = 0; c < chunks; c++) {
         const int64_t r0 = c * RT;
         if (kept_x) {
+            /* staged before the loop: such a step has one chunk */
         } else if (e.async_copy) {
             ring.advance(c);
             convert_inputs(Xs, XSW, ring.inputs(c), e, k0);
@@ -681,7 +683,8 @@ __device__ void weights_tile_mma(const FusedEpoch &e, const Tiles &t, int64_t it
 #pragma unroll
             for (int i = 0; i < 4; i++)
                 at[n * 4 + i] = (m0 + g + (i / 2) * 8) * WSF + n0 + n * 8 + 2 * q + i % 2;
-        update<GENERAL, true>(kept.W(), kept.V(), kept.S(), at, ok, grad, e, (e.D - k0) * WSF, pen);
+        update<GENERAL, true>(kept.W(), kept.V(), kept.S(), at, ok, grad, e, (e.D - k0) * WSF,
+                              pen);
         return;
     }
     update<GENERAL>(e.W1, e.V1, e.S1, at, ok, grad, e, e.D * e.H, pen);
