@@ -919,12 +919,11 @@ static __global__ void penalty_last_kernel(const double *parts, int blocks, doub
  * rows, their inputs) in shared memory for the epoch: fills plan's
  * stationary, keep_inputs, keep_at, kept_floats and smem_bytes when they
  * fit beside the phases' own shared memory. */
-static void keep_tiles(FusedPlan &plan, const Tiles &t, int64_t D, int64_t H, int64_t batch,
-                       mlp_dtype dtype, size_t most_dynamic, const void *kernel, int sms) {
+static void keep_tiles(FusedPlan &plan, const Tiles &t, int64_t batch, mlp_dtype dtype,
+                       size_t most_dynamic, const void *kernel, int sms) {
     const int64_t esize = mlp_dtype_bytes(dtype), tiles = cdiv(t.w1, plan.blocks);
     const int64_t at = cdiv((int64_t)(plan.smem_bytes / sizeof(float)), 4) * 4;
-    const bool async = D * esize % 16 == 0 && H % 4 == 0; /* as train_fused's async_copy */
-    for (int inputs = async && batch <= RT; inputs >= 0; inputs--) {
+    for (int inputs = plan.async_copy && batch <= RT; inputs >= 0; inputs--) {
         const int64_t per = kept_floats(plan.kept_moments, inputs, esize);
         const size_t bytes = sizeof(float) * (size_t)(at + tiles * per);
         int per_sm = 0;
@@ -970,6 +969,7 @@ FusedPlan fused_plan(int64_t D, int64_t H, int64_t C, int64_t batch, mlp_dtype d
     }
     if (!coop) return plan;
     plan.tensor_cores = tensor_cores && major >= 8;
+    plan.async_copy = plan.tensor_cores && D * mlp_dtype_bytes(dtype) % 16 == 0 && H % 4 == 0;
     if (plan.tensor_cores && fused_by_rows(D, dtype, batch) &&
         fused_rows_plan(plan, D, H, C, batch, sms, general)) {
         plan.ok = true;
@@ -1005,7 +1005,7 @@ FusedPlan fused_plan(int64_t D, int64_t H, int64_t C, int64_t batch, mlp_dtype d
     plan.ok = true;
     plan.blocks = (int)(want < most ? want : most);
     plan.smem_bytes = bytes;
-    if (plan.tensor_cores) keep_tiles(plan, t, D, H, batch, dtype, most_dynamic, kernel, sms);
+    if (plan.tensor_cores) keep_tiles(plan, t, batch, dtype, most_dynamic, kernel, sms);
     plan.row_stride = D;
     plan.workspace_floats = t.k_tiles * batch * H;
     return plan;

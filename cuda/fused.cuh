@@ -120,6 +120,7 @@ struct FusedEpoch {
 struct FusedPlan {
     bool ok;
     bool tensor_cores;   /* the products run on TF32 tensor cores */
+    bool async_copy;     /* fused.cu: FusedEpoch's async_copy */
     bool by_rows;        /* fused_rows.cu's kernel (always on tensor cores) */
     int blocks;          /* the cooperative grid, all resident at once */
     size_t smem_bytes;   /* dynamic shared memory per block */

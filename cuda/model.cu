@@ -783,8 +783,7 @@ static mlp_status train_fused(mlp_model *m, const mlp_data *data, const FusedPla
     e.penalty_parts = m->penalty_parts;
     e.input_scale = m->input_scale;
     e.tensor_cores = plan.tensor_cores;
-    e.async_copy = e.tensor_cores && e.D * mlp_dtype_bytes(e.dtype) % 16 == 0 &&
-                   e.H % 4 == 0;
+    e.async_copy = plan.async_copy;
     e.partial = m->partial;
     e.h = m->acts[0];
     e.dh = m->douts[0];
