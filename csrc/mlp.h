@@ -27,7 +27,7 @@
 extern "C" {
 #endif
 
-#define MLP_ABI_VERSION 3
+#define MLP_ABI_VERSION 4
 
 typedef enum mlp_status {
     MLP_OK = 0,
@@ -118,6 +118,13 @@ const char *mlp_backend_name(void);
 /* MLP_OK when this core can run on this machine; otherwise the reason is in
  * mlp_last_error(). The C core always returns MLP_OK. */
 mlp_status mlp_device_check(void);
+
+/* Checks this core's division and square root (mlp_div and mlp_sqrt in
+ * pointwise.h, which every optimizer step and softmax uses) against the
+ * compiler's IEEE float32 operations, on the core's own device, over
+ * `samples` inputs (mlp_rounding_case under seed); *mismatches gets the
+ * number of results that differ in any bit (NaNs count as equal). */
+mlp_status mlp_check_rounding(int64_t samples, uint64_t seed, int64_t *mismatches);
 
 /* Detail of the last failure on this thread ("" when none). */
 const char *mlp_last_error(void);

@@ -15,6 +15,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "mlp.h"
 
@@ -24,15 +25,116 @@
 #define MLP_FN static inline
 #endif
 
+/* ---- division and square root, correctly rounded ------------------------
+ * mlp_div(a, b) is a / b and mlp_sqrt(v) is sqrtf(v), rounded as IEEE
+ * float32 rounds them, on the host and on the GPU alike. On the GPU, nvcc's
+ * own correctly rounded division and square root call a subroutine for
+ * rare inputs, and in the one-kernel epochs (255 registers a thread) those
+ * calls cost spills and microseconds a step (benchmarks/RESULTS.md). Here
+ * nothing is called and nothing branches: the quotient or root is computed
+ * in double precision to within about 2^-53 of itself and rounded once to
+ * float. That is the correctly rounded float result: double carries more
+ * than 2 x 24 + 2 bits, and no quotient or square root of floats lies that
+ * close to a float rounding boundary without lying on it, which none does.
+ * Zeros, infinities and NaNs (a zero dividend too, for the sign of the
+ * zero) take the approximate instructions instead, which are exact on them
+ * (a subnormal divisor's reciprocal overflows, but there only its sign
+ * counts).
+ * mlp_check_rounding (mlp.h) compares both with the compiler's IEEE
+ * operations, bit for bit, on each core. */
+#if defined(__CUDA_ARCH__)
+__device__ static inline float mlp_div_wide(float a, float b) { /* finite, b != 0 */
+    const double A = a, B = b; /* exact, float subnormals included */
+    double r;
+    asm("rcp.approx.ftz.f64 %0, %1;" : "=d"(r) : "d"(B));
+    r = fma(r, fma(-B, r, 1.0), r); /* Newton: the error squared */
+    const double q = A * r;
+    return (float)fma(fma(-B, q, A), r, q); /* the quotient corrected once */
+}
+__device__ static inline float mlp_sqrt_wide(float v) { /* finite, > 0 */
+    const double V = v;
+    double y;
+    asm("rsqrt.approx.ftz.f64 %0, %1;" : "=d"(y) : "d"(V));
+    y = y * fma(-0.5 * V * y, y, 1.5); /* Newton: the error squared */
+    const double s = V * y;
+    return (float)fma(fma(-s, s, V), 0.5 * y, s); /* the root corrected once */
+}
+#endif
+
+MLP_FN float mlp_div(float a, float b) {
+#if defined(__CUDA_ARCH__)
+    float r;
+    asm("rcp.approx.f32 %0, %1;" : "=f"(r) : "f"(b));
+    if (b != 0.0f && fabsf(b) < 1.17549435e-38f) r = copysignf(1.0f, b); /* 1/b overflows */
+    const bool wide = a != 0.0f && isfinite(a) && isfinite(b) && b != 0.0f;
+    const float q = mlp_div_wide(wide ? a : 1.0f, wide ? b : 1.0f);
+    return wide ? q : a * r; /* a is 0, inf or nan here, or b is 0, inf or nan */
+#else
+    return a / b;
+#endif
+}
+
+MLP_FN float mlp_sqrt(float v) {
+#if defined(__CUDA_ARCH__)
+    float r;
+    asm("sqrt.approx.f32 %0, %1;" : "=f"(r) : "f"(v));
+    const bool wide = v > 0.0f && isfinite(v);
+    const float s = mlp_sqrt_wide(wide ? v : 1.0f);
+    return wide ? s : r;
+#else
+    return sqrtf(v);
+#endif
+}
+
+/* Input i of the rounding check (mlp_check_rounding) under seed: a
+ * dividend and a divisor (the dividend is also a radicand). A quarter are
+ * random bit patterns (every class of float), a quarter random significands
+ * with exponents near 1, a quarter tiny or subnormal dividends over
+ * moderate divisors (Adam's decayed moments), a quarter specials. */
+MLP_FN void mlp_rounding_case(uint64_t seed, int64_t i, float *a, float *b) {
+    uint64_t h[2];
+    for (int k = 0; k < 2; k++) { /* splitmix64 of (seed, i, k) */
+        uint64_t x = seed * 0x9e3779b97f4a7c15ULL + (uint64_t)i * 2 + (uint64_t)k;
+        x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+        h[k] = x ^ (x >> 31);
+    }
+    uint32_t x = (uint32_t)h[0], y = (uint32_t)h[1];
+    const uint32_t specials[8] = {0x00000000u, 0x80000000u, 0x7f800000u, 0xff800000u,
+                                  0x7fc00000u, 0x00000001u, 0x007fffffu, 0x7f7fffffu};
+    switch ((h[0] >> 32) % 4) {
+    case 1: /* exponents 2^-8 .. 2^7 */
+        x = (x & 0x807fffffu) | ((119u + (uint32_t)(h[0] >> 40) % 16u) << 23);
+        y = (y & 0x807fffffu) | ((119u + (uint32_t)(h[1] >> 40) % 16u) << 23);
+        break;
+    case 2: /* dividends below 2^-100, divisors 2^-27 .. 2^12 */
+        x &= 0x8cffffffu;
+        y = (y & 0x807fffffu) | ((100u + (uint32_t)(h[1] >> 40) % 40u) << 23);
+        break;
+    case 3: /* a special on either side */
+        if ((h[1] >> 40) & 1u)
+            x = specials[(h[0] >> 40) % 8u] | (x & 0x80000000u);
+        else
+            y = specials[(h[1] >> 48) % 8u] | (y & 0x80000000u);
+        break;
+    default: break;
+    }
+    uint32_t bits[2] = {x, y};
+    float f[2];
+    memcpy(f, bits, sizeof f);
+    *a = f[0];
+    *b = f[1];
+}
+
 /* ---- activations --------------------------------------------------------
  * y = f(x); the backward pass gets both the input x and the output y of the
  * activation, so each derivative uses whichever is cheaper and exact. */
 
 MLP_FN float mlp_logistic(float x) {
     /* never exp of a large positive number */
-    if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));
+    if (x >= 0.0f) return mlp_div(1.0f, 1.0f + expf(-x));
     const float e = expf(x);
-    return e / (1.0f + e);
+    return mlp_div(e, 1.0f + e);
 }
 
 /* Whether ReLU lets the gradient through, from its output y: the fused
@@ -247,8 +349,9 @@ MLP_FN float mlp_adam(const mlp_step *s, float p, float g, float *m, float *v) {
     p *= s->decay;
     *m = s->beta1 * *m + (1.0f - s->beta1) * g;
     *v = s->beta2 * *v + (1.0f - s->beta2) * g * g;
-    const float denom = s->sklearn ? sqrtf(*v) + s->eps : sqrtf(*v) / s->bc2_sqrt + s->eps;
-    return p - s->step_size * (*m / denom);
+    const float root = mlp_sqrt(*v);
+    const float denom = s->sklearn ? root + s->eps : mlp_div(root, s->bc2_sqrt) + s->eps;
+    return p - s->step_size * mlp_div(*m, denom);
 }
 
 /* The new value of p under the step's optimizer: PyTorch's SGD (momentum,

@@ -109,11 +109,11 @@ __device__ inline float load_param(const float *p) {
 
 /* SHARED: P, V and S are a kept tile's (shared memory, fused_plan's
  * stationary) instead of device memory. */
-template <bool GENERAL, bool SHARED = false, int N>
-__device__ inline void update(float *P, float *V, float *S, const int64_t (&at)[N],
-                              const bool (&ok)[N], const float (&g)[N], const FusedEpoch &e,
-                              int64_t bias_at, double &pen) {
-    const mlp_step s = GENERAL ? step_constants : e.step;
+template <bool GENERAL, bool SHARED, int N>
+__device__ inline void update_with(const mlp_step &s, float *P, float *V, float *S,
+                                   const int64_t (&at)[N], const bool (&ok)[N],
+                                   const float (&g)[N], bool penalty, int64_t bias_at,
+                                   double &pen) {
     const bool first = uses_first_moment<GENERAL>(s), second = uses_second_moment<GENERAL>(s);
     float p[N], m[N], v[N];
 #pragma unroll
@@ -125,9 +125,24 @@ __device__ inline void update(float *P, float *V, float *S, const int64_t (&at)[
 #pragma unroll
     for (int i = 0; i < N; i++) {
         if (!ok[i]) continue;
-        P[at[i]] = update_one<GENERAL>(s, p[i], g[i], &m[i], &v[i], at[i] >= bias_at, pen);
+        P[at[i]] = update_one<GENERAL>(s, p[i], g[i], &m[i], &v[i], at[i] >= bias_at, penalty, pen);
         if (first) V[at[i]] = m[i];
         if (second) S[at[i]] = v[i];
+    }
+}
+
+template <bool GENERAL, bool SHARED = false, int N>
+__device__ inline void update(float *P, float *V, float *S, const int64_t (&at)[N],
+                              const bool (&ok)[N], const float (&g)[N], const FusedEpoch &e,
+                              int64_t bias_at, double &pen) {
+    const mlp_step s = GENERAL ? step_constants : e.step;
+    const bool penalty = GENERAL && e.penalty;
+    if (GENERAL && s.adam) { /* Adam's N updates as one run without branches between them */
+        mlp_step adam = s;
+        adam.adam = 1;
+        update_with<GENERAL, SHARED>(adam, P, V, S, at, ok, g, penalty, bias_at, pen);
+    } else {
+        update_with<GENERAL, SHARED>(s, P, V, S, at, ok, g, penalty, bias_at, pen);
     }
 }
 
@@ -332,7 +347,7 @@ __device__ void head_rows(const FusedEpoch &e, const Tiles &t, int64_t start, in
                 e.row_hit[start + r] = st.argmax == label;
             }
             __syncwarp();
-            const float inv = 1.0f / st.sum;
+            const float inv = mlp_div(1.0f, st.sum);
             for (int64_t c = lane; c < C; c += 32) {
                 const float p = mlp_softmax_prob(zr[c], st.zmax, inv);
                 zr[c] = mlp_cross_entropy_grad(p, c == label, scale);

@@ -177,9 +177,9 @@ template <bool GENERAL> __device__ inline bool uses_second_moment(const mlp_step
 /* The new value of parameter p with gradient g and state m, v. */
 template <bool GENERAL>
 __device__ inline float update_one(const mlp_step &s, float p, float g, float *m, float *v,
-                                   bool bias, double &pen) {
+                                   bool bias, bool penalty, double &pen) {
     if (!GENERAL) return mlp_torch_sgd(&s, p, mlp_l2_grad(&s, p, g, 0), m);
-    if (!bias) pen += (double)p * p;
+    if (penalty && !bias) pen += (double)p * p;
     return mlp_update(&s, p, g, m, v, bias);
 }
 

@@ -91,6 +91,8 @@ constexpr int RING_BYTES = cmax(Ring<uint8_t>::STAGES * stage_bytes<uint8_t>(),
  * groups' shares of the logits (MT, CP) as fit */
 constexpr int RED_FLOATS = KR * MT * NG;
 constexpr int HS = NG + 4; /* rows 16-byte aligned */
+/* the head keeps the labels (MT) and the activation's inputs (MT, NG) in red */
+static_assert(MT + MT * NG <= RED_FLOATS, "red holds the head's labels and inputs");
 constexpr int HEAD_FLOATS = RED_FLOATS + MT * HS + NG * MAX_CLASSES + MAX_CLASSES + MT * MAX_CLASSES;
 /* After the ring, what an item's epilogue needs, fetched while its product
  * runs: the old W1 piece, its momentum and its second moment (update), the
@@ -406,6 +408,12 @@ __device__ void head_item(const Step &st, int64_t rt, int64_t g, char *smem) {
     for (int i = threadIdx.x; i < nrows * NG / 4; i += THREADS)
         cp_async16(sm.hs + i / (NG / 4) * HS + i % (NG / 4) * 4,
                    st.h + (g * st.rows + r0) * NG + i * 4, 16);
+    /* the activation's inputs, where its backward needs them (forward_item
+     * left them in dh), in red past the labels */
+    const bool keep_input = GENERAL && mlp_activation_needs_input(e.act);
+    float *inputs = sm.red + MT;
+    for (int i = threadIdx.x; keep_input && i < nrows * NG / 4; i += THREADS)
+        cp_async16(inputs + i * 4, st.dh + (g * st.rows + r0) * NG + i * 4, 16);
     copy_w2_group(sm.W2s, e, j0);
     for (int64_t c = threadIdx.x; c < C; c += THREADS) sm.b2s[c] = __ldcg(e.W2 + H * C + c);
     if (e.loss == MLP_CROSS_ENTROPY)
@@ -473,13 +481,12 @@ __device__ void head_item(const Step &st, int64_t rt, int64_t g, char *smem) {
             e.row_loss[st.start + r0 + m] = mlp_cross_entropy_loss(zmax, sum, zlabel);
             e.row_hit[st.start + r0 + m] = arg == label;
         }
-        const float inv = 1.0f / sum;
+        const float inv = mlp_div(1.0f, sum);
         for (int c = 0; c < (int)C; c++) z[c] = mlp_cross_entropy_grad(z[c] * inv, c == label, scale);
     }
     __syncthreads();
     /* linear_backward's dinp, then the activation's backward (ReLU's skips
      * the sum of a blocked unit) */
-    const bool keep_input = GENERAL && mlp_activation_needs_input(e.act);
     const bool relu = !GENERAL || e.act == MLP_RELU;
     for (int i = threadIdx.x; i < nrows * NG; i += THREADS) {
         const int m = i / NG, j = i % NG;
@@ -490,7 +497,7 @@ __device__ void head_item(const Step &st, int64_t rt, int64_t g, char *smem) {
         }
         float *at = st.dh + (g * st.rows + r0) * NG + i;
         if (GENERAL)
-            s = mlp_activation_backward(e.act, keep_input ? __ldcg(at) : 0.0f, sm.hs[m * HS + j], s);
+            s = mlp_activation_backward(e.act, keep_input ? inputs[i] : 0.0f, sm.hs[m * HS + j], s);
         *at = s;
     }
     /* this row tile's share of dW2 (and of db2, in the first group) */
@@ -518,6 +525,28 @@ constexpr int ZMAX = 16; /* row tiles' shares of dW2 loaded at once */
 
 /* ---- phase 3: linear_backward's dW and the optimizer's update ---------- */
 
+/* The optimizer's update of the piece of W1 (inputs i0.., the group's units
+ * from j0) from its gradient in red, its old values in Wp and its state in
+ * Vp and Sp. */
+template <bool GENERAL>
+__device__ void update_piece(const Step &st, const mlp_step &s, const float *red, const float *Wp,
+                             const float *Vp, const float *Sp, int64_t i0, int64_t width,
+                             int64_t j0, bool penalty, double &pen) {
+    const FusedEpoch &e = *st.e;
+    const int64_t H = e.H;
+    const bool first = uses_first_moment<GENERAL>(s), second = uses_second_moment<GENERAL>(s);
+    for (int i = threadIdx.x; i < (int)width * NG; i += THREADS) {
+        const int m = i / NG, j = i % NG;
+        if (j0 + j >= H) continue;
+        const int64_t at = (i0 + m) * H + j0 + j;
+        const float grad = result(red, m, j) * st.xscale;
+        float v = first ? Vp[i] : 0.0f, v2 = second ? Sp[i] : 0.0f;
+        e.W1[at] = update_one<GENERAL>(s, Wp[i], grad, &v, &v2, i0 + m == e.D, penalty, pen);
+        if (first) e.V1[at] = v;
+        if (second) e.S1[at] = v2;
+    }
+}
+
 template <class T, bool GENERAL>
 __device__ void update_item(const Step &st, int64_t p, int64_t g, char *smem, double &pen) {
     const FusedEpoch &e = *st.e;
@@ -529,6 +558,7 @@ __device__ void update_item(const Step &st, int64_t p, int64_t g, char *smem, do
     float *Wp = (float *)(smem + RING_BYTES), *Vp = Wp + MT * NG, *Sp = Vp + MT * NG;
     const mlp_step s = GENERAL ? e.steps[st.start / e.batch].s : e.step;
     const bool first = uses_first_moment<GENERAL>(s), second = uses_second_moment<GENERAL>(s);
+    const bool penalty = GENERAL && e.penalty;
     __syncthreads(); /* the last item's epilogue is done with Wp, Vp and Sp */
     for (int i = threadIdx.x; i < (int)width * NG; i += THREADS) {
         const int m = i / NG, j = i % NG;
@@ -539,16 +569,13 @@ __device__ void update_item(const Step &st, int64_t p, int64_t g, char *smem, do
         if (second) cp_async4(Sp + i, e.S1 + at, ok ? 4 : 0);
     }
     product<T>(src, (int)cdiv(width, 16), smem, sm.red);
-    for (int i = threadIdx.x; i < (int)width * NG; i += THREADS) {
-        const int m = i / NG, j = i % NG;
-        if (j0 + j >= H) continue;
-        const int64_t at = (i0 + m) * H + j0 + j;
-        const float grad = result(sm.red, m, j) * st.xscale;
-        float v = first ? Vp[i] : 0.0f, v2 = second ? Sp[i] : 0.0f;
-        e.W1[at] = update_one<GENERAL>(s, Wp[i], grad, &v, &v2, i0 + m == e.D, pen);
-        if (first) e.V1[at] = v;
-        if (second) e.S1[at] = v2;
-    }
+    /* PyTorch's SGD, with or without momentum and weight decay, is the
+     * default code's update (update_one<false>): the same arithmetic
+     * without the general code's branches between elements */
+    if (GENERAL && !s.adam && !s.sklearn)
+        update_piece<false>(st, s, sm.red, Wp, Vp, Sp, i0, width, j0, penalty, pen);
+    else
+        update_piece<GENERAL>(st, s, sm.red, Wp, Vp, Sp, i0, width, j0, penalty, pen);
     /* the last piece, the smallest, also updates the group's rows of W2 */
     if (p != st.pieces - 1) return;
     /* (and b2 with the first group) */
@@ -568,7 +595,7 @@ __device__ void update_item(const Step &st, int64_t p, int64_t g, char *smem, do
         const int64_t at = row * C + c;
         float v = first ? __ldcg(e.V2 + at) : 0.0f, v2 = second ? __ldcg(e.S2 + at) : 0.0f;
         const float w = __ldcg(e.W2 + at);
-        e.W2[at] = update_one<GENERAL>(s, w, grad, &v, &v2, row == H, pen);
+        e.W2[at] = update_one<GENERAL>(s, w, grad, &v, &v2, row == H, penalty, pen);
         if (first) e.V2[at] = v;
         if (second) e.S2[at] = v2;
     }

@@ -379,7 +379,7 @@ head_kernel(float *logits, float *dlogits, float *dh, const float *h, const floa
     __syncthreads();
     if (warp == 0) {
         const RowStats st = row_stats(zs, C);
-        const float inv = 1.0f / st.sum, scale = weight * step->inv_wsum;
+        const float inv = mlp_div(1.0f, st.sum), scale = weight * step->inv_wsum;
         if (lane == 0) {
             row_loss[start + row] = weight * mlp_cross_entropy_loss(st.zmax, st.sum, zs[label]);
             row_hit[start + row] = st.argmax == label;

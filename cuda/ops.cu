@@ -64,8 +64,10 @@ __global__ void loss_forward_kernel(float *out, const float *logits, Targets t, 
         const float zmax = z[argmax];
         float sum = 0.0f;
         for (int64_t c = 0; c < C; c++) sum += mlp_softmax_term(z[c], zmax);
-        if (out)
-            for (int64_t c = 0; c < C; c++) out[row * C + c] = mlp_softmax_prob(z[c], zmax, 1.0f / sum);
+        if (out) {
+            const float inv = mlp_div(1.0f, sum);
+            for (int64_t c = 0; c < C; c++) out[row * C + c] = mlp_softmax_prob(z[c], zmax, inv);
+        }
         if (has_targets) {
             const int32_t y = t.labels[r];
             row_loss[start + row] = w * mlp_cross_entropy_loss(zmax, sum, z[y]);
@@ -110,7 +112,7 @@ __global__ void loss_backward_kernel(float *dlogits, const float *logits, Target
     float zmax = z[0], sum = 0.0f;
     for (int64_t k = 1; k < C; k++) zmax = z[k] > zmax ? z[k] : zmax;
     for (int64_t k = 0; k < C; k++) sum += mlp_softmax_term(z[k], zmax);
-    const float p = mlp_softmax_prob(z[c], zmax, 1.0f / sum);
+    const float p = mlp_softmax_prob(z[c], zmax, mlp_div(1.0f, sum));
     dlogits[idx] = mlp_cross_entropy_grad(p, c == t.labels[r], scale);
 }
 

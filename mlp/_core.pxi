@@ -3,7 +3,7 @@
 # core's library. Arguments arrive validated by mlp/_validation.py; the core
 # checks them again and its status codes become Python exceptions here.
 
-from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 
 import numpy as np
 
@@ -55,6 +55,7 @@ cdef extern from "mlp.h" nogil:
     int MLP_ABI_VERSION
     const char *mlp_backend_name()
     mlp_status mlp_device_check()
+    mlp_status mlp_check_rounding(int64_t samples, uint64_t seed, int64_t *mismatches)
     const char *mlp_last_error()
     mlp_status mlp_create(mlp_model **model, const mlp_config *config)
     void mlp_free(mlp_model *model)
@@ -116,6 +117,17 @@ LOSSES = {"cross_entropy": 0, "squared_error": 1, "binary_cross_entropy": 2, "po
 def device_check():
     """Raises DeviceUnavailable when this core cannot run here."""
     check(mlp_device_check())
+
+
+def check_rounding(int64_t samples, uint64_t seed=0):
+    """How many of `samples` inputs this core's division or square root
+    (mlp_div, mlp_sqrt) rounds otherwise than IEEE float32 (mlp_check_rounding)."""
+    cdef int64_t mismatches = 0
+    cdef mlp_status status
+    with nogil:
+        status = mlp_check_rounding(samples, seed, &mismatches)
+    check(status)
+    return mismatches
 
 
 cdef int fill_optimizer(mlp_optimizer *o, dict opt) except -1:

@@ -13,6 +13,7 @@ ACTIVATIONS: dict[str, int]
 LOSSES: dict[str, int]
 
 def device_check() -> None: ...
+def check_rounding(samples: int, seed: int = 0) -> int: ...
 
 class Data:
     def __init__(self, X: npt.NDArray[Any], labels: npt.NDArray[np.int32] | None = None,

@@ -155,3 +155,21 @@ def test_a_child_forked_after_cuda_started_trains_on_the_cpu():
     assert child.exitcode == 0
     device, error = queue.get()
     assert device == "cpu" and "forked from one that had started CUDA" in error
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_gpu_division_and_square_root_round_as_ieee_float32(seed):
+    """mlp_div and mlp_sqrt (csrc/pointwise.h) compute on the GPU without
+    nvcc's subroutine calls; over 2^26 inputs a seed (random bits, moderate
+    values, tiny dividends, specials) they match __fdiv_rn and __fsqrt_rn in
+    every bit."""
+    from mlp import _cuda
+    assert _cuda.check_rounding(1 << 26, seed) == 0
+
+
+def test_c_core_division_and_square_root_round_as_ieee_float32():
+    from mlp import _cpu
+    assert _cpu.check_rounding(1 << 16, 7) == 0
+    with pytest.raises(ValueError, match="samples"):
+        _cpu.check_rounding(-1)
