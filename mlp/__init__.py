@@ -34,6 +34,8 @@ def __getattr__(name: str) -> Any:
     except ImportError as exc:
         if _NAMES[name] != "estimators":
             raise
+        from ._interrupt import raise_interrupt
+        raise_interrupt(exc)
         raise ImportError(f"mlp.{name} needs scikit-learn and scipy ({exc}): install the "
                           "package's 'sklearn' extra, or pip install scikit-learn scipy") \
             from None

@@ -13,6 +13,7 @@ from typing import Any, Union
 import numpy as np
 
 from . import reference
+from ._interrupt import raise_interrupt
 from ._types import Array, FloatArray
 
 EpochResult = tuple[FloatArray, float, float]
@@ -28,11 +29,7 @@ def _import_core(name: str) -> Any:
     try:
         return importlib.import_module(f"mlp.{name}")
     except ImportError as exc:
-        cause: BaseException | None = exc
-        while cause is not None:
-            if isinstance(cause, (KeyboardInterrupt, SystemExit)):
-                raise cause from None
-            cause = cause.__cause__ or cause.__context__
+        raise_interrupt(exc)
         return None
 
 

@@ -20,12 +20,27 @@ def _interrupted(signum: int, frame: FrameType | None) -> None:
     os._exit(130)
 
 
+_SIGINT_SEEN = False
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    """Python's default Ctrl-C handler, remembering that it ran."""
+    global _SIGINT_SEEN
+    _SIGINT_SEEN = True
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _interrupted)
     from .cli import main as cli_main  # numpy and the rest load here
     try:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        return cli_main(argv)
+        signal.signal(signal.SIGINT, _raise_interrupt)
+        status = cli_main(argv)
     except KeyboardInterrupt:  # between the handlers, before cli_main's own try
+        status = None
+    if status is None or (status == 0 and _SIGINT_SEEN):
+        # (the second: a KeyboardInterrupt that something on the way
+        # swallowed; the command was interrupted all the same)
         sys.stderr.write("mlp: interrupted\n")
         return 130
+    return status

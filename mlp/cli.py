@@ -19,6 +19,7 @@ import numpy as np
 
 from . import __version__, datasets
 from ._backends import DEVICES
+from ._interrupt import raise_interrupt
 from ._types import Array
 from .model import Model, load
 from .optimizers import OPTIMIZERS
@@ -178,7 +179,8 @@ class EpochBar:
         try:
             from tqdm import tqdm
             self.tqdm = tqdm
-        except ImportError:
+        except ImportError as exc:
+            raise_interrupt(exc)
             self.tqdm = None
 
     def __call__(self, epoch: int, done: int, total: int) -> None:
@@ -208,7 +210,8 @@ class EpochBar:
 def _require_matplotlib() -> None:
     try:
         import matplotlib
-    except ImportError:
+    except ImportError as exc:
+        raise_interrupt(exc)
         raise CLIError("--plot needs matplotlib: pip install matplotlib") from None
     matplotlib.use("Agg")
 

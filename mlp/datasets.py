@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from ._interrupt import raise_interrupt
 from ._types import Array, PathLike
 
 SPLITS = {
@@ -191,7 +192,8 @@ def _write_atomic(path: pathlib.Path, data: bytes) -> None:
 def _progress_bar(total: int | None, desc: str) -> Any:
     try:
         from tqdm import tqdm
-    except ImportError:
+    except ImportError as exc:
+        raise_interrupt(exc)
         return None
     return tqdm(total=total, desc=desc, unit="B", unit_scale=True, leave=False, file=sys.stderr)
 

@@ -14,6 +14,7 @@ from numpy.typing import ArrayLike, DTypeLike
 from . import reference
 from ._backends import Backend, Network, get_backend
 from ._files import write_atomic
+from ._interrupt import raise_interrupt
 from ._types import Array, FloatArray, PathLike
 from ._validation import check_X, check_y, feature_names
 
@@ -219,6 +220,7 @@ class Model:
             from . import onnx_export
             onnx_export.save(self, path)
         except ImportError as exc:
+            raise_interrupt(exc)
             raise ImportError(f"Model.to_onnx needs the onnx package ({exc}): pip install "
                               "onnx") from None
 

@@ -209,3 +209,65 @@ def test_an_interrupted_core_import_is_the_interrupt_not_a_missing_core(monkeypa
 
     monkeypatch.setattr(_backends.importlib, "import_module", missing)
     assert _backends._import_core("_cuda") is None
+
+
+def _import_interrupted(name, *args, **kwargs):
+    """An import that a Ctrl-C ended inside an extension's initialization."""
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        raise ImportError(f"{name} failed to import")  # the interrupt as implicit context
+
+
+def test_an_interrupted_optional_import_is_the_interrupt_not_a_missing_package(monkeypatch):
+    """The progress bar (tqdm) and the plots (matplotlib) are optional; a
+    Ctrl-C that comes out of their import as an ImportError must not be taken
+    for a missing package, which would swallow it and let the command run on."""
+    import builtins
+
+    from mlp import cli, datasets
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name.split(".")[0] in ("tqdm", "matplotlib"):
+            return _import_interrupted(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    with pytest.raises(KeyboardInterrupt):
+        cli.EpochBar(epochs=1)
+    with pytest.raises(KeyboardInterrupt):
+        cli._require_matplotlib()
+    with pytest.raises(KeyboardInterrupt):
+        datasets._progress_bar(10, "x")
+
+
+def test_a_swallowed_ctrl_c_still_ends_the_command_with_status_130(monkeypatch, capsys):
+    """Whatever swallows a KeyboardInterrupt on the way, a Ctrl-C that reached
+    the command makes its status 130, not 0."""
+    import signal
+
+    from mlp import _entry, cli
+
+    def swallowing_main(argv):
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            pass  # as an optional import's `except ImportError` once did
+        return 0
+
+    monkeypatch.setattr(_entry, "_SIGINT_SEEN", False)
+    monkeypatch.setattr(cli, "main", swallowing_main)
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        assert _entry.main([]) == 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert "mlp: interrupted" in capsys.readouterr().err
+    monkeypatch.setattr(cli, "main", lambda argv: 0)
+    monkeypatch.setattr(_entry, "_SIGINT_SEEN", False)
+    try:
+        assert _entry.main([]) == 0
+    finally:
+        signal.signal(signal.SIGINT, previous)
