@@ -280,7 +280,7 @@ __device__ void head_rows(const FusedEpoch &e, const Tiles &t, int64_t start, in
     }
 #endif
     for (int64_t i = i0 + threadIdx.x; i < w2n; i += THREADS) W2s[i] = __ldcg(e.W2 + i);
-    const float scale = 1.0f / (float)B;
+    const float scale = mlp_div(1.0f, (float)B);
     for (int64_t g0 = first; g0 < last; g0 += WARPS) {
         const int R = last - g0 < WARPS ? (int)(last - g0) : WARPS;
         if (threadIdx.x < R && e.loss == MLP_CROSS_ENTROPY)

@@ -440,7 +440,7 @@ __device__ void head_item(const Step &st, int64_t rt, int64_t g, char *smem) {
     }
     /* the loss's forward and backward, a thread per row: softmax
      * cross-entropy, or an element-wise loss (general code only) */
-    const float scale = 1.0f / (float)st.B;
+    const float scale = mlp_div(1.0f, (float)st.B);
     for (int m = threadIdx.x; GENERAL && e.loss != MLP_CROSS_ENTROPY && m < (int)nrows;
          m += THREADS) {
         float *z = sm.zs + m * C;
