@@ -134,6 +134,19 @@ struct FusedPlan {
     bool general;        /* planned for the general code */
 };
 
+/* Quotients of the kernels' indices, in 32 bits. The one-kernel epochs run
+ * on fewer than 2^31 rows, inputs and hidden units (train_resident), so
+ * every index they divide fits. A 64-bit division is a call to a
+ * subroutine; in fused_rows.cu its call sites cost about 6% of a step at
+ * batch 1024 (benchmarks/RESULTS.md). fused.cu keeps its 64-bit divisions:
+ * there the change moved registers and made Adam's step slower. */
+__device__ inline int64_t div32(int64_t a, int64_t b) {
+    return (int64_t)((uint32_t)a / (uint32_t)b);
+}
+__device__ inline int64_t rem32(int64_t a, int64_t b) {
+    return (int64_t)((uint32_t)a % (uint32_t)b);
+}
+
 /* The stop request, polled every STOP_POLL steps: as a step starts, one
  * thread of block 0 copies the host's flag to the GPU; after the
  * step's first grid barrier every block reads the same copy, and all of
@@ -151,12 +164,24 @@ static __device__ __noinline__ void stop_poll(const FusedEpoch &e, int64_t start
         *e.stop_dev = *e.stop_host;
 }
 
-/* after the barrier: true in every block alike when the epoch stops here */
-__device__ inline bool stop_now(const FusedEpoch &e, int64_t start) {
-    const int64_t step = start / e.batch;
+/* after the barrier: true in every block alike when the epoch stops at
+ * step `step` */
+__device__ inline bool stop_now_at(const FusedEpoch &e, int64_t step) {
     if (((uint64_t)step & (STOP_POLL - 1)) != 0 || !*(volatile int *)e.stop_dev) return false;
     if (blockIdx.x == 0 && threadIdx.x == 0) *e.steps_done = step;
     return true;
+}
+
+/* the same from the step's first row */
+__device__ inline bool stop_now(const FusedEpoch &e, int64_t start) {
+    return stop_now_at(e, start / e.batch);
+}
+
+/* stop_poll and stop_now from the step's number (fused_rows.cu, which
+ * divides in 32 bits: div32) */
+static __device__ __noinline__ void stop_poll_at(const FusedEpoch &e, int64_t step) {
+    if (((uint64_t)step & (STOP_POLL - 1)) == 0 && blockIdx.x == 0 && threadIdx.x == 0)
+        *e.stop_dev = *e.stop_host;
 }
 
 /* ---- the optimizer's update of one parameter ------------------------------

@@ -101,7 +101,13 @@ constexpr int PRE_FLOATS = 3 * MT * NG + NG * MAX_CLASSES;
 /* shared memory asked for: up to this much, at least the ring and room for one group */
 constexpr int SMEM_WANT = 200 * 1024;
 
-__host__ __device__ inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+__host__ __device__ inline int64_t cdiv(int64_t a, int64_t b) {
+#ifdef __CUDA_ARCH__
+    return div32(a + b - 1, b); /* the kernels' sizes fit in 32 bits */
+#else
+    return (a + b - 1) / b;
+#endif
+}
 __host__ __device__ inline int64_t padded_classes(int64_t C) { return cdiv(C, 4) * 4; }
 
 /* Where the workspace's parts start (floats), for at most `rows` rows a step:
@@ -200,7 +206,7 @@ struct UpdateSource {
     __device__ int64_t K() const { return B; }
     __device__ void copy(char *A, float *Bs, int64_t c) const {
         constexpr int per = 16 / sizeof(T);
-        const int segs = (int)(width / per);
+        const int segs = (int)width / per;
         const T *rows = (const T *)e->rows;
         for (int s = threadIdx.x; s < KC * segs; s += THREADS) {
             const int rr = s / segs, part = s % segs;
@@ -344,7 +350,7 @@ struct HeadSmem {
 __device__ inline void copy_w2_group(float *W2s, const FusedEpoch &e, int64_t j0) {
     const int C = (int)e.C;
     for (int i = threadIdx.x; i < NG * C; i += THREADS) {
-        const bool ok = j0 + i / C < e.H;
+        const bool ok = j0 + div32(i, C) < e.H;
         cp_async4(W2s + i, e.W2 + (ok ? j0 * C + i : 0), ok ? 4 : 0);
     }
 }
@@ -556,7 +562,7 @@ __device__ void update_item(const Step &st, int64_t p, int64_t g, char *smem, do
     const UpdateSource<T> src = {&e, st.start, st.B, i0, cdiv(width, 16) * 16,
                                  st.dh + g * st.rows * NG};
     float *Wp = (float *)(smem + RING_BYTES), *Vp = Wp + MT * NG, *Sp = Vp + MT * NG;
-    const mlp_step s = GENERAL ? e.steps[st.start / e.batch].s : e.step;
+    const mlp_step s = GENERAL ? e.steps[div32(st.start, e.batch)].s : e.step;
     const bool first = uses_first_moment<GENERAL>(s), second = uses_second_moment<GENERAL>(s);
     const bool penalty = GENERAL && e.penalty;
     __syncthreads(); /* the last item's epilogue is done with Wp, Vp and Sp */
@@ -620,23 +626,23 @@ __device__ void epoch(const FusedEpoch &e, char *smem) {
     for (st.start = 0; st.start < e.n; st.start += e.batch) {
         st.B = e.n - st.start < e.batch ? e.n - st.start : e.batch;
         const int64_t items = cdiv(st.B, MT) * st.G;
-        stop_poll(e, st.start);
+        stop_poll_at(e, div32(st.start, e.batch));
         for (int64_t i = blockIdx.x; i < items; i += gridDim.x)
-            forward_item<T, GENERAL>(st, i / st.G, i % st.G, smem);
+            forward_item<T, GENERAL>(st, div32(i, st.G), rem32(i, st.G), smem);
         PHASE_MARK(clk, 0);
         grid.sync();
         PHASE_MARK(clk, 1);
-        if (penalty && st.start > 0) penalty_total(e, st.start / e.batch - 1);
-        if (stop_now(e, st.start)) return;
+        if (penalty && st.start > 0) penalty_total(e, div32(st.start, e.batch) - 1);
+        if (stop_now_at(e, div32(st.start, e.batch))) return;
         for (int64_t i = blockIdx.x; i < items; i += gridDim.x)
-            head_item<GENERAL>(st, i / st.G, i % st.G, smem);
+            head_item<GENERAL>(st, div32(i, st.G), rem32(i, st.G), smem);
         PHASE_MARK(clk, 2);
         grid.sync();
         PHASE_MARK(clk, 3);
         double pen = 0.0;
         for (int64_t i = blockIdx.x; i < st.pieces * st.G; i += gridDim.x)
-            update_item<T, GENERAL>(st, i / st.G, i % st.G, smem, pen);
-        if (penalty) penalty_part(e, st.start / e.batch, pen);
+            update_item<T, GENERAL>(st, div32(i, st.G), rem32(i, st.G), smem, pen);
+        if (penalty) penalty_part(e, div32(st.start, e.batch), pen);
         PHASE_MARK(clk, 4);
         if (st.start + e.batch < e.n) grid.sync(); /* the next forward reads all of W1[:, group] */
         PHASE_MARK(clk, 5);

@@ -878,7 +878,9 @@ static mlp_status train_resident(mlp_model *m, const mlp_data *data, const int64
         CUDA_TRY(cudaMemsetAsync(m->penalty, 0, sizeof(double) * (size_t)batches, m->stream));
     const FusedPlan plan = plan_for(m, data, *opt, batch_size < n ? batch_size : n);
     bool fused = false;
-    if (plan.ok) {
+    /* the one-kernel epochs divide their indices in 32 bits (div32 in fused.cuh) */
+    const bool small = n < INT32_MAX && m->L.sizes[0] < INT32_MAX && m->L.sizes[1] < INT32_MAX;
+    if (plan.ok && small) {
         const mlp_status st = train_fused(m, data, plan, n, batch_size, *opt, penalty);
         if (st == MLP_ERR_NOMEM)
             mlp_clear_error(); /* no room for its workspace: the kernel-per-op path */
