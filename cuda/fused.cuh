@@ -155,13 +155,16 @@ __device__ inline int64_t rem32(int64_t a, int64_t b) {
  * those of the steps before it. */
 constexpr uint64_t STOP_POLL = 32;
 
+/* the poll itself, at step `step` */
+__device__ inline void poll_at(const FusedEpoch &e, int64_t step) {
+    if (((uint64_t)step & (STOP_POLL - 1)) == 0 && blockIdx.x == 0 && threadIdx.x == 0)
+        *e.stop_dev = *e.stop_host;
+}
 /* start: the step's first row (the step, start / batch, is worked out where
  * it is needed, not kept in a register across the step; and the poll is not
  * inlined: its division needed a register more, which spilled in fused.cu) */
 static __device__ __noinline__ void stop_poll(const FusedEpoch &e, int64_t start) {
-    if (((uint64_t)(start / e.batch) & (STOP_POLL - 1)) == 0 && blockIdx.x == 0 &&
-        threadIdx.x == 0)
-        *e.stop_dev = *e.stop_host;
+    poll_at(e, start / e.batch);
 }
 
 /* after the barrier: true in every block alike when the epoch stops at
@@ -180,8 +183,7 @@ __device__ inline bool stop_now(const FusedEpoch &e, int64_t start) {
 /* stop_poll and stop_now from the step's number (fused_rows.cu, which
  * divides in 32 bits: div32) */
 static __device__ __noinline__ void stop_poll_at(const FusedEpoch &e, int64_t step) {
-    if (((uint64_t)step & (STOP_POLL - 1)) == 0 && blockIdx.x == 0 && threadIdx.x == 0)
-        *e.stop_dev = *e.stop_host;
+    poll_at(e, step);
 }
 
 /* ---- the optimizer's update of one parameter ------------------------------

@@ -182,6 +182,14 @@ def test_score_with_labels_of_another_kind_is_an_error():
         named.score(X, y)
 
 
+def _import_interrupted(name, *args, **kwargs):
+    """An import that a Ctrl-C ended inside an extension's initialization."""
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        raise ImportError(f"{name} failed to import")  # the interrupt as implicit context
+
+
 def test_an_interrupted_core_import_is_the_interrupt_not_a_missing_core(monkeypatch):
     """A Ctrl-C inside an extension module's initialization can come out as
     an ImportError (numpy's C-API import turns it into one). The core loader
@@ -190,16 +198,10 @@ def test_an_interrupted_core_import_is_the_interrupt_not_a_missing_core(monkeypa
     CI, status 0 after a whole run)."""
     from mlp import _backends
 
-    def interrupted(name):
-        try:
-            raise KeyboardInterrupt
-        except KeyboardInterrupt:
-            raise ImportError("numpy._core.multiarray failed to import")  # implicit context
-
     def interrupted_with_cause(name):
         raise ImportError("the extension failed") from KeyboardInterrupt()
 
-    for fake in (interrupted, interrupted_with_cause):
+    for fake in (_import_interrupted, interrupted_with_cause):
         monkeypatch.setattr(_backends.importlib, "import_module", fake)
         with pytest.raises(KeyboardInterrupt):
             _backends._import_core("_cuda")
@@ -209,14 +211,6 @@ def test_an_interrupted_core_import_is_the_interrupt_not_a_missing_core(monkeypa
 
     monkeypatch.setattr(_backends.importlib, "import_module", missing)
     assert _backends._import_core("_cuda") is None
-
-
-def _import_interrupted(name, *args, **kwargs):
-    """An import that a Ctrl-C ended inside an extension's initialization."""
-    try:
-        raise KeyboardInterrupt
-    except KeyboardInterrupt:
-        raise ImportError(f"{name} failed to import")  # the interrupt as implicit context
 
 
 def test_an_interrupted_optional_import_is_the_interrupt_not_a_missing_package(monkeypatch):
