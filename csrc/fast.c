@@ -13,7 +13,6 @@
 #include <omp.h>
 #endif
 
-#define CHUNK 64 /* output columns per register block (kernels.c) */
 #define NARROW FAST_NARROW
 
 /* parallel loops only where there is enough work to pay for the threads,
@@ -206,13 +205,43 @@ double nz_density(const nz_rows *nz) {
     return nz->B * nz->D > 0 ? (double)n / (double)(nz->B * nz->D) : 0.0;
 }
 
-const mlp_kernels *mlp_pick_kernels(void) {
-    const char *want = getenv("MLP_KERNELS");
-    if (want && strcmp(want, "base") == 0) return &mlp_kernels_base;
-#ifdef MLP_HAVE_AVX2_KERNELS
+/* Whether this CPU (and its operating system) runs a set: the sets below
+ * base are compiled with -mavx2 -mfma, then with AVX-512 F, VL, BW and DQ
+ * as well (x86-64-v4). */
+static int cpu_runs(const mlp_kernels *k) {
+    if (k == &mlp_kernels_base) return 1;
+#if defined(MLP_HAVE_AVX2_KERNELS) || defined(MLP_HAVE_AVX512_KERNELS)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &mlp_kernels_avx2;
+    const int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #endif
+#ifdef MLP_HAVE_AVX2_KERNELS
+    if (k == &mlp_kernels_avx2) return avx2;
+#endif
+#ifdef MLP_HAVE_AVX512_KERNELS
+    if (k == &mlp_kernels_avx512)
+        return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+#endif
+    return 0;
+}
+
+const mlp_kernels *mlp_pick_kernels(void) {
+    /* best first */
+    const mlp_kernels *sets[] = {
+#ifdef MLP_HAVE_AVX512_KERNELS
+        &mlp_kernels_avx512,
+#endif
+#ifdef MLP_HAVE_AVX2_KERNELS
+        &mlp_kernels_avx2,
+#endif
+        &mlp_kernels_base,
+    };
+    const int n = (int)(sizeof sets / sizeof sets[0]);
+    const char *want = getenv("MLP_KERNELS");
+    for (int i = 0; want && i < n; i++)
+        if (strcmp(want, sets[i]->name) == 0 && cpu_runs(sets[i])) return sets[i];
+    for (int i = 0; i < n; i++)
+        if (cpu_runs(sets[i])) return sets[i];
     return &mlp_kernels_base;
 }
 
@@ -227,7 +256,7 @@ static void transpose(float *WT, const float *W, int64_t D, int64_t H) {
 void linear_forward_fast(const mlp_kernels *K, float *out, const nz_rows *inp,
                          const float *dense_inp, const float *W, const float *b, int64_t H,
                          int relu, float *WT) {
-    const int64_t B = inp->B, D = inp->D, chunks = (H + CHUNK - 1) / CHUNK;
+    const int64_t B = inp->B, D = inp->D, CHUNK = K->chunk, chunks = (H + CHUNK - 1) / CHUNK;
     if (H < NARROW && dense_inp) { /* a few outputs: dot products with the columns of W */
         transpose(WT, W, D, H);
 #pragma omp parallel for schedule(static) if (PAR(B * D * H > PAR_MIN))
@@ -239,13 +268,13 @@ void linear_forward_fast(const mlp_kernels *K, float *out, const nz_rows *inp,
         return;
     }
     if (dense_inp && nz_density(inp) > FAST_DENSE) { /* most inputs nonzero: dense blocks */
-        const int64_t dchunks = (H + 15) / 16;
+        const int64_t DC = K->dense_cols, DR = K->dense_rows, dchunks = (H + DC - 1) / DC;
 #pragma omp parallel for schedule(static) if (PAR(B * H > PAR_MIN))
         for (int64_t c = 0; c < dchunks; c++) {
-            const int64_t j0 = c * 16, w = H - j0 < 16 ? H - j0 : 16;
-            for (int64_t r0 = 0; r0 < B; r0 += 4)
+            const int64_t j0 = c * DC, w = H - j0 < DC ? H - j0 : DC;
+            for (int64_t r0 = 0; r0 < B; r0 += DR)
                 K->forward_dense(out + r0 * H + j0, H, dense_inp + r0 * D, D,
-                                 B - r0 < 4 ? (int)(B - r0) : 4, W, b, H, j0, w, D, relu);
+                                 B - r0 < DR ? (int)(B - r0) : (int)DR, W, b, H, j0, w, D, relu);
         }
         return;
     }
@@ -272,17 +301,23 @@ void linear_backward_input_fast(const mlp_kernels *K, float *dinp, const float *
                                 const float *W, mlp_activation act, const float *pre_in,
                                 const float *act_in, int64_t B, int64_t D, int64_t H, float *WT) {
     const int relu = act == MLP_RELU;
-    if (H < NARROW) { /* dinp row = sum over the few outputs of dout * W^T row */
+    if (H < NARROW) { /* dinp = dout @ W^T as dense register blocks on W^T (H,D) */
         transpose(WT, W, D, H);
+        const int64_t DR = K->dense_rows, DC = K->dense_cols;
 #pragma omp parallel for schedule(static) if (PAR(B * D * H > PAR_MIN))
-        for (int64_t r = 0; r < B; r++) {
-            float *g = dinp + r * D;
-            memset(g, 0, sizeof(float) * (size_t)D);
-            for (int64_t j = 0; j < H; j++) K->axpy(g, WT + j * D, dout[r * H + j], D);
-            if (relu)
-                K->relu_mask(g, act_in + r * D, D);
-            else
-                activation_backward(act, g, pre_in ? pre_in + r * D : NULL, act_in + r * D, g, D);
+        for (int64_t r0 = 0; r0 < B; r0 += DR) {
+            const int n = B - r0 < DR ? (int)(B - r0) : (int)DR;
+            for (int64_t j0 = 0; j0 < D; j0 += DC)
+                K->forward_dense(dinp + r0 * D + j0, D, dout + r0 * H, H, n, WT, NULL, D, j0,
+                                 D - j0 < DC ? D - j0 : DC, H, 0);
+            for (int64_t r = r0; r < r0 + n; r++) {
+                float *g = dinp + r * D;
+                if (relu)
+                    K->relu_mask(g, act_in + r * D, D);
+                else
+                    activation_backward(act, g, pre_in ? pre_in + r * D : NULL, act_in + r * D,
+                                        g, D);
+            }
         }
         return;
     }
@@ -423,11 +458,11 @@ static void to_columns(nz_cols *cols, const nz_rows *inp, int64_t r0, int64_t r1
  * vectorizes); with u, an optimizer step on the biases Gb instead */
 static void bias_grad(const mlp_kernels *K, float *Gb, const float *dout, int64_t B, int64_t H,
                       float scale, const fused_step *u) {
-    const int64_t chunks = (H + CHUNK - 1) / CHUNK;
+    const int64_t CHUNK = K->chunk, chunks = (H + CHUNK - 1) / CHUNK;
 #pragma omp parallel for schedule(static) if (PAR(B * H > PAR_MIN))
     for (int64_t c = 0; c < chunks; c++) {
         const int64_t j0 = c * CHUNK, w = H - j0 < CHUNK ? H - j0 : CHUNK;
-        float s[CHUNK] = {0};
+        float s[MLP_CHUNK_MAX] = {0};
         for (int64_t r = 0; r < B; r++)
             for (int64_t j = 0; j < w; j++) s[j] += dout[r * H + j0 + j];
         if (u)
@@ -443,41 +478,51 @@ void linear_backward_weights_fast(const mlp_kernels *K, float *GW, float *Gb,
                                   const fused_step *u) {
     const int64_t B = inp->B, D = inp->D;
     if (H >= NARROW && dense_inp && nz_density(inp) > FAST_DENSE) {
-        /* most inputs nonzero: dense register blocks of 4 weight rows x 16
+        /* most inputs nonzero: dense register blocks of weight rows x
          * columns, each summed over the whole batch by one thread */
         bias_grad(K, Gb, dout, B, H, scale, u);
-        const int64_t dchunks = (H + 15) / 16;
+        const int64_t DC = K->dense_cols, DR = K->dense_rows, dchunks = (H + DC - 1) / DC;
 #pragma omp parallel for schedule(static) if (PAR(B * D * H > PAR_MIN))
         for (int64_t c = 0; c < dchunks; c++) {
-            const int64_t j0 = c * 16, w = H - j0 < 16 ? H - j0 : 16;
-            for (int64_t k0 = 0; k0 < D; k0 += 4) {
-                const int n = D - k0 < 4 ? (int)(D - k0) : 4;
+            const int64_t j0 = c * DC, w = H - j0 < DC ? H - j0 : DC;
+            for (int64_t k0 = 0; k0 < D; k0 += DR) {
+                const int n = D - k0 < DR ? (int)(D - k0) : (int)DR;
                 if (!u) {
                     K->weights_dense(GW + k0 * H + j0, H, dense_inp + k0, D, n, dout + j0, H, w,
                                      B, scale);
                     continue;
                 }
-                float g[4 * 16] = {0}; /* the gradient of 4 x 16 weights */
-                K->weights_dense(g, 16, dense_inp + k0, D, n, dout + j0, H, w, B, 1.0f);
+                /* the gradient of the block's weights */
+                float g[MLP_DENSE_ROWS_MAX * MLP_DENSE_COLS_MAX] = {0};
+                K->weights_dense(g, DC, dense_inp + k0, D, n, dout + j0, H, w, B, 1.0f);
                 for (int i = 0; i < n; i++) {
                     const int64_t at = (k0 + i) * H + j0;
-                    K->update(u->s, GW + at, g + 16 * i, u->mW + at, u->vW + at, w, 0);
+                    K->update(u->s, GW + at, g + DC * i, u->mW + at, u->vW + at, w, 0);
                 }
             }
         }
         return;
     }
-    if (H < NARROW && dense_inp) { /* GT (H,D) = dout^T @ inp, row by row */
+    if (H < NARROW && dense_inp) {
+        /* GT (H,D) = dout^T @ inp as dense register blocks (the roles of
+         * weights_dense swapped: the few outputs are its rows), each sum
+         * over the batch in order from zero */
+        const int64_t DR = K->dense_rows, DC = K->dense_cols, dchunks = (D + DC - 1) / DC;
+        memset(GT, 0, sizeof(float) * (size_t)(H * D));
 #pragma omp parallel for schedule(static) if (PAR(B * D * H > PAR_MIN))
+        for (int64_t c = 0; c < dchunks; c++) {
+            const int64_t k0 = c * DC, w = D - k0 < DC ? D - k0 : DC;
+            for (int64_t j0 = 0; j0 < H; j0 += DR)
+                K->weights_dense(GT + j0 * D + k0, D, dout + j0, H,
+                                 H - j0 < DR ? (int)(H - j0) : (int)DR, dense_inp + k0, D, w, B,
+                                 1.0f);
+            for (int64_t k = k0; k < k0 + w; k++)
+                for (int64_t j = 0; j < H; j++) GW[k * H + j] += scale * GT[j * D + k];
+        }
         for (int64_t j = 0; j < H; j++) {
-            float *gt = GT + j * D, s = 0.0f;
-            memset(gt, 0, sizeof(float) * (size_t)D);
-            for (int64_t r = 0; r < B; r++) {
-                K->axpy(gt, dense_inp + r * D, dout[r * H + j], D);
-                s += dout[r * H + j];
-            }
+            float s = 0.0f;
+            for (int64_t r = 0; r < B; r++) s += dout[r * H + j];
             Gb[j] += scale * s;
-            for (int64_t k = 0; k < D; k++) GW[k * H + j] += scale * gt[k];
         }
         return;
     }
@@ -485,7 +530,8 @@ void linear_backward_weights_fast(const mlp_kernels *K, float *GW, float *Gb,
      * With a step, the whole batch in one block instead: each weight's
      * gradient is then whole when the step needs it (an input column with
      * no entries has gradient zero, and its weights still take their step). */
-    const int64_t chunks = (H + CHUNK - 1) / CHUNK, kblocks = (D + WBLOCK - 1) / WBLOCK;
+    const int64_t CHUNK = K->chunk, chunks = (H + CHUNK - 1) / CHUNK;
+    const int64_t kblocks = (D + WBLOCK - 1) / WBLOCK;
     const int64_t rows = u ? B : FAST_RBLOCK;
     bias_grad(K, Gb, dout, B, H, scale, u);
     for (int64_t r0 = 0; r0 < B; r0 += rows) {
@@ -503,7 +549,7 @@ void linear_backward_weights_fast(const mlp_kernels *K, float *GW, float *Gb,
                 for (int64_t k = kb * WBLOCK; k < k1; k++) {
                     const int64_t first = cols->start[k], n = cols->start[k + 1] - first;
                     const int64_t at = k * H + j0;
-                    float g[CHUNK] = {0};
+                    float g[MLP_CHUNK_MAX] = {0};
                     if (n > 0)
                         K->weights_chunk(g, cols->row + first, cols->val + first, n, dout, H,
                                          j0, w, 1.0f);

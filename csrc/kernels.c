@@ -1,11 +1,15 @@
 /*
- * kernels.c - see kernels.h. Built twice, with MLP_KERNEL_SET defined to
- * base and to avx2 (then with -mavx2 -mfma, so that every a += s * x below
- * becomes one fused multiply-add). GCC/Clang vector extensions (v8: eight
- * floats) keep the source free of intrinsics.
+ * kernels.c - see kernels.h. Built once per instruction set, with
+ * MLP_KERNEL_SET defined to base, avx2 (then with -mavx2 -mfma, so that
+ * every a += s * x below becomes one fused multiply-add) or avx512 (with
+ * AVX-512 as well). GCC/Clang vector extensions keep the source free of
+ * intrinsics: vf is one vector register (eight floats, or sixteen with
+ * AVX-512), and the register blocks are sized in vf, so that each set
+ * fills its registers.
  *
- * Summation orders are fixed by the code: the sets differ in rounding only
- * (a fused multiply-add rounds once), never in the order of the sums.
+ * Summation orders are fixed by the code: each output is the same sum in
+ * the same order whatever the block sizes, so the sets differ in rounding
+ * only (a fused multiply-add rounds once), and avx2 and avx512 not at all.
  */
 #include <string.h>
 
@@ -20,32 +24,60 @@
 #define TABLE_(set) mlp_kernels_##set
 #define TABLE(set) TABLE_(set)
 
+/* eight floats: the dot product's lanes in every set (its order of sums) */
 typedef float v8 __attribute__((vector_size(32), aligned(4)));
 typedef int32_t v8i __attribute__((vector_size(32), aligned(4)));
+#define SPLAT8(s) ((v8){(s), (s), (s), (s), (s), (s), (s), (s)})
 
-#define CHUNK 64 /* output columns per register block: 8 x v8 */
-#define LOAD(p) (*(const v8 *)(p))
-#define STORE(p, v) (*(v8 *)(p) = (v))
-#define SPLAT(s) ((v8){(s), (s), (s), (s), (s), (s), (s), (s)})
-/* relu_forward of pointwise.h, eight lanes at once (the tests hold the two together) */
-#define RELU(x) ((v8)((v8i)(x) & (v8i)((x) > SPLAT(0.0f))))
+#ifdef __AVX512F__
+#define VL 16
+typedef float vf __attribute__((vector_size(64), aligned(4)));
+typedef int32_t vi __attribute__((vector_size(64), aligned(4)));
+#define SPLAT(s)                                                                        \
+    ((vf){(s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s)})
+#define DENSE_ROWS 8 /* 32 registers: 8 x 2 accumulators */
+#else
+#define VL 8
+typedef v8 vf;
+typedef v8i vi;
+#define SPLAT(s) SPLAT8(s)
+#define DENSE_ROWS 4 /* 16 registers: 4 x 2 accumulators */
+#endif
+
+/* s + x * y, rounded once where the set has fused multiply-adds: a
+ * reduction's tail, which a compiler may otherwise vectorize as products
+ * and then sums, differently in each set */
+#ifdef __FMA__
+#define MADD(x, y, s) __builtin_fmaf((x), (y), (s))
+#else
+#define MADD(x, y, s) ((s) + (x) * (y))
+#endif
+
+#define CHUNK (8 * VL)      /* output columns per register block: 8 x vf */
+#define DENSE_COLS (2 * VL) /* columns of a dense register block */
+#define LOAD(p) (*(const vf *)(p))
+#define STORE(p, v) (*(vf *)(p) = (v))
+#define LOAD8(p) (*(const v8 *)(p))
+#define STORE8(p, v) (*(v8 *)(p) = (v))
+/* relu_forward of pointwise.h, a register's lanes at once (the tests hold the two together) */
+#define RELU(x) ((vf)((vi)(x) & (vi)((x) > SPLAT(0.0f))))
 
 /* sum of x[k] * y[k] over k < n: 32 lanes (four independent chains of
  * fused multiply-adds), then the lanes and the tail in a fixed order */
 static float dot(const float *x, const float *y, int64_t n) {
-    v8 a0 = SPLAT(0.0f), a1 = a0, a2 = a0, a3 = a0;
+    v8 a0 = SPLAT8(0.0f), a1 = a0, a2 = a0, a3 = a0;
     int64_t k = 0;
     for (; k + 32 <= n; k += 32) {
-        a0 += LOAD(x + k) * LOAD(y + k);
-        a1 += LOAD(x + k + 8) * LOAD(y + k + 8);
-        a2 += LOAD(x + k + 16) * LOAD(y + k + 16);
-        a3 += LOAD(x + k + 24) * LOAD(y + k + 24);
+        a0 += LOAD8(x + k) * LOAD8(y + k);
+        a1 += LOAD8(x + k + 8) * LOAD8(y + k + 8);
+        a2 += LOAD8(x + k + 16) * LOAD8(y + k + 16);
+        a3 += LOAD8(x + k + 24) * LOAD8(y + k + 24);
     }
-    for (; k + 8 <= n; k += 8) a0 += LOAD(x + k) * LOAD(y + k);
+    for (; k + 8 <= n; k += 8) a0 += LOAD8(x + k) * LOAD8(y + k);
     const v8 a = (a0 + a1) + (a2 + a3);
     float s = 0.0f;
     for (int l = 0; l < 8; l++) s += a[l];
-    for (; k < n; k++) s += x[k] * y[k];
+    for (; k < n; k++) s = MADD(x[k], y[k], s);
     return s;
 }
 
@@ -56,26 +88,26 @@ static void forward_chunk(float *o, const int32_t *ix, const float *vx, int64_t 
                               int first, int last, int relu) {
     if (w == CHUNK) {
         const float *a = first ? b + j0 : o;
-        v8 a0 = LOAD(a), a1 = LOAD(a + 8), a2 = LOAD(a + 16), a3 = LOAD(a + 24),
-           a4 = LOAD(a + 32), a5 = LOAD(a + 40), a6 = LOAD(a + 48), a7 = LOAD(a + 56);
+        vf a0 = LOAD(a), a1 = LOAD(a + 1 * VL), a2 = LOAD(a + 2 * VL), a3 = LOAD(a + 3 * VL),
+           a4 = LOAD(a + 4 * VL), a5 = LOAD(a + 5 * VL), a6 = LOAD(a + 6 * VL), a7 = LOAD(a + 7 * VL);
         for (int64_t t = t0; t < t1; t++) {
             const float *wr = W + (int64_t)ix[t] * H + j0;
-            const v8 s = SPLAT(vx[t]);
+            const vf s = SPLAT(vx[t]);
             a0 += s * LOAD(wr);
-            a1 += s * LOAD(wr + 8);
-            a2 += s * LOAD(wr + 16);
-            a3 += s * LOAD(wr + 24);
-            a4 += s * LOAD(wr + 32);
-            a5 += s * LOAD(wr + 40);
-            a6 += s * LOAD(wr + 48);
-            a7 += s * LOAD(wr + 56);
+            a1 += s * LOAD(wr + 1 * VL);
+            a2 += s * LOAD(wr + 2 * VL);
+            a3 += s * LOAD(wr + 3 * VL);
+            a4 += s * LOAD(wr + 4 * VL);
+            a5 += s * LOAD(wr + 5 * VL);
+            a6 += s * LOAD(wr + 6 * VL);
+            a7 += s * LOAD(wr + 7 * VL);
         }
         if (last && relu) {
             a0 = RELU(a0), a1 = RELU(a1), a2 = RELU(a2), a3 = RELU(a3);
             a4 = RELU(a4), a5 = RELU(a5), a6 = RELU(a6), a7 = RELU(a7);
         }
-        STORE(o, a0), STORE(o + 8, a1), STORE(o + 16, a2), STORE(o + 24, a3);
-        STORE(o + 32, a4), STORE(o + 40, a5), STORE(o + 48, a6), STORE(o + 56, a7);
+        STORE(o, a0), STORE(o + 1 * VL, a1), STORE(o + 2 * VL, a2), STORE(o + 3 * VL, a3);
+        STORE(o + 4 * VL, a4), STORE(o + 5 * VL, a5), STORE(o + 6 * VL, a6), STORE(o + 7 * VL, a7);
         return;
     }
     float acc[CHUNK];
@@ -111,17 +143,10 @@ static void forward_rows(float *o, int64_t ldo, const int32_t *ix, const float *
 static void relu_mask(float *g, const float *act, int64_t n) {
     int64_t k = 0;
     for (; k + 8 <= n; k += 8) {
-        const v8 a = LOAD(act + k), x = LOAD(g + k);
-        STORE(g + k, (v8)((v8i)x & (v8i)(a > SPLAT(0.0f))));
+        const v8 a = LOAD8(act + k), x = LOAD8(g + k);
+        STORE8(g + k, (v8)((v8i)x & (v8i)(a > SPLAT8(0.0f))));
     }
     for (; k < n; k++) g[k] = mlp_activation_backward(MLP_RELU, 0.0f, act[k], g[k]);
-}
-
-static void axpy(float *y, const float *x, float a, int64_t n) {
-    int64_t k = 0;
-    const v8 s = SPLAT(a);
-    for (; k + 8 <= n; k += 8) STORE(y + k, LOAD(y + k) + s * LOAD(x + k));
-    for (; k < n; k++) y[k] += a * x[k];
 }
 
 /* Row k of GW, columns [j0, j0 + w): += scale * sum over the entries (r, v)
@@ -130,28 +155,28 @@ static void axpy(float *y, const float *x, float a, int64_t n) {
 static void weights_chunk(float *g, const int32_t *rows, const float *vals, int64_t n,
                               const float *dout, int64_t H, int64_t j0, int64_t w, float scale) {
     if (w == CHUNK) {
-        v8 a0 = SPLAT(0.0f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+        vf a0 = SPLAT(0.0f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
         for (int64_t t = 0; t < n; t++) {
             const float *d = dout + (int64_t)rows[t] * H + j0;
-            const v8 s = SPLAT(vals[t]);
+            const vf s = SPLAT(vals[t]);
             a0 += s * LOAD(d);
-            a1 += s * LOAD(d + 8);
-            a2 += s * LOAD(d + 16);
-            a3 += s * LOAD(d + 24);
-            a4 += s * LOAD(d + 32);
-            a5 += s * LOAD(d + 40);
-            a6 += s * LOAD(d + 48);
-            a7 += s * LOAD(d + 56);
+            a1 += s * LOAD(d + 1 * VL);
+            a2 += s * LOAD(d + 2 * VL);
+            a3 += s * LOAD(d + 3 * VL);
+            a4 += s * LOAD(d + 4 * VL);
+            a5 += s * LOAD(d + 5 * VL);
+            a6 += s * LOAD(d + 6 * VL);
+            a7 += s * LOAD(d + 7 * VL);
         }
-        const v8 c = SPLAT(scale);
+        const vf c = SPLAT(scale);
         STORE(g, LOAD(g) + c * a0);
-        STORE(g + 8, LOAD(g + 8) + c * a1);
-        STORE(g + 16, LOAD(g + 16) + c * a2);
-        STORE(g + 24, LOAD(g + 24) + c * a3);
-        STORE(g + 32, LOAD(g + 32) + c * a4);
-        STORE(g + 40, LOAD(g + 40) + c * a5);
-        STORE(g + 48, LOAD(g + 48) + c * a6);
-        STORE(g + 56, LOAD(g + 56) + c * a7);
+        STORE(g + 1 * VL, LOAD(g + 1 * VL) + c * a1);
+        STORE(g + 2 * VL, LOAD(g + 2 * VL) + c * a2);
+        STORE(g + 3 * VL, LOAD(g + 3 * VL) + c * a3);
+        STORE(g + 4 * VL, LOAD(g + 4 * VL) + c * a4);
+        STORE(g + 5 * VL, LOAD(g + 5 * VL) + c * a5);
+        STORE(g + 6 * VL, LOAD(g + 6 * VL) + c * a6);
+        STORE(g + 7 * VL, LOAD(g + 7 * VL) + c * a7);
         return;
     }
     float acc[CHUNK] = {0};
@@ -177,37 +202,34 @@ static void weights_cols(float *GW, const int32_t *start, const int32_t *rows, c
     }
 }
 
-/* Rows x[0 .. n) (n <= 4, dense, ldx apart), columns [j0, j0 + w) (w <= 16):
- * o = b + x @ W, ReLU when relu. Four rows share each load of W. */
+/* Rows x[0 .. n) (n <= DENSE_ROWS, dense, ldx apart), columns [j0, j0 + w)
+ * (w <= DENSE_COLS): o = b + x @ W (b NULL: no bias), ReLU when relu. The
+ * rows share each load of W. */
 static void forward_dense(float *o, int64_t ldo, const float *x, int64_t ldx, int n,
                           const float *W, const float *b, int64_t H, int64_t j0, int64_t w,
                           int64_t D, int relu) {
-    if (w == 16 && n == 4) {
-        const v8 b0 = LOAD(b + j0), b1 = LOAD(b + j0 + 8);
-        v8 a00 = b0, a01 = b1, a10 = b0, a11 = b1, a20 = b0, a21 = b1, a30 = b0, a31 = b1;
+    if (w == DENSE_COLS && n == DENSE_ROWS) {
+        const vf b0 = b ? LOAD(b + j0) : SPLAT(0.0f), b1 = b ? LOAD(b + j0 + VL) : SPLAT(0.0f);
+        vf a0[DENSE_ROWS], a1[DENSE_ROWS];
+        for (int i = 0; i < DENSE_ROWS; i++) a0[i] = b0, a1[i] = b1;
         for (int64_t k = 0; k < D; k++) {
             const float *wr = W + k * H + j0;
-            const v8 w0 = LOAD(wr), w1 = LOAD(wr + 8);
-            const v8 s0 = SPLAT(x[k]), s1 = SPLAT(x[ldx + k]), s2 = SPLAT(x[2 * ldx + k]),
-                     s3 = SPLAT(x[3 * ldx + k]);
-            a00 += s0 * w0, a01 += s0 * w1;
-            a10 += s1 * w0, a11 += s1 * w1;
-            a20 += s2 * w0, a21 += s2 * w1;
-            a30 += s3 * w0, a31 += s3 * w1;
+            const vf w0 = LOAD(wr), w1 = LOAD(wr + VL);
+#pragma GCC unroll 8
+            for (int i = 0; i < DENSE_ROWS; i++) {
+                const vf s = SPLAT(x[i * ldx + k]);
+                a0[i] += s * w0, a1[i] += s * w1;
+            }
         }
-        if (relu) {
-            a00 = RELU(a00), a01 = RELU(a01), a10 = RELU(a10), a11 = RELU(a11);
-            a20 = RELU(a20), a21 = RELU(a21), a30 = RELU(a30), a31 = RELU(a31);
+        for (int i = 0; i < DENSE_ROWS; i++) {
+            STORE(o + i * ldo, relu ? RELU(a0[i]) : a0[i]);
+            STORE(o + i * ldo + VL, relu ? RELU(a1[i]) : a1[i]);
         }
-        STORE(o, a00), STORE(o + 8, a01);
-        STORE(o + ldo, a10), STORE(o + ldo + 8, a11);
-        STORE(o + 2 * ldo, a20), STORE(o + 2 * ldo + 8, a21);
-        STORE(o + 3 * ldo, a30), STORE(o + 3 * ldo + 8, a31);
         return;
     }
     for (int i = 0; i < n; i++) { /* the edges: fewer rows or columns */
-        float acc[16];
-        memcpy(acc, b + j0, sizeof(float) * (size_t)w);
+        float acc[DENSE_COLS] = {0};
+        if (b) memcpy(acc, b + j0, sizeof(float) * (size_t)w);
         for (int64_t k = 0; k < D; k++) {
             const float s = x[i * ldx + k], *wr = W + k * H + j0;
             for (int64_t j = 0; j < w; j++) acc[j] += s * wr[j];
@@ -217,34 +239,34 @@ static void forward_dense(float *o, int64_t ldo, const float *x, int64_t ldx, in
     }
 }
 
-/* Rows k0 .. k0 + n of GW (n <= 4, ldg apart), columns [j0, j0 + w) (w <=
- * 16): += scale * sum over the batch rows r < B of x[r][k] * dout[r][j], from
- * dense inputs x (ldx apart; x points at column k0). The sum over r runs in
- * order, in registers; four weight rows share each load of dout. */
+/* Rows k0 .. k0 + n of GW (n <= DENSE_ROWS, ldg apart), columns [j0, j0 + w)
+ * (w <= DENSE_COLS): += scale * sum over the batch rows r < B of x[r][k] *
+ * dout[r][j], from dense inputs x (ldx apart; x points at column k0). The
+ * sum over r runs in order, in registers; the weight rows share each load of
+ * dout. */
 static void weights_dense(float *g, int64_t ldg, const float *x, int64_t ldx, int n,
                           const float *dout, int64_t H, int64_t w, int64_t B, float scale) {
-    if (n == 4 && w == 16) {
-        v8 a00 = SPLAT(0.0f), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00,
-           a30 = a00, a31 = a00;
+    if (n == DENSE_ROWS && w == DENSE_COLS) {
+        vf a0[DENSE_ROWS], a1[DENSE_ROWS];
+        for (int i = 0; i < DENSE_ROWS; i++) a0[i] = a1[i] = SPLAT(0.0f);
         for (int64_t r = 0; r < B; r++) {
             const float *d = dout + r * H, *xr = x + r * ldx;
-            const v8 d0 = LOAD(d), d1 = LOAD(d + 8);
-            const v8 s0 = SPLAT(xr[0]), s1 = SPLAT(xr[1]), s2 = SPLAT(xr[2]), s3 = SPLAT(xr[3]);
-            a00 += s0 * d0, a01 += s0 * d1;
-            a10 += s1 * d0, a11 += s1 * d1;
-            a20 += s2 * d0, a21 += s2 * d1;
-            a30 += s3 * d0, a31 += s3 * d1;
+            const vf d0 = LOAD(d), d1 = LOAD(d + VL);
+#pragma GCC unroll 8
+            for (int i = 0; i < DENSE_ROWS; i++) {
+                const vf s = SPLAT(xr[i]);
+                a0[i] += s * d0, a1[i] += s * d1;
+            }
         }
-        const v8 c = SPLAT(scale);
-        STORE(g, LOAD(g) + c * a00), STORE(g + 8, LOAD(g + 8) + c * a01);
-        STORE(g + ldg, LOAD(g + ldg) + c * a10), STORE(g + ldg + 8, LOAD(g + ldg + 8) + c * a11);
-        g += 2 * ldg;
-        STORE(g, LOAD(g) + c * a20), STORE(g + 8, LOAD(g + 8) + c * a21);
-        STORE(g + ldg, LOAD(g + ldg) + c * a30), STORE(g + ldg + 8, LOAD(g + ldg + 8) + c * a31);
+        const vf c = SPLAT(scale);
+        for (int i = 0; i < DENSE_ROWS; i++) {
+            STORE(g + i * ldg, LOAD(g + i * ldg) + c * a0[i]);
+            STORE(g + i * ldg + VL, LOAD(g + i * ldg + VL) + c * a1[i]);
+        }
         return;
     }
     for (int i = 0; i < n; i++) { /* the edges: fewer weight rows or columns */
-        float acc[16] = {0};
+        float acc[DENSE_COLS] = {0};
         for (int64_t r = 0; r < B; r++) {
             const float s = x[r * ldx + i], *d = dout + r * H;
             for (int64_t j = 0; j < w; j++) acc[j] += s * d[j];
@@ -271,6 +293,7 @@ static void update(const mlp_step *step, float *p, const float *g, float *m, flo
 }
 
 const mlp_kernels TABLE(MLP_KERNEL_SET) = {
-    NAME(MLP_KERNEL_SET), dot,          axpy,          relu_mask,     forward_rows,
-    weights_chunk,        weights_cols, forward_dense, weights_dense, update,
+    NAME(MLP_KERNEL_SET), CHUNK,         DENSE_ROWS,   DENSE_COLS,    dot,
+    relu_mask,            forward_rows,  weights_chunk, weights_cols,  forward_dense,
+    weights_dense,        update,
 };

@@ -1,7 +1,8 @@
 /*
  * kernels.h - the innermost loops of fast.c, compiled once per instruction
- * set (kernels.c is built twice: plain x86-64 or the native baseline, and
- * AVX2 with FMA) and picked at run time by what the CPU supports.
+ * set (kernels.c is built up to three times: plain x86-64 or the native
+ * baseline, AVX2 with FMA, and AVX-512) and picked at run time by what the
+ * CPU supports.
  */
 #ifndef MLP_KERNELS_H
 #define MLP_KERNELS_H
@@ -10,12 +11,20 @@
 
 #include "pointwise.h"
 
+/* The largest register blocks of any set (fast.c's scratch arrays). */
+#define MLP_CHUNK_MAX 128
+#define MLP_DENSE_ROWS_MAX 8
+#define MLP_DENSE_COLS_MAX 32
+
 typedef struct mlp_kernels {
-    const char *name; /* "base" or "avx2" */
+    const char *name; /* "base", "avx2" or "avx512" */
+    /* Register blocks, in floats: the columns of forward_rows and
+     * weights_chunk (chunk; w <= chunk below), and of forward_dense and
+     * weights_dense (dense_rows x dense_cols; n <= dense_rows, w <=
+     * dense_cols below). */
+    int chunk, dense_rows, dense_cols;
     /* sum of x[k] * y[k], k < n */
     float (*dot)(const float *x, const float *y, int64_t n);
-    /* y += a * x */
-    void (*axpy)(float *y, const float *x, float a, int64_t n);
     /* g[k] = 0 where act[k] <= 0 */
     void (*relu_mask)(float *g, const float *act, int64_t n);
     /* rows r0 .. r1 of a batch's nonzero lists (nz_rows: entries D apart,
@@ -36,14 +45,15 @@ typedef struct mlp_kernels {
     void (*weights_cols)(float *GW, const int32_t *start, const int32_t *rows, const float *vals,
                          int64_t k0, int64_t k1, const float *dout, int64_t H, int64_t j0,
                          int64_t w, float scale);
-    /* dense rows x[0 .. n) (n <= 4, ldx apart), columns [j0, j0 + w) (w <=
-     * 16): o (ldo apart) = b + x @ W, ReLU when relu */
+    /* dense rows x[0 .. n) (ldx apart), columns [j0, j0 + w): o (ldo
+     * apart) = b + x @ W (or x @ W when b is NULL), ReLU when relu; the
+     * sums start from the bias (or zero) and run over k in order */
     void (*forward_dense)(float *o, int64_t ldo, const float *x, int64_t ldx, int n,
                           const float *W, const float *b, int64_t H, int64_t j0, int64_t w,
                           int64_t D, int relu);
     /* dense inputs x (B rows, ldx apart, from column k0), weight rows k0 ..
-     * k0 + n (n <= 4, ldg apart), columns [j0, j0 + w) (w <= 16; g and dout
-     * point at column j0): g += scale * x^T @ dout */
+     * k0 + n (ldg apart), columns [j0, j0 + w) (g and dout point at column
+     * j0): g += scale * x^T @ dout */
     void (*weights_dense)(float *g, int64_t ldg, const float *x, int64_t ldx, int n,
                           const float *dout, int64_t H, int64_t w, int64_t B, float scale);
     /* optimizer_update of n parameters p with gradients g and state m, v
@@ -56,9 +66,12 @@ extern const mlp_kernels mlp_kernels_base;
 #ifdef MLP_HAVE_AVX2_KERNELS
 extern const mlp_kernels mlp_kernels_avx2;
 #endif
+#ifdef MLP_HAVE_AVX512_KERNELS
+extern const mlp_kernels mlp_kernels_avx512;
+#endif
 
-/* The best set this CPU runs, unless MLP_KERNELS=base (or avx2) asks for
- * one; a set the CPU cannot run is never picked. */
+/* The best set this CPU runs, unless MLP_KERNELS names one (base, avx2,
+ * avx512); a set the CPU cannot run is never picked. */
 const mlp_kernels *mlp_pick_kernels(void);
 
 #endif /* MLP_KERNELS_H */

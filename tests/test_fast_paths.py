@@ -27,15 +27,18 @@ SHAPES = [
 ]
 
 
-def cpu_has_avx2_fma():
+def cpu_has(*features):
     try:
-        flags = open("/proc/cpuinfo").read()
+        flags = open("/proc/cpuinfo").read().split("\n\n")[0]
     except OSError:
         return False
-    return " avx2" in flags and " fma" in flags
+    return all(f" {f}" in flags for f in features)
 
 
-KERNEL_SETS = ["base"] + (["avx2"] if cpu_has_avx2_fma() else [])
+AVX2 = ("avx2", "fma")
+AVX512 = AVX2 + ("avx512f", "avx512vl", "avx512bw", "avx512dq")
+KERNEL_SETS = (["base"] + (["avx2"] if cpu_has(*AVX2) else [])
+               + (["avx512"] if cpu_has(*AVX512) else []))
 
 
 def optimizer(momentum, weight_decay):
@@ -104,6 +107,39 @@ def test_unknown_kernel_request_falls_back_to_the_best_set(monkeypatch):
     monkeypatch.setenv("MLP_KERNELS", "avx9000")
     net = get_backend("cpu").network((3, 2, 2), np.zeros(3 * 2 + 2 + 2 * 2 + 2, np.float32))
     assert net.model.kernel_set == KERNEL_SETS[-1]
+
+
+@pytest.mark.skipif(not cpu_has(*AVX512), reason="this CPU has no AVX-512")
+@pytest.mark.parametrize("inputs,recipe", [("pixels", "sgd"), ("pixels", "momentum"),
+                                           ("dense", "sgd"), ("pixels", "adam"),
+                                           ("dense", "tanh"), ("dense", "adam")])
+def test_avx512_gives_the_avx2_results_bit_for_bit(monkeypatch, inputs, recipe):
+    """The AVX-512 set's wider register blocks change which thread and
+    which block computes an output, never its sum's order or rounding
+    (kernels.c): widths and batches that are not multiples of any block,
+    sparse pixels and dense inputs (the dense register blocks)."""
+    rng = np.random.default_rng(5)
+    n, sizes = 300, (150, 300, 70, 40, 3)
+    if inputs == "pixels":
+        X = rng.integers(0, 256, size=(n, sizes[0]), dtype=np.uint8)
+        X[X < 160] = 0
+    else:
+        X = rng.standard_normal((n, sizes[0])).astype(np.float32)
+    y = rng.integers(0, sizes[-1], n).astype(np.int32)
+    params, orders = initial_state(sizes, n, 2, seed=3)
+    opt = make_optimizer("adam" if recipe == "adam" else "sgd", 0.01,
+                         momentum=0.9 if recipe == "momentum" else 0.0).core_dict()
+    results = {}
+    for kernels in ("avx2", "avx512"):
+        monkeypatch.setenv("MLP_KERNELS", kernels)
+        net = get_backend("cpu").network(sizes, params, input_scale=scale_of(X),
+                                         activation="tanh" if recipe == "tanh" else "relu")
+        assert net.model.kernel_set == kernels
+        data = net.bind(X, y)
+        losses = [net.train_epoch(data, o, 37, opt)[0] for o in orders]
+        results[kernels] = (np.concatenate(losses), net.get_params(), net.predict(data))
+    for a, b in zip(results["avx2"], results["avx512"]):
+        np.testing.assert_array_equal(a, b)
 
 
 SCRIPT = """
