@@ -37,44 +37,19 @@ static inline int all_zero8(const float *p) {
     return (w[0] | w[1] | w[2] | w[3]) == 0;
 }
 
-void nz_gather(nz_rows *nz, const void *X, mlp_dtype dtype, int64_t d, const int64_t *idx,
-               int64_t start, int64_t B, float scale) {
+void nz_gather(const mlp_kernels *K, nz_rows *nz, const void *X, mlp_dtype dtype, int64_t d,
+               const int64_t *idx, int64_t start, int64_t B, float scale) {
     nz->B = B;
     nz->D = d;
     const int64_t blocks = FAST_BLOCKS(d);
+    const size_t width = dtype == MLP_UINT8 ? 1 : sizeof(float);
 #pragma omp parallel for schedule(static) if (PAR(B * d > PAR_MIN))
     for (int64_t r = 0; r < B; r++) {
         const int64_t row = idx ? idx[r] : start + r;
-        int32_t *ix = nz->idx + r * d, *blk = nz->blk + r * (blocks + 1);
-        float *vx = nz->val + r * d;
-        int64_t n = 0;
-        if (dtype == MLP_UINT8) {
-            const uint8_t *src = (const uint8_t *)X + row * d;
-            for (int64_t k0 = 0; k0 < d; k0 += 8) {
-                const int64_t k1 = k0 + 8 < d ? k0 + 8 : d;
-                if (k0 % FAST_KBLOCK == 0) blk[k0 / FAST_KBLOCK] = (int32_t)n;
-                uint64_t word = 1;
-                if (k1 - k0 == 8) memcpy(&word, src + k0, 8);
-                if (word == 0) continue; /* eight blank pixels at once */
-                for (int64_t k = k0; k < k1; k++) { /* branch-free compaction */
-                    ix[n] = (int32_t)k;
-                    vx[n] = (float)src[k] * scale;
-                    n += src[k] != 0;
-                }
-            }
-        } else {
-            const float *src = (const float *)X + row * d;
-            for (int64_t k0 = 0; k0 < d; k0 += 8) {
-                const int64_t k1 = k0 + 8 < d ? k0 + 8 : d;
-                if (k0 % FAST_KBLOCK == 0) blk[k0 / FAST_KBLOCK] = (int32_t)n;
-                if (k1 - k0 == 8 && all_zero8(src + k0)) continue; /* eight zeros at once */
-                for (int64_t k = k0; k < k1; k++) {
-                    ix[n] = (int32_t)k;
-                    vx[n] = src[k] * scale;
-                    n += src[k] != 0.0f;
-                }
-            }
-        }
+        int32_t *blk = nz->blk + r * (blocks + 1);
+        const int64_t n = K->row_nonzeros(nz->idx + r * d, nz->val + r * d, blk,
+                                          (const char *)X + (size_t)(row * d) * width,
+                                          dtype == MLP_UINT8, d, FAST_KBLOCK, scale);
         nz->nnz[r] = n;
         blk[blocks] = (int32_t)n;
     }
@@ -193,8 +168,8 @@ void nz_gather_cached(nz_rows *nz, const nz_cache *c, const int64_t *idx, int64_
     }
 }
 
-void nz_from_dense(nz_rows *nz, const float *act, int64_t B, int64_t D) {
-    nz_gather(nz, act, MLP_FLOAT32, D, NULL, 0, B, 1.0f);
+void nz_from_dense(const mlp_kernels *K, nz_rows *nz, const float *act, int64_t B, int64_t D) {
+    nz_gather(K, nz, act, MLP_FLOAT32, D, NULL, 0, B, 1.0f);
 }
 
 /* ---- helpers ------------------------------------------------------------ */

@@ -86,8 +86,8 @@ void nz_gather_cached(nz_rows *nz, const nz_cache *c, const int64_t *idx, int64_
 
 /* gather_batch as nonzero lists: rows idx (or start.. when idx is NULL) of
  * X, times scale */
-void nz_gather(nz_rows *nz, const void *X, mlp_dtype dtype, int64_t d, const int64_t *idx,
-               int64_t start, int64_t B, float scale);
+void nz_gather(const mlp_kernels *K, nz_rows *nz, const void *X, mlp_dtype dtype, int64_t d,
+               const int64_t *idx, int64_t start, int64_t B, float scale);
 
 /* Only counts the nonzero entries of float rows (as nz_gather picks them)
  * into nz->nnz, building no lists; returns their share. */
@@ -95,7 +95,7 @@ double nz_count(nz_rows *nz, const float *X, int64_t d, const int64_t *idx, int6
                 int64_t B);
 
 /* the nonzero entries of act (B,D) */
-void nz_from_dense(nz_rows *nz, const float *act, int64_t B, int64_t D);
+void nz_from_dense(const mlp_kernels *K, nz_rows *nz, const float *act, int64_t B, int64_t D);
 
 /* the share of nonzero entries */
 double nz_density(const nz_rows *nz);

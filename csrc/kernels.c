@@ -12,6 +12,9 @@
  * only (a fused multiply-add rounds once), and avx2 and avx512 not at all.
  */
 #include <string.h>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 
 #include "kernels.h"
 #include "pointwise.h"
@@ -275,6 +278,77 @@ static void weights_dense(float *g, int64_t ldg, const float *x, int64_t ldx, in
     }
 }
 
+/* row_nonzeros eight columns at a time: a run of eight zeros is skipped
+ * at once, the rest compacted without branches */
+static int64_t nonzeros_by_eight(int32_t *ix, float *vx, int32_t *blk, const void *src, int u8,
+                                 int64_t d, int64_t kblock, float scale, int64_t k0, int64_t n) {
+    for (; k0 < d; k0 += 8) {
+        const int64_t k1 = k0 + 8 < d ? k0 + 8 : d;
+        if (k0 % kblock == 0) blk[k0 / kblock] = (int32_t)n;
+        if (u8) {
+            const uint8_t *x = (const uint8_t *)src;
+            uint64_t word = 1;
+            if (k1 - k0 == 8) memcpy(&word, x + k0, 8);
+            if (word == 0) continue; /* eight blank pixels at once */
+            for (int64_t k = k0; k < k1; k++) {
+                ix[n] = (int32_t)k;
+                vx[n] = (float)x[k] * scale;
+                n += x[k] != 0;
+            }
+        } else {
+            const float *x = (const float *)src;
+            uint64_t w[4] = {1, 0, 0, 0}; /* all bits zero: eight +0.0 */
+            if (k1 - k0 == 8) memcpy(w, x + k0, sizeof w);
+            if ((w[0] | w[1] | w[2] | w[3]) == 0) continue;
+            for (int64_t k = k0; k < k1; k++) {
+                ix[n] = (int32_t)k;
+                vx[n] = x[k] * scale;
+                n += x[k] != 0.0f;
+            }
+        }
+    }
+    return n;
+}
+
+#ifdef __AVX512F__
+/* sixteen columns at a time: which are nonzero is a mask, and AVX-512's
+ * compress packs their columns and values (the one place with intrinsics:
+ * vector extensions have no compress). Whole sixteen-float stores at the
+ * count stay inside the row: the count is at most the columns before. */
+static int64_t row_nonzeros(int32_t *ix, float *vx, int32_t *blk, const void *src, int u8,
+                            int64_t d, int64_t kblock, float scale) {
+    if (kblock % 16 != 0) return nonzeros_by_eight(ix, vx, blk, src, u8, d, kblock, scale, 0, 0);
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512 s = _mm512_set1_ps(scale);
+    int64_t n = 0, k0 = 0;
+    for (; k0 + 16 <= d; k0 += 16) {
+        if (k0 % kblock == 0) blk[k0 / kblock] = (int32_t)n;
+        __mmask16 nz;
+        __m512 x;
+        if (u8) {
+            const __m128i bytes = _mm_loadu_si128((const __m128i *)((const uint8_t *)src + k0));
+            nz = _mm_test_epi8_mask(bytes, bytes);
+            if (!nz) continue;
+            x = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes));
+        } else {
+            x = _mm512_loadu_ps((const float *)src + k0);
+            nz = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_NEQ_UQ); /* NaN too, as != */
+            if (!nz) continue;
+        }
+        const __m512i cols = _mm512_add_epi32(_mm512_set1_epi32((int32_t)k0), iota);
+        _mm512_storeu_si512((void *)(ix + n), _mm512_maskz_compress_epi32(nz, cols));
+        _mm512_storeu_ps(vx + n, _mm512_maskz_compress_ps(nz, _mm512_mul_ps(x, s)));
+        n += __builtin_popcount(nz);
+    }
+    return nonzeros_by_eight(ix, vx, blk, src, u8, d, kblock, scale, k0, n);
+}
+#else
+static int64_t row_nonzeros(int32_t *ix, float *vx, int32_t *blk, const void *src, int u8,
+                            int64_t d, int64_t kblock, float scale) {
+    return nonzeros_by_eight(ix, vx, blk, src, u8, d, kblock, scale, 0, 0);
+}
+#endif
+
 /* mlp_update over n parameters, the rule picked once: a copy of the step
  * that no store can alias, and one loop per rule, so that each vectorizes */
 static void update(const mlp_step *step, float *p, const float *g, float *m, float *v, int64_t n,
@@ -295,5 +369,5 @@ static void update(const mlp_step *step, float *p, const float *g, float *m, flo
 const mlp_kernels TABLE(MLP_KERNEL_SET) = {
     NAME(MLP_KERNEL_SET), CHUNK,         DENSE_ROWS,   DENSE_COLS,    dot,
     relu_mask,            forward_rows,  weights_chunk, weights_cols,  forward_dense,
-    weights_dense,        update,
+    weights_dense,        row_nonzeros,  update,
 };

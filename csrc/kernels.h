@@ -56,6 +56,14 @@ typedef struct mlp_kernels {
      * j0): g += scale * x^T @ dout */
     void (*weights_dense)(float *g, int64_t ldg, const float *x, int64_t ldx, int n,
                           const float *dout, int64_t H, int64_t w, int64_t B, float scale);
+    /* the nonzero entries of one row src of d values (uint8 when u8, else
+     * float): their columns ix and values vx (src[k] * scale), in order,
+     * and where each block of kblock inputs starts (blk[k / kblock] = the
+     * entries before column k, for k a multiple of kblock); returns their
+     * count. ix and vx have room for d entries, and entries past the count
+     * may be written. */
+    int64_t (*row_nonzeros)(int32_t *ix, float *vx, int32_t *blk, const void *src, int u8,
+                            int64_t d, int64_t kblock, float scale);
     /* optimizer_update of n parameters p with gradients g and state m, v
      * (pointwise.h's mlp_update, one loop per rule so that each vectorizes) */
     void (*update)(const mlp_step *s, float *p, const float *g, float *m, float *v, int64_t n,

@@ -448,8 +448,9 @@ static double forward(mlp_model *m, const mlp_data *data, const int64_t *idx, in
             lists = data->dtype != MLP_FLOAT32 ||
                     nz_count(&m->nz[0], data->X, data->d, idx, start, few) <= FAST_DENSE ||
                     nz_count(&m->nz[0], data->X, data->d, idx, start, B) <= FAST_DENSE;
-            if (lists) nz_gather(&m->nz[0], data->X, data->dtype, data->d, idx, start, B,
-                                 m->input_scale);
+            if (lists)
+                nz_gather(m->kernels, &m->nz[0], data->X, data->dtype, data->d, idx, start, B,
+                          m->input_scale);
         }
         /* dense data (not pixels): the rows as floats too, for the dense paths */
         const float *x = NULL;
@@ -472,7 +473,7 @@ static double forward(mlp_model *m, const mlp_data *data, const int64_t *idx, in
             if (l < last && !relu) activation_forward(m->act, m->acts[l], z, B * out);
             /* the next layer reads nonzero lists unless it is narrow */
             if (l < last && L->sizes[l + 2] >= FAST_NARROW)
-                nz_from_dense(&m->nz[l + 1], m->acts[l], B, out);
+                nz_from_dense(m->kernels, &m->nz[l + 1], m->acts[l], B, out);
             else if (l < last)
                 m->nz[l + 1].B = B, m->nz[l + 1].D = out;
         }

@@ -112,19 +112,26 @@ def test_unknown_kernel_request_falls_back_to_the_best_set(monkeypatch):
 @pytest.mark.skipif(not cpu_has(*AVX512), reason="this CPU has no AVX-512")
 @pytest.mark.parametrize("inputs,recipe", [("pixels", "sgd"), ("pixels", "momentum"),
                                            ("dense", "sgd"), ("pixels", "adam"),
-                                           ("dense", "tanh"), ("dense", "adam")])
+                                           ("dense", "tanh"), ("dense", "adam"),
+                                           ("sparse floats", "sgd"), ("wide pixels", "sgd")])
 def test_avx512_gives_the_avx2_results_bit_for_bit(monkeypatch, inputs, recipe):
     """The AVX-512 set's wider register blocks change which thread and
     which block computes an output, never its sum's order or rounding
     (kernels.c): widths and batches that are not multiples of any block,
-    sparse pixels and dense inputs (the dense register blocks)."""
+    sparse pixels, dense inputs (the dense register blocks), mostly-zero
+    floats with -0.0 among them (the nonzero lists by compress), and rows
+    wider than a block of inputs (fast.h's FAST_KBLOCK)."""
     rng = np.random.default_rng(5)
-    n, sizes = 300, (150, 300, 70, 40, 3)
-    if inputs == "pixels":
+    n, sizes = 300, (1100 if inputs == "wide pixels" else 150, 300, 70, 40, 3)
+    if "pixels" in inputs:
         X = rng.integers(0, 256, size=(n, sizes[0]), dtype=np.uint8)
         X[X < 160] = 0
+        X[::3, 1000:1050] = 0  # the second block without entries
     else:
         X = rng.standard_normal((n, sizes[0])).astype(np.float32)
+        if inputs == "sparse floats":
+            X[X < 0.4] = 0.0
+            X[rng.random(X.shape) < 0.1] = -0.0
     y = rng.integers(0, sizes[-1], n).astype(np.int32)
     params, orders = initial_state(sizes, n, 2, seed=3)
     opt = make_optimizer("adam" if recipe == "adam" else "sgd", 0.01,
