@@ -449,6 +449,16 @@ static void to_columns(nz_cols *cols, const nz_rows *inp, int64_t r0, int64_t r1
     }
 }
 
+void nz_sort_columns(nz_cols *cols, const nz_rows *inp) {
+    to_columns_serial(cols, inp, 0, inp->B);
+    cols->sorted = inp;
+}
+
+int64_t nz_columns_rows(const nz_rows *inp, const float *dense_inp, int64_t H, int with_step) {
+    if (dense_inp && (H < NARROW || nz_density(inp) > FAST_DENSE)) return 0;
+    return with_step ? inp->B : FAST_RBLOCK;
+}
+
 /* Gb (H) += scale * the sum over the B rows of dout (B,H), each column's
  * sum over the rows in order (row by row across a chunk's columns, which
  * vectorizes); with u, an optimizer step on the biases Gb instead */
@@ -473,6 +483,8 @@ void linear_backward_weights_fast(const mlp_kernels *K, float *GW, float *Gb,
                                   int64_t H, float scale, float *GT, nz_cols *cols,
                                   const fused_step *u) {
     const int64_t B = inp->B, D = inp->D;
+    const int presorted = cols->sorted == inp;
+    cols->sorted = NULL;
     if (H >= NARROW && dense_inp && nz_density(inp) > FAST_DENSE) {
         /* most inputs nonzero: dense register blocks of weight rows x
          * columns, each summed over the whole batch by one thread */
@@ -531,7 +543,8 @@ void linear_backward_weights_fast(const mlp_kernels *K, float *GW, float *Gb,
     const int64_t rows = u ? B : FAST_RBLOCK;
     bias_grad(K, Gb, dout, B, H, scale, u);
     for (int64_t r0 = 0; r0 < B; r0 += rows) {
-        to_columns(cols, inp, r0, r0 + rows < B ? r0 + rows : B);
+        if (!(presorted && rows >= B)) /* else nz_sort_columns did it */
+            to_columns(cols, inp, r0, r0 + rows < B ? r0 + rows : B);
 #pragma omp parallel for collapse(2) schedule(static) if (PAR(B * H > PAR_MIN))
         for (int64_t c = 0; c < chunks; c++)
             for (int64_t kb = 0; kb < kblocks; kb++) {

@@ -60,7 +60,18 @@ typedef struct nz_cols {
     float *val;
     int32_t *counts; /* each thread's entries when they share the work */
     int threads;     /* how many threads counts has room for */
+    const nz_rows *sorted; /* the rows nz_sort_columns sorted, until the next pass */
 } nz_cols;
+
+/* How many rows at a time linear_backward_weights_fast sorts by column for
+ * these inputs (with_step: it is given a fused_step), 0 when it does not
+ * read them by column. */
+int64_t nz_columns_rows(const nz_rows *inp, const float *dense_inp, int64_t H, int with_step);
+
+/* All of inp's rows by column, on the calling thread, for the next
+ * linear_backward_weights_fast on inp (which then sorts nothing when it
+ * takes the whole batch at once). */
+void nz_sort_columns(nz_cols *cols, const nz_rows *inp);
 
 /* Every row's nonzero entries of a data set, built once and kept with it
  * (rows r's entries at start[r] .. start[r + 1], values unscaled; blk: per

@@ -419,8 +419,21 @@ static batch_targets gather_targets(mlp_model *m, const mlp_data *data, const in
 /* Forward pass of B rows of the data set (rows idx, or start.. when idx is
  * NULL): fills acts, pre and (with outputs, or targets) out; with targets,
  * returns the weighted sum of the rows' losses. */
+static double forward_layers(mlp_model *m, const mlp_data *data, const int64_t *idx,
+                             int64_t start, const batch_targets *t, int64_t B, int64_t *correct,
+                             int outputs, int l0, int l1);
+
 static double forward(mlp_model *m, const mlp_data *data, const int64_t *idx, int64_t start,
                       const batch_targets *t, int64_t B, int64_t *correct, int outputs) {
+    return forward_layers(m, data, idx, start, t, B, correct, outputs, 0, m->L.n_layers);
+}
+
+/* forward for layers l0 .. l1 only (the fast paths; the plain ops take all
+ * of them): the batch is gathered when l0 is 0, and the loss is computed
+ * (and returned) when l1 is the last layer's end, else 0. */
+static double forward_layers(mlp_model *m, const mlp_data *data, const int64_t *idx,
+                             int64_t start, const batch_targets *t, int64_t B, int64_t *correct,
+                             int outputs, int l0, int l1) {
     const mlp_layout *L = &m->L;
     const int last = L->n_layers - 1;
     if (m->plain) {
@@ -437,7 +450,7 @@ static double forward(mlp_model *m, const mlp_data *data, const int64_t *idx, in
             if (l < last) activation_forward(m->act, m->acts[l], z, B * out);
             inp = m->acts[l];
         }
-    } else {
+    } else if (l0 == 0) {
         int lists = 1;
         if (m->lists) { /* the rows' lists as the first epoch found them */
             nz_gather_cached(&m->nz[0], m->lists, idx, start, B, m->input_scale);
@@ -453,7 +466,6 @@ static double forward(mlp_model *m, const mlp_data *data, const int64_t *idx, in
                           m->input_scale);
         }
         /* dense data (not pixels): the rows as floats too, for the dense paths */
-        const float *x = NULL;
         m->x_dense = NULL;
         if (!lists || nz_density(&m->nz[0]) > FAST_DENSE || L->sizes[1] < FAST_NARROW) {
             if (!idx) {
@@ -461,10 +473,13 @@ static double forward(mlp_model *m, const mlp_data *data, const int64_t *idx, in
                 idx = m->rowbuf;
             }
             gather_batch(m->x, data->X, data->dtype, data->d, idx, B, m->input_scale);
-            x = m->x_dense = m->x;
+            m->x_dense = m->x;
         }
+    }
+    if (!m->plain) {
+        const float *x = m->x_dense;
         const int relu = m->act == MLP_RELU;
-        for (int l = 0; l <= last; l++) {
+        for (int l = l0; l < l1; l++) {
             const int64_t out = L->sizes[l + 1];
             float *z = l < last && m->pre[l] ? m->pre[l] : m->acts[l];
             linear_forward_fast(m->kernels, z, &m->nz[l], l == 0 ? x : m->acts[l - 1],
@@ -478,6 +493,7 @@ static double forward(mlp_model *m, const mlp_data *data, const int64_t *idx, in
                 m->nz[l + 1].B = B, m->nz[l + 1].D = out;
         }
     }
+    if (l1 <= last) return 0.0;
     if (!t && !outputs) return 0.0; /* the logits are all the caller reads */
     return loss_forward(m->loss, m->out, m->acts[last], t, B, L->sizes[last + 1], correct);
 }
@@ -488,14 +504,25 @@ static double forward(mlp_model *m, const mlp_data *data, const int64_t *idx, in
  * as soon as its gradient is known: fused into the weight-gradient pass (a
  * plain SGD step as p -= lr * g added in place, any other rule through
  * fused_step) or, for narrow layers of other rules, right after it. */
+static void backward_layers(mlp_model *m, const batch_targets *t, int64_t B, double wsum,
+                            const mlp_step *s, int hi, int lo);
+
 static void backward(mlp_model *m, const batch_targets *t, int64_t B, double wsum,
                      const mlp_step *s) {
+    backward_layers(m, t, B, wsum, s, m->L.n_layers - 1, 0);
+}
+
+/* backward for layers hi down to lo (the loss's gradient first when hi is
+ * the last layer): layer l's output gradient is in dbuf[(last - l) % 2]. */
+static void backward_layers(mlp_model *m, const batch_targets *t, int64_t B, double wsum,
+                            const mlp_step *s, int hi, int lo) {
     const float fused_lr = s && !m->plain && mlp_step_is_plain_sgd(s) ? s->lr : 0.0f;
     const mlp_layout *L = &m->L;
-    float *dout = m->dbuf[0], *dinp = m->dbuf[1];
     const int last = L->n_layers - 1;
-    loss_backward(m->loss, dout, m->out, m->acts[last], t, B, L->sizes[last + 1], wsum);
-    for (int l = last; l >= 0; l--) {
+    float *dout = m->dbuf[(last - hi) % 2], *dinp = m->dbuf[(last - hi + 1) % 2];
+    if (hi == last)
+        loss_backward(m->loss, dout, m->out, m->acts[last], t, B, L->sizes[last + 1], wsum);
+    for (int l = hi; l >= lo; l--) {
         const int64_t in = L->sizes[l], out = L->sizes[l + 1];
         float *W = m->params + L->w_off[l], *b = m->params + L->b_off[l];
         float *gW = m->grads + L->w_off[l], *gb = m->grads + L->b_off[l];
@@ -551,18 +578,78 @@ static double reported_scale(const mlp_model *m, const mlp_optimizer *opt) {
     return mlp_reported_loss_scale(opt->convention, m->loss, m->L.sizes[m->L.n_layers]);
 }
 
+/* How much smaller than the column sort (per input entry) the work of the
+ * layers above the first (multiply-adds per row) must be to run beside it. */
+#define SIDE_BY_SIDE_WORK 32
+
+/* The first layer's forward pass, then everything down to the second
+ * layer's backward pass (with its step); returns the batch's loss sum.
+ * When the first layer's weight gradient will read its inputs by column
+ * and the layers above are small, one thread sorts the inputs by column
+ * (fast.h's nz_sort_columns) while another runs the layers above alone: the
+ * sort gains little from a second thread, and neither do those small
+ * layers, so doing them side by side saves the shorter of the two. The
+ * results are the same either way. */
+static double step_above_first(mlp_model *m, const mlp_data *data, const int64_t *idx,
+                               const batch_targets *t, int64_t B, double w, const mlp_step *s,
+                               int64_t *correct) {
+    const mlp_layout *L = &m->L;
+    const int n = L->n_layers;
+    forward_layers(m, data, idx, 0, t, B, correct, 1, 0, 1);
+    /* the layers above must not sort by column themselves (narrow ones
+     * never do), and the first layer's pass must sort the whole batch */
+    int64_t above = 0; /* multiply-adds a row above the first layer */
+    int narrow = 1;
+    for (int l = 1; l < n; l++) {
+        above += L->sizes[l] * L->sizes[l + 1];
+        narrow = narrow && L->sizes[l + 1] < FAST_NARROW;
+    }
+    const int with_step = !mlp_step_is_plain_sgd(s) && L->sizes[1] >= FAST_NARROW &&
+                          B * L->sizes[0] < INT32_MAX; /* as backward_layers picks */
+    const int64_t rows = nz_columns_rows(&m->nz[0], m->x_dense, L->sizes[1], with_step);
+    const double entries = nz_density(&m->nz[0]) * (double)L->sizes[0]; /* a row's */
+    int side_by_side = narrow && rows >= B && (double)above <= SIDE_BY_SIDE_WORK * entries;
+#ifdef _OPENMP
+    side_by_side = side_by_side && omp_get_max_threads() > 1 && !mlp_forked;
+#else
+    side_by_side = 0;
+#endif
+    if (!side_by_side) {
+        const double loss_sum = forward_layers(m, data, idx, 0, t, B, correct, 1, 1, n);
+        backward_layers(m, t, B, w, s, n - 1, 1);
+        return loss_sum;
+    }
+    double loss_sum = 0.0;
+#pragma omp parallel num_threads(2)
+#pragma omp single
+    {
+#pragma omp task
+        nz_sort_columns(&m->cols, &m->nz[0]);
+        loss_sum = forward_layers(m, data, idx, 0, t, B, correct, 1, 1, n);
+        backward_layers(m, t, B, w, s, n - 1, 1);
+#pragma omp taskwait
+    }
+    return loss_sum;
+}
+
 /* One optimizer step on rows idx[0 .. B); returns the batch's loss (the
  * weighted mean, with the reported penalty) and its weight in *wsum. */
 static double train_step(mlp_model *m, const mlp_data *data, const int64_t *idx, int64_t B,
                          const mlp_optimizer *opt, double *wsum, int64_t *correct) {
     const batch_targets t = gather_targets(m, data, idx, 0, B);
     const double w = batch_weight(t.weights, B);
-    const double loss_sum = forward(m, data, idx, 0, &t, B, correct, 1);
-    const double loss = (w > 0.0 ? loss_sum / w : 0.0) * reported_scale(m, opt) +
-                        reported_penalty(m, opt, w);
+    const double penalty = reported_penalty(m, opt, w); /* of the weights before the step */
+    const mlp_step s = mlp_step_init(opt, m->steps + 1, w);
+    double loss_sum;
+    if (m->plain || m->L.n_layers < 2) {
+        loss_sum = forward(m, data, idx, 0, &t, B, correct, 1);
+        backward(m, &t, B, w, &s); /* the fast paths take the step there */
+    } else {
+        loss_sum = step_above_first(m, data, idx, &t, B, w, &s, correct);
+        backward_layers(m, &t, B, w, &s, 0, 0);
+    }
+    const double loss = (w > 0.0 ? loss_sum / w : 0.0) * reported_scale(m, opt) + penalty;
     m->steps++;
-    const mlp_step s = mlp_step_init(opt, m->steps, w);
-    backward(m, &t, B, w, &s); /* the fast paths take the step there */
     if (m->plain) optimizer_update(&m->L, &s, m->params, m->grads, m->m, m->v);
     *wsum = w;
     return loss;

@@ -157,11 +157,14 @@ from mlp.training import initial_state
 rng = np.random.default_rng(0)
 X = rng.integers(0, 256, size=(600, 200), dtype=np.uint8); X[X < 150] = 0
 y = rng.integers(0, 10, 600).astype(np.int32)
-sizes = (200, 300, 70, 10)
-params, orders = initial_state(sizes, 600, 2)
 dense = rng.standard_normal((600, 200)).astype(np.float32)  # the dense paths
 from mlp.optimizers import make_optimizer
-for inputs, opt in ((X, "sgd"), (X, "momentum"), (dense, "sgd"), (X, "adam"), (dense, "tanh")):
+# (200, 64, 10): the column sort beside the layers above (model.c, step_above_first)
+for sizes, inputs, opt in [((200, 300, 70, 10), X, "sgd"), ((200, 300, 70, 10), X, "momentum"),
+                           ((200, 300, 70, 10), dense, "sgd"), ((200, 300, 70, 10), X, "adam"),
+                           ((200, 300, 70, 10), dense, "tanh"), ((200, 64, 10), X, "sgd"),
+                           ((200, 64, 10), X, "adam")]:
+    params, orders = initial_state(sizes, 600, 2)
     net = get_backend("cpu").network(sizes, params, input_scale=1 / 255,
                                      activation="tanh" if opt == "tanh" else "relu")
     if os.environ.get("PIN") == "1":  # else the core picks its count as it goes
