@@ -65,6 +65,7 @@ struct mlp_model {
     int threads;  /* mlp_set_threads; 0: OpenMP's default */
     double sec_per_row[2]; /* recent training speed on one thread [0] and on all [1] */
     int64_t rounds;        /* rounds of steps timed so far (pick_threads) */
+    int probe_gap, since_probe; /* on one thread: rounds between tries of all, and since the last */
     const mlp_kernels *kernels; /* the fast paths' inner loops for this CPU */
 };
 
@@ -672,12 +673,18 @@ mlp_status mlp_train_epoch(mlp_model *m, const mlp_data *data, const int64_t *or
  * can make the steps slower than one thread alone (its core is busy with
  * other work, and every step waits for it). With the thread count left to
  * OpenMP (mlp_set_threads 0), training runs in rounds of ROUND_STEPS steps,
- * each timed; a round runs on the count that was faster per row lately, and
- * every PROBE_EVERY-th round on the other, so that a change is noticed. The
- * results do not depend on the thread count (fast.h): this changes only
- * the time. Returns the count for the next round. */
+ * each timed. All threads run while one thread is not clearly faster per
+ * row lately (ONE_THREAD_MARGIN), with one thread every PROBE_EVERY-th
+ * round, so that a change is noticed. A few slow rounds on a shared
+ * machine can make one thread look faster for a while, so after a switch
+ * to one thread all of them are tried again soon, then less and less often
+ * (PROBE_SOON, doubling up to PROBE_EVERY) while one thread stays faster.
+ * The results do not depend on the thread count (fast.h): this changes
+ * only the time. Returns the count for the next round. */
 #define ROUND_STEPS 16
 #define PROBE_EVERY 32
+#define PROBE_SOON 4
+#define ONE_THREAD_MARGIN 0.8
 
 static double now(void) {
     struct timespec t;
@@ -695,8 +702,15 @@ static int pick_threads(mlp_model *m, int all, int used, double seconds, int64_t
     const double one = m->sec_per_row[0], many = m->sec_per_row[1];
     if (many == 0.0) return all; /* not timed yet: all threads first, then one */
     if (one == 0.0) return 1;
-    const int best = one < many ? 1 : all;
-    return m->rounds % PROBE_EVERY == PROBE_EVERY - 1 ? (best == 1 ? all : 1) : best;
+    if (!(one < ONE_THREAD_MARGIN * many)) {
+        m->probe_gap = 0;
+        return m->rounds % PROBE_EVERY == PROBE_EVERY - 1 ? 1 : all;
+    }
+    if (m->probe_gap == 0) m->probe_gap = PROBE_SOON, m->since_probe = 0;
+    if (++m->since_probe < m->probe_gap) return 1;
+    m->since_probe = 0;
+    m->probe_gap = 2 * m->probe_gap < PROBE_EVERY ? 2 * m->probe_gap : PROBE_EVERY;
+    return all;
 }
 
 static mlp_status train_epoch(mlp_model *m, const mlp_data *data, const int64_t *order,
