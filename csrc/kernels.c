@@ -62,6 +62,16 @@ typedef v8i vi;
 #define STORE(p, v) (*(vf *)(p) = (v))
 #define LOAD8(p) (*(const v8 *)(p))
 #define STORE8(p, v) (*(v8 *)(p) = (v))
+/* a0 .. a7 (a register block of CHUNK columns) += s * the CHUNK floats at p */
+#define ADD_CHUNK(s, p)                                                                     \
+    do {                                                                                    \
+        const vf s_ = (s);                                                                  \
+        const float *p_ = (p);                                                              \
+        a0 += s_ * LOAD(p_), a1 += s_ * LOAD(p_ + VL), a2 += s_ * LOAD(p_ + 2 * VL);        \
+        a3 += s_ * LOAD(p_ + 3 * VL), a4 += s_ * LOAD(p_ + 4 * VL);                         \
+        a5 += s_ * LOAD(p_ + 5 * VL), a6 += s_ * LOAD(p_ + 6 * VL);                         \
+        a7 += s_ * LOAD(p_ + 7 * VL);                                                       \
+    } while (0)
 /* relu_forward of pointwise.h, a register's lanes at once (the tests hold the two together) */
 #define RELU(x) ((vf)((vi)(x) & (vi)((x) > SPLAT(0.0f))))
 
@@ -95,15 +105,7 @@ static void forward_chunk(float *o, const int32_t *ix, const float *vx, int64_t 
            a4 = LOAD(a + 4 * VL), a5 = LOAD(a + 5 * VL), a6 = LOAD(a + 6 * VL), a7 = LOAD(a + 7 * VL);
         for (int64_t t = t0; t < t1; t++) {
             const float *wr = W + (int64_t)ix[t] * H + j0;
-            const vf s = SPLAT(vx[t]);
-            a0 += s * LOAD(wr);
-            a1 += s * LOAD(wr + 1 * VL);
-            a2 += s * LOAD(wr + 2 * VL);
-            a3 += s * LOAD(wr + 3 * VL);
-            a4 += s * LOAD(wr + 4 * VL);
-            a5 += s * LOAD(wr + 5 * VL);
-            a6 += s * LOAD(wr + 6 * VL);
-            a7 += s * LOAD(wr + 7 * VL);
+            ADD_CHUNK(SPLAT(vx[t]), wr);
         }
         if (last && relu) {
             a0 = RELU(a0), a1 = RELU(a1), a2 = RELU(a2), a3 = RELU(a3);
@@ -161,15 +163,7 @@ static void weights_chunk(float *g, const int32_t *rows, const float *vals, int6
         vf a0 = SPLAT(0.0f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
         for (int64_t t = 0; t < n; t++) {
             const float *d = dout + (int64_t)rows[t] * H + j0;
-            const vf s = SPLAT(vals[t]);
-            a0 += s * LOAD(d);
-            a1 += s * LOAD(d + 1 * VL);
-            a2 += s * LOAD(d + 2 * VL);
-            a3 += s * LOAD(d + 3 * VL);
-            a4 += s * LOAD(d + 4 * VL);
-            a5 += s * LOAD(d + 5 * VL);
-            a6 += s * LOAD(d + 6 * VL);
-            a7 += s * LOAD(d + 7 * VL);
+            ADD_CHUNK(SPLAT(vals[t]), d);
         }
         const vf c = SPLAT(scale);
         STORE(g, LOAD(g) + c * a0);
