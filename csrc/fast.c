@@ -77,38 +77,6 @@ double nz_count(nz_rows *nz, const float *X, int64_t d, const int64_t *idx, int6
     return B * d > 0 ? (double)total / (double)(B * d) : 0.0;
 }
 
-/* the nonzero entries of row r of X: their count, and when ix is given,
- * their columns, values and block starts (as nz_gather finds them) */
-static int64_t row_entries(const void *X, mlp_dtype dtype, int64_t d, int64_t row, int32_t *ix,
-                           float *vx, int32_t *blk) {
-    int64_t n = 0;
-    for (int64_t k0 = 0; k0 < d; k0 += 8) {
-        const int64_t k1 = k0 + 8 < d ? k0 + 8 : d;
-        if (blk && k0 % FAST_KBLOCK == 0) blk[k0 / FAST_KBLOCK] = (int32_t)n;
-        if (dtype == MLP_UINT8) {
-            const uint8_t *src = (const uint8_t *)X + row * d;
-            uint64_t word = 1;
-            if (k1 - k0 == 8) memcpy(&word, src + k0, 8);
-            if (word == 0) continue;
-            for (int64_t k = k0; k < k1; k++)
-                if (src[k] != 0) { /* only there: the rows' lists are packed */
-                    if (ix) ix[n] = (int32_t)k, vx[n] = (float)src[k];
-                    n++;
-                }
-        } else {
-            const float *src = (const float *)X + row * d;
-            if (k1 - k0 == 8 && all_zero8(src + k0)) continue;
-            for (int64_t k = k0; k < k1; k++)
-                if (src[k] != 0.0f) {
-                    if (ix) ix[n] = (int32_t)k, vx[n] = src[k];
-                    n++;
-                }
-        }
-    }
-    if (blk) blk[FAST_BLOCKS(d)] = (int32_t)n;
-    return n;
-}
-
 /* A large array of the data set's lists, in huge pages where Linux gives
  * them on request: a batch's rows lie anywhere in the lists, and with
  * small pages every row's copy started with a miss in the address cache
@@ -127,12 +95,16 @@ static void *lists_alloc(size_t bytes) {
     return malloc(bytes > 0 ? bytes : 1);
 }
 
-nz_cache *nz_cache_build(const void *X, mlp_dtype dtype, int64_t n, int64_t d, size_t max_bytes) {
+nz_cache *nz_cache_build(const mlp_kernels *K, const void *X, mlp_dtype dtype, int64_t n,
+                         int64_t d, size_t max_bytes) {
     const int64_t blocks = FAST_BLOCKS(d);
+    const int u8 = dtype == MLP_UINT8;
+    const size_t width = u8 ? 1 : sizeof(float);
     int64_t *start = malloc(sizeof(int64_t) * (size_t)(n + 1));
     if (!start) return NULL;
 #pragma omp parallel for schedule(static) if (PAR(n * d > PAR_MIN))
-    for (int64_t r = 0; r < n; r++) start[r + 1] = row_entries(X, dtype, d, r, NULL, NULL, NULL);
+    for (int64_t r = 0; r < n; r++)
+        start[r + 1] = K->count_nonzeros((const char *)X + (size_t)(r * d) * width, u8, d);
     start[0] = 0;
     for (int64_t r = 0; r < n; r++) start[r + 1] += start[r];
     const double bytes = 8.0 * (double)start[n] + 4.0 * (double)n * (double)(blocks + 1);
@@ -140,7 +112,16 @@ nz_cache *nz_cache_build(const void *X, mlp_dtype dtype, int64_t n, int64_t d, s
         free(start);
         return NULL;
     }
+#ifdef _OPENMP
+    const int threads = omp_get_max_threads();
+#else
+    const int threads = 1;
+#endif
     nz_cache *c = calloc(1, sizeof *c);
+    /* a row's lists are found in a thread's scratch row (row_nonzeros may
+     * write past the count) and copied into place */
+    int32_t *scratch_ix = malloc(sizeof(int32_t) * (size_t)threads * (size_t)d);
+    float *scratch_vx = malloc(sizeof(float) * (size_t)threads * (size_t)d);
     if (c) {
         c->start = start;
         c->idx = lists_alloc(sizeof(int32_t) * (size_t)start[n]);
@@ -149,15 +130,30 @@ nz_cache *nz_cache_build(const void *X, mlp_dtype dtype, int64_t n, int64_t d, s
         c->n = n;
         c->d = d;
     }
-    if (!c || !c->idx || !c->val || !c->blk) {
+    if (!c || !c->idx || !c->val || !c->blk || !scratch_ix || !scratch_vx) {
         if (c) nz_cache_free(c);
         else free(start);
+        free(scratch_ix);
+        free(scratch_vx);
         return NULL;
     }
 #pragma omp parallel for schedule(static) if (PAR(n * d > PAR_MIN))
-    for (int64_t r = 0; r < n; r++)
-        row_entries(X, dtype, d, r, c->idx + start[r], c->val + start[r],
-                    c->blk + r * (blocks + 1));
+    for (int64_t r = 0; r < n; r++) {
+#ifdef _OPENMP
+        const int64_t t = omp_get_thread_num();
+#else
+        const int64_t t = 0;
+#endif
+        int32_t *ix = scratch_ix + t * d, *blk = c->blk + r * (blocks + 1);
+        float *vx = scratch_vx + t * d;
+        const int64_t got = K->row_nonzeros(ix, vx, blk, (const char *)X + (size_t)(r * d) * width,
+                                            u8, d, FAST_KBLOCK, 1.0f);
+        blk[blocks] = (int32_t)got;
+        memcpy(c->idx + start[r], ix, sizeof(int32_t) * (size_t)got);
+        memcpy(c->val + start[r], vx, sizeof(float) * (size_t)got);
+    }
+    free(scratch_ix);
+    free(scratch_vx);
     return c;
 }
 

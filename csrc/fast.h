@@ -88,7 +88,8 @@ typedef struct nz_cache {
  * would take more than max_bytes or the rows are mostly nonzero (the dense
  * paths need no lists). NULL also when memory runs out: the caller then
  * finds the lists batch by batch, as without a cache. */
-nz_cache *nz_cache_build(const void *X, mlp_dtype dtype, int64_t n, int64_t d, size_t max_bytes);
+nz_cache *nz_cache_build(const mlp_kernels *K, const void *X, mlp_dtype dtype, int64_t n,
+                         int64_t d, size_t max_bytes);
 void nz_cache_free(nz_cache *c);
 
 /* nz_gather from the cache: the same lists, values and block starts */

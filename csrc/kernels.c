@@ -304,6 +304,47 @@ static int64_t nonzeros_by_eight(int32_t *ix, float *vx, int32_t *blk, const voi
     return n;
 }
 
+/* count_nonzeros eight columns at a time */
+static int64_t count_by_eight(const void *src, int u8, int64_t d, int64_t k0) {
+    int64_t n = 0;
+    for (; k0 < d; k0 += 8) {
+        const int64_t k1 = k0 + 8 < d ? k0 + 8 : d;
+        if (u8) {
+            const uint8_t *x = (const uint8_t *)src;
+            uint64_t word = 1;
+            if (k1 - k0 == 8) memcpy(&word, x + k0, 8);
+            if (word == 0) continue;
+            for (int64_t k = k0; k < k1; k++) n += x[k] != 0;
+        } else {
+            const float *x = (const float *)src;
+            for (int64_t k = k0; k < k1; k++) n += x[k] != 0.0f;
+        }
+    }
+    return n;
+}
+
+#ifdef __AVX512F__
+static int64_t count_nonzeros(const void *src, int u8, int64_t d) {
+    int64_t n = 0, k = 0;
+    if (u8) {
+        for (; k + 64 <= d; k += 64) {
+            const __m512i bytes = _mm512_loadu_si512((const void *)((const uint8_t *)src + k));
+            n += __builtin_popcountll(_mm512_test_epi8_mask(bytes, bytes));
+        }
+    } else {
+        for (; k + 16 <= d; k += 16) {
+            const __m512 x = _mm512_loadu_ps((const float *)src + k);
+            n += __builtin_popcount(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_NEQ_UQ));
+        }
+    }
+    return n + count_by_eight(src, u8, d, k);
+}
+#else
+static int64_t count_nonzeros(const void *src, int u8, int64_t d) {
+    return count_by_eight(src, u8, d, 0);
+}
+#endif
+
 #ifdef __AVX512F__
 /* sixteen columns at a time: which are nonzero is a mask, and AVX-512's
  * compress packs their columns and values (the one place with intrinsics:
@@ -363,5 +404,5 @@ static void update(const mlp_step *step, float *p, const float *g, float *m, flo
 const mlp_kernels TABLE(MLP_KERNEL_SET) = {
     NAME(MLP_KERNEL_SET), CHUNK,         DENSE_ROWS,   DENSE_COLS,    dot,
     relu_mask,            forward_rows,  weights_chunk, weights_cols,  forward_dense,
-    weights_dense,        row_nonzeros,  update,
+    weights_dense,        row_nonzeros,  count_nonzeros, update,
 };

@@ -64,6 +64,8 @@ typedef struct mlp_kernels {
      * may be written. */
     int64_t (*row_nonzeros)(int32_t *ix, float *vx, int32_t *blk, const void *src, int u8,
                             int64_t d, int64_t kblock, float scale);
+    /* how many entries row_nonzeros would find */
+    int64_t (*count_nonzeros)(const void *src, int u8, int64_t d);
     /* optimizer_update of n parameters p with gradients g and state m, v
      * (pointwise.h's mlp_update, one loop per rule so that each vectorizes) */
     void (*update)(const mlp_step *s, float *p, const float *g, float *m, float *v, int64_t n,

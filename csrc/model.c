@@ -374,12 +374,13 @@ void mlp_data_free(mlp_data *data) {
 int mlp_data_on_host(const mlp_data *data) { return data != NULL; }
 
 /* The data set's kept nonzero lists, built on first use (NULL when none) */
-static const nz_cache *lists_of(const mlp_data *data) {
+static const nz_cache *lists_of(const mlp_model *m, const mlp_data *data) {
     data_lists *l = data->lists;
     pthread_mutex_lock(&l->lock);
     if (!l->tried) {
         l->tried = 1;
-        l->nz = nz_cache_build(data->X, data->dtype, data->n, data->d, LIST_CACHE_BYTES);
+        l->nz = nz_cache_build(m->kernels, data->X, data->dtype, data->n, data->d,
+                               LIST_CACHE_BYTES);
     }
     pthread_mutex_unlock(&l->lock);
     return l->nz;
@@ -733,7 +734,7 @@ static mlp_status train_epoch(mlp_model *m, const mlp_data *data, const int64_t 
     int used = 0;
     double round_start = 0.0;
     int64_t round_rows = 0;
-    m->lists = m->plain ? NULL : lists_of(data);
+    m->lists = m->plain ? NULL : lists_of(m, data);
     for (int64_t start = 0, b = 0; start < n; start += batch_size, b++) {
         if (tune && b % ROUND_STEPS == 0) {
             const double t = now();
