@@ -7,8 +7,9 @@
  * - inputs are mostly zeros (MNIST pixels: about 81%; ReLU outputs: about
  *   half), so each input row is first reduced to its nonzero entries and the
  *   products run over those only;
- * - the output is cut into column chunks of 64 floats held in eight vector
- *   registers across the whole sum, and the chunks are shared among threads.
+ * - the output is cut into column chunks (64 floats, 128 with AVX-512) held
+ *   in eight vector registers across the whole sum, and the chunks are
+ *   shared among threads.
  *   Each output element is computed by one thread in a fixed order, so the
  *   results do not depend on the number of threads.
  * The innermost loops (kernels.h) come in one set per instruction set; K
