@@ -32,12 +32,10 @@
 
 /* ---- nonzero lists ------------------------------------------------------ */
 
-/* whether the eight floats at p are all +0.0 (their bits all zero; -0.0 and
- * anything else go on to the element-wise test) */
-static inline int all_zero8(const float *p) {
-    uint64_t w[4];
-    memcpy(w, p, sizeof w);
-    return (w[0] | w[1] | w[2] | w[3]) == 0;
+/* row r of a data set X of width d */
+static const void *row_of(const void *X, mlp_dtype dtype, int64_t d, int64_t r) {
+    const size_t width = dtype == MLP_UINT8 ? 1 : sizeof(float);
+    return (const char *)X + (size_t)(r * d) * width;
 }
 
 void nz_gather(const mlp_kernels *K, nz_rows *nz, const void *X, mlp_dtype dtype, int64_t d,
@@ -45,32 +43,26 @@ void nz_gather(const mlp_kernels *K, nz_rows *nz, const void *X, mlp_dtype dtype
     nz->B = B;
     nz->D = d;
     const int64_t blocks = FAST_BLOCKS(d);
-    const size_t width = dtype == MLP_UINT8 ? 1 : sizeof(float);
 #pragma omp parallel for schedule(static) if (PAR(B * d > PAR_MIN))
     for (int64_t r = 0; r < B; r++) {
         const int64_t row = idx ? idx[r] : start + r;
         int32_t *blk = nz->blk + r * (blocks + 1);
         const int64_t n = K->row_nonzeros(nz->idx + r * d, nz->val + r * d, blk,
-                                          (const char *)X + (size_t)(row * d) * width,
-                                          dtype == MLP_UINT8, d, FAST_KBLOCK, scale);
+                                          row_of(X, dtype, d, row), dtype == MLP_UINT8, d,
+                                          FAST_KBLOCK, scale);
         nz->nnz[r] = n;
         blk[blocks] = (int32_t)n;
     }
 }
 
-double nz_count(nz_rows *nz, const float *X, int64_t d, const int64_t *idx, int64_t start,
-                int64_t B) {
+double nz_count(const mlp_kernels *K, nz_rows *nz, const float *X, int64_t d,
+                const int64_t *idx, int64_t start, int64_t B) {
     nz->B = B;
     nz->D = d;
     int64_t total = 0;
 #pragma omp parallel for schedule(static) reduction(+ : total) if (PAR(B * d > PAR_MIN))
     for (int64_t r = 0; r < B; r++) {
-        const float *src = X + (idx ? idx[r] : start + r) * d;
-        int64_t n = 0, k = 0;
-        for (; k + 8 <= d; k += 8)
-            if (!all_zero8(src + k))
-                for (int64_t i = k; i < k + 8; i++) n += src[i] != 0.0f;
-        for (; k < d; k++) n += src[k] != 0.0f;
+        const int64_t n = K->count_nonzeros(X + (idx ? idx[r] : start + r) * d, 0, d);
         nz->nnz[r] = n;
         total += n;
     }
@@ -99,12 +91,11 @@ nz_cache *nz_cache_build(const mlp_kernels *K, const void *X, mlp_dtype dtype, i
                          int64_t d, size_t max_bytes) {
     const int64_t blocks = FAST_BLOCKS(d);
     const int u8 = dtype == MLP_UINT8;
-    const size_t width = u8 ? 1 : sizeof(float);
     int64_t *start = malloc(sizeof(int64_t) * (size_t)(n + 1));
     if (!start) return NULL;
 #pragma omp parallel for schedule(static) if (PAR(n * d > PAR_MIN))
     for (int64_t r = 0; r < n; r++)
-        start[r + 1] = K->count_nonzeros((const char *)X + (size_t)(r * d) * width, u8, d);
+        start[r + 1] = K->count_nonzeros(row_of(X, dtype, d, r), u8, d);
     start[0] = 0;
     for (int64_t r = 0; r < n; r++) start[r + 1] += start[r];
     const double bytes = 8.0 * (double)start[n] + 4.0 * (double)n * (double)(blocks + 1);
@@ -146,8 +137,8 @@ nz_cache *nz_cache_build(const mlp_kernels *K, const void *X, mlp_dtype dtype, i
 #endif
         int32_t *ix = scratch_ix + t * d, *blk = c->blk + r * (blocks + 1);
         float *vx = scratch_vx + t * d;
-        const int64_t got = K->row_nonzeros(ix, vx, blk, (const char *)X + (size_t)(r * d) * width,
-                                            u8, d, FAST_KBLOCK, 1.0f);
+        const int64_t got =
+            K->row_nonzeros(ix, vx, blk, row_of(X, dtype, d, r), u8, d, FAST_KBLOCK, 1.0f);
         blk[blocks] = (int32_t)got;
         memcpy(c->idx + start[r], ix, sizeof(int32_t) * (size_t)got);
         memcpy(c->val + start[r], vx, sizeof(float) * (size_t)got);

@@ -104,8 +104,8 @@ void nz_gather(const mlp_kernels *K, nz_rows *nz, const void *X, mlp_dtype dtype
 
 /* Only counts the nonzero entries of float rows (as nz_gather picks them)
  * into nz->nnz, building no lists; returns their share. */
-double nz_count(nz_rows *nz, const float *X, int64_t d, const int64_t *idx, int64_t start,
-                int64_t B);
+double nz_count(const mlp_kernels *K, nz_rows *nz, const float *X, int64_t d,
+                const int64_t *idx, int64_t start, int64_t B);
 
 /* the nonzero entries of act (B,D) */
 void nz_from_dense(const mlp_kernels *K, nz_rows *nz, const float *act, int64_t B, int64_t D);

@@ -461,8 +461,9 @@ static double forward_layers(mlp_model *m, const mlp_data *data, const int64_t *
              * (the first few rows tell whether counting them all is worth it) */
             const int64_t few = B < 8 ? B : 8;
             lists = data->dtype != MLP_FLOAT32 ||
-                    nz_count(&m->nz[0], data->X, data->d, idx, start, few) <= FAST_DENSE ||
-                    nz_count(&m->nz[0], data->X, data->d, idx, start, B) <= FAST_DENSE;
+                    nz_count(m->kernels, &m->nz[0], data->X, data->d, idx, start, few) <=
+                        FAST_DENSE ||
+                    nz_count(m->kernels, &m->nz[0], data->X, data->d, idx, start, B) <= FAST_DENSE;
             if (lists)
                 nz_gather(m->kernels, &m->nz[0], data->X, data->dtype, data->d, idx, start, B,
                           m->input_scale);
@@ -509,6 +510,13 @@ static double forward_layers(mlp_model *m, const mlp_data *data, const int64_t *
 static void backward_layers(mlp_model *m, const batch_targets *t, int64_t B, double wsum,
                             const mlp_step *s, int hi, int lo);
 
+/* Whether layer l's weight-gradient pass takes the step s itself
+ * (fused_step) when it is not a plain SGD step: layers of FAST_NARROW
+ * outputs or more whose batch fits the int32 column lists. */
+static int takes_fused_step(const mlp_model *m, const mlp_step *s, int l, int64_t B) {
+    return s && m->L.sizes[l + 1] >= FAST_NARROW && B * m->L.sizes[l] < INT32_MAX;
+}
+
 static void backward(mlp_model *m, const batch_targets *t, int64_t B, double wsum,
                      const mlp_step *s) {
     backward_layers(m, t, B, wsum, s, m->L.n_layers - 1, 0);
@@ -542,7 +550,7 @@ static void backward_layers(mlp_model *m, const batch_targets *t, int64_t B, dou
             if (fused_lr != 0.0f) {
                 linear_backward_weights_fast(m->kernels, W, b, &m->nz[l], dense, dout, out,
                                              -fused_lr, m->T, &m->cols, NULL);
-            } else if (s && out >= FAST_NARROW && B * in < INT32_MAX) { /* int32 column lists */
+            } else if (takes_fused_step(m, s, l, B)) {
                 const fused_step u = {s, m->m + L->w_off[l], m->v + L->w_off[l],
                                       m->m + L->b_off[l], m->v + L->b_off[l]};
                 linear_backward_weights_fast(m->kernels, W, b, &m->nz[l], dense, dout, out, 1.0f,
@@ -606,8 +614,7 @@ static double step_above_first(mlp_model *m, const mlp_data *data, const int64_t
         above += L->sizes[l] * L->sizes[l + 1];
         narrow = narrow && L->sizes[l + 1] < FAST_NARROW;
     }
-    const int with_step = !mlp_step_is_plain_sgd(s) && L->sizes[1] >= FAST_NARROW &&
-                          B * L->sizes[0] < INT32_MAX; /* as backward_layers picks */
+    const int with_step = !mlp_step_is_plain_sgd(s) && takes_fused_step(m, s, 0, B);
     const int64_t rows = nz_columns_rows(&m->nz[0], m->x_dense, L->sizes[1], with_step);
     const double entries = nz_density(&m->nz[0]) * (double)L->sizes[0]; /* a row's */
     int side_by_side = narrow && rows >= B && (double)above <= SIDE_BY_SIDE_WORK * entries;
