@@ -126,6 +126,15 @@ MLP_FN void mlp_rounding_case(uint64_t seed, int64_t i, float *a, float *b) {
     *b = f[1];
 }
 
+/* Whether the rounding check counts x and y as the same result: equal in
+ * every bit, or both NaN. */
+MLP_FN int mlp_same_result(float x, float y) {
+    uint32_t bits[2];
+    const float f[2] = {x, y};
+    memcpy(bits, f, sizeof bits);
+    return bits[0] == bits[1] || (x != x && y != y);
+}
+
 /* ---- activations --------------------------------------------------------
  * y = f(x); the backward pass gets both the input x and the output y of the
  * activation, so each derivative uses whichever is cheaper and exact. */

@@ -12,10 +12,6 @@
 
 namespace {
 
-__device__ inline bool same_float(float x, float y) {
-    return __float_as_uint(x) == __float_as_uint(y) || (isnan(x) && isnan(y));
-}
-
 /* count of inputs [0, n) where either operation differs */
 __global__ void rounding_kernel(int64_t n, uint64_t seed, unsigned long long *bad) {
     unsigned long long mine = 0;
@@ -23,8 +19,8 @@ __global__ void rounding_kernel(int64_t n, uint64_t seed, unsigned long long *ba
          i += (int64_t)gridDim.x * blockDim.x) {
         float a, b;
         mlp_rounding_case(seed, i, &a, &b);
-        mine += !same_float(mlp_div(a, b), __fdiv_rn(a, b));
-        mine += !same_float(mlp_sqrt(a), __fsqrt_rn(a));
+        mine += !mlp_same_result(mlp_div(a, b), __fdiv_rn(a, b));
+        mine += !mlp_same_result(mlp_sqrt(a), __fsqrt_rn(a));
     }
     if (mine) atomicAdd(bad, mine);
 }
