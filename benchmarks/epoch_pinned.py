@@ -1,0 +1,55 @@
+"""One process's MNIST epochs (784-256-10, SGD lr 0.1, shuffled) through the
+backend's train_epoch on bound uint8 data, the thread count pinned: prints
+the median and the fastest of epochs 2 to 5 in seconds. Run it under two
+builds in alternation to compare them without the thread-count rounds
+(csrc/model.c, pick_threads) in the way:
+
+    for i in 1 2 3 4 5 6 7 8; do
+      echo "$(PYTHONPATH=OLD python benchmarks/epoch_pinned.py) \
+            $(PYTHONPATH=NEW python benchmarks/epoch_pinned.py)"
+    done
+
+--threads 0 leaves the count to the core's rounds instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from conftest import mnist_root  # noqa: E402
+
+from mlp import datasets  # noqa: E402
+from mlp._backends import get_backend  # noqa: E402
+from mlp.optimizers import make_optimizer  # noqa: E402
+from mlp.training import initial_state  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    X, y = datasets.load_mnist("train", mnist_root())
+    sizes = (784, 256, 10)
+    params, orders = initial_state(sizes, len(X), 5, seed=0)
+    net = get_backend("cpu").network(sizes, params, input_scale=1 / 255)
+    if args.threads > 0:
+        net.set_threads(args.threads)
+    data, sgd = net.bind(X, y.astype(np.int32)), make_optimizer("sgd", 0.1).core_dict()
+    times = []
+    for order in orders:
+        start = time.perf_counter()
+        net.train_epoch(data, order, args.batch, sgd)
+        times.append(time.perf_counter() - start)
+    print(f"{statistics.median(times[1:]):.4f} {min(times[1:]):.4f}")
+
+
+if __name__ == "__main__":
+    main()
