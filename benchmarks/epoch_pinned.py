@@ -29,7 +29,7 @@ from conftest import mnist_root  # noqa: E402
 
 from mlp import datasets  # noqa: E402
 from mlp._backends import get_backend  # noqa: E402
-from mlp.optimizers import Optimizer, make_optimizer  # noqa: E402
+from mlp.optimizers import make_optimizer  # noqa: E402
 from mlp.training import initial_state  # noqa: E402
 
 
@@ -45,17 +45,17 @@ def main():
     if args.adam:
         X = X.reshape(len(X), -1).astype(np.float32) / np.float32(255)
         net = get_backend("cpu").network(sizes, params)
-        opt = Optimizer(kind="adam", convention="sklearn", lr=1e-3, weight_decay=1e-4)
+        opt = make_optimizer("adam", 1e-3, weight_decay=1e-4, convention="sklearn")
     else:
         net = get_backend("cpu").network(sizes, params, input_scale=1 / 255)
         opt = make_optimizer("sgd", 0.1)
     if args.threads > 0:
         net.set_threads(args.threads)
-    data, sgd = net.bind(X, y.astype(np.int32)), opt.core_dict()
+    data, step = net.bind(X, y.astype(np.int32)), opt.core_dict()
     times = []
     for order in orders:
         start = time.perf_counter()
-        net.train_epoch(data, order, args.batch, sgd)
+        net.train_epoch(data, order, args.batch, step)
         times.append(time.perf_counter() - start)
     print(f"{statistics.median(times[1:]):.4f} {min(times[1:]):.4f}")
 

@@ -6,11 +6,12 @@
  * and one division a parameter) over 784 x 256 parameters and their two
  * moments, two threads, a barrier after each step:
  *   interleaved: thread t takes columns [128 t, 128 t + 128) of every row,
- *                as the C core's column chunks did with a fused step;
+ *                as the C core's column chunks do with a fused step
+ *                (csrc/fast.c, linear_backward_weights_fast);
  *   contiguous:  thread t takes rows [392 t, 392 t + 392), whole.
  * The 2-core development machine moves between a phase where the first
  * costs 3 to 4x the second and one where it costs about 10x (the second
- * unchanged); our epochs with two threads are slow in the latter
+ * unchanged; the 10x from an AVX-512 build of these loops); our epochs with two threads are slow in the latter
  * (benchmarks/RESULTS.md). Run it beside a benchmark to tell the phases
  * apart:
  *

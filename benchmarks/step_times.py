@@ -26,8 +26,8 @@ from mlp.training import initial_state
 RECIPES = {
     "sgd": lambda: make_optimizer("sgd", 0.1).core_dict(),
     # scikit-learn's defaults, as mlp.MLPClassifier passes them
-    "sklearn-adam": lambda: dict(make_optimizer("adam", 1e-3, weight_decay=1e-4).core_dict(),
-                                 convention="sklearn", decoupled=0),
+    "sklearn-adam": lambda: make_optimizer("adam", 1e-3, weight_decay=1e-4,
+                                           convention="sklearn").core_dict(),
 }
 
 

@@ -272,18 +272,29 @@ static void weights_dense(float *g, int64_t ldg, const float *x, int64_t ldx, in
     }
 }
 
-/* row_nonzeros eight columns at a time: a run of eight zeros is skipped
+/* Whether values k0 .. k1 of src are eight with every bit zero (eight
+ * blank pixels, or eight +0.0; -0.0 and anything else go on to the
+ * element-wise test), so that a run of them is skipped at once. */
+static inline int blank_eight(const void *src, int u8, int64_t k0, int64_t k1) {
+    if (k1 - k0 != 8) return 0;
+    uint64_t w[4] = {0, 0, 0, 0};
+    if (u8)
+        memcpy(w, (const uint8_t *)src + k0, 8);
+    else
+        memcpy(w, (const float *)src + k0, sizeof w);
+    return (w[0] | w[1] | w[2] | w[3]) == 0;
+}
+
+/* row_nonzeros eight columns at a time: a blank run of eight is skipped
  * at once, the rest compacted without branches */
 static int64_t nonzeros_by_eight(int32_t *ix, float *vx, int32_t *blk, const void *src, int u8,
                                  int64_t d, int64_t kblock, float scale, int64_t k0, int64_t n) {
     for (; k0 < d; k0 += 8) {
         const int64_t k1 = k0 + 8 < d ? k0 + 8 : d;
         if (k0 % kblock == 0) blk[k0 / kblock] = (int32_t)n;
+        if (blank_eight(src, u8, k0, k1)) continue;
         if (u8) {
             const uint8_t *x = (const uint8_t *)src;
-            uint64_t word = 1;
-            if (k1 - k0 == 8) memcpy(&word, x + k0, 8);
-            if (word == 0) continue; /* eight blank pixels at once */
             for (int64_t k = k0; k < k1; k++) {
                 ix[n] = (int32_t)k;
                 vx[n] = (float)x[k] * scale;
@@ -291,9 +302,6 @@ static int64_t nonzeros_by_eight(int32_t *ix, float *vx, int32_t *blk, const voi
             }
         } else {
             const float *x = (const float *)src;
-            uint64_t w[4] = {1, 0, 0, 0}; /* all bits zero: eight +0.0 */
-            if (k1 - k0 == 8) memcpy(w, x + k0, sizeof w);
-            if ((w[0] | w[1] | w[2] | w[3]) == 0) continue;
             for (int64_t k = k0; k < k1; k++) {
                 ix[n] = (int32_t)k;
                 vx[n] = x[k] * scale;
@@ -309,16 +317,11 @@ static int64_t count_by_eight(const void *src, int u8, int64_t d, int64_t k0) {
     int64_t n = 0;
     for (; k0 < d; k0 += 8) {
         const int64_t k1 = k0 + 8 < d ? k0 + 8 : d;
-        if (u8) {
-            const uint8_t *x = (const uint8_t *)src;
-            uint64_t word = 1;
-            if (k1 - k0 == 8) memcpy(&word, x + k0, 8);
-            if (word == 0) continue;
-            for (int64_t k = k0; k < k1; k++) n += x[k] != 0;
-        } else {
-            const float *x = (const float *)src;
-            for (int64_t k = k0; k < k1; k++) n += x[k] != 0.0f;
-        }
+        if (blank_eight(src, u8, k0, k1)) continue;
+        if (u8)
+            for (int64_t k = k0; k < k1; k++) n += ((const uint8_t *)src)[k] != 0;
+        else
+            for (int64_t k = k0; k < k1; k++) n += ((const float *)src)[k] != 0.0f;
     }
     return n;
 }
