@@ -228,6 +228,37 @@ const mlp_kernels *mlp_pick_kernels(void) {
     return &mlp_kernels_base;
 }
 
+/* ---- weights by panels ------------------------------------------------- */
+
+void wl_to_panels(float *dst, const float *src, const wlayout *l) {
+    for (int64_t q0 = 0; q0 < l->H; q0 += l->panel) {
+        const int64_t ld = wl_ld(l, q0);
+        float *p = dst + wl_shift(l, q0) + q0;
+        for (int64_t k = 0; k < l->D; k++)
+            memcpy(p + k * ld, src + k * l->H + q0, sizeof(float) * (size_t)ld);
+    }
+}
+
+void wl_from_panels(float *dst, const float *src, const wlayout *l) {
+    for (int64_t q0 = 0; q0 < l->H; q0 += l->panel) {
+        const int64_t ld = wl_ld(l, q0);
+        const float *p = src + wl_shift(l, q0) + q0;
+        for (int64_t k = 0; k < l->D; k++)
+            memcpy(dst + k * l->H + q0, p + k * ld, sizeof(float) * (size_t)ld);
+    }
+}
+
+double wl_squares(const mlp_kernels *K, const float *W, const wlayout *l) {
+    const wlayout seg = {l->D, l->H, FAST_PANEL};
+    double squares = 0.0;
+    for (int64_t q0 = 0; q0 < l->H; q0 += FAST_PANEL) {
+        const int64_t n = wl_ld(&seg, q0), ld = wl_ld(l, q0);
+        const float *p = W + wl_shift(l, q0) + q0;
+        for (int64_t k = 0; k < l->D; k++) squares += K->dot(p + k * ld, p + k * ld, n);
+    }
+    return squares;
+}
+
 /* WT (H,D) = W^T for W (D,H) */
 static void transpose(float *WT, const float *W, int64_t D, int64_t H) {
     for (int64_t k = 0; k < D; k++)
@@ -237,9 +268,10 @@ static void transpose(float *WT, const float *W, int64_t D, int64_t H) {
 /* ---- linear_forward ----------------------------------------------------- */
 
 void linear_forward_fast(const mlp_kernels *K, float *out, const nz_rows *inp,
-                         const float *dense_inp, const float *W, const float *b, int64_t H,
-                         int relu, float *WT) {
-    const int64_t B = inp->B, D = inp->D, CHUNK = K->chunk, chunks = (H + CHUNK - 1) / CHUNK;
+                         const float *dense_inp, const float *W, const wlayout *wl,
+                         const float *b, int relu, float *WT) {
+    const int64_t B = inp->B, D = inp->D, H = wl->H, CHUNK = K->chunk;
+    const int64_t chunks = (H + CHUNK - 1) / CHUNK;
     if (H < NARROW && dense_inp) { /* a few outputs: dot products with the columns of W */
         transpose(WT, W, D, H);
 #pragma omp parallel for schedule(static) if (PAR(B * D * H > PAR_MIN))
@@ -255,9 +287,11 @@ void linear_forward_fast(const mlp_kernels *K, float *out, const nz_rows *inp,
 #pragma omp parallel for schedule(static) if (PAR(B * H > PAR_MIN))
         for (int64_t c = 0; c < dchunks; c++) {
             const int64_t j0 = c * DC, w = H - j0 < DC ? H - j0 : DC;
+            const float *Wp = W + wl_shift(wl, j0);
             for (int64_t r0 = 0; r0 < B; r0 += DR)
                 K->forward_dense(out + r0 * H + j0, H, dense_inp + r0 * D, D,
-                                 B - r0 < DR ? (int)(B - r0) : (int)DR, W, b, H, j0, w, D, relu);
+                                 B - r0 < DR ? (int)(B - r0) : (int)DR, Wp, b, wl_ld(wl, j0), j0,
+                                 w, D, relu);
         }
         return;
     }
@@ -274,7 +308,7 @@ void linear_forward_fast(const mlp_kernels *K, float *out, const nz_rows *inp,
         const int64_t r1 = r0 + FAST_RBLOCK < B ? r0 + FAST_RBLOCK : B;
         for (int64_t kb = 0; kb < blocks; kb++)
             K->forward_rows(out + j0, H, inp->idx, inp->val, inp->blk, blocks + 1, D, r0, r1, kb,
-                            W, b, H, j0, w, relu);
+                            W + wl_shift(wl, j0), b, wl_ld(wl, j0), j0, w, relu);
     }
 }
 
@@ -465,11 +499,11 @@ static void bias_grad(const mlp_kernels *K, float *Gb, const float *dout, int64_
     }
 }
 
-void linear_backward_weights_fast(const mlp_kernels *K, float *GW, float *Gb,
-                                  const nz_rows *inp, const float *dense_inp, const float *dout,
-                                  int64_t H, float scale, float *GT, nz_cols *cols,
+void linear_backward_weights_fast(const mlp_kernels *K, float *GW, const wlayout *wl,
+                                  float *Gb, const nz_rows *inp, const float *dense_inp,
+                                  const float *dout, float scale, float *GT, nz_cols *cols,
                                   const fused_step *u) {
-    const int64_t B = inp->B, D = inp->D;
+    const int64_t B = inp->B, D = inp->D, H = wl->H;
     const int presorted = cols->sorted == inp;
     cols->sorted = NULL;
     if (H >= NARROW && dense_inp && nz_density(inp) > FAST_DENSE) {
@@ -480,18 +514,19 @@ void linear_backward_weights_fast(const mlp_kernels *K, float *GW, float *Gb,
 #pragma omp parallel for schedule(static) if (PAR(B * D * H > PAR_MIN))
         for (int64_t c = 0; c < dchunks; c++) {
             const int64_t j0 = c * DC, w = H - j0 < DC ? H - j0 : DC;
+            const int64_t shift = wl_shift(wl, j0), ld = wl_ld(wl, j0);
             for (int64_t k0 = 0; k0 < D; k0 += DR) {
                 const int n = D - k0 < DR ? (int)(D - k0) : (int)DR;
                 if (!u) {
-                    K->weights_dense(GW + k0 * H + j0, H, dense_inp + k0, D, n, dout + j0, H, w,
-                                     B, scale);
+                    K->weights_dense(GW + shift + k0 * ld + j0, ld, dense_inp + k0, D, n,
+                                     dout + j0, H, w, B, scale);
                     continue;
                 }
                 /* the gradient of the block's weights */
                 float g[MLP_DENSE_ROWS_MAX * MLP_DENSE_COLS_MAX] = {0};
                 K->weights_dense(g, DC, dense_inp + k0, D, n, dout + j0, H, w, B, 1.0f);
                 for (int i = 0; i < n; i++) {
-                    const int64_t at = (k0 + i) * H + j0;
+                    const int64_t at = shift + (k0 + i) * ld + j0;
                     K->update(u->s, GW + at, g + DC * i, u->mW + at, u->vW + at, w, 0);
                 }
             }
@@ -537,14 +572,15 @@ void linear_backward_weights_fast(const mlp_kernels *K, float *GW, float *Gb,
             for (int64_t kb = 0; kb < kblocks; kb++) {
                 const int64_t j0 = c * CHUNK, w = H - j0 < CHUNK ? H - j0 : CHUNK;
                 const int64_t k1 = (kb + 1) * WBLOCK < D ? (kb + 1) * WBLOCK : D;
+                const int64_t shift = wl_shift(wl, j0), ld = wl_ld(wl, j0);
                 if (!u) {
-                    K->weights_cols(GW, cols->start, cols->row, cols->val, kb * WBLOCK, k1, dout,
-                                    H, j0, w, scale);
+                    K->weights_cols(GW + shift, ld, cols->start, cols->row, cols->val,
+                                    kb * WBLOCK, k1, dout, H, j0, w, scale);
                     continue;
                 }
                 for (int64_t k = kb * WBLOCK; k < k1; k++) {
                     const int64_t first = cols->start[k], n = cols->start[k + 1] - first;
-                    const int64_t at = k * H + j0;
+                    const int64_t at = shift + k * ld + j0;
                     float g[MLP_CHUNK_MAX] = {0};
                     if (n > 0)
                         K->weights_chunk(g, cols->row + first, cols->val + first, n, dout, H,

@@ -45,6 +45,49 @@
 /* Rows per block of a large batch. */
 #define FAST_RBLOCK 64
 
+/* Columns per panel of a layer's weights stored by panels (wlayout); a
+ * multiple of every kernel set's chunk and dense block columns, and the
+ * same for every set, so that the panels are too. */
+#define FAST_PANEL 128
+
+/* Where a layer's weight (k, j) of W (D,H) lies, and its optimizer state's
+ * (laid out the same): row by row (panel 0: k * H + j), or by panels of
+ * `panel` columns, panel after panel, each panel's D rows contiguous (the
+ * last panel as wide as the columns left; a layer of at most `panel`
+ * columns is one panel, the same as row by row). The fast paths hand the
+ * threads column chunks of every row; by panels, a thread's columns lie
+ * apart from the other threads' instead of beside them in each row, which
+ * costs two cores a lot (benchmarks/RESULTS.md: "the development machine's
+ * slow phase"). Either way each weight sees the same arithmetic in the
+ * same order. */
+typedef struct wlayout {
+    int64_t D, H, panel;
+} wlayout;
+
+/* The leading dimension and offset that address the columns of j0's panel
+ * as a row-major matrix would: (k, j) at wl_shift + k * wl_ld + j, for j in
+ * that panel. The kernels take any range of columns inside one panel. */
+static inline int64_t wl_first(const wlayout *l, int64_t j0) {
+    return l->panel ? j0 / l->panel * l->panel : 0;
+}
+static inline int64_t wl_ld(const wlayout *l, int64_t j0) {
+    const int64_t q0 = wl_first(l, j0);
+    return l->panel && l->H - q0 > l->panel ? l->panel : l->H - q0;
+}
+static inline int64_t wl_shift(const wlayout *l, int64_t j0) {
+    const int64_t q0 = wl_first(l, j0);
+    return q0 * l->D - q0;
+}
+
+/* dst (by l's panels) = src (row by row), and back */
+void wl_to_panels(float *dst, const float *src, const wlayout *l);
+void wl_from_panels(float *dst, const float *src, const wlayout *l);
+
+/* The sum of W's squares (laid out as l says), in an order that does not
+ * depend on the layout: segments of FAST_PANEL columns of each row, each a
+ * kernel dot product, summed panel by panel and row by row in double. */
+double wl_squares(const mlp_kernels *K, const float *W, const wlayout *l);
+
 /* The nonzero entries of B rows of width D, row b at offset b * D. */
 typedef struct nz_rows {
     int32_t *idx; /* column of each entry */
@@ -115,10 +158,11 @@ double nz_density(const nz_rows *nz);
 
 /* linear_forward (+ relu_forward): (B,D) @ (D,H) + (H) -> (B,H). When the
  * input rows are also at hand as a dense matrix (B,D), narrow layers and
- * mostly-nonzero inputs use it. WT: scratch of D*H floats. */
+ * mostly-nonzero inputs use it. W laid out as wl says. WT: scratch of D*H
+ * floats. */
 void linear_forward_fast(const mlp_kernels *K, float *out, const nz_rows *inp,
-                         const float *dense_inp, const float *W, const float *b, int64_t H,
-                         int relu, float *WT);
+                         const float *dense_inp, const float *W, const wlayout *wl,
+                         const float *b, int relu, float *WT);
 
 /* linear_backward's dinp (+ activation_backward): dinp (B,D) = f'(.) *
  * (dout @ W^T), from the activation's output act_in (B,D) and, when it
@@ -145,6 +189,7 @@ typedef struct fused_step {
 
 /* linear_backward's dW, db, scaled and added in place:
  *   GW (D,H) += scale * inp^T @ dout,  Gb (H) += scale * sum over B of dout
+ * GW (and u's mW, vW) laid out as wl says.
  * With GW, Gb = W, b and scale = -lr this is linear_backward + sgd_update
  * fused (momentum and weight decay zero); with zeroed gradients and scale 1,
  * plain linear_backward. With u (layers of at least FAST_NARROW outputs
@@ -154,9 +199,9 @@ typedef struct fused_step {
  * (used for narrow layers, and for mostly-nonzero inputs, which take dense
  * register blocks). GT: scratch of D*H floats; cols: scratch for the
  * entries by column. */
-void linear_backward_weights_fast(const mlp_kernels *K, float *GW, float *Gb,
-                                  const nz_rows *inp, const float *dense_inp, const float *dout,
-                                  int64_t H, float scale, float *GT, nz_cols *cols,
+void linear_backward_weights_fast(const mlp_kernels *K, float *GW, const wlayout *wl,
+                                  float *Gb, const nz_rows *inp, const float *dense_inp,
+                                  const float *dout, float scale, float *GT, nz_cols *cols,
                                   const fused_step *u);
 
 #endif /* MLP_FAST_H */

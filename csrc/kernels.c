@@ -187,15 +187,16 @@ static void weights_chunk(float *g, const int32_t *rows, const float *vals, int6
 
 /* weights_chunk for input columns k0 .. k1 (column k's entries at
  * start[k] .. start[k + 1] of rows and vals; columns without entries
- * skipped): rows k of GW, one call for a run of columns, so that
- * weights_chunk is inlined into the loop. */
-static void weights_cols(float *GW, const int32_t *start, const int32_t *rows, const float *vals,
-                         int64_t k0, int64_t k1, const float *dout, int64_t H, int64_t j0,
-                         int64_t w, float scale) {
+ * skipped): rows k of GW (ldg apart), one call for a run of columns, so
+ * that weights_chunk is inlined into the loop. */
+static void weights_cols(float *GW, int64_t ldg, const int32_t *start, const int32_t *rows,
+                         const float *vals, int64_t k0, int64_t k1, const float *dout, int64_t H,
+                         int64_t j0, int64_t w, float scale) {
     for (int64_t k = k0; k < k1; k++) {
         const int64_t first = start[k], n = start[k + 1] - first;
         if (n > 0)
-            weights_chunk(GW + k * H + j0, rows + first, vals + first, n, dout, H, j0, w, scale);
+            weights_chunk(GW + k * ldg + j0, rows + first, vals + first, n, dout, H, j0, w,
+                          scale);
     }
 }
 

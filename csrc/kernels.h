@@ -30,7 +30,8 @@ typedef struct mlp_kernels {
     /* rows r0 .. r1 of a batch's nonzero lists (nz_rows: entries D apart,
      * nb = blocks + 1 block starts per row), columns [j0, j0 + w), the
      * entries of input block kb: o (ldo apart; or b in the first block) +=
-     * entries @ W, ReLU applied in the last block (nb - 2) when relu */
+     * entries @ W (W's rows H apart), ReLU applied in the last block (nb -
+     * 2) when relu */
     void (*forward_rows)(float *o, int64_t ldo, const int32_t *ix, const float *vx,
                          const int32_t *blk, int64_t nb, int64_t D, int64_t r0, int64_t r1,
                          int64_t kb, const float *W, const float *b, int64_t H, int64_t j0,
@@ -41,13 +42,14 @@ typedef struct mlp_kernels {
                           const float *dout, int64_t H, int64_t j0, int64_t w, float scale);
     /* weights_chunk for input columns k0 .. k1 of a batch's entries by
      * column (nz_cols: column k's at start[k] .. start[k + 1]), into rows k
-     * of GW (H apart) */
-    void (*weights_cols)(float *GW, const int32_t *start, const int32_t *rows, const float *vals,
-                         int64_t k0, int64_t k1, const float *dout, int64_t H, int64_t j0,
-                         int64_t w, float scale);
+     * of GW (ldg apart; dout's rows H apart) */
+    void (*weights_cols)(float *GW, int64_t ldg, const int32_t *start, const int32_t *rows,
+                         const float *vals, int64_t k0, int64_t k1, const float *dout, int64_t H,
+                         int64_t j0, int64_t w, float scale);
     /* dense rows x[0 .. n) (ldx apart), columns [j0, j0 + w): o (ldo
-     * apart) = b + x @ W (or x @ W when b is NULL), ReLU when relu; the
-     * sums start from the bias (or zero) and run over k in order */
+     * apart) = b + x @ W (or x @ W when b is NULL; W's rows H apart), ReLU
+     * when relu; the sums start from the bias (or zero) and run over k in
+     * order */
     void (*forward_dense)(float *o, int64_t ldo, const float *x, int64_t ldx, int n,
                           const float *W, const float *b, int64_t H, int64_t j0, int64_t w,
                           int64_t D, int relu);

@@ -67,6 +67,11 @@ struct mlp_model {
     int64_t rounds;        /* rounds of steps timed so far (pick_threads) */
     int probe_gap, since_probe; /* on one thread: rounds between tries of all, and since the last */
     const mlp_kernels *kernels; /* the fast paths' inner loops for this CPU */
+    /* The first layer's layout (fast.h's wlayout): by panels during an epoch
+     * that keeps its W and their state m, v in `panels` (enter_panels), else
+     * row by row in params, m and v. */
+    wlayout wl0;
+    float *panels; /* 3 panel copies of sizes[0] x sizes[1] floats: W, m, v */
 };
 
 const char *mlp_backend_name(void) { return "cpu"; }
@@ -195,6 +200,21 @@ static int fast_paths_support(const mlp_layout *L) {
     return 1;
 }
 
+/* Layer l's weights for the fast paths, where they are now and how they lie
+ * (wl), and those of its optimizer state (state: m->m or m->v). */
+static wlayout layout_of(const mlp_model *m, int l) {
+    return l == 0 ? m->wl0 : (wlayout){m->L.sizes[l], m->L.sizes[l + 1], 0};
+}
+
+static float *weights_of(const mlp_model *m, int l) {
+    return l == 0 && m->wl0.panel ? m->panels : m->params + m->L.w_off[l];
+}
+
+static float *weight_state_of(const mlp_model *m, const float *state, int l) {
+    if (l > 0 || !m->wl0.panel) return (float *)state + m->L.w_off[l];
+    return m->panels + (state == m->m ? 1 : 2) * m->wl0.D * m->wl0.H;
+}
+
 mlp_status mlp_create(mlp_model **model, const mlp_config *config) {
     mlp_clear_error();
     mlp_watch_forks();
@@ -226,6 +246,7 @@ mlp_status mlp_create(mlp_model **model, const mlp_config *config) {
     m->T = malloc(sizeof(float) * (size_t)narrow);
     m->kernels = mlp_pick_kernels();
     m->plain = !fast_paths_support(&m->L);
+    m->wl0 = (wlayout){m->L.sizes[0], m->L.sizes[1], 0};
     if (!m->params || !m->grads || !m->m || !m->v || !m->T) {
         mlp_free(m);
         return mlp_fail(MLP_ERR_NOMEM, "out of host memory for %lld parameters",
@@ -243,6 +264,7 @@ void mlp_free(mlp_model *m) {
     free(m->m);
     free(m->v);
     free(m->T);
+    free(m->panels);
     mlp_layout_free(&m->L);
     free(m);
 }
@@ -477,9 +499,10 @@ static double forward_layers(mlp_model *m, const mlp_data *data, const int64_t *
         for (int l = l0; l < l1; l++) {
             const int64_t out = L->sizes[l + 1];
             float *z = l < last && m->pre[l] ? m->pre[l] : m->acts[l];
+            const wlayout wl = layout_of(m, l);
             linear_forward_fast(m->kernels, z, &m->nz[l], l == 0 ? x : m->acts[l - 1],
-                                m->params + L->w_off[l], m->params + L->b_off[l], out,
-                                l < last && relu, m->T);
+                                weights_of(m, l), &wl, m->params + L->b_off[l], l < last && relu,
+                                m->T);
             if (l < last && !relu) activation_forward(m->act, m->acts[l], z, B * out);
             /* the next layer reads nonzero lists unless it is narrow */
             if (l < last && L->sizes[l + 2] >= FAST_NARROW)
@@ -539,18 +562,20 @@ static void backward_layers(mlp_model *m, const batch_targets *t, int64_t B, dou
                 linear_backward_input_fast(m->kernels, dinp, dout, W, m->act, pre_in,
                                            m->acts[l - 1], B, in, out, m->T);
             const float *dense = l == 0 ? m->x_dense : m->acts[l - 1];
+            const wlayout wl = layout_of(m, l), rows = {in, out, 0};
             if (fused_lr != 0.0f) {
-                linear_backward_weights_fast(m->kernels, W, b, &m->nz[l], dense, dout, out,
-                                             -fused_lr, m->T, &m->cols, NULL);
+                linear_backward_weights_fast(m->kernels, weights_of(m, l), &wl, b, &m->nz[l],
+                                             dense, dout, -fused_lr, m->T, &m->cols, NULL);
             } else if (takes_fused_step(m, s, l, B)) {
-                const fused_step u = {s, m->m + L->w_off[l], m->v + L->w_off[l],
-                                      m->m + L->b_off[l], m->v + L->b_off[l]};
-                linear_backward_weights_fast(m->kernels, W, b, &m->nz[l], dense, dout, out, 1.0f,
-                                             m->T, &m->cols, &u);
-            } else {
+                const fused_step u = {s, weight_state_of(m, m->m, l),
+                                      weight_state_of(m, m->v, l), m->m + L->b_off[l],
+                                      m->v + L->b_off[l]};
+                linear_backward_weights_fast(m->kernels, weights_of(m, l), &wl, b, &m->nz[l],
+                                             dense, dout, 1.0f, m->T, &m->cols, &u);
+            } else { /* never by panels (enter_panels) */
                 memset(gW, 0, sizeof(float) * (size_t)((in + 1) * out)); /* W and b */
-                linear_backward_weights_fast(m->kernels, gW, gb, &m->nz[l], dense, dout, out, 1.0f,
-                                             m->T, &m->cols, NULL);
+                linear_backward_weights_fast(m->kernels, gW, &rows, gb, &m->nz[l], dense, dout,
+                                             1.0f, m->T, &m->cols, NULL);
                 if (s)
                     optimizer_update_layer_fast(m->kernels, L, l, s, m->params, m->grads, m->m,
                                                 m->v);
@@ -568,10 +593,10 @@ static double reported_penalty(const mlp_model *m, const mlp_optimizer *opt, dou
     if (opt->convention != MLP_SKLEARN || opt->weight_decay == 0.0f || !(wsum > 0.0)) return 0.0;
     const double l2 = (double)opt->weight_decay / wsum;
     if (m->plain) return l2_penalty(&m->L, m->params, l2);
-    double squares = 0.0; /* the kernels' dot: eight-wide, fused multiply-adds */
+    double squares = 0.0; /* the same sum whichever way the first layer lies */
     for (int l = 0; l < m->L.n_layers; l++) {
-        const float *W = m->params + m->L.w_off[l];
-        squares += m->kernels->dot(W, W, m->L.sizes[l] * m->L.sizes[l + 1]);
+        const wlayout wl = layout_of(m, l);
+        squares += wl_squares(m->kernels, weights_of(m, l), &wl);
     }
     return 0.5 * l2 * squares;
 }
@@ -713,6 +738,52 @@ static int pick_threads(mlp_model *m, int all, int used, double seconds, int64_t
     return all;
 }
 
+/* Epochs of at least PANEL_STEPS steps on more than one thread keep the
+ * first layer's W, and the state its optimizer uses, by panels (fast.h's
+ * wlayout): copying them in and out costs about as much as two steps'
+ * updates. Only where every step of the epoch takes one of the fused
+ * weight-gradient passes of backward_layers (they take any layout; the
+ * gradient buffer does not), and the copies take at most PANEL_BYTES.
+ * MLP_PANELS=0 never keeps them so, 1 wherever those passes allow (the
+ * tests compare the two: the same results bit for bit). Without memory for
+ * the copies the epoch runs row by row. Returns whether it keeps them. */
+#define PANEL_STEPS 8
+#define PANEL_BYTES ((size_t)256 << 20)
+
+static int uses_m(const mlp_optimizer *opt) {
+    return opt->kind == MLP_ADAM || opt->convention == MLP_SKLEARN || opt->momentum != 0.0f;
+}
+
+static int enter_panels(mlp_model *m, const mlp_optimizer *opt, int64_t steps, int64_t B,
+                        int threads) {
+    const char *want = getenv("MLP_PANELS");
+    const int always = want && strcmp(want, "1") == 0;
+    const int64_t D = m->L.sizes[0], H = m->L.sizes[1];
+    if ((want && strcmp(want, "0") == 0) || m->plain || m->L.n_layers < 2 || H <= FAST_PANEL ||
+        H < FAST_NARROW || B * D >= INT32_MAX)
+        return 0;
+    if (!always && (threads < 2 || steps < PANEL_STEPS)) return 0;
+    const size_t each = sizeof(float) * (size_t)D * (size_t)H;
+    if (each > PANEL_BYTES / 3) return 0;
+    if (!m->panels && !(m->panels = malloc(3 * each))) return 0;
+    const wlayout wl = {D, H, FAST_PANEL};
+    const int64_t w0 = m->L.w_off[0];
+    wl_to_panels(m->panels, m->params + w0, &wl);
+    if (uses_m(opt)) wl_to_panels(m->panels + D * H, m->m + w0, &wl);
+    if (opt->kind == MLP_ADAM) wl_to_panels(m->panels + 2 * D * H, m->v + w0, &wl);
+    m->wl0 = wl;
+    return 1;
+}
+
+static void leave_panels(mlp_model *m, const mlp_optimizer *opt) {
+    const wlayout wl = m->wl0;
+    const int64_t w0 = m->L.w_off[0];
+    wl_from_panels(m->params + w0, m->panels, &wl);
+    if (uses_m(opt)) wl_from_panels(m->m + w0, m->panels + wl.D * wl.H, &wl);
+    if (opt->kind == MLP_ADAM) wl_from_panels(m->v + w0, m->panels + 2 * wl.D * wl.H, &wl);
+    m->wl0.panel = 0;
+}
+
 static mlp_status train_epoch(mlp_model *m, const mlp_data *data, const int64_t *order,
                               int64_t n_order, int64_t batch_size, const mlp_optimizer *opt,
                               float *batch_losses, double *mean_loss, double *accuracy) {
@@ -734,6 +805,7 @@ static mlp_status train_epoch(mlp_model *m, const mlp_data *data, const int64_t 
     double round_start = 0.0;
     int64_t round_rows = 0;
     m->lists = m->plain ? NULL : lists_of(m, data);
+    const int panels = enter_panels(m, opt, (n + batch_size - 1) / batch_size, B_max, all);
     for (int64_t start = 0, b = 0; start < n; start += batch_size, b++) {
         if (tune && b % ROUND_STEPS == 0) {
             const double t = now();
@@ -759,6 +831,7 @@ static mlp_status train_epoch(mlp_model *m, const mlp_data *data, const int64_t 
         if (batch_losses) batch_losses[b] = (float)loss;
     }
     m->lists = NULL;
+    if (panels) leave_panels(m, opt);
     if (mean_loss) *mean_loss = weight_sum > 0.0 ? loss_sum / weight_sum : 0.0;
     if (accuracy) *accuracy = done > 0 ? (double)correct / (double)done : 0.0;
     return st;

@@ -149,6 +149,47 @@ def test_avx512_gives_the_avx2_results_bit_for_bit(monkeypatch, inputs, recipe):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("kernels", KERNEL_SETS)
+@pytest.mark.parametrize("inputs,recipe", [("pixels", "sgd"), ("dense", "sgd"),
+                                           ("pixels", "adam"), ("dense", "adam"),
+                                           ("pixels", "sklearn-sgd"), ("pixels", "sklearn-adam"),
+                                           ("dense", "tanh")])
+def test_first_layer_by_panels_gives_the_same_results_bit_for_bit(monkeypatch, kernels, inputs,
+                                                                   recipe):
+    """An epoch may keep the first layer's weights and their optimizer
+    state by panels of columns (csrc/fast.h, wlayout); MLP_PANELS=1 makes
+    every epoch do so, 0 none. The losses (scikit-learn's penalty among
+    them), parameters, optimizer state and predictions are the same bit for
+    bit: 300 columns make two whole panels and a narrower last one, on the
+    sparse and the dense paths, with the step fused by each rule."""
+    rng = np.random.default_rng(8)
+    n, sizes = 400, (120, 300, 50, 7)
+    if inputs == "pixels":
+        X = rng.integers(0, 256, size=(n, sizes[0]), dtype=np.uint8)
+        X[X < 170] = 0
+    else:
+        X = rng.standard_normal((n, sizes[0])).astype(np.float32)
+    y = rng.integers(0, sizes[-1], n).astype(np.int32)
+    params, orders = initial_state(sizes, n, 2, seed=4)
+    rule, _, kind = recipe.rpartition("-")
+    opt = make_optimizer("adam" if kind == "adam" else "sgd", 0.01 if kind == "adam" else 0.05,
+                         momentum=0.9 if rule and kind == "sgd" else 0.0,
+                         weight_decay=1e-3 if rule else 0.0,
+                         convention=rule or "torch").core_dict()
+    monkeypatch.setenv("MLP_KERNELS", kernels)
+    results = {}
+    for panels in ("0", "1"):
+        monkeypatch.setenv("MLP_PANELS", panels)
+        net = get_backend("cpu").network(sizes, params, input_scale=scale_of(X),
+                                         activation="tanh" if recipe == "tanh" else "relu")
+        data = net.bind(X, y)
+        losses = [net.train_epoch(data, o, 48, opt)[0] for o in orders]
+        state, steps = net.get_state()
+        results[panels] = (np.asarray(losses), net.get_params(), state, steps, net.predict(data))
+    for a, b in zip(results["0"], results["1"]):
+        np.testing.assert_array_equal(a, b)
+
+
 SCRIPT = """
 import hashlib, os, numpy as np
 from mlp import reference
