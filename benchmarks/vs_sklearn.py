@@ -4,7 +4,9 @@ parameters (scikit-learn's defaults: adam, learning_rate_init 1e-3, batch
 training rows scaled to [0, 1], 10,000 test rows) and a tabular set from
 make_classification (--tabular-rows training rows, 100 features, and a
 tenth as many test rows). For each seed: the time of fit and the test
-accuracy of both. With --grid, also GridSearchCV over 8 settings on MNIST
+accuracy of both. Each timed fit starts after a pause of PAUSE seconds (a
+library's idle threads keep spinning for a while after its work: OpenBLAS's
+after scikit-learn's fit or score). With --grid, also GridSearchCV over 8 settings on MNIST
 (3-fold, 3 epochs each) with both estimators.
 
     python benchmarks/vs_sklearn.py --mnist DIR --device cpu [--seeds 3] [--grid]
@@ -43,7 +45,11 @@ def tabular(rows):
     return X[:rows], y[:rows], X[rows:], y[rows:]
 
 
+PAUSE = 0.5
+
+
 def timed_fit(est, X, y):
+    time.sleep(PAUSE)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConvergenceWarning after max_iter epochs

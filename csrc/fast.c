@@ -27,7 +27,7 @@
  * piece owns its outputs, so who runs it does not change the results; the
  * pieces go to the threads in contiguous runs (schedule(static)), so that a
  * thread's pieces share their columns of dout in its cache. */
-#define WBLOCK 64
+#define WBLOCK FAST_WBLOCK
 #define PAR(enough) ((enough) && !mlp_forked)
 
 /* ---- nonzero lists ------------------------------------------------------ */
@@ -251,12 +251,23 @@ void wl_from_panels(float *dst, const float *src, const wlayout *l) {
 double wl_squares(const mlp_kernels *K, const float *W, const wlayout *l) {
     const wlayout seg = {l->D, l->H, FAST_PANEL};
     double squares = 0.0;
-    for (int64_t q0 = 0; q0 < l->H; q0 += FAST_PANEL) {
-        const int64_t n = wl_ld(&seg, q0), ld = wl_ld(l, q0);
-        const float *p = W + wl_shift(l, q0) + q0;
-        for (int64_t k = 0; k < l->D; k++) squares += K->dot(p + k * ld, p + k * ld, n);
+    for (int64_t k0 = 0; k0 < l->D; k0 += WBLOCK) {
+        const int64_t k1 = k0 + WBLOCK < l->D ? k0 + WBLOCK : l->D;
+        for (int64_t q0 = 0; q0 < l->H; q0 += FAST_PANEL) {
+            const int64_t n = wl_ld(&seg, q0), ld = wl_ld(l, q0);
+            const float *p = W + wl_shift(l, q0) + q0;
+            float sq[FAST_PANEL] = {0};
+            for (int64_t k = k0; k < k1; k++) K->add_squares(sq, p + k * ld, n);
+            for (int64_t j = 0; j < n; j++) squares += sq[j];
+        }
     }
     return squares;
+}
+
+double fast_squares_sum(const float *squares, int64_t D, int64_t H) {
+    double total = 0.0;
+    for (int64_t i = 0; i < (D + WBLOCK - 1) / WBLOCK * H; i++) total += squares[i];
+    return total;
 }
 
 /* WT (H,D) = W^T for W (D,H) */
@@ -515,6 +526,7 @@ void linear_backward_weights_fast(const mlp_kernels *K, float *GW, const wlayout
         for (int64_t c = 0; c < dchunks; c++) {
             const int64_t j0 = c * DC, w = H - j0 < DC ? H - j0 : DC;
             const int64_t shift = wl_shift(wl, j0), ld = wl_ld(wl, j0);
+            float sq[MLP_DENSE_COLS_MAX] = {0}; /* u->squares of this block of rows */
             for (int64_t k0 = 0; k0 < D; k0 += DR) {
                 const int n = D - k0 < DR ? (int)(D - k0) : (int)DR;
                 if (!u) {
@@ -527,7 +539,12 @@ void linear_backward_weights_fast(const mlp_kernels *K, float *GW, const wlayout
                 K->weights_dense(g, DC, dense_inp + k0, D, n, dout + j0, H, w, B, 1.0f);
                 for (int i = 0; i < n; i++) {
                     const int64_t at = shift + (k0 + i) * ld + j0;
+                    if (u->squares) K->add_squares(sq, GW + at, w);
                     K->update(u->s, GW + at, g + DC * i, u->mW + at, u->vW + at, w, 0);
+                }
+                if (u->squares && ((k0 + n) % WBLOCK == 0 || k0 + n == D)) {
+                    memcpy(u->squares + (k0 + n - 1) / WBLOCK * H + j0, sq, sizeof(float) * (size_t)w);
+                    memset(sq, 0, sizeof sq);
                 }
             }
         }
@@ -578,6 +595,7 @@ void linear_backward_weights_fast(const mlp_kernels *K, float *GW, const wlayout
                                     kb * WBLOCK, k1, dout, H, j0, w, scale);
                     continue;
                 }
+                float sq[MLP_CHUNK_MAX] = {0}; /* u->squares of this block of rows */
                 for (int64_t k = kb * WBLOCK; k < k1; k++) {
                     const int64_t first = cols->start[k], n = cols->start[k + 1] - first;
                     const int64_t at = shift + k * ld + j0;
@@ -585,8 +603,10 @@ void linear_backward_weights_fast(const mlp_kernels *K, float *GW, const wlayout
                     if (n > 0)
                         K->weights_chunk(g, cols->row + first, cols->val + first, n, dout, H,
                                          j0, w, 1.0f);
+                    if (u->squares) K->add_squares(sq, GW + at, w);
                     K->update(u->s, GW + at, g, u->mW + at, u->vW + at, w, 0);
                 }
+                if (u->squares) memcpy(u->squares + kb * H + j0, sq, sizeof(float) * (size_t)w);
             }
     }
 }

@@ -83,10 +83,19 @@ static inline int64_t wl_shift(const wlayout *l, int64_t j0) {
 void wl_to_panels(float *dst, const float *src, const wlayout *l);
 void wl_from_panels(float *dst, const float *src, const wlayout *l);
 
-/* The sum of W's squares (laid out as l says), in an order that does not
- * depend on the layout: segments of FAST_PANEL columns of each row, each a
- * kernel dot product, summed panel by panel and row by row in double. */
+/* Rows per block of a weight-gradient pass's pieces (fast.c), and of the
+ * sums of squares below. */
+#define FAST_WBLOCK 64
+
+/* The sum of W's squares (laid out as l says), in an order that depends on
+ * neither the layout, the kernel set nor the threads: for each block of
+ * FAST_WBLOCK rows, each column's squares summed over the rows in order
+ * (K->add_squares), then those column sums in double, block by block and
+ * column by column. A fused step (fused_step's squares) finds the same
+ * column sums of the weights it is about to change, and fast_squares_sum
+ * adds them up the same way. */
 double wl_squares(const mlp_kernels *K, const float *W, const wlayout *l);
+double fast_squares_sum(const float *squares, int64_t D, int64_t H);
 
 /* The nonzero entries of B rows of width D, row b at offset b * D. */
 typedef struct nz_rows {
@@ -181,10 +190,14 @@ void optimizer_update_layer_fast(const mlp_kernels *K, const mlp_layout *L, int 
 /* An optimizer step fused into a weight-gradient pass: each finished piece
  * of the gradient goes straight to K->update on its parameters, so that the
  * gradient never goes to memory and the parameters and their state are read
- * and written once (m, v: the state of the layer's W and b). */
+ * and written once (m, v: the state of the layer's W and b). With squares
+ * (ceil(D / FAST_WBLOCK) x H floats), the pass also leaves there the
+ * column sums of wl_squares of the weights before the step, while they are
+ * at hand (scikit-learn's reported penalty). */
 typedef struct fused_step {
     const mlp_step *s;
     float *mW, *vW, *mb, *vb;
+    float *squares;
 } fused_step;
 
 /* linear_backward's dW, db, scaled and added in place:

@@ -388,6 +388,10 @@ static int64_t row_nonzeros(int32_t *ix, float *vx, int32_t *blk, const void *sr
 }
 #endif
 
+static void add_squares(float *sq, const float *p, int64_t n) {
+    for (int64_t i = 0; i < n; i++) sq[i] = MADD(p[i], p[i], sq[i]);
+}
+
 /* mlp_update over n parameters, the rule picked once: a copy of the step
  * that no store can alias, and one loop per rule, so that each vectorizes */
 static void update(const mlp_step *step, float *p, const float *g, float *m, float *v, int64_t n,
@@ -408,5 +412,5 @@ static void update(const mlp_step *step, float *p, const float *g, float *m, flo
 const mlp_kernels TABLE(MLP_KERNEL_SET) = {
     NAME(MLP_KERNEL_SET), CHUNK,         DENSE_ROWS,   DENSE_COLS,    dot,
     relu_mask,            forward_rows,  weights_chunk, weights_cols,  forward_dense,
-    weights_dense,        row_nonzeros,  count_nonzeros, update,
+    weights_dense,        row_nonzeros,  add_squares,   count_nonzeros, update,
 };

@@ -66,6 +66,9 @@ typedef struct mlp_kernels {
      * may be written. */
     int64_t (*row_nonzeros)(int32_t *ix, float *vx, int32_t *blk, const void *src, int u8,
                             int64_t d, int64_t kblock, float scale);
+    /* sq[i] += p[i] * p[i] for i < n (one fused multiply-add where the set
+     * has them) */
+    void (*add_squares)(float *sq, const float *p, int64_t n);
     /* how many entries row_nonzeros would find */
     int64_t (*count_nonzeros)(const void *src, int u8, int64_t d);
     /* optimizer_update of n parameters p with gradients g and state m, v

@@ -72,6 +72,12 @@ struct mlp_model {
      * row by row in params, m and v. */
     wlayout wl0;
     float *panels; /* 3 panel copies of sizes[0] x sizes[1] floats: W, m, v */
+    /* scikit-learn's reported penalty during a step (train_step): whether
+     * the fused steps find their layers' squares (into `squares`, fast.h's
+     * fused_step), and the sum of squares of every layer so far */
+    int want_squares;
+    float *squares;
+    double step_squares;
 };
 
 const char *mlp_backend_name(void) { return "cpu"; }
@@ -238,16 +244,19 @@ mlp_status mlp_create(mlp_model **model, const mlp_config *config) {
     m->grads = calloc(1, bytes);
     m->m = calloc(1, bytes);
     m->v = calloc(1, bytes);
-    int64_t narrow = 1;
+    int64_t narrow = 1, squares = 1;
     for (int l = 0; l < m->L.n_layers; l++) {
-        if (m->L.sizes[l + 1] < FAST_NARROW && m->L.sizes[l] * m->L.sizes[l + 1] > narrow)
-            narrow = m->L.sizes[l] * m->L.sizes[l + 1];
+        const int64_t D = m->L.sizes[l], H = m->L.sizes[l + 1];
+        if (H < FAST_NARROW && D * H > narrow) narrow = D * H;
+        if ((D + FAST_WBLOCK - 1) / FAST_WBLOCK * H > squares)
+            squares = (D + FAST_WBLOCK - 1) / FAST_WBLOCK * H;
     }
     m->T = malloc(sizeof(float) * (size_t)narrow);
+    m->squares = malloc(sizeof(float) * (size_t)squares);
     m->kernels = mlp_pick_kernels();
     m->plain = !fast_paths_support(&m->L);
     m->wl0 = (wlayout){m->L.sizes[0], m->L.sizes[1], 0};
-    if (!m->params || !m->grads || !m->m || !m->v || !m->T) {
+    if (!m->params || !m->grads || !m->m || !m->v || !m->T || !m->squares) {
         mlp_free(m);
         return mlp_fail(MLP_ERR_NOMEM, "out of host memory for %lld parameters",
                         (long long)(bytes / sizeof(float)));
@@ -265,6 +274,7 @@ void mlp_free(mlp_model *m) {
     free(m->v);
     free(m->T);
     free(m->panels);
+    free(m->squares);
     mlp_layout_free(&m->L);
     free(m);
 }
@@ -567,11 +577,15 @@ static void backward_layers(mlp_model *m, const batch_targets *t, int64_t B, dou
                 linear_backward_weights_fast(m->kernels, weights_of(m, l), &wl, b, &m->nz[l],
                                              dense, dout, -fused_lr, m->T, &m->cols, NULL);
             } else if (takes_fused_step(m, s, l, B)) {
-                const fused_step u = {s, weight_state_of(m, m->m, l),
-                                      weight_state_of(m, m->v, l), m->m + L->b_off[l],
-                                      m->v + L->b_off[l]};
+                const fused_step u = {s,
+                                      weight_state_of(m, m->m, l),
+                                      weight_state_of(m, m->v, l),
+                                      m->m + L->b_off[l],
+                                      m->v + L->b_off[l],
+                                      m->want_squares ? m->squares : NULL};
                 linear_backward_weights_fast(m->kernels, weights_of(m, l), &wl, b, &m->nz[l],
                                              dense, dout, 1.0f, m->T, &m->cols, &u);
+                if (u.squares) m->step_squares += fast_squares_sum(u.squares, in, out);
             } else { /* never by panels (enter_panels) */
                 memset(gW, 0, sizeof(float) * (size_t)((in + 1) * out)); /* W and b */
                 linear_backward_weights_fast(m->kernels, gW, &rows, gb, &m->nz[l], dense, dout,
@@ -588,17 +602,11 @@ static void backward_layers(mlp_model *m, const batch_targets *t, int64_t B, dou
 }
 
 /* The L2 coefficient of the scikit-learn convention for a batch of total
- * weight wsum, added to the reported loss (0 in PyTorch's convention). */
-static double reported_penalty(const mlp_model *m, const mlp_optimizer *opt, double wsum) {
+ * weight wsum, whose penalty of the weights before the step is added to the
+ * reported loss; 0 in PyTorch's convention. */
+static double reported_l2(const mlp_optimizer *opt, double wsum) {
     if (opt->convention != MLP_SKLEARN || opt->weight_decay == 0.0f || !(wsum > 0.0)) return 0.0;
-    const double l2 = (double)opt->weight_decay / wsum;
-    if (m->plain) return l2_penalty(&m->L, m->params, l2);
-    double squares = 0.0; /* the same sum whichever way the first layer lies */
-    for (int l = 0; l < m->L.n_layers; l++) {
-        const wlayout wl = layout_of(m, l);
-        squares += wl_squares(m->kernels, weights_of(m, l), &wl);
-    }
-    return 0.5 * l2 * squares;
+    return (double)opt->weight_decay / wsum;
 }
 
 static double reported_scale(const mlp_model *m, const mlp_optimizer *opt) {
@@ -664,8 +672,19 @@ static double train_step(mlp_model *m, const mlp_data *data, const int64_t *idx,
                          const mlp_optimizer *opt, double *wsum, int64_t *correct) {
     const batch_targets t = gather_targets(m, data, idx, 0, B);
     const double w = batch_weight(t.weights, B);
-    const double penalty = reported_penalty(m, opt, w); /* of the weights before the step */
     const mlp_step s = mlp_step_init(opt, m->steps + 1, w);
+    const double l2 = reported_l2(opt, w);
+    double penalty = 0.0;
+    /* the penalty's squares: the layers whose step is fused find theirs
+     * during it (each weight is then read once a step), the others here */
+    m->want_squares = l2 > 0.0 && !m->plain;
+    m->step_squares = 0.0;
+    if (l2 > 0.0 && m->plain) penalty = l2_penalty(&m->L, m->params, l2);
+    for (int l = 0; m->want_squares && l < m->L.n_layers; l++) {
+        const wlayout wl = layout_of(m, l);
+        if (!takes_fused_step(m, &s, l, B))
+            m->step_squares += wl_squares(m->kernels, weights_of(m, l), &wl);
+    }
     double loss_sum;
     if (m->plain || m->L.n_layers < 2) {
         loss_sum = forward(m, data, idx, 0, &t, B, correct, 1);
@@ -674,6 +693,8 @@ static double train_step(mlp_model *m, const mlp_data *data, const int64_t *idx,
         loss_sum = step_above_first(m, data, idx, &t, B, w, &s, correct);
         backward_layers(m, &t, B, w, &s, 0, 0);
     }
+    if (m->want_squares) penalty = 0.5 * l2 * m->step_squares;
+    m->want_squares = 0;
     const double loss = (w > 0.0 ? loss_sum / w : 0.0) * reported_scale(m, opt) + penalty;
     m->steps++;
     if (m->plain) optimizer_update(&m->L, &s, m->params, m->grads, m->m, m->v);

@@ -190,6 +190,28 @@ def test_first_layer_by_panels_gives_the_same_results_bit_for_bit(monkeypatch, k
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("inputs", ["pixels", "dense"])
+def test_reported_penalty_matches_reference(inputs):
+    """scikit-learn's loss adds alpha / 2 / rows times the sum of the squared
+    weights before each step. The fused steps sum the squares of the weights
+    they change (csrc/fast.h, fused_step), the other layers beforehand: a
+    first layer of 150 inputs (two blocks of rows and part of a third), a
+    fused second layer, a narrow head; alpha large enough that the penalty
+    is about half of each step's loss."""
+    rng = np.random.default_rng(9)
+    n, sizes = 256, (150, 300, 40, 5)
+    X, y = make_problem(rng, n, sizes[0], sizes[-1], uint8=inputs == "pixels")
+    params, orders = initial_state(sizes, n, 2, seed=6)
+    opt = make_optimizer("adam", 1e-3, weight_decay=1.0, convention="sklearn").core_dict()
+    losses, final, _ = run_backend("cpu", sizes, params, X, y, orders, 64, opt=opt)
+    ref_losses, ref_final, _ = run_reference(sizes, params, X, y, orders, 64, opt=opt)
+    without, _, _ = run_reference(sizes, params, X, y, orders, 64,
+                                  opt=dict(opt, weight_decay=0.0))
+    assert np.all(ref_losses - without > 0.3 * ref_losses)  # the penalty weighs
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
+    assert rel_err(final, ref_final) < 1e-4
+
+
 SCRIPT = """
 import hashlib, os, numpy as np
 from mlp import reference
