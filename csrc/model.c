@@ -781,7 +781,7 @@ static int enter_panels(mlp_model *m, const mlp_optimizer *opt, int64_t steps, i
     const int always = want && strcmp(want, "1") == 0;
     const int64_t D = m->L.sizes[0], H = m->L.sizes[1];
     if ((want && strcmp(want, "0") == 0) || m->plain || m->L.n_layers < 2 || H <= FAST_PANEL ||
-        H < FAST_NARROW || B * D >= INT32_MAX)
+        B * D >= INT32_MAX)
         return 0;
     if (!always && (threads < 2 || steps < PANEL_STEPS)) return 0;
     const size_t each = sizeof(float) * (size_t)D * (size_t)H;
