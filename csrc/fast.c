@@ -543,7 +543,8 @@ void linear_backward_weights_fast(const mlp_kernels *K, float *GW, const wlayout
                     K->update(u->s, GW + at, g + DC * i, u->mW + at, u->vW + at, w, 0);
                 }
                 if (u->squares && ((k0 + n) % WBLOCK == 0 || k0 + n == D)) {
-                    memcpy(u->squares + (k0 + n - 1) / WBLOCK * H + j0, sq, sizeof(float) * (size_t)w);
+                    memcpy(u->squares + (k0 + n - 1) / WBLOCK * H + j0, sq,
+                           sizeof(float) * (size_t)w);
                     memset(sq, 0, sizeof sq);
                 }
             }
