@@ -14,6 +14,7 @@ headline, 784-1024-10 on the first 10,000 MNIST images at batch 32, lr 0.01.
 
     python benchmarks/gpu_shapes.py --mnist DIR [--repeats 3] [--json out.json]
         [--only-one-hidden]   (the shapes with one hidden layer only)
+        [--only-deeper]       (the others: the kernel-per-op path)
 """
 
 from __future__ import annotations
@@ -112,6 +113,8 @@ def main():
     ap.add_argument("--json")
     ap.add_argument("--only-one-hidden", action="store_true",
                     help="only the shapes with one hidden layer (the one-kernel epochs)")
+    ap.add_argument("--only-deeper", action="store_true",
+                    help="only the shapes with more hidden layers (the kernel-per-op path)")
     args = ap.parse_args()
     sets = data_sets(args.mnist)
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}", flush=True)
@@ -119,7 +122,7 @@ def main():
     print("| --- | ---: | ---: | ---: | ---: | --- |", flush=True)
     rows = []
     for name, sizes, batch, lr, which in SHAPES:
-        if args.only_one_hidden and len(sizes) != 3:
+        if (args.only_one_hidden and len(sizes) != 3) or (args.only_deeper and len(sizes) == 3):
             continue
         X, y = sets[which]
         params = initial_state(sizes, 1, 1, seed=0)[0]

@@ -1,10 +1,12 @@
 /*
  * common.cuh - device code shared by gemm.cu and the fused kernels:
- * warp-wide reductions.
+ * warp-wide reductions, and kernels chained by programmatic dependent
+ * launch.
  */
 #ifndef MLP_CUDA_COMMON_CUH
 #define MLP_CUDA_COMMON_CUH
 
+#include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
 
@@ -44,6 +46,47 @@ __device__ inline RowStats row_stats(const float *z, int64_t C) {
     for (int64_t c = lane; c < C; c += 32) sum += mlp_softmax_term(z[c], best);
     sum = warp_sum(sum);
     return RowStats{best, arg, sum};
+}
+
+/* Programmatic dependent launch (GPUs of compute capability 9.0 and newer):
+ * a kernel launched with launch_chained may be scheduled before the kernel
+ * before it in the stream has finished, once each of that kernel's blocks
+ * has called chained_next (or finished). It does nothing before
+ * chained_start, which waits until that kernel has finished and its writes
+ * are visible. So each kernel still runs after the one before it, with the
+ * same results; what shrinks is the gap between them (a step of the
+ * kernel-per-op path at batch 64 is several short kernels). A block calls
+ * chained_next when its main work is done: the next kernel's blocks then
+ * wait on the GPU during this one's last stores, not before its products.
+ * Elsewhere both are no-ops. */
+__device__ inline void chained_start() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ inline void chained_next() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+/* kernel<<<grid, block, smem, s>>>(args...), chained to the kernel before
+ * it in s when `chained` (the GPU's compute capability is 9.0 or more) */
+template <typename... Params, typename... Args>
+inline cudaError_t launch_chained(bool chained, void (*kernel)(Params...), dim3 grid, dim3 block,
+                                  size_t smem, cudaStream_t s, Args... args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = chained ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kernel, args...);
 }
 
 #endif /* MLP_CUDA_COMMON_CUH */

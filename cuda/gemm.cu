@@ -23,6 +23,19 @@ constexpr int BM = 64, BN = 64, BK = 16, TM = 4, TN = 4;
 constexpr int THREADS = (BM / TM) * (BN / TN); /* 256 */
 constexpr int64_t TARGET_BLOCKS = 512; /* most blocks split-K aims for: 4 per SM of 132 */
 
+/* Launches of at most this many multiply-adds are chained to the kernel
+ * before them (common.cuh's launch_chained; where the Scratch allows). A
+ * chained kernel's blocks are placed while the one before it finishes, on
+ * whichever SMs are free then: that saves the gap between short kernels,
+ * but a long kernel placed unevenly loses more than the gap
+ * (benchmarks/RESULTS.md: up to 10% slower chained, at 784-4096-4096-10 and
+ * batch 64, and 100-512-512-2 at 1024). */
+constexpr double CHAIN_MAX_WORK = 67108864.0; /* 2^26 */
+
+static bool chain(const Scratch &scratch, double work) {
+    return scratch.chained && work <= CHAIN_MAX_WORK;
+}
+
 __host__ __device__ inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 /* ---- operand loaders: A(m, k) and B(k, n) ------------------------------- */
@@ -261,6 +274,7 @@ __device__ void gemm_block(const Shape &sh, int64_t tile, int split, const LA &a
         __syncthreads();
         buf ^= 1;
     }
+    chained_next(); /* the products are done: the next kernel may be scheduled */
 
     const int64_t gn = n0 + tx * TN;
     const int count = sh.N - gn < TN ? (int)(sh.N - gn) : TN;
@@ -306,6 +320,7 @@ __device__ void gemm_block(const Shape &sh, int64_t tile, int split, const LA &a
 template <class LA, class LB, class Epi>
 __global__ void __launch_bounds__(THREADS)
 gemm_kernel(Shape sh, LA a, LB b, Epi epi, float *partial, unsigned *counters) {
+    chained_start();
     gemm_block(sh, blockIdx.x % sh.tiles, (int)(blockIdx.x / sh.tiles), a, b, epi, partial,
                counters);
 }
@@ -316,9 +331,9 @@ void gemm(cudaStream_t s, int64_t M, int64_t N, int64_t K, LA a, LB b, Epi epi,
     Shape sh = make_shape(M, N, K, true);
     if (partial_floats(sh) > scratch.partial_floats || sh.tiles > scratch.n_counters)
         sh = make_shape(M, N, K, false); /* cannot happen; see scratch_partial_floats */
-    gemm_kernel<<<(unsigned)(sh.tiles * sh.splits), THREADS, 0, s>>>(sh, a, b, epi,
-                                                                   scratch.partial,
-                                                                   scratch.counters);
+    launch_chained(chain(scratch, (double)M * (double)N * (double)K), gemm_kernel<LA, LB, Epi>,
+                   dim3((unsigned)(sh.tiles * sh.splits)), dim3(THREADS), 0, s, sh, a, b, epi,
+                   scratch.partial, scratch.counters);
 }
 
 /* ---- every layer's weight update in one launch ----------------------- */
@@ -335,6 +350,7 @@ struct WeightsBatch {
 
 __global__ void __launch_bounds__(THREADS)
 weights_kernel(WeightsBatch wb, float *partial, unsigned *counters) {
+    chained_start();
     int j = 0;
     while (j + 1 < wb.count && (int64_t)blockIdx.x >= wb.first_block[j + 1]) j++;
     const int64_t block = blockIdx.x - wb.first_block[j];
@@ -357,6 +373,7 @@ head_kernel(float *logits, float *dlogits, float *dh, const float *h, const floa
             int64_t B, int64_t H, int64_t C, mlp_activation act, Targets t,
             const int64_t *order, int64_t start, const StepInfo *step, float *row_loss,
             int32_t *row_hit) {
+    chained_start();
     extern __shared__ float smem[];
     float *hs = smem, *zs = smem + H;
     const int64_t row = blockIdx.x;
@@ -393,6 +410,7 @@ head_kernel(float *logits, float *dlogits, float *dh, const float *h, const floa
         }
     }
     __syncthreads();
+    chained_next();
     for (int64_t k = threadIdx.x; k < H; k += blockDim.x) {
         float s = 0.0f;
         if (act != MLP_RELU || mlp_relu_passes(hs[k]))
@@ -438,8 +456,10 @@ void linear_backward_weights_update(cudaStream_t s, const WeightsJob *jobs, int 
     WeightsBatch wb;
     wb.count = n_jobs;
     int64_t blocks = 0, partial = 0, counters = 0;
+    double work = 0.0;
     for (int j = 0; j < n_jobs; j++) {
         const WeightsJob &job = jobs[j];
+        work += (double)(job.D + 1) * (double)job.H * (double)B;
         Shape sh = make_shape(job.D + 1, job.H, B, true);
         if (partial + partial_floats(sh) > scratch.partial_floats ||
             counters + sh.tiles > scratch.n_counters)
@@ -456,16 +476,20 @@ void linear_backward_weights_update(cudaStream_t s, const WeightsJob *jobs, int 
         if (sh.splits > 1) counters += sh.tiles;
     }
     wb.first_block[n_jobs] = blocks;
-    weights_kernel<<<(unsigned)blocks, THREADS, 0, s>>>(wb, scratch.partial, scratch.counters);
+    launch_chained(chain(scratch, work), weights_kernel, dim3((unsigned)blocks), dim3(THREADS), 0, s,
+                   wb, scratch.partial, scratch.counters);
 }
 
 void head_forward_backward(cudaStream_t s, float *logits, float *dlogits, float *dh,
                            const float *h, const float *W_aug, int64_t B, int64_t H, int64_t C,
                            mlp_activation act, Targets t, const int64_t *order, int64_t start,
-                           const StepInfo *step, float *row_loss, int32_t *row_hit) {
+                           const StepInfo *step, float *row_loss, int32_t *row_hit,
+                           Scratch scratch) {
     const size_t smem = sizeof(float) * (size_t)head_smem_floats(H, C);
-    head_kernel<<<(unsigned)B, 32 * HEAD_WARPS, smem, s>>>(
-        logits, dlogits, dh, h, W_aug, B, H, C, act, t, order, start, step, row_loss, row_hit);
+    launch_chained(chain(scratch, 2.0 * (double)B * (double)H * (double)C), head_kernel,
+                   dim3((unsigned)B), dim3(32 * HEAD_WARPS), smem, s,
+                   logits, dlogits, dh, h, W_aug, B, H, C, act, t, order, start, step, row_loss,
+                   row_hit);
 }
 
 } // namespace gemm

@@ -40,6 +40,10 @@ struct Scratch {
     int64_t partial_floats;
     unsigned *counters;
     int64_t n_counters;
+    /* launch every kernel chained to the one before it (common.cuh's
+     * launch_chained): the model's GPU has compute capability 9.0 or more,
+     * and MLP_CUDA_CHAINED is not 0 */
+    bool chained;
 };
 int64_t scratch_partial_floats(void);
 int64_t scratch_counters(void);
@@ -69,7 +73,8 @@ void linear_forward(cudaStream_t s, float *out, float *pre, LayerInput in, const
 void head_forward_backward(cudaStream_t s, float *logits, float *dlogits, float *dh,
                            const float *h, const float *W_aug, int64_t B, int64_t H, int64_t C,
                            mlp_activation act, Targets t, const int64_t *order, int64_t start,
-                           const StepInfo *step, float *row_loss, int32_t *row_hit);
+                           const StepInfo *step, float *row_loss, int32_t *row_hit,
+                           Scratch scratch);
 
 /* dout (B,H) -> dinp (B,D) = activation_backward(dout @ W^T), from the
  * activation's output act_in and (when it needs it) input pre_in */

@@ -307,6 +307,20 @@ static mlp_status reserve_steps(mlp_model *m, int64_t batches) {
 
 /* ---- create, free, parameters ------------------------------------------ */
 
+/* gemm::Scratch's chained: the current GPU runs programmatic dependent
+ * launch (compute capability 9.0 or more) and MLP_CUDA_CHAINED is not "0"
+ * (which launches each kernel after the one before it has finished, as
+ * GPUs before 9.0 do; the results are the same either way) */
+static bool chaining_wanted(void) {
+    const char *want = getenv("MLP_CUDA_CHAINED");
+    int dev = 0, major = 0;
+    if (want && strcmp(want, "0") == 0) return false;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
+        return false;
+    return major >= 9;
+}
+
 extern "C" mlp_status mlp_create(mlp_model **model, const mlp_config *config) {
     mlp_clear_error();
     if (!model) return mlp_fail(MLP_ERR_INVALID, "model is NULL");
@@ -353,6 +367,7 @@ extern "C" mlp_status mlp_create(mlp_model **model, const mlp_config *config) {
     m->flags->done = -1;
     m->scratch.partial_floats = gemm::scratch_partial_floats();
     m->scratch.n_counters = gemm::scratch_counters();
+    m->scratch.chained = chaining_wanted();
     const size_t bytes = sizeof(float) * (size_t)n;
     e = cudaMemsetAsync(m->params, 0, bytes, m->stream);
     if (e == cudaSuccess)
@@ -621,7 +636,7 @@ static void train_step(mlp_model *m, const mlp_data *data, int64_t start, int64_
         gemm::head_forward_backward(m->stream, m->acts[last], m->douts[last], m->douts[last - 1],
                                     m->acts[last - 1], m->params + L->w_off[last], B,
                                     L->sizes[last], C, m->act, t, m->order, start, step,
-                                    m->row_loss, m->row_hit);
+                                    m->row_loss, m->row_hit, m->scratch);
     } else {
         loss_forward(m->stream, NULL, m->acts[last], &t, m->order, start, B, C, m->row_loss,
                      m->row_hit);

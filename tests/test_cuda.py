@@ -41,6 +41,25 @@ def test_same_seed_gives_identical_bytes(mnist_subset, hidden, batch_size, gener
 
 
 @pytest.mark.cuda
+@pytest.mark.parametrize("hidden,batch_size", [((128, 64), 64), ((300, 200, 100), 32),
+                                               ((128, 64), 1024)])
+def test_chained_launches_give_identical_bytes(mnist_subset, monkeypatch, hidden, batch_size):
+    """The kernel-per-op path launches its short kernels chained to the one
+    before (cuda/common.cuh, launch_chained; on compute capability 9.0 and
+    newer): the same parameters and losses, bit for bit, as with each kernel
+    launched after the one before has finished (MLP_CUDA_CHAINED=0)."""
+    X, y = mnist_subset["X_train"], mnist_subset["y_train"]
+    runs = []
+    for chained in ("0", "1"):
+        monkeypatch.setenv("MLP_CUDA_CHAINED", chained)
+        runs.append(mlp.train(X, y, hidden=hidden, epochs=2, batch_size=batch_size,
+                              momentum=0.9, device="cuda"))
+    a, b = (r.params for r in runs)
+    assert all(a[k].tobytes() == b[k].tobytes() for k in a)
+    assert runs[0].history["loss"] == runs[1].history["loss"]
+
+
+@pytest.mark.cuda
 @pytest.mark.parametrize("batch_size", [1, 7, 5000])
 def test_unusual_batch_sizes(batch_size):
     """Batch 1 over many steps runs without a graph; 5000 is larger than n."""
