@@ -72,7 +72,8 @@ __device__ inline void chained_next() {
 }
 
 /* kernel<<<grid, block, smem, s>>>(args...), chained to the kernel before
- * it in s when `chained` (the GPU's compute capability is 9.0 or more) */
+ * it in s when `chained` (only where gemm::chaining_supported: a kernel
+ * compiled for an older GPU has no chained_start to wait in) */
 template <typename... Params, typename... Args>
 inline cudaError_t launch_chained(bool chained, void (*kernel)(Params...), dim3 grid, dim3 block,
                                   size_t smem, cudaStream_t s, Args... args) {

@@ -432,6 +432,15 @@ int64_t scratch_partial_floats(void) {
 
 int64_t scratch_counters(void) { return (int64_t)MLP_MAX_FUSED_LAYERS * TARGET_BLOCKS; }
 
+bool chaining_supported(void) {
+    int dev = 0, major = 0;
+    cudaFuncAttributes attr;
+    return cudaGetDevice(&dev) == cudaSuccess &&
+           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+           major >= 9 && cudaFuncGetAttributes(&attr, weights_kernel) == cudaSuccess &&
+           attr.ptxVersion >= 90;
+}
+
 bool head_fits(int64_t H, int64_t C, mlp_loss loss, mlp_activation act) {
     return loss == MLP_CROSS_ENTROPY && !mlp_activation_needs_input(act) &&
            C <= MLP_HEAD_MAX_CLASSES && head_smem_floats(H, C) * (int64_t)sizeof(float) <= 48 * 1024;

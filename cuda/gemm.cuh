@@ -40,13 +40,18 @@ struct Scratch {
     int64_t partial_floats;
     unsigned *counters;
     int64_t n_counters;
-    /* launch every kernel chained to the one before it (common.cuh's
-     * launch_chained): the model's GPU has compute capability 9.0 or more,
-     * and MLP_CUDA_CHAINED is not 0 */
+    /* launch short kernels chained to the one before (common.cuh's
+     * launch_chained): chaining_supported, and MLP_CUDA_CHAINED is not 0 */
     bool chained;
 };
 int64_t scratch_partial_floats(void);
 int64_t scratch_counters(void);
+
+/* Whether the current GPU runs programmatic dependent launch (compute
+ * capability 9.0 or more) and the kernels loaded for it were compiled for
+ * such a GPU (PTX of 9.0 or more: a build whose newest code is older, run
+ * through the driver's compiler, has no chained_start to wait in). */
+bool chaining_supported(void);
 
 /* The most layers one linear_backward_weights_sgd launch updates. */
 #define MLP_MAX_FUSED_LAYERS 8

@@ -307,18 +307,13 @@ static mlp_status reserve_steps(mlp_model *m, int64_t batches) {
 
 /* ---- create, free, parameters ------------------------------------------ */
 
-/* gemm::Scratch's chained: the current GPU runs programmatic dependent
- * launch (compute capability 9.0 or more) and MLP_CUDA_CHAINED is not "0"
- * (which launches each kernel after the one before it has finished, as
- * GPUs before 9.0 do; the results are the same either way) */
+/* gemm::Scratch's chained: gemm::chaining_supported, and MLP_CUDA_CHAINED
+ * is not "0" (which launches each kernel after the one before it has
+ * finished, as on older GPUs; the results are the same either way) */
 static bool chaining_wanted(void) {
     const char *want = getenv("MLP_CUDA_CHAINED");
-    int dev = 0, major = 0;
     if (want && strcmp(want, "0") == 0) return false;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
-        return false;
-    return major >= 9;
+    return gemm::chaining_supported();
 }
 
 extern "C" mlp_status mlp_create(mlp_model **model, const mlp_config *config) {
