@@ -84,7 +84,8 @@ void wl_to_panels(float *dst, const float *src, const wlayout *l);
 void wl_from_panels(float *dst, const float *src, const wlayout *l);
 
 /* Rows per block of a weight-gradient pass's pieces (fast.c), and of the
- * sums of squares below. */
+ * sums of squares below; a multiple of every kernel set's dense_rows, so
+ * that the dense pass's groups of rows end on its blocks. */
 #define FAST_WBLOCK 64
 
 /* The sum of W's squares (laid out as l says), in an order that depends on
