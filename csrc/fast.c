@@ -249,12 +249,12 @@ void wl_from_panels(float *dst, const float *src, const wlayout *l) {
 }
 
 double wl_squares(const mlp_kernels *K, const float *W, const wlayout *l) {
-    const wlayout seg = {l->D, l->H, FAST_PANEL};
     double squares = 0.0;
     for (int64_t k0 = 0; k0 < l->D; k0 += WBLOCK) {
         const int64_t k1 = k0 + WBLOCK < l->D ? k0 + WBLOCK : l->D;
         for (int64_t q0 = 0; q0 < l->H; q0 += FAST_PANEL) {
-            const int64_t n = wl_ld(&seg, q0), ld = wl_ld(l, q0);
+            const int64_t n = l->H - q0 < FAST_PANEL ? l->H - q0 : FAST_PANEL;
+            const int64_t ld = wl_ld(l, q0);
             const float *p = W + wl_shift(l, q0) + q0;
             float sq[FAST_PANEL] = {0};
             for (int64_t k = k0; k < k1; k++) K->add_squares(sq, p + k * ld, n);

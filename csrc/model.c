@@ -771,8 +771,20 @@ static int pick_threads(mlp_model *m, int all, int used, double seconds, int64_t
 #define PANEL_STEPS 8
 #define PANEL_BYTES ((size_t)256 << 20)
 
-static int uses_m(const mlp_optimizer *opt) {
-    return opt->kind == MLP_ADAM || opt->convention == MLP_SKLEARN || opt->momentum != 0.0f;
+/* The first layer's W, and the moments opt's rule writes, from row by row
+ * into the panels (in) or back (the layout wl) */
+static void copy_panels(mlp_model *m, const mlp_optimizer *opt, const wlayout *wl, int in) {
+    const int uses_m = opt->kind == MLP_ADAM || opt->convention == MLP_SKLEARN ||
+                       opt->momentum != 0.0f;
+    float *rows[3] = {m->params, uses_m ? m->m : NULL, opt->kind == MLP_ADAM ? m->v : NULL};
+    for (int i = 0; i < 3; i++) {
+        if (!rows[i]) continue;
+        float *flat = rows[i] + m->L.w_off[0], *panels = m->panels + i * wl->D * wl->H;
+        if (in)
+            wl_to_panels(panels, flat, wl);
+        else
+            wl_from_panels(flat, panels, wl);
+    }
 }
 
 static int enter_panels(mlp_model *m, const mlp_optimizer *opt, int64_t steps, int64_t B,
@@ -787,21 +799,13 @@ static int enter_panels(mlp_model *m, const mlp_optimizer *opt, int64_t steps, i
     const size_t each = sizeof(float) * (size_t)D * (size_t)H;
     if (each > PANEL_BYTES / 3) return 0;
     if (!m->panels && !(m->panels = malloc(3 * each))) return 0;
-    const wlayout wl = {D, H, FAST_PANEL};
-    const int64_t w0 = m->L.w_off[0];
-    wl_to_panels(m->panels, m->params + w0, &wl);
-    if (uses_m(opt)) wl_to_panels(m->panels + D * H, m->m + w0, &wl);
-    if (opt->kind == MLP_ADAM) wl_to_panels(m->panels + 2 * D * H, m->v + w0, &wl);
-    m->wl0 = wl;
+    m->wl0 = (wlayout){D, H, FAST_PANEL};
+    copy_panels(m, opt, &m->wl0, 1);
     return 1;
 }
 
 static void leave_panels(mlp_model *m, const mlp_optimizer *opt) {
-    const wlayout wl = m->wl0;
-    const int64_t w0 = m->L.w_off[0];
-    wl_from_panels(m->params + w0, m->panels, &wl);
-    if (uses_m(opt)) wl_from_panels(m->m + w0, m->panels + wl.D * wl.H, &wl);
-    if (opt->kind == MLP_ADAM) wl_from_panels(m->v + w0, m->panels + 2 * wl.D * wl.H, &wl);
+    copy_panels(m, opt, &m->wl0, 0);
     m->wl0.panel = 0;
 }
 
