@@ -155,7 +155,8 @@ mlp_status mlp_set_threads(mlp_model *model, int n_threads);
  * products on TF32 tensor cores in 3xTF32 or, on GPUs without them or with
  * MLP_KERNELS=base, on the float32 units), "cuda" (the tuned GEMM, a few
  * kernels per step: configurations the fused kernels do not support, or
- * MLP_KERNELS=gemm). */
+ * MLP_KERNELS=gemm), "cuda-tensor" (the same with its large products on
+ * TF32 tensor cores in 3xTF32, gemm_tensor.cuh). */
 const char *mlp_kernel_set(const mlp_model *model);
 
 /* Copy all parameters in or out (mlp_num_params floats). Setting the

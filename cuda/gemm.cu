@@ -14,6 +14,8 @@
 
 #include "gemm.cuh"
 #include "common.cuh"
+#include "gemm_tensor.cuh"
+#include "ops.cuh"
 #include "pointwise.h"
 
 namespace gemm {
@@ -336,6 +338,99 @@ void gemm(cudaStream_t s, int64_t M, int64_t N, int64_t K, LA a, LB b, Epi epi,
                    scratch.partial, scratch.counters);
 }
 
+/* ---- the same products on tensor cores (gemm_tensor.cuh) ------------- */
+
+/* Split K until a product has this many blocks: as many as 128 SMs run at
+ * once (132 on an H100 or H200). */
+template <class T>
+constexpr int64_t tensor_target_blocks() { return 128 * T::MIN_BLOCKS; }
+
+template <class T>
+tensor::TShape make_tshape(int64_t M, int64_t N, int64_t K, bool allow_split) {
+    tensor::TShape sh;
+    sh.M = M;
+    sh.N = N;
+    sh.K = K;
+    sh.tiles_n = cdiv(N, T::BN);
+    sh.tiles = cdiv(M, T::BM) * sh.tiles_n;
+    const int64_t ktiles = cdiv(K, tensor::BK);
+    int64_t splits = 1;
+    while (allow_split && sh.tiles * splits < tensor_target_blocks<T>() && ktiles >= 2 * splits)
+        splits *= 2;
+    sh.k_per_split = cdiv(ktiles, splits) * tensor::BK;
+    sh.splits = (int)cdiv(K, sh.k_per_split);
+    return sh;
+}
+
+template <class T>
+int64_t tensor_partial_floats(const tensor::TShape &sh) {
+    return sh.splits > 1 ? (int64_t)sh.splits * sh.tiles * T::BM * T::BN : 0;
+}
+
+/* Which tiles multiply a product of M x N x K: the float32 ones of
+ * gemm_block, or on tensor cores large tiles where there are enough of them
+ * for every SM, small ones where the product gives each SM enough tile
+ * k-steps (small tiles times k-tiles of BK) to amortize splitting K, and
+ * the float32 tiles otherwise and for short K. Measured product by product
+ * (benchmarks/RESULTS.md, benchmarks/results/cuda-h200-2026-11-26-tensor-products.txt):
+ * a K of 64 (the weight gradient at batch 64) or a few small tiles over a
+ * long K are faster on the float32 tiles. */
+enum class Tiling { FLOAT32, SMALL, LARGE };
+
+constexpr int64_t TENSOR_MIN_K = 96;
+constexpr int64_t SMALL_MIN_STEPS = 12288; /* about 93 an SM of 132 */
+
+static Tiling tiling(const Scratch &scratch, int64_t M, int64_t N, int64_t K) {
+    if (!(scratch.tensor_min_work > 0.0) ||
+        (double)M * (double)N * (double)K < scratch.tensor_min_work)
+        return Tiling::FLOAT32;
+    if (scratch.tensor_tiles == 1) return Tiling::SMALL;
+    if (scratch.tensor_tiles == 2) return Tiling::LARGE;
+    if (K < TENSOR_MIN_K) return Tiling::FLOAT32;
+    const int64_t large = cdiv(M, tensor::Large::BM) * cdiv(N, tensor::Large::BN);
+    if (large >= tensor_target_blocks<tensor::Large>() / 2) return Tiling::LARGE;
+    const int64_t small = cdiv(M, tensor::Small::BM) * cdiv(N, tensor::Small::BN);
+    return small * cdiv(K, tensor::BK) >= SMALL_MIN_STEPS ? Tiling::SMALL : Tiling::FLOAT32;
+}
+
+/* A stored float32 matrix for gemm_tensor.cuh; 16-byte copies where its
+ * start and rows allow them. */
+static tensor::Stored stored(const float *p, int64_t ld, int64_t rows, int64_t cols,
+                             const int64_t *order, int64_t start, bool ones) {
+    const bool vec = ((uintptr_t)p % 16 == 0) && ld % 4 == 0;
+    return tensor::Stored{p, ld, rows, cols, order, start, ones, vec};
+}
+
+template <class T, bool A_K, bool B_N, class Epi>
+__global__ void __launch_bounds__(T::THREADS, T::MIN_BLOCKS)
+tensor_kernel(tensor::TShape sh, tensor::Stored a, tensor::Stored b, Epi epi, float *partial,
+              unsigned *counters) {
+    chained_start();
+    tensor::tensor_block<T, A_K, B_N>(sh, blockIdx.x % sh.tiles, (int)(blockIdx.x / sh.tiles), a,
+                                      b, epi, partial, counters);
+}
+
+template <class T, bool A_K, bool B_N, class Epi>
+void tensor_gemm_as(cudaStream_t s, int64_t M, int64_t N, int64_t K, tensor::Stored a,
+                    tensor::Stored b, Epi epi, Scratch scratch) {
+    tensor::TShape sh = make_tshape<T>(M, N, K, true);
+    if (tensor_partial_floats<T>(sh) > scratch.partial_floats || sh.tiles > scratch.n_counters)
+        sh = make_tshape<T>(M, N, K, false); /* cannot happen; see scratch_partial_floats */
+    launch_chained(chain(scratch, (double)M * (double)N * (double)K),
+                   tensor_kernel<T, A_K, B_N, Epi>, dim3((unsigned)(sh.tiles * sh.splits)),
+                   dim3(T::THREADS), T::SMEM_BYTES, s, sh, a, b, epi, scratch.partial,
+                   scratch.counters);
+}
+
+template <bool A_K, bool B_N, class Epi>
+void tensor_gemm(Tiling t, cudaStream_t s, int64_t M, int64_t N, int64_t K, tensor::Stored a,
+                 tensor::Stored b, Epi epi, Scratch scratch) {
+    if (t == Tiling::LARGE)
+        tensor_gemm_as<tensor::Large, A_K, B_N>(s, M, N, K, a, b, epi, scratch);
+    else
+        tensor_gemm_as<tensor::Small, A_K, B_N>(s, M, N, K, a, b, epi, scratch);
+}
+
 /* ---- every layer's weight update in one launch ----------------------- */
 
 struct WeightsBatch {
@@ -357,6 +452,32 @@ weights_kernel(WeightsBatch wb, float *partial, unsigned *counters) {
     const Shape &sh = wb.shape[j];
     gemm_block(sh, block % sh.tiles, (int)(block / sh.tiles), wb.a[j], wb.b[j], wb.epi[j],
                partial + wb.partial_off[j], counters + wb.counter_off[j]);
+}
+
+/* The layers whose weight gradient runs on tensor cores in tiles T, in one
+ * launch: A = [in, 1]^T stored as in (B, D) and one more column of ones,
+ * B = dout. */
+template <class T>
+struct TensorWeightsBatch {
+    int count;
+    tensor::TShape shape[MLP_MAX_FUSED_LAYERS];
+    tensor::Stored a[MLP_MAX_FUSED_LAYERS], b[MLP_MAX_FUSED_LAYERS];
+    OptimizerUpdate epi[MLP_MAX_FUSED_LAYERS];
+    int64_t first_block[MLP_MAX_FUSED_LAYERS + 1];
+    int64_t partial_off[MLP_MAX_FUSED_LAYERS], counter_off[MLP_MAX_FUSED_LAYERS];
+};
+
+template <class T>
+__global__ void __launch_bounds__(T::THREADS, T::MIN_BLOCKS)
+tensor_weights_kernel(TensorWeightsBatch<T> wb, float *partial, unsigned *counters) {
+    chained_start();
+    int j = 0;
+    while (j + 1 < wb.count && (int64_t)blockIdx.x >= wb.first_block[j + 1]) j++;
+    const int64_t block = blockIdx.x - wb.first_block[j];
+    const tensor::TShape &sh = wb.shape[j];
+    tensor::tensor_block<T, false, true>(sh, block % sh.tiles, (int)(block / sh.tiles), wb.a[j],
+                                         wb.b[j], wb.epi[j], partial + wb.partial_off[j],
+                                         counters + wb.counter_off[j]);
 }
 
 /* ---- the head: last layer, softmax cross-entropy, back to dh ---------- */
@@ -441,6 +562,36 @@ bool chaining_supported(void) {
            attr.ptxVersion >= 90;
 }
 
+template <class T>
+static bool give_smem(void) {
+    const int bytes = T::SMEM_BYTES;
+    const cudaFuncAttribute max_smem = cudaFuncAttributeMaxDynamicSharedMemorySize;
+    return cudaFuncSetAttribute(tensor_weights_kernel<T>, max_smem, bytes) == cudaSuccess &&
+           cudaFuncSetAttribute(tensor_kernel<T, true, true, StoreForward>, max_smem, bytes) ==
+               cudaSuccess &&
+           cudaFuncSetAttribute(tensor_kernel<T, true, false, StoreBackward>, max_smem, bytes) ==
+               cudaSuccess;
+}
+
+bool tensor_supported(void) {
+    int dev = 0, major = 0;
+    cudaFuncAttributes attr;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+        major < 8 || cudaFuncGetAttributes(&attr, tensor_weights_kernel<tensor::Large>) != cudaSuccess ||
+        attr.ptxVersion < 80)
+        return false;
+    const bool ok = give_smem<tensor::Large>() && give_smem<tensor::Small>();
+    if (!ok) (void)cudaGetLastError(); /* a GPU with less shared memory: not an error */
+    return ok;
+}
+
+bool any_on_tensor(const Scratch &scratch, const int64_t *sizes, int n_layers, int64_t B) {
+    for (int l = 0; l < n_layers; l++)
+        if (tiling(scratch, sizes[l] + 1, sizes[l + 1], B) != Tiling::FLOAT32) return true;
+    return false;
+}
+
 bool head_fits(int64_t H, int64_t C, mlp_loss loss, mlp_activation act) {
     return loss == MLP_CROSS_ENTROPY && !mlp_activation_needs_input(act) &&
            C <= MLP_HEAD_MAX_CLASSES && head_smem_floats(H, C) * (int64_t)sizeof(float) <= 48 * 1024;
@@ -449,6 +600,23 @@ bool head_fits(int64_t H, int64_t C, mlp_loss loss, mlp_activation act) {
 void linear_forward(cudaStream_t s, float *out, float *pre, LayerInput in, const float *W_aug,
                     int64_t B, int64_t D, int64_t H, mlp_activation act, bool activate,
                     float *stash, Scratch scratch) {
+    const Tiling t = tiling(scratch, B, H, D + 1);
+    if (t != Tiling::FLOAT32) {
+        if (stash) { /* the gathered floats, which the weight update reads, first */
+            gather_batch(s, stash, in, B, D);
+            in = LayerInput{stash, NULL, MLP_FLOAT32, 1.0f, NULL, 0};
+        }
+        const bool floats = in.act || (in.dtype == MLP_FLOAT32 && in.scale == 1.0f);
+        if (floats) {
+            const tensor::Stored a =
+                in.act ? stored(in.act, D, B, D, NULL, 0, true)
+                       : stored((const float *)in.X, D, B, D, in.order, in.start, true);
+            tensor_gemm<true, true>(t, s, B, H, D + 1, a,
+                                    stored(W_aug, H, D + 1, H, NULL, 0, false),
+                                    StoreForward{out, pre, H, act, activate}, scratch);
+            return;
+        }
+    }
     gemm(s, B, H, D + 1, InputRows{in, D, stash}, MatB{W_aug, H},
          StoreForward{out, pre, H, act, activate}, scratch);
 }
@@ -456,18 +624,67 @@ void linear_forward(cudaStream_t s, float *out, float *pre, LayerInput in, const
 void linear_backward_input(cudaStream_t s, float *dinp, const float *dout, const float *W,
                            mlp_activation act, const float *pre_in, const float *act_in,
                            int64_t B, int64_t D, int64_t H, Scratch scratch) {
+    const Tiling t = tiling(scratch, B, D, H);
+    if (t != Tiling::FLOAT32) {
+        tensor_gemm<true, false>(t, s, B, D, H, stored(dout, H, B, H, NULL, 0, false),
+                                 stored(W, H, D, H, NULL, 0, false),
+                                 StoreBackward{dinp, act_in, pre_in, D, act}, scratch);
+        return;
+    }
     gemm(s, B, D, H, MatA{dout, H}, MatBT{W, H}, StoreBackward{dinp, act_in, pre_in, D, act},
          scratch);
 }
 
-void linear_backward_weights_update(cudaStream_t s, const WeightsJob *jobs, int n_jobs,
-                                    int64_t B, const StepInfo *step, Scratch scratch) {
-    WeightsBatch wb;
+/* The jobs given, their weight gradients on tensor cores in tiles T, in one
+ * launch. */
+template <class T>
+static void tensor_weights_update(cudaStream_t s, const WeightsJob *jobs, int n_jobs, int64_t B,
+                                  const StepInfo *step, Scratch scratch) {
+    TensorWeightsBatch<T> wb;
     wb.count = n_jobs;
     int64_t blocks = 0, partial = 0, counters = 0;
     double work = 0.0;
     for (int j = 0; j < n_jobs; j++) {
         const WeightsJob &job = jobs[j];
+        work += (double)(job.D + 1) * (double)job.H * (double)B;
+        tensor::TShape sh = make_tshape<T>(job.D + 1, job.H, B, true);
+        if (partial + tensor_partial_floats<T>(sh) > scratch.partial_floats ||
+            counters + sh.tiles > scratch.n_counters)
+            sh = make_tshape<T>(job.D + 1, job.H, B, false);
+        wb.shape[j] = sh;
+        wb.a[j] = stored(job.in.act, job.D, B, job.D, NULL, 0, true);
+        wb.b[j] = stored(job.dout, job.H, B, job.H, NULL, 0, false);
+        wb.epi[j] = OptimizerUpdate{job.W_aug, job.M, job.V, job.H, job.D, step};
+        wb.first_block[j] = blocks;
+        wb.partial_off[j] = partial;
+        wb.counter_off[j] = counters;
+        blocks += sh.tiles * sh.splits;
+        partial += tensor_partial_floats<T>(sh);
+        if (sh.splits > 1) counters += sh.tiles;
+    }
+    wb.first_block[n_jobs] = blocks;
+    launch_chained(chain(scratch, work), tensor_weights_kernel<T>, dim3((unsigned)blocks),
+                   dim3(T::THREADS), T::SMEM_BYTES, s, wb, scratch.partial, scratch.counters);
+}
+
+/* Each job on the tiles `tiling` picks for it: the float32 ones in one
+ * launch, each kind of tensor-core tiles in another. The launches use the
+ * scratch from its start: each waits for the one before to finish. */
+void linear_backward_weights_update(cudaStream_t s, const WeightsJob *jobs, int n_jobs,
+                                    int64_t B, const StepInfo *step, Scratch scratch) {
+    WeightsJob small[MLP_MAX_FUSED_LAYERS], large[MLP_MAX_FUSED_LAYERS];
+    int n_small = 0, n_large = 0;
+    WeightsBatch wb;
+    wb.count = 0;
+    int64_t blocks = 0, partial = 0, counters = 0;
+    double work = 0.0;
+    for (int i = 0; i < n_jobs; i++) {
+        const WeightsJob &job = jobs[i];
+        const Tiling t = job.in.act ? tiling(scratch, job.D + 1, job.H, B) : Tiling::FLOAT32;
+        if (t == Tiling::SMALL) small[n_small++] = job;
+        if (t == Tiling::LARGE) large[n_large++] = job;
+        if (t != Tiling::FLOAT32) continue;
+        const int j = wb.count++;
         work += (double)(job.D + 1) * (double)job.H * (double)B;
         Shape sh = make_shape(job.D + 1, job.H, B, true);
         if (partial + partial_floats(sh) > scratch.partial_floats ||
@@ -484,7 +701,10 @@ void linear_backward_weights_update(cudaStream_t s, const WeightsJob *jobs, int 
         partial += partial_floats(sh);
         if (sh.splits > 1) counters += sh.tiles;
     }
-    wb.first_block[n_jobs] = blocks;
+    if (n_large) tensor_weights_update<tensor::Large>(s, large, n_large, B, step, scratch);
+    if (n_small) tensor_weights_update<tensor::Small>(s, small, n_small, B, step, scratch);
+    if (!wb.count) return;
+    wb.first_block[wb.count] = blocks;
     launch_chained(chain(scratch, work), weights_kernel, dim3((unsigned)blocks), dim3(THREADS), 0, s,
                    wb, scratch.partial, scratch.counters);
 }

@@ -43,6 +43,13 @@ struct Scratch {
     /* launch short kernels chained to the one before (common.cuh's
      * launch_chained): chaining_supported, and MLP_CUDA_CHAINED is not 0 */
     bool chained;
+    /* products of at least this many multiply-adds run on tensor cores
+     * (gemm_tensor.cuh); 0: none (tensor_supported is false, or
+     * MLP_CUDA_TENSOR is 0) */
+    double tensor_min_work;
+    /* which tensor-core tiles: 0 as gemm.cu's tiling picks, 1 small, 2 large
+     * (MLP_CUDA_TENSOR_TILES, for measuring them) */
+    int tensor_tiles;
 };
 int64_t scratch_partial_floats(void);
 int64_t scratch_counters(void);
@@ -52,6 +59,21 @@ int64_t scratch_counters(void);
  * such a GPU (PTX of 9.0 or more: a build whose newest code is older, run
  * through the driver's compiler, has no chained_start to wait in). */
 bool chaining_supported(void);
+
+/* Whether the current GPU has TF32 tensor cores (compute capability 8.0 or
+ * more), the loaded tensor kernels were compiled for one, and it gives them
+ * the shared memory they ask for. */
+bool tensor_supported(void);
+
+/* The products gemm_tensor.cuh takes by default: at least this many
+ * multiply-adds (smaller ones are a few tiles, where the float32 tiles'
+ * shorter start wins; benchmarks/RESULTS.md). */
+#define MLP_TENSOR_MIN_WORK 16777216.0 /* 2^24 */
+
+/* Whether a training step of B rows through the layers sizes[0..n_layers]
+ * runs some of its products on tensor cores (each layer's weight gradient
+ * is as large as its forward product; mlp_kernel_set's "cuda-tensor"). */
+bool any_on_tensor(const Scratch &scratch, const int64_t *sizes, int n_layers, int64_t B);
 
 /* The most layers one linear_backward_weights_sgd launch updates. */
 #define MLP_MAX_FUSED_LAYERS 8

@@ -316,6 +316,20 @@ static bool chaining_wanted(void) {
     return gemm::chaining_supported();
 }
 
+/* gemm::Scratch's tensor_min_work: MLP_TENSOR_MIN_WORK where
+ * gemm::tensor_supported; MLP_CUDA_TENSOR=0 keeps every product on the
+ * float32 tiles, and a number sets the smallest product (in multiply-adds)
+ * that runs on tensor cores. */
+static double tensor_min_work(void) {
+    if (!gemm::tensor_supported()) return 0.0;
+    const char *want = getenv("MLP_CUDA_TENSOR");
+    if (!want || !*want) return MLP_TENSOR_MIN_WORK;
+    char *end = NULL;
+    const double v = strtod(want, &end);
+    if (*end || !(v >= 0.0)) return MLP_TENSOR_MIN_WORK;
+    return v;
+}
+
 extern "C" mlp_status mlp_create(mlp_model **model, const mlp_config *config) {
     mlp_clear_error();
     if (!model) return mlp_fail(MLP_ERR_INVALID, "model is NULL");
@@ -363,6 +377,13 @@ extern "C" mlp_status mlp_create(mlp_model **model, const mlp_config *config) {
     m->scratch.partial_floats = gemm::scratch_partial_floats();
     m->scratch.n_counters = gemm::scratch_counters();
     m->scratch.chained = chaining_wanted();
+    m->scratch.tensor_min_work = tensor_min_work();
+    {
+        const char *tiles = getenv("MLP_CUDA_TENSOR_TILES");
+        m->scratch.tensor_tiles = !tiles ? 0 : !strcmp(tiles, "small") ? 1
+                                  : !strcmp(tiles, "large")            ? 2
+                                                                       : 0;
+    }
     const size_t bytes = sizeof(float) * (size_t)n;
     e = cudaMemsetAsync(m->params, 0, bytes, m->stream);
     if (e == cudaSuccess)
@@ -899,7 +920,12 @@ static mlp_status train_resident(mlp_model *m, const mlp_data *data, const int64
         fused = st == MLP_OK;
     }
     int64_t done = batches;
-    if (!fused) m->last_kernels = m->plain ? "plain" : "cuda";
+    if (!fused)
+        m->last_kernels = m->plain ? "plain"
+                          : gemm::any_on_tensor(m->scratch, m->L.sizes, m->L.n_layers,
+                                                batch_size < n ? batch_size : n)
+                              ? "cuda-tensor"
+                              : "cuda";
     const int64_t chunk = steps_per_check(&m->L, batch_size < n ? batch_size : n);
     if (!fused && batches > chunk) { /* enqueued in chunks, the stop flag between them */
         drop_graph(m);

@@ -1,3 +1,4 @@
+import functools
 import os
 import pathlib
 
@@ -71,6 +72,23 @@ def run_backend(device, sizes, params, X, y, orders, batch_size, lr=0.05, moment
     data = net.bind(X, **targets_of(loss, y), sample_weight=sample_weight)
     losses = [net.train_epoch(data, order, batch_size, opt)[0] for order in orders]
     return np.concatenate(losses), net.get_params(), net
+
+
+@functools.lru_cache(maxsize=None)
+def gpu_has_tensor_products():
+    """Whether this GPU multiplies on TF32 tensor cores (compute capability
+    8.0 and newer): the one-kernel epoch of a small net says so by name
+    ("fused-tensor"), whatever MLP_KERNELS the calling test has set."""
+    saved = os.environ.pop("MLP_KERNELS", None)
+    try:
+        X, y = make_problem(np.random.default_rng(0), 64, 16, 2)
+        sizes = (16, 8, 2)
+        net = get_backend("cuda").network(sizes, reference.init_params(sizes, np.random.default_rng(0)))
+        net.train_epoch(net.bind(X, **targets_of("cross_entropy", y)), np.arange(64), 32, sgd(0.1))
+        return net.model.kernel_set in {"fused-tensor", "fused-rows"}
+    finally:
+        if saved is not None:
+            os.environ["MLP_KERNELS"] = saved
 
 
 def run_reference(sizes, params, X, y, orders, batch_size, lr=0.05, momentum=0.0,

@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 
 from mlp import reference
+from mlp._backends import get_backend
 from mlp.optimizers import make_optimizer
 from mlp.training import initial_state
 
-from conftest import make_problem, rel_err, run_backend, run_reference, scale_of, sgd, targets_of
+from conftest import (gpu_has_tensor_products, make_problem, rel_err, run_backend, run_reference,
+                      scale_of, sgd, targets_of)
 
 # (n, d, hidden widths, classes, batch size, uint8 input)
 SHAPES = [
@@ -82,24 +84,80 @@ CUDA_SHAPES = SHAPES + [
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("path", ["fast", "base", "gemm", "plain"])
+@pytest.mark.parametrize("path", ["fast", "base", "gemm", "tensor", "tensor-large", "plain"])
 @pytest.mark.parametrize("shape", CUDA_SHAPES,
                          ids=lambda s: f"n{s[0]}-d{s[1]}-h{s[2]}-c{s[3]}-b{s[4]}")
 def test_cuda_core_matches_c_core(shape, path, monkeypatch):
     """fast: one kernel per epoch for one hidden layer, on tensor cores where
     the GPU has them; base: the same without tensor cores; gemm: the tuned
-    kernel per op; plain: the readable kernel per op."""
-    if path in ("base", "gemm"):
-        monkeypatch.setenv("MLP_KERNELS", path)
+    kernel per op; tensor: the same with every product on tensor cores
+    (gemm_tensor.cuh, MLP_CUDA_TENSOR=1: at least one multiply-add) where
+    the GPU has them, in the tiles gemm.cu picks (small for these shapes)
+    or in its large tiles; plain: the readable kernel per op."""
+    tensor_path = path.startswith("tensor")
+    if path in ("base", "gemm") or tensor_path:
+        monkeypatch.setenv("MLP_KERNELS", "gemm" if tensor_path else path)
+    monkeypatch.setenv("MLP_CUDA_TENSOR", "1" if tensor_path else "0")
+    if path == "tensor-large":
+        monkeypatch.setenv("MLP_CUDA_TENSOR_TILES", "large")
     X, y, sizes, params, orders, batch = schedule(shape, seed=7)
     c_losses, c_final, _ = run_backend("cpu", sizes, params, X, y, orders, batch, 0.05, 0.9)
     g_losses, g_final, net = run_backend("cuda", sizes, params, X, y, orders, batch, 0.05, 0.9,
                                          plain=path == "plain")
     fast = {"fused-rows", "fused-tensor", "fused"}
-    fused = {"fast": fast, "base": {"fused"}, "gemm": {"cuda"}, "plain": {"plain"}}[path]
-    assert net.model.kernel_set in (fused if len(sizes) == 3 or path == "plain" else {"cuda"})
+    tensor = "cuda-tensor" if gpu_has_tensor_products() else "cuda"
+    fused = {"fast": fast, "base": {"fused"}, "gemm": {"cuda"}, "tensor": {tensor},
+             "tensor-large": {tensor}, "plain": {"plain"}}[path]
+    per_op = {tensor} if tensor_path else {"cuda"}
+    assert net.model.kernel_set in (fused if len(sizes) == 3 or path == "plain" or tensor_path
+                                    else per_op)
     np.testing.assert_allclose(g_losses[:STEPS], c_losses[:STEPS], rtol=1e-4)
     assert rel_err(g_final, c_final) < 1e-4
+
+
+# cuda/gemm_tensor.cuh against gemm.cu's float32 tiles: products that gemm.cu
+# puts on tensor cores by default (its tiling), and every product forced
+# (MLP_CUDA_TENSOR=1) onto the small or the large tiles. uint8 rows
+# (gathered, then multiplied), float32 rows read in place when predicting,
+# widths that are not multiples of 4 (the copies of 4 bytes), K split across
+# blocks (a few tiles over many rows), Adam.
+TENSOR_SHAPES = {
+    "mnist-like": ((2048, 784, (1024, 256), 10, 1024, True), False),
+    "odd-widths-adam": ((3000, 300, (1030, 130), 7, 3000, False), True),
+    "split-k": ((1200, 37, (1030, 70), 3, 1200, False), False),
+}
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name,tensor", [
+    ("mnist-like", "default"), ("mnist-like", "small"), ("mnist-like", "large"),
+    ("odd-widths-adam", "default"), ("odd-widths-adam", "small"), ("odd-widths-adam", "large"),
+    ("split-k", "small"), ("split-k", "large")])
+def test_tensor_products_match_float32_tiles(name, tensor, monkeypatch):
+    shape, adam = TENSOR_SHAPES[name]
+    monkeypatch.setenv("MLP_KERNELS", "gemm")
+    X, y, sizes, params, orders, batch = schedule(shape, seed=3)
+    opt = make_optimizer("adam", 1e-3).core_dict() if adam else sgd(0.02, 0.9)
+    runs = []
+    for setting in ("0", tensor, tensor):
+        monkeypatch.delenv("MLP_CUDA_TENSOR", raising=False)
+        monkeypatch.delenv("MLP_CUDA_TENSOR_TILES", raising=False)
+        if setting == "0":
+            monkeypatch.setenv("MLP_CUDA_TENSOR", "0")
+        elif setting != "default":
+            monkeypatch.setenv("MLP_CUDA_TENSOR", "1")
+            monkeypatch.setenv("MLP_CUDA_TENSOR_TILES", setting)
+        runs.append(run_backend("cuda", sizes, params, X, y, orders[:2], batch, opt=opt))
+    (f_losses, f_final, f_net), (t_losses, t_final, t_net), (_, again, _) = runs
+    assert f_net.model.kernel_set == "cuda"
+    assert t_net.model.kernel_set == ("cuda-tensor" if gpu_has_tensor_products() else "cuda")
+    np.testing.assert_allclose(t_losses, f_losses, rtol=1e-4)
+    assert rel_err(t_final, f_final) < 1e-4
+    assert again.tobytes() == t_final.tobytes()
+    monkeypatch.setenv("MLP_CUDA_TENSOR", "0")
+    f32 = get_backend("cuda").network(sizes, t_final, input_scale=scale_of(X))
+    np.testing.assert_allclose(t_net.predict(t_net.bind(X)), f32.predict(f32.bind(X)),
+                               rtol=1e-5, atol=1e-7)
 
 
 # cuda/fused.cu keeps each block's W1 tiles, their optimizer state and (for

@@ -1,0 +1,331 @@
+/*
+ * gemm_tensor.cuh - gemm.cu's large products on tensor cores (compute
+ * capability 8.0 and newer): 128 x 128 or 64 x 64 tiles fed by asynchronous copies
+ * through four shared-memory stages (at most 96 KB, which every such GPU
+ * gives a block), each float32 operand split into two
+ * TF32 parts and multiplied three times (tf32.cuh), which keeps float32's
+ * precision as the fused epochs do. gemm.cu picks it for products of at
+ * least Scratch::tensor_min_work multiply-adds whose operands are float32
+ * in device memory; the float32 tiles of gemm_block take the rest.
+ *
+ * An operand is a row-major matrix as it lies in device memory; its tile is
+ * copied into shared memory in the same orientation (a copy moves 16 bytes
+ * along the contiguous dimension), and the fragments are read from there in
+ * whichever orientation the product needs:
+ *   A (M,K): the layer input (B,D), k contiguous (forward); the output
+ *            gradient (B,H), k contiguous (input gradient); the layer input
+ *            as (D,B), m contiguous (weight gradient);
+ *   B (K,N): W_aug (D+1,H), n contiguous (forward); W^T, k contiguous
+ *            (input gradient); the output gradient (B,H), n contiguous
+ *            (weight gradient).
+ * The augmented 1 of [in, 1] is one more column of the stored input.
+ *
+ * Each output element is summed by one thread in a fixed order, split-K
+ * partials added in slice order, as in gemm_block: results are bit-identical
+ * from run to run.
+ */
+#ifndef MLP_CUDA_GEMM_TENSOR_CUH
+#define MLP_CUDA_GEMM_TENSOR_CUH
+
+#include <stdint.h>
+
+#include "common.cuh"
+#include "tf32.cuh"
+
+namespace gemm {
+namespace tensor {
+
+constexpr int BK = 16, STAGES = 4;
+/* Row padding (floats) of a stage's tiles, so that the 32 lanes of a
+ * fragment read fall in different banks and rows stay 16-byte aligned for
+ * the copies: rows of BK floats get 8 (a stride of 24: conflict-free for
+ * the 8-byte reads below); rows of BM or BN floats get 8 (stride 8 mod 32
+ * banks) where the four k of a lane group are rows q, and 4 where they are
+ * rows 2q (the order of k below). */
+constexpr int PAD_K = 8;
+__host__ __device__ constexpr int pad_mn(bool paired) { return paired ? 4 : 8; }
+
+/* The tile shapes: a block of WARPS_M x WARPS_N warps computes BM x BN,
+ * each warp (BM / WARPS_M) x (BN / WARPS_N) in m16n8 pieces. Large: fewer
+ * bytes moved per product, for products of many tiles; small: more blocks,
+ * for the others. */
+template <int BM_, int BN_, int WARPS_M_, int WARPS_N_, int MIN_BLOCKS_>
+struct Tiles {
+    static constexpr int BM = BM_, BN = BN_, WARPS_M = WARPS_M_, WARPS_N = WARPS_N_;
+    static constexpr int THREADS = 32 * WARPS_M * WARPS_N, MIN_BLOCKS = MIN_BLOCKS_;
+    static constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N;
+    static constexpr int MI = WM / 16, NI = WN / 8;
+    /* the larger of the two layouts of each operand, padded both ways */
+    static constexpr int A_FLOATS = (BM * (BK + PAD_K) > BK * (BM + 8)) ? BM * (BK + PAD_K)
+                                                                        : BK * (BM + 8);
+    static constexpr int B_FLOATS = (BN * (BK + PAD_K) > BK * (BN + 8)) ? BN * (BK + PAD_K)
+                                                                        : BK * (BN + 8);
+    static constexpr int STAGE_FLOATS = A_FLOATS + B_FLOATS;
+    static constexpr int SMEM_BYTES = STAGES * STAGE_FLOATS * (int)sizeof(float);
+};
+using Large = Tiles<128, 128, 2, 4, 2>; /* 256 threads, warps of 64 x 32; 96 KB; two an SM */
+using Small = Tiles<64, 64, 2, 2, 4>;   /* 128 threads, warps of 32 x 32; 48 KB; four an SM */
+
+/* A stored row-major matrix of `rows` x `cols` (leading dimension ld),
+ * rows looked up through order[start + r] when order is set, and when
+ * `ones`, one more column of constant 1 after the last. `vec`: p and ld
+ * allow 16-byte copies. */
+struct Stored {
+    const float *p;
+    int64_t ld, rows, cols;
+    const int64_t *order;
+    int64_t start;
+    bool ones, vec;
+};
+
+__device__ inline void zero4(float *dst) {
+    *reinterpret_cast<float4 *>(dst) = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+}
+
+#if MLP_HAVE_TF32
+/* Copies the stored matrix's rows r0 .. r0 + TR and columns c0 .. c0 + TC
+ * into tile (TR rows of TC + PAD floats), zeros outside rows < row_end and
+ * columns < col_end (the product's edges and the split's slice of K).
+ * row_at, when given, holds the stored row of each of the TR rows. */
+template <int TR, int TC, int PAD, int THREADS>
+__device__ void copy_tile(float *tile, const Stored &s, int64_t r0, int64_t c0, int64_t row_end,
+                          int64_t col_end, const int64_t *row_at) {
+    constexpr int CHUNKS = TR * TC / 4;
+    const int64_t real_end = col_end < s.cols ? col_end : s.cols;
+    const bool one_here = s.ones && s.cols < col_end;
+#pragma unroll
+    for (int i = threadIdx.x; i < CHUNKS; i += THREADS) {
+        const int r = i / (TC / 4), c = (i % (TC / 4)) * 4;
+        float *dst = tile + r * (TC + PAD) + c;
+        const int64_t gr = r0 + r, gc = c0 + c;
+        if (gr >= row_end || gc >= col_end) {
+            zero4(dst);
+            continue;
+        }
+        const int64_t row = row_at ? row_at[r] : s.order ? s.order[s.start + gr] : s.start + gr;
+        const float *src = s.p + row * s.ld + gc;
+        if (s.vec && gc + 4 <= real_end) {
+            cp_async16(dst, src, 16);
+            continue;
+        }
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            if (gc + j < real_end) cp_async4(dst + j, src + j, 4);
+            else dst[j] = one_here && gc + j == s.cols ? 1.0f : 0.0f;
+        }
+    }
+}
+
+/* Which way the stored matrices lie: A_K, A stored (M, K), else (K, M);
+ * B_N, B stored (K, N), else (N, K). Where A's k are contiguous (A_K), a
+ * lane group's four k of an m16n8k8 product are taken as rows 2q and 2q + 1
+ * instead of q and q + 4 (the same order for A and B; a sum over k does not
+ * depend on which k the hardware calls which), so that a k-contiguous
+ * operand gives each lane its two values in one 8-byte read. */
+template <class T, bool A_K, bool B_N>
+struct Layout {
+    static constexpr bool PAIRED = A_K;
+    static constexpr int A_LD = A_K ? BK + PAD_K : T::BM + pad_mn(PAIRED);
+    static constexpr int B_LD = B_N ? T::BN + pad_mn(PAIRED) : BK + PAD_K;
+    /* the two A (or B) values of lane (g, q) at k-step kk: k = kk + 2q, +1
+     * when PAIRED, else kk + q, + 4 */
+    __device__ static float2 a_pair(const float *As, int m, int kk, int q) {
+        if (A_K) return *reinterpret_cast<const float2 *>(&As[m * A_LD + kk + 2 * q]);
+        return make_float2(As[(kk + q) * A_LD + m], As[(kk + q + 4) * A_LD + m]);
+    }
+    __device__ static float2 b_pair(const float *Bs, int n, int kk, int q) {
+        const int k0 = PAIRED ? kk + 2 * q : kk + q, k1 = PAIRED ? k0 + 1 : k0 + 4;
+        if (!B_N && PAIRED) return *reinterpret_cast<const float2 *>(&Bs[n * B_LD + k0]);
+        if (!B_N) return make_float2(Bs[n * B_LD + k0], Bs[n * B_LD + k1]);
+        return make_float2(Bs[k0 * B_LD + n], Bs[k1 * B_LD + n]);
+    }
+};
+
+/* Stage k-tile k0 of the block's tile (m0, n0) into stage `st`. */
+template <class T, bool A_K, bool B_N>
+__device__ inline void load_stage(float *st, const Stored &a, const Stored &b, int64_t m0,
+                                  int64_t n0, int64_t k0, int64_t kend, int64_t M, int64_t N,
+                                  const int64_t *rows_a) {
+    using L = Layout<T, A_K, B_N>;
+    float *As = st, *Bs = st + T::A_FLOATS;
+    if (A_K) copy_tile<T::BM, BK, L::A_LD - BK, T::THREADS>(As, a, m0, k0, M, kend, rows_a);
+    else copy_tile<BK, T::BM, L::A_LD - T::BM, T::THREADS>(As, a, k0, m0, kend, M, NULL);
+    if (B_N) copy_tile<BK, T::BN, L::B_LD - T::BN, T::THREADS>(Bs, b, k0, n0, kend, N, NULL);
+    else copy_tile<T::BN, BK, L::B_LD - BK, T::THREADS>(Bs, b, n0, k0, N, kend, NULL);
+}
+
+/* acc += this stage's A (warp rows wm..) @ B (warp columns wn..), three
+ * TF32 products a term, the small ones first. */
+template <class T, bool A_K, bool B_N>
+__device__ inline void multiply_stage(float (&acc)[T::MI][T::NI][4], const float *st, int wm,
+                                      int wn) {
+    using L = Layout<T, A_K, B_N>;
+    const float *As = st, *Bs = st + T::A_FLOATS;
+    const int lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
+#pragma unroll
+    for (int kk = 0; kk < BK; kk += 8) {
+        float af[T::MI][4], bf[T::NI][2];
+#pragma unroll
+        for (int mi = 0; mi < T::MI; mi++) {
+            const int m = wm + mi * 16 + g;
+            const float2 lo = L::a_pair(As, m, kk, q), hi = L::a_pair(As, m + 8, kk, q);
+            af[mi][0] = lo.x; /* (g, k0) */
+            af[mi][1] = hi.x; /* (g + 8, k0) */
+            af[mi][2] = lo.y; /* (g, k1) */
+            af[mi][3] = hi.y; /* (g + 8, k1) */
+        }
+#pragma unroll
+        for (int ni = 0; ni < T::NI; ni++) {
+            const float2 v = L::b_pair(Bs, wn + ni * 8 + g, kk, q);
+            bf[ni][0] = v.x;
+            bf[ni][1] = v.y;
+        }
+        uint32_t ah[T::MI][4], al[T::MI][4], bh[T::NI][2], bl[T::NI][2];
+#pragma unroll
+        for (int mi = 0; mi < T::MI; mi++) split_tf32(af[mi], ah[mi], al[mi]);
+#pragma unroll
+        for (int ni = 0; ni < T::NI; ni++) split_tf32(bf[ni], bh[ni], bl[ni]);
+#pragma unroll
+        for (int mi = 0; mi < T::MI; mi++)
+#pragma unroll
+            for (int ni = 0; ni < T::NI; ni++) mma_tf32(acc[mi][ni], al[mi], bh[ni]);
+#pragma unroll
+        for (int mi = 0; mi < T::MI; mi++)
+#pragma unroll
+            for (int ni = 0; ni < T::NI; ni++) mma_tf32(acc[mi][ni], ah[mi], bl[ni]);
+#pragma unroll
+        for (int mi = 0; mi < T::MI; mi++)
+#pragma unroll
+            for (int ni = 0; ni < T::NI; ni++) mma_tf32(acc[mi][ni], ah[mi], bh[ni]);
+    }
+}
+#endif
+
+/* The product's tiles and slices of K, as gemm.cu's Shape but for these
+ * tiles. */
+struct TShape {
+    int64_t M, N, K;
+    int64_t tiles_n, tiles;
+    int64_t k_per_split;
+    int splits;
+};
+
+/* Block (tile, split) of C (M,N) = A @ B: as gemm_block, each finished sum
+ * goes to epi (two adjacent columns at a time), or with several splits
+ * through partial and the last block of the tile. */
+template <class T, bool A_K, bool B_N, class Epi>
+__device__ void tensor_block(const TShape &sh, int64_t tile, int split, const Stored &a,
+                             const Stored &b, const Epi &epi, float *partial,
+                             unsigned *counters) {
+#if MLP_HAVE_TF32
+    constexpr int BM = T::BM, BN = T::BN, MI = T::MI, NI = T::NI;
+    extern __shared__ __align__(16) float smem[];
+    __shared__ int64_t rows_a[A_K ? BM : 1];
+    __shared__ bool is_last;
+    const int64_t m0 = tile / sh.tiles_n * BM, n0 = tile % sh.tiles_n * BN;
+    const int64_t kbeg = split * sh.k_per_split;
+    const int64_t kend = kbeg + sh.k_per_split < sh.K ? kbeg + sh.k_per_split : sh.K;
+    const int64_t *row_at = NULL;
+    if (A_K) {
+        for (int i = threadIdx.x; i < BM; i += T::THREADS) {
+            const int64_t gm = m0 + i;
+            rows_a[i] = gm >= sh.M ? 0 : a.order ? a.order[a.start + gm] : a.start + gm;
+        }
+        __syncthreads();
+        row_at = rows_a;
+    }
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
+    const int wm = (warp / T::WARPS_N) * T::WM, wn = (warp % T::WARPS_N) * T::WN;
+    float acc[MI][NI][4];
+#pragma unroll
+    for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+        for (int ni = 0; ni < NI; ni++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) acc[mi][ni][j] = 0.0f;
+
+    const int64_t ktiles = (kend - kbeg + BK - 1) / BK;
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; s++) {
+        if (s < ktiles)
+            load_stage<T, A_K, B_N>(smem + s * T::STAGE_FLOATS, a, b, m0, n0, kbeg + s * BK, kend,
+                                    sh.M, sh.N, row_at);
+        cp_async_commit();
+    }
+    for (int64_t kt = 0; kt < ktiles; kt++) {
+        cp_async_wait<STAGES - 2>();
+        __syncthreads(); /* stage kt is in; every warp is done with kt - 1's */
+        const int64_t next = kt + STAGES - 1;
+        if (next < ktiles)
+            load_stage<T, A_K, B_N>(smem + (next % STAGES) * T::STAGE_FLOATS, a, b, m0, n0,
+                                    kbeg + next * BK, kend, sh.M, sh.N, row_at);
+        cp_async_commit();
+        multiply_stage<T, A_K, B_N>(acc, smem + (kt % STAGES) * T::STAGE_FLOATS, wm, wn);
+    }
+    cp_async_wait<0>();
+    chained_next(); /* the products are done: the next kernel may be scheduled */
+
+    /* thread's sums: (m, n) = (wm + 16 mi + g + 8 h, wn + 8 ni + 2 q + {0, 1}) */
+    if (sh.splits == 1) {
+#pragma unroll
+        for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+            for (int ni = 0; ni < NI; ni++)
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    const int64_t gm = m0 + wm + mi * 16 + g + 8 * h;
+                    const int64_t gn = n0 + wn + ni * 8 + 2 * q;
+                    const int count = sh.N - gn < 2 ? (int)(sh.N - gn) : 2;
+                    const float v[4] = {acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1], 0.0f, 0.0f};
+                    if (gm < sh.M && count > 0) epi(gm, gn, v, count);
+                }
+        return;
+    }
+    const int64_t tile_floats = BM * BN;
+    float *mine = partial + ((int64_t)split * sh.tiles + tile) * tile_floats;
+#pragma unroll
+    for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+        for (int ni = 0; ni < NI; ni++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int lm = wm + mi * 16 + g + 8 * h, ln = wn + ni * 8 + 2 * q;
+                *reinterpret_cast<float2 *>(&mine[lm * BN + ln]) =
+                    make_float2(acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
+            }
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) is_last = atomicAdd(&counters[tile], 1u) == (unsigned)sh.splits - 1;
+    __syncthreads();
+    if (!is_last) return;
+    __threadfence();
+#pragma unroll
+    for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+        for (int ni = 0; ni < NI; ni++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int lm = wm + mi * 16 + g + 8 * h, ln = wn + ni * 8 + 2 * q;
+                float2 v = make_float2(0.0f, 0.0f);
+                for (int s = 0; s < sh.splits; s++) {
+                    const float2 p = __ldcg(reinterpret_cast<const float2 *>(
+                        &partial[((int64_t)s * sh.tiles + tile) * tile_floats + lm * BN + ln]));
+                    v.x += p.x;
+                    v.y += p.y;
+                }
+                const int64_t gm = m0 + lm, gn = n0 + ln;
+                const int count = sh.N - gn < 2 ? (int)(sh.N - gn) : 2;
+                const float vs[4] = {v.x, v.y, 0.0f, 0.0f};
+                if (gm < sh.M && count > 0) epi(gm, gn, vs, count);
+            }
+    if (threadIdx.x == 0) counters[tile] = 0; /* ready for the next product */
+#else
+    (void)sh, (void)tile, (void)split, (void)a, (void)b, (void)epi, (void)partial,
+        (void)counters;
+#endif
+}
+
+} // namespace tensor
+} // namespace gemm
+
+#endif /* MLP_CUDA_GEMM_TENSOR_CUH */
