@@ -91,15 +91,16 @@ def test_cuda_core_matches_c_core(shape, path, monkeypatch):
     """fast: one kernel per epoch for one hidden layer, on tensor cores where
     the GPU has them; base: the same without tensor cores; gemm: the tuned
     kernel per op; tensor: the same with every product on tensor cores
-    (gemm_tensor.cuh, MLP_CUDA_TENSOR=1: at least one multiply-add) where
-    the GPU has them, in the tiles gemm.cu picks (small for these shapes)
-    or in its large tiles; plain: the readable kernel per op."""
+    where the GPU has them (gemm_tensor.cuh, MLP_CUDA_TENSOR=1: products of
+    at least one multiply-add), in its small or its large tiles (forced by
+    MLP_CUDA_TENSOR_TILES; by its own rule gemm.cu keeps the small products
+    of these shapes on the float32 tiles); plain: the readable kernel per op."""
     tensor_path = path.startswith("tensor")
     if path in ("base", "gemm") or tensor_path:
         monkeypatch.setenv("MLP_KERNELS", "gemm" if tensor_path else path)
     monkeypatch.setenv("MLP_CUDA_TENSOR", "1" if tensor_path else "0")
-    if path == "tensor-large":
-        monkeypatch.setenv("MLP_CUDA_TENSOR_TILES", "large")
+    if tensor_path:
+        monkeypatch.setenv("MLP_CUDA_TENSOR_TILES", "large" if path == "tensor-large" else "small")
     X, y, sizes, params, orders, batch = schedule(shape, seed=7)
     c_losses, c_final, _ = run_backend("cpu", sizes, params, X, y, orders, batch, 0.05, 0.9)
     g_losses, g_final, net = run_backend("cuda", sizes, params, X, y, orders, batch, 0.05, 0.9,
@@ -157,7 +158,7 @@ def test_tensor_products_match_float32_tiles(name, tensor, monkeypatch):
     monkeypatch.setenv("MLP_CUDA_TENSOR", "0")
     f32 = get_backend("cuda").network(sizes, t_final, input_scale=scale_of(X))
     np.testing.assert_allclose(t_net.predict(t_net.bind(X)), f32.predict(f32.bind(X)),
-                               rtol=1e-5, atol=1e-7)
+                               rtol=1e-4, atol=1e-6)
 
 
 # cuda/fused.cu keeps each block's W1 tiles, their optimizer state and (for
