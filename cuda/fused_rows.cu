@@ -151,7 +151,7 @@ __device__ inline void split_cut(const float (&x)[N], uint32_t (&hi)[N], uint32_
 #pragma unroll
     for (int i = 0; i < N; i++) {
         hi[i] = __float_as_uint(x[i]) & 0xffffe000u;
-        lo[i] = to_tf32(x[i] - __uint_as_float(hi[i]));
+        lo[i] = rest_to_tf32(x[i] - __uint_as_float(hi[i]));
     }
 }
 

@@ -22,13 +22,23 @@ __device__ inline uint32_t to_tf32(float x) {
     return r;
 }
 
+/* A finite float32 rounded to TF32 as to_tf32 rounds it (to nearest, ties
+ * away from zero), in two integer operations: add half of TF32's last
+ * mantissa bit to the magnitude, then cut. cvt.rna.tf32.f32 takes several
+ * instructions in sm_90 code. For the rest of a split (x - hi), which is
+ * finite wherever x is; where x is a NaN or an infinity, hi keeps it (and
+ * the rest may come out as a signed zero). */
+__device__ inline uint32_t rest_to_tf32(float x) {
+    return (__float_as_uint(x) + 0x1000u) & 0xffffe000u;
+}
+
 /* x = hi + lo, both TF32: together they carry float32's precision. */
 template <int N>
 __device__ inline void split_tf32(const float (&x)[N], uint32_t (&hi)[N], uint32_t (&lo)[N]) {
 #pragma unroll
     for (int i = 0; i < N; i++) {
         hi[i] = to_tf32(x[i]);
-        lo[i] = to_tf32(x[i] - __uint_as_float(hi[i]));
+        lo[i] = rest_to_tf32(x[i] - __uint_as_float(hi[i]));
     }
 }
 
