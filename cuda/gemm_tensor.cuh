@@ -83,36 +83,32 @@ __device__ inline void zero4(float *dst) {
 }
 
 #if MLP_HAVE_TF32
-/* Copies the stored matrix's rows r0 .. r0 + TR and columns c0 .. c0 + TC
- * into tile (TR rows of TC + PAD floats), zeros outside rows < row_end and
- * columns < col_end (the product's edges and the split's slice of K).
- * row_at, when given, holds the stored row of each of the TR rows. */
-template <int TR, int TC, int PAD, int THREADS>
-__device__ void copy_tile(float *tile, const Stored &s, int64_t r0, int64_t c0, int64_t row_end,
-                          int64_t col_end, const int64_t *row_at) {
-    constexpr int CHUNKS = TR * TC / 4;
+/* Copies one chunk, the stored matrix's row r0 + r and columns c0 + c ..
+ * c0 + c + 4, into tile (rows of TC + PAD floats), zeros outside rows <
+ * row_end and columns < col_end (the product's edges and the split's slice
+ * of K), and the column of ones where the chunk holds it. row_at, when
+ * given, holds the stored row of each of the tile's rows. */
+template <int TC, int PAD>
+__device__ void copy_chunk(float *tile, const Stored &s, int r, int c, int64_t r0, int64_t c0,
+                           int64_t row_end, int64_t col_end, const int64_t *row_at) {
+    float *dst = tile + r * (TC + PAD) + c;
+    const int64_t gr = r0 + r, gc = c0 + c;
+    if (gr >= row_end || gc >= col_end) {
+        zero4(dst);
+        return;
+    }
     const int64_t real_end = col_end < s.cols ? col_end : s.cols;
+    const int64_t row = row_at ? row_at[r] : s.order ? s.order[s.start + gr] : s.start + gr;
+    const float *src = s.p + row * s.ld + gc;
+    if (s.vec && gc + 4 <= real_end) {
+        cp_async16(dst, src, 16);
+        return;
+    }
     const bool one_here = s.ones && s.cols < col_end;
 #pragma unroll
-    for (int i = threadIdx.x; i < CHUNKS; i += THREADS) {
-        const int r = i / (TC / 4), c = (i % (TC / 4)) * 4;
-        float *dst = tile + r * (TC + PAD) + c;
-        const int64_t gr = r0 + r, gc = c0 + c;
-        if (gr >= row_end || gc >= col_end) {
-            zero4(dst);
-            continue;
-        }
-        const int64_t row = row_at ? row_at[r] : s.order ? s.order[s.start + gr] : s.start + gr;
-        const float *src = s.p + row * s.ld + gc;
-        if (s.vec && gc + 4 <= real_end) {
-            cp_async16(dst, src, 16);
-            continue;
-        }
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            if (gc + j < real_end) cp_async4(dst + j, src + j, 4);
-            else dst[j] = one_here && gc + j == s.cols ? 1.0f : 0.0f;
-        }
+    for (int j = 0; j < 4; j++) {
+        if (gc + j < real_end) cp_async4(dst + j, src + j, 4);
+        else dst[j] = one_here && gc + j == s.cols ? 1.0f : 0.0f;
     }
 }
 
@@ -141,17 +137,90 @@ struct Layout {
     }
 };
 
-/* Stage k-tile k0 of the block's tile (m0, n0) into stage `st`. */
+/* One thread's chunks of one operand's tiles, worked out once a block: the
+ * source of each chunk at the block's first k-tile and whether the chunk is
+ * a plain 16-byte copy wherever the k-tile lies inside K (its row or
+ * columns inside the product, no column of ones, copies allowed). Each
+ * k-tile then moves them by one step along K; the k-tile at the end of K,
+ * and every chunk that is not plain, take copy_chunk's general path.
+ * K_COLS: K runs along the stored matrix's columns (A stored (M, K), B
+ * stored (N, K)), else along its rows (which are then never looked up
+ * through an order: A stored (K, M), B stored (K, N)). */
+template <int TR, int TC, int PAD, int THREADS, bool K_COLS>
+struct TileCopy {
+    static constexpr int PER = TR * TC / 4 / THREADS;
+    static_assert(PER * THREADS * 4 == TR * TC, "a tile is whole chunks for every thread");
+    /* each chunk's source at the block's first k-tile, in floats from s.p
+     * (32 bits: registers are what the kernel is short of), or -1 where the
+     * chunk is not plain */
+    int32_t off[PER];
+    int32_t step; /* floats from one k-tile's chunk to the next's */
+
+    /* mn0, mn_end: where the block's rows (K_COLS) or columns start and end
+     * along M or N; kbeg: the block's first k */
+    __device__ void init(const Stored &s, int64_t mn0, int64_t mn_end, int64_t kbeg,
+                         const int64_t *row_at) {
+        const bool fits = s.vec && s.rows * s.ld < INT32_MAX - 4 * BK * s.ld;
+        step = fits ? (int32_t)(K_COLS ? BK : BK * s.ld) : 0;
+#pragma unroll
+        for (int i = 0; i < PER; i++) {
+            const int idx = threadIdx.x + i * THREADS;
+            const int r = idx / (TC / 4), c = (idx % (TC / 4)) * 4;
+            off[i] = -1;
+            if (!fits) continue;
+            if (K_COLS) {
+                const int64_t gr = mn0 + r;
+                if (gr < mn_end)
+                    off[i] = (int32_t)((row_at ? row_at[r] : s.start + gr) * s.ld + kbeg + c);
+            } else {
+                const int64_t gc = mn0 + c;
+                const int64_t end = mn_end < s.cols ? mn_end : s.cols;
+                if (gc + 4 <= end) off[i] = (int32_t)((kbeg + r) * s.ld + gc);
+            }
+        }
+    }
+
+    /* the chunks of k-tile kt (from the block's first), whole inside K
+     * (`inside`) or not */
+    __device__ void copy(float *tile, const Stored &s, int64_t kt, bool inside, int64_t r0,
+                         int64_t c0, int64_t row_end, int64_t col_end, const int64_t *row_at) const {
+#pragma unroll
+        for (int i = 0; i < PER; i++) {
+            const int idx = threadIdx.x + i * THREADS;
+            const int r = idx / (TC / 4), c = (idx % (TC / 4)) * 4;
+            if (inside && off[i] >= 0)
+                cp_async16(tile + r * (TC + PAD) + c, s.p + off[i] + (int32_t)kt * step, 16);
+            else
+                copy_chunk<TC, PAD>(tile, s, r, c, r0, c0, row_end, col_end, row_at);
+        }
+    }
+};
+
+/* Which way the stored matrices lie: A_K, A stored (M, K), else (K, M);
+ * B_N, B stored (K, N), else (N, K). */
 template <class T, bool A_K, bool B_N>
-__device__ inline void load_stage(float *st, const Stored &a, const Stored &b, int64_t m0,
-                                  int64_t n0, int64_t k0, int64_t kend, int64_t M, int64_t N,
-                                  const int64_t *rows_a) {
+struct StageCopy {
     using L = Layout<T, A_K, B_N>;
+    TileCopy<A_K ? T::BM : BK, A_K ? BK : T::BM, L::A_LD - (A_K ? BK : T::BM), T::THREADS, A_K> a;
+    TileCopy<B_N ? BK : T::BN, B_N ? T::BN : BK, L::B_LD - (B_N ? T::BN : BK), T::THREADS, !B_N> b;
+};
+
+/* Stage k-tile kt (from the block's first, kbeg) of the block's tile (m0,
+ * n0) into stage `st`. */
+template <class T, bool A_K, bool B_N>
+__device__ inline void load_stage(float *st, const StageCopy<T, A_K, B_N> &cp, const Stored &a,
+                                  const Stored &b, int64_t m0, int64_t n0, int64_t kbeg,
+                                  int64_t kt, int64_t kend, int64_t M, int64_t N,
+                                  const int64_t *rows_a) {
     float *As = st, *Bs = st + T::A_FLOATS;
-    if (A_K) copy_tile<T::BM, BK, L::A_LD - BK, T::THREADS>(As, a, m0, k0, M, kend, rows_a);
-    else copy_tile<BK, T::BM, L::A_LD - T::BM, T::THREADS>(As, a, k0, m0, kend, M, NULL);
-    if (B_N) copy_tile<BK, T::BN, L::B_LD - T::BN, T::THREADS>(Bs, b, k0, n0, kend, N, NULL);
-    else copy_tile<T::BN, BK, L::B_LD - BK, T::THREADS>(Bs, b, n0, k0, N, kend, NULL);
+    const int64_t k0 = kbeg + kt * BK;
+    /* inside K: no slice end, no column of ones, no stored edge in the k-tile */
+    const bool a_in = k0 + BK <= kend && (!A_K || k0 + BK <= a.cols);
+    const bool b_in = k0 + BK <= kend && (B_N || k0 + BK <= b.cols);
+    if (A_K) cp.a.copy(As, a, kt, a_in, m0, k0, M, kend, rows_a);
+    else cp.a.copy(As, a, kt, a_in, k0, m0, kend, M, NULL);
+    if (B_N) cp.b.copy(Bs, b, kt, b_in, k0, n0, kend, N, NULL);
+    else cp.b.copy(Bs, b, kt, b_in, n0, k0, N, kend, NULL);
 }
 
 /* acc += this stage's A (warp rows wm..) @ B (warp columns wn..), three
@@ -244,11 +313,14 @@ __device__ void tensor_block(const TShape &sh, int64_t tile, int split, const St
 #pragma unroll
             for (int j = 0; j < 4; j++) acc[mi][ni][j] = 0.0f;
 
+    StageCopy<T, A_K, B_N> cp;
+    cp.a.init(a, m0, sh.M, kbeg, row_at);
+    cp.b.init(b, n0, sh.N, kbeg, NULL);
     const int64_t ktiles = (kend - kbeg + BK - 1) / BK;
 #pragma unroll
     for (int s = 0; s < STAGES - 1; s++) {
         if (s < ktiles)
-            load_stage<T, A_K, B_N>(smem + s * T::STAGE_FLOATS, a, b, m0, n0, kbeg + s * BK, kend,
+            load_stage<T, A_K, B_N>(smem + s * T::STAGE_FLOATS, cp, a, b, m0, n0, kbeg, s, kend,
                                     sh.M, sh.N, row_at);
         cp_async_commit();
     }
@@ -257,8 +329,8 @@ __device__ void tensor_block(const TShape &sh, int64_t tile, int split, const St
         __syncthreads(); /* stage kt is in; every warp is done with kt - 1's */
         const int64_t next = kt + STAGES - 1;
         if (next < ktiles)
-            load_stage<T, A_K, B_N>(smem + (next % STAGES) * T::STAGE_FLOATS, a, b, m0, n0,
-                                    kbeg + next * BK, kend, sh.M, sh.N, row_at);
+            load_stage<T, A_K, B_N>(smem + (next % STAGES) * T::STAGE_FLOATS, cp, a, b, m0, n0,
+                                    kbeg, next, kend, sh.M, sh.N, row_at);
         cp_async_commit();
         multiply_stage<T, A_K, B_N>(acc, smem + (kt % STAGES) * T::STAGE_FLOATS, wm, wn);
     }
