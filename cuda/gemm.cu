@@ -369,16 +369,18 @@ int64_t tensor_partial_floats(const tensor::TShape &sh) {
 
 /* Which tiles multiply a product of M x N x K: the float32 ones of
  * gemm_block, or on tensor cores large tiles where there are enough of them
- * for every SM, small ones where the product gives each SM enough tile
- * k-steps (small tiles times k-tiles of BK) to amortize splitting K, and
- * the float32 tiles otherwise and for short K. Measured product by product
- * (benchmarks/RESULTS.md, benchmarks/results/cuda-h200-2026-11-26-tensor-products.txt):
- * a K of 64 (the weight gradient at batch 64) or a few small tiles over a
- * long K are faster on the float32 tiles. */
+ * for every SM, small ones where there are at least 64 of them and the
+ * product gives each SM enough tile k-steps (small tiles times k-tiles of
+ * BK) to amortize splitting K, and the float32 tiles otherwise and for
+ * short K. Measured product by product (benchmarks/RESULTS.md,
+ * benchmarks/results/cuda-h200-2026-11-26-tensor-products-2.txt): a K of
+ * 64 (the weight gradient at batch 64), a few small tiles over a long K, or
+ * short products of a few hundred columns are faster on the float32 tiles. */
 enum class Tiling { FLOAT32, SMALL, LARGE };
 
 constexpr int64_t TENSOR_MIN_K = 96;
-constexpr int64_t SMALL_MIN_STEPS = 12288; /* about 93 an SM of 132 */
+constexpr int64_t SMALL_MIN_TILES = 64;
+constexpr int64_t SMALL_MIN_STEPS = 6400; /* about 48 an SM of 132 */
 
 static Tiling tiling(const Scratch &scratch, int64_t M, int64_t N, int64_t K) {
     if (!(scratch.tensor_min_work > 0.0) ||
@@ -390,7 +392,9 @@ static Tiling tiling(const Scratch &scratch, int64_t M, int64_t N, int64_t K) {
     const int64_t large = cdiv(M, tensor::Large::BM) * cdiv(N, tensor::Large::BN);
     if (large >= tensor_target_blocks<tensor::Large>() / 2) return Tiling::LARGE;
     const int64_t small = cdiv(M, tensor::Small::BM) * cdiv(N, tensor::Small::BN);
-    return small * cdiv(K, tensor::BK) >= SMALL_MIN_STEPS ? Tiling::SMALL : Tiling::FLOAT32;
+    return small >= SMALL_MIN_TILES && small * cdiv(K, tensor::BK) >= SMALL_MIN_STEPS
+               ? Tiling::SMALL
+               : Tiling::FLOAT32;
 }
 
 /* A stored float32 matrix for gemm_tensor.cuh; 16-byte copies where its
