@@ -398,11 +398,13 @@ static Tiling tiling(const Scratch &scratch, int64_t M, int64_t N, int64_t K) {
 }
 
 /* A stored float32 matrix for gemm_tensor.cuh; 16-byte copies where its
- * start and rows allow them. */
-static tensor::Stored stored(const float *p, int64_t ld, int64_t rows, int64_t cols,
-                             const int64_t *order, int64_t start, bool ones) {
+ * start and rows allow them. Only matrices of the step (activations,
+ * gradients, the gathered batch, parameters), never rows looked up in a
+ * data set: TileCopy's 32-bit offsets count on every row read lying within
+ * `rows`, which a row of a large data set need not. */
+static tensor::Stored stored(const float *p, int64_t ld, int64_t rows, int64_t cols, bool ones) {
     const bool vec = ((uintptr_t)p % 16 == 0) && ld % 4 == 0;
-    return tensor::Stored{p, ld, rows, cols, order, start, ones, vec};
+    return tensor::Stored{p, ld, rows, cols, NULL, 0, ones, vec};
 }
 
 template <class T, bool A_K, bool B_N, class Epi>
@@ -610,13 +612,11 @@ void linear_forward(cudaStream_t s, float *out, float *pre, LayerInput in, const
             gather_batch(s, stash, in, B, D);
             in = LayerInput{stash, NULL, MLP_FLOAT32, 1.0f, NULL, 0};
         }
-        const bool floats = in.act || (in.dtype == MLP_FLOAT32 && in.scale == 1.0f);
-        if (floats) {
-            const tensor::Stored a =
-                in.act ? stored(in.act, D, B, D, NULL, 0, true)
-                       : stored((const float *)in.X, D, B, D, in.order, in.start, true);
-            tensor_gemm<true, true>(t, s, B, H, D + 1, a,
-                                    stored(W_aug, H, D + 1, H, NULL, 0, false),
+        /* rows of the data set itself (predicting, evaluating) stay on the
+         * float32 tiles: see stored() */
+        if (in.act) {
+            tensor_gemm<true, true>(t, s, B, H, D + 1, stored(in.act, D, B, D, true),
+                                    stored(W_aug, H, D + 1, H, false),
                                     StoreForward{out, pre, H, act, activate}, scratch);
             return;
         }
@@ -630,8 +630,8 @@ void linear_backward_input(cudaStream_t s, float *dinp, const float *dout, const
                            int64_t B, int64_t D, int64_t H, Scratch scratch) {
     const Tiling t = tiling(scratch, B, D, H);
     if (t != Tiling::FLOAT32) {
-        tensor_gemm<true, false>(t, s, B, D, H, stored(dout, H, B, H, NULL, 0, false),
-                                 stored(W, H, D, H, NULL, 0, false),
+        tensor_gemm<true, false>(t, s, B, D, H, stored(dout, H, B, H, false),
+                                 stored(W, H, D, H, false),
                                  StoreBackward{dinp, act_in, pre_in, D, act}, scratch);
         return;
     }
@@ -656,8 +656,8 @@ static void tensor_weights_update(cudaStream_t s, const WeightsJob *jobs, int n_
             counters + sh.tiles > scratch.n_counters)
             sh = make_tshape<T>(job.D + 1, job.H, B, false);
         wb.shape[j] = sh;
-        wb.a[j] = stored(job.in.act, job.D, B, job.D, NULL, 0, true);
-        wb.b[j] = stored(job.dout, job.H, B, job.H, NULL, 0, false);
+        wb.a[j] = stored(job.in.act, job.D, B, job.D, true);
+        wb.b[j] = stored(job.dout, job.H, B, job.H, false);
         wb.epi[j] = OptimizerUpdate{job.W_aug, job.M, job.V, job.H, job.D, step};
         wb.first_block[j] = blocks;
         wb.partial_off[j] = partial;

@@ -118,10 +118,11 @@ def test_cuda_core_matches_c_core(shape, path, monkeypatch):
 
 # cuda/gemm_tensor.cuh against gemm.cu's float32 tiles: products that gemm.cu
 # puts on tensor cores by default (its tiling), and every product forced
-# (MLP_CUDA_TENSOR=1) onto the small or the large tiles. uint8 rows
-# (gathered, then multiplied), float32 rows read in place when predicting,
-# widths that are not multiples of 4 (the copies of 4 bytes), K split across
-# blocks (a few tiles over many rows), Adam.
+# (MLP_CUDA_TENSOR=1) onto the small or the large tiles. uint8 and float32
+# rows (gathered, then multiplied; predicting reads the data set's rows on
+# the float32 tiles, the layers above on tensor cores), widths that are not
+# multiples of 4 (the copies of 4 bytes), K split across blocks (a few tiles
+# over many rows), Adam.
 TENSOR_SHAPES = {
     "mnist-like": ((2048, 784, (1024, 256), 10, 1024, True), False),
     "odd-widths-adam": ((3000, 300, (1030, 130), 7, 3000, False), True),
