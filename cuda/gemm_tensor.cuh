@@ -4,9 +4,10 @@
  * through four shared-memory stages (at most 96 KB, which every such GPU
  * gives a block), each float32 operand split into two
  * TF32 parts and multiplied three times (tf32.cuh), which keeps float32's
- * precision as the fused epochs do. gemm.cu picks it for products of at
- * least Scratch::tensor_min_work multiply-adds whose operands are float32
- * in device memory; the float32 tiles of gemm_block take the rest.
+ * precision as the fused epochs do. gemm.cu's tiling picks it, and which
+ * tiles, for products of at least Scratch::tensor_min_work multiply-adds
+ * over the step's own matrices; the float32 tiles of gemm_block take the
+ * rest.
  *
  * An operand is a row-major matrix as it lies in device memory; its tile is
  * copied into shared memory in the same orientation (a copy moves 16 bytes
