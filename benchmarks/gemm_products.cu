@@ -6,14 +6,17 @@
 // (M = D + 1, N = H, K = B). On the GPU machine, from the repository root:
 //
 //   nvcc -std=c++17 -O3 -Icsrc -Icuda -arch=sm_90 benchmarks/gemm_products.cu \
-//       cuda/gemm.cu cuda/ops.cu -o /tmp/gemm_products && /tmp/gemm_products
+//       cuda/gemm.cu cuda/ops.cu -o /tmp/gemm_products && /tmp/gemm_products [KINDS]
+//
+// KINDS (f, d, w or several, e.g. "w"): only those products.
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <vector>
 #include <cuda_runtime.h>
 #include "gemm.cuh"
 using namespace gemm;
-int main() {
+int main(int argc, char **argv) {
     struct P { char kind; int64_t M, N, K; };
     std::vector<P> ps = {
         {'f',64,4096,785},{'f',64,4096,4097},{'d',64,4096,4096},{'w',785,4096,64},{'w',4097,4096,64},
@@ -47,6 +50,7 @@ int main() {
     cudaEvent_t e0, e1; cudaEventCreate(&e0); cudaEventCreate(&e1);
     printf("kind M N K | float32 small large (us)\n");
     for (auto p : ps) {
+        if (argc > 1 && !strchr(argv[1], p.kind)) continue;
         double t[3];
         for (int mode = 0; mode < 3; mode++) {
             sc.tensor_min_work = mode ? 1.0 : 0.0; sc.tensor_tiles = mode;

@@ -48,6 +48,28 @@ __device__ inline RowStats row_stats(const float *z, int64_t C) {
     return RowStats{best, arg, sum};
 }
 
+/* Split-K's hand-over, for a block that has stored its partial sums of a
+ * tile: whether it is the last of the tile's `splits` blocks to get here,
+ * which then adds every slice's partials (in slice order, so the result does
+ * not depend on which block came last) and calls tile_released. The fences
+ * make each block's partials visible before its count, and every count's
+ * partials visible to the last block. Every thread of the block calls it. */
+__device__ inline bool last_of_tile(unsigned *counters, int64_t tile, int splits) {
+    __shared__ bool is_last;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) is_last = atomicAdd(&counters[tile], 1u) == (unsigned)splits - 1;
+    __syncthreads();
+    if (is_last) __threadfence();
+    return is_last;
+}
+
+/* The last block of a tile has read every partial: the counter is ready for
+ * the next product. */
+__device__ inline void tile_released(unsigned *counters, int64_t tile) {
+    if (threadIdx.x == 0) counters[tile] = 0;
+}
+
 /* Programmatic dependent launch (GPUs of compute capability 9.0 and newer):
  * a kernel launched with launch_chained may be scheduled before the kernel
  * before it in the stream has finished, once each of that kernel's blocks

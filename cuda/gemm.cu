@@ -14,6 +14,7 @@
 
 #include "gemm.cuh"
 #include "common.cuh"
+#include "gemm_shape.cuh"
 #include "gemm_tensor.cuh"
 #include "ops.cuh"
 #include "pointwise.h"
@@ -37,8 +38,6 @@ constexpr double CHAIN_MAX_WORK = 67108864.0; /* 2^26 */
 static bool chain(const Scratch &scratch, double work) {
     return scratch.chained && work <= CHAIN_MAX_WORK;
 }
-
-__host__ __device__ inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 /* ---- operand loaders: A(m, k) and B(k, n) ------------------------------- */
 
@@ -161,36 +160,14 @@ struct OptimizerUpdate { /* linear_backward's dW, db (+ the optimizer update) */
 
 /* ---- the matrix multiply --------------------------------------------- */
 
-/* One product C (M,N) = A (M,K) @ B (K,N), cut into BM x BN tiles and, when
- * that gives too few blocks, into `splits` slices of K. */
-struct Shape {
-    int64_t M, N, K;
-    int64_t tiles_n, tiles; /* tiles across N, tiles in all */
-    int64_t k_per_split;
-    int splits;
-};
-
-Shape make_shape(int64_t M, int64_t N, int64_t K, bool allow_split) {
-    Shape sh;
-    sh.M = M;
-    sh.N = N;
-    sh.K = K;
-    sh.tiles_n = cdiv(N, BN);
-    sh.tiles = cdiv(M, BM) * sh.tiles_n;
-    const int64_t ktiles = cdiv(K, BK);
-    int64_t splits = 1;
-    /* More blocks while each slice keeps at least one k-tile. Few tiles (a
-     * small batch): aim high, latency is all; many: half, so fewer partial
-     * sums are written and read back (benchmarks/RESULTS.md, batch 64 vs 1024). */
-    const int64_t target = sh.tiles <= 8 ? TARGET_BLOCKS : TARGET_BLOCKS / 2;
-    while (allow_split && sh.tiles * splits < target && ktiles >= 2 * splits) splits *= 2;
-    sh.k_per_split = cdiv(ktiles, splits) * BK;
-    sh.splits = (int)cdiv(K, sh.k_per_split);
-    return sh;
-}
-
-int64_t partial_floats(const Shape &sh) {
-    return sh.splits > 1 ? (int64_t)sh.splits * sh.tiles * BM * BN : 0;
+/* A product on the float32 tiles. More blocks while each slice of K keeps
+ * at least one k-tile. Few tiles (a small batch): aim high, latency is all;
+ * many: half, so fewer partial sums are written and read back
+ * (benchmarks/RESULTS.md, batch 64 vs 1024). */
+Shape float32_shape(int64_t M, int64_t N, int64_t K, bool allow_split) {
+    const int64_t tiles = cdiv(M, BM) * cdiv(N, BN);
+    const int64_t target = !allow_split ? 0 : tiles <= 8 ? TARGET_BLOCKS : TARGET_BLOCKS / 2;
+    return split_shape(M, N, K, BM, BN, BK, target);
 }
 
 /* Block (tile, split) of a product. With one split, epi gets each sum. With
@@ -202,7 +179,6 @@ __device__ void gemm_block(const Shape &sh, int64_t tile, int split, const LA &a
                            const Epi &epi, float *partial, unsigned *counters) {
     __shared__ __align__(16) float As[2][BK][BM + 4];
     __shared__ __align__(16) float Bs[2][BK][BN + 4];
-    __shared__ bool is_last;
     __shared__ int64_t rows[BM]; /* where each of the block's A rows starts */
     const int tx = threadIdx.x % (BN / TN), ty = threadIdx.x / (BN / TN);
     const int64_t m0 = tile / sh.tiles_n * BM, n0 = tile % sh.tiles_n * BN;
@@ -288,18 +264,13 @@ __device__ void gemm_block(const Shape &sh, int64_t tile, int split, const LA &a
         }
         return;
     }
-    const int64_t tile_floats = BM * BN;
+    constexpr int64_t tile_floats = BM * BN;
     float *mine = partial + ((int64_t)split * sh.tiles + tile) * tile_floats;
 #pragma unroll
     for (int i = 0; i < TM; i++)
         *reinterpret_cast<float4 *>(&mine[(ty * TM + i) * BN + tx * TN]) =
             make_float4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]);
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) is_last = atomicAdd(&counters[tile], 1u) == (unsigned)sh.splits - 1;
-    __syncthreads();
-    if (!is_last) return;
-    __threadfence();
+    if (!last_of_tile(counters, tile, sh.splits)) return;
 #pragma unroll
     for (int i = 0; i < TM; i++) {
         float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
@@ -316,7 +287,7 @@ __device__ void gemm_block(const Shape &sh, int64_t tile, int split, const LA &a
         const int64_t gm = m0 + ty * TM + i;
         if (gm < sh.M && count > 0) epi(gm, gn, vs, count);
     }
-    if (threadIdx.x == 0) counters[tile] = 0; /* ready for the next product */
+    tile_released(counters, tile);
 }
 
 template <class LA, class LB, class Epi>
@@ -330,9 +301,9 @@ gemm_kernel(Shape sh, LA a, LB b, Epi epi, float *partial, unsigned *counters) {
 template <class LA, class LB, class Epi>
 void gemm(cudaStream_t s, int64_t M, int64_t N, int64_t K, LA a, LB b, Epi epi,
           Scratch scratch) {
-    Shape sh = make_shape(M, N, K, true);
-    if (partial_floats(sh) > scratch.partial_floats || sh.tiles > scratch.n_counters)
-        sh = make_shape(M, N, K, false); /* cannot happen; see scratch_partial_floats */
+    Shape sh = float32_shape(M, N, K, true);
+    if (partial_floats(sh, BM * BN) > scratch.partial_floats || sh.tiles > scratch.n_counters)
+        sh = float32_shape(M, N, K, false); /* cannot happen; see scratch_partial_floats */
     launch_chained(chain(scratch, (double)M * (double)N * (double)K), gemm_kernel<LA, LB, Epi>,
                    dim3((unsigned)(sh.tiles * sh.splits)), dim3(THREADS), 0, s, sh, a, b, epi,
                    scratch.partial, scratch.counters);
@@ -345,26 +316,11 @@ void gemm(cudaStream_t s, int64_t M, int64_t N, int64_t K, LA a, LB b, Epi epi,
 template <class T>
 constexpr int64_t tensor_target_blocks() { return 128 * T::MIN_BLOCKS; }
 
+/* A product on tensor-core tiles T */
 template <class T>
-tensor::TShape make_tshape(int64_t M, int64_t N, int64_t K, bool allow_split) {
-    tensor::TShape sh;
-    sh.M = M;
-    sh.N = N;
-    sh.K = K;
-    sh.tiles_n = cdiv(N, T::BN);
-    sh.tiles = cdiv(M, T::BM) * sh.tiles_n;
-    const int64_t ktiles = cdiv(K, tensor::BK);
-    int64_t splits = 1;
-    while (allow_split && sh.tiles * splits < tensor_target_blocks<T>() && ktiles >= 2 * splits)
-        splits *= 2;
-    sh.k_per_split = cdiv(ktiles, splits) * tensor::BK;
-    sh.splits = (int)cdiv(K, sh.k_per_split);
-    return sh;
-}
-
-template <class T>
-int64_t tensor_partial_floats(const tensor::TShape &sh) {
-    return sh.splits > 1 ? (int64_t)sh.splits * sh.tiles * T::BM * T::BN : 0;
+Shape tensor_shape(int64_t M, int64_t N, int64_t K, bool allow_split) {
+    return split_shape(M, N, K, T::BM, T::BN, tensor::BK,
+                       allow_split ? tensor_target_blocks<T>() : 0);
 }
 
 /* Which tiles multiply a product of M x N x K: the float32 ones of
@@ -404,12 +360,12 @@ static Tiling tiling(const Scratch &scratch, int64_t M, int64_t N, int64_t K) {
  * `rows`, which a row of a large data set need not. */
 static tensor::Stored stored(const float *p, int64_t ld, int64_t rows, int64_t cols, bool ones) {
     const bool vec = ((uintptr_t)p % 16 == 0) && ld % 4 == 0;
-    return tensor::Stored{p, ld, rows, cols, NULL, 0, ones, vec};
+    return tensor::Stored{p, ld, rows, cols, ones, vec};
 }
 
 template <class T, bool A_K, bool B_N, class Epi>
 __global__ void __launch_bounds__(T::THREADS, T::MIN_BLOCKS)
-tensor_kernel(tensor::TShape sh, tensor::Stored a, tensor::Stored b, Epi epi, float *partial,
+tensor_kernel(Shape sh, tensor::Stored a, tensor::Stored b, Epi epi, float *partial,
               unsigned *counters) {
     chained_start();
     tensor::tensor_block<T, A_K, B_N>(sh, blockIdx.x % sh.tiles, (int)(blockIdx.x / sh.tiles), a,
@@ -419,9 +375,10 @@ tensor_kernel(tensor::TShape sh, tensor::Stored a, tensor::Stored b, Epi epi, fl
 template <class T, bool A_K, bool B_N, class Epi>
 void tensor_gemm_as(cudaStream_t s, int64_t M, int64_t N, int64_t K, tensor::Stored a,
                     tensor::Stored b, Epi epi, Scratch scratch) {
-    tensor::TShape sh = make_tshape<T>(M, N, K, true);
-    if (tensor_partial_floats<T>(sh) > scratch.partial_floats || sh.tiles > scratch.n_counters)
-        sh = make_tshape<T>(M, N, K, false); /* cannot happen; see scratch_partial_floats */
+    Shape sh = tensor_shape<T>(M, N, K, true);
+    if (partial_floats(sh, T::BM * T::BN) > scratch.partial_floats ||
+        sh.tiles > scratch.n_counters)
+        sh = tensor_shape<T>(M, N, K, false); /* cannot happen; see scratch_partial_floats */
     launch_chained(chain(scratch, (double)M * (double)N * (double)K),
                    tensor_kernel<T, A_K, B_N, Epi>, dim3((unsigned)(sh.tiles * sh.splits)),
                    dim3(T::THREADS), T::SMEM_BYTES, s, sh, a, b, epi, scratch.partial,
@@ -439,48 +396,79 @@ void tensor_gemm(Tiling t, cudaStream_t s, int64_t M, int64_t N, int64_t K, tens
 
 /* ---- every layer's weight update in one launch ----------------------- */
 
+/* Several layers' weight gradients and updates in one launch: job j's
+ * blocks are first_block[j] .. first_block[j + 1], its partial sums and
+ * counters at partial_off[j] and counter_off[j] of the scratch. LA and LB:
+ * how the tiles read the layer input and dout. */
+template <class LA, class LB, int64_t TILE_FLOATS>
 struct WeightsBatch {
     int count;
     Shape shape[MLP_MAX_FUSED_LAYERS];
-    InputRowsT a[MLP_MAX_FUSED_LAYERS];
-    MatB b[MLP_MAX_FUSED_LAYERS];
+    LA a[MLP_MAX_FUSED_LAYERS];
+    LB b[MLP_MAX_FUSED_LAYERS];
     OptimizerUpdate epi[MLP_MAX_FUSED_LAYERS];
     int64_t first_block[MLP_MAX_FUSED_LAYERS + 1];
     int64_t partial_off[MLP_MAX_FUSED_LAYERS], counter_off[MLP_MAX_FUSED_LAYERS];
+    int64_t partial, counters; /* scratch taken so far */
+    double work;               /* multiply-adds so far */
+
+    __host__ void clear() {
+        count = 0;
+        first_block[0] = partial = counters = 0;
+        work = 0.0;
+    }
+    /* one more job, cut as `split`, or as `whole` (unsplit) where the
+     * partial sums would not fit in the scratch after those before */
+    __host__ void add(Shape split, const Shape &whole, LA a_j, LB b_j, OptimizerUpdate epi_j,
+                      const Scratch &scratch) {
+        const int j = count++;
+        const Shape sh = partial + partial_floats(split, TILE_FLOATS) > scratch.partial_floats ||
+                                 counters + split.tiles > scratch.n_counters
+                             ? whole
+                             : split;
+        shape[j] = sh;
+        a[j] = a_j;
+        b[j] = b_j;
+        epi[j] = epi_j;
+        partial_off[j] = partial;
+        counter_off[j] = counters;
+        first_block[j + 1] = first_block[j] + sh.tiles * sh.splits;
+        partial += partial_floats(sh, TILE_FLOATS);
+        if (sh.splits > 1) counters += sh.tiles;
+        work += (double)sh.M * (double)sh.N * (double)sh.K;
+    }
+    __host__ int64_t blocks() const { return first_block[count]; }
+    /* which job block blockIdx.x belongs to */
+    __device__ int job() const {
+        int j = 0;
+        while (j + 1 < count && (int64_t)blockIdx.x >= first_block[j + 1]) j++;
+        return j;
+    }
 };
 
+using Float32Weights = WeightsBatch<InputRowsT, MatB, BM * BN>;
+template <class T>
+using TensorWeights = WeightsBatch<tensor::Stored, tensor::Stored, T::BM * T::BN>;
+
 __global__ void __launch_bounds__(THREADS)
-weights_kernel(WeightsBatch wb, float *partial, unsigned *counters) {
+weights_kernel(Float32Weights wb, float *partial, unsigned *counters) {
     chained_start();
-    int j = 0;
-    while (j + 1 < wb.count && (int64_t)blockIdx.x >= wb.first_block[j + 1]) j++;
+    const int j = wb.job();
     const int64_t block = blockIdx.x - wb.first_block[j];
     const Shape &sh = wb.shape[j];
     gemm_block(sh, block % sh.tiles, (int)(block / sh.tiles), wb.a[j], wb.b[j], wb.epi[j],
                partial + wb.partial_off[j], counters + wb.counter_off[j]);
 }
 
-/* The layers whose weight gradient runs on tensor cores in tiles T, in one
- * launch: A = [in, 1]^T stored as in (B, D) and one more column of ones,
- * B = dout. */
-template <class T>
-struct TensorWeightsBatch {
-    int count;
-    tensor::TShape shape[MLP_MAX_FUSED_LAYERS];
-    tensor::Stored a[MLP_MAX_FUSED_LAYERS], b[MLP_MAX_FUSED_LAYERS];
-    OptimizerUpdate epi[MLP_MAX_FUSED_LAYERS];
-    int64_t first_block[MLP_MAX_FUSED_LAYERS + 1];
-    int64_t partial_off[MLP_MAX_FUSED_LAYERS], counter_off[MLP_MAX_FUSED_LAYERS];
-};
-
+/* The layers whose weight gradient runs on tensor cores in tiles T: A =
+ * [in, 1]^T stored as in (B, D) and one more column of ones, B = dout. */
 template <class T>
 __global__ void __launch_bounds__(T::THREADS, T::MIN_BLOCKS)
-tensor_weights_kernel(TensorWeightsBatch<T> wb, float *partial, unsigned *counters) {
+tensor_weights_kernel(TensorWeights<T> wb, float *partial, unsigned *counters) {
     chained_start();
-    int j = 0;
-    while (j + 1 < wb.count && (int64_t)blockIdx.x >= wb.first_block[j + 1]) j++;
+    const int j = wb.job();
     const int64_t block = blockIdx.x - wb.first_block[j];
-    const tensor::TShape &sh = wb.shape[j];
+    const Shape &sh = wb.shape[j];
     tensor::tensor_block<T, false, true>(sh, block % sh.tiles, (int)(block / sh.tiles), wb.a[j],
                                          wb.b[j], wb.epi[j], partial + wb.partial_off[j],
                                          counters + wb.counter_off[j]);
@@ -559,14 +547,21 @@ int64_t scratch_partial_floats(void) {
 
 int64_t scratch_counters(void) { return (int64_t)MLP_MAX_FUSED_LAYERS * TARGET_BLOCKS; }
 
-bool chaining_supported(void) {
+/* Whether the current GPU's compute capability is at least `major_min`.0
+ * and `kernel` was loaded from code for at least that (PTX version
+ * ptx_min): a build whose newest code is older runs through the driver's
+ * compiler as that older GPU's code. */
+template <typename... Params>
+static bool runs_as(int major_min, int ptx_min, void (*kernel)(Params...)) {
     int dev = 0, major = 0;
     cudaFuncAttributes attr;
     return cudaGetDevice(&dev) == cudaSuccess &&
            cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
-           major >= 9 && cudaFuncGetAttributes(&attr, weights_kernel) == cudaSuccess &&
-           attr.ptxVersion >= 90;
+           major >= major_min && cudaFuncGetAttributes(&attr, kernel) == cudaSuccess &&
+           attr.ptxVersion >= ptx_min;
 }
+
+bool chaining_supported(void) { return runs_as(9, 90, weights_kernel); }
 
 template <class T>
 static bool give_smem(void) {
@@ -580,13 +575,7 @@ static bool give_smem(void) {
 }
 
 bool tensor_supported(void) {
-    int dev = 0, major = 0;
-    cudaFuncAttributes attr;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
-        major < 8 || cudaFuncGetAttributes(&attr, tensor_weights_kernel<tensor::Large>) != cudaSuccess ||
-        attr.ptxVersion < 80)
-        return false;
+    if (!runs_as(8, 80, tensor_weights_kernel<tensor::Large>)) return false;
     const bool ok = give_smem<tensor::Large>() && give_smem<tensor::Small>();
     if (!ok) (void)cudaGetLastError(); /* a GPU with less shared memory: not an error */
     return ok;
@@ -639,78 +628,50 @@ void linear_backward_input(cudaStream_t s, float *dinp, const float *dout, const
          scratch);
 }
 
-/* The jobs given, their weight gradients on tensor cores in tiles T, in one
- * launch. */
-template <class T>
-static void tensor_weights_update(cudaStream_t s, const WeightsJob *jobs, int n_jobs, int64_t B,
-                                  const StepInfo *step, Scratch scratch) {
-    TensorWeightsBatch<T> wb;
-    wb.count = n_jobs;
-    int64_t blocks = 0, partial = 0, counters = 0;
-    double work = 0.0;
-    for (int j = 0; j < n_jobs; j++) {
-        const WeightsJob &job = jobs[j];
-        work += (double)(job.D + 1) * (double)job.H * (double)B;
-        tensor::TShape sh = make_tshape<T>(job.D + 1, job.H, B, true);
-        if (partial + tensor_partial_floats<T>(sh) > scratch.partial_floats ||
-            counters + sh.tiles > scratch.n_counters)
-            sh = make_tshape<T>(job.D + 1, job.H, B, false);
-        wb.shape[j] = sh;
-        wb.a[j] = stored(job.in.act, job.D, B, job.D, true);
-        wb.b[j] = stored(job.dout, job.H, B, job.H, false);
-        wb.epi[j] = OptimizerUpdate{job.W_aug, job.M, job.V, job.H, job.D, step};
-        wb.first_block[j] = blocks;
-        wb.partial_off[j] = partial;
-        wb.counter_off[j] = counters;
-        blocks += sh.tiles * sh.splits;
-        partial += tensor_partial_floats<T>(sh);
-        if (sh.splits > 1) counters += sh.tiles;
-    }
-    wb.first_block[n_jobs] = blocks;
-    launch_chained(chain(scratch, work), tensor_weights_kernel<T>, dim3((unsigned)blocks),
-                   dim3(T::THREADS), T::SMEM_BYTES, s, wb, scratch.partial, scratch.counters);
-}
-
 /* Each job on the tiles `tiling` picks for it: the float32 ones in one
  * launch, each kind of tensor-core tiles in another. The launches use the
  * scratch from its start: each waits for the one before to finish. */
 void linear_backward_weights_update(cudaStream_t s, const WeightsJob *jobs, int n_jobs,
                                     int64_t B, const StepInfo *step, Scratch scratch) {
-    WeightsJob small[MLP_MAX_FUSED_LAYERS], large[MLP_MAX_FUSED_LAYERS];
-    int n_small = 0, n_large = 0;
-    WeightsBatch wb;
-    wb.count = 0;
-    int64_t blocks = 0, partial = 0, counters = 0;
-    double work = 0.0;
+    Float32Weights f32;
+    TensorWeights<tensor::Small> small;
+    TensorWeights<tensor::Large> large;
+    f32.clear();
+    small.clear();
+    large.clear();
     for (int i = 0; i < n_jobs; i++) {
         const WeightsJob &job = jobs[i];
-        const Tiling t = job.in.act ? tiling(scratch, job.D + 1, job.H, B) : Tiling::FLOAT32;
-        if (t == Tiling::SMALL) small[n_small++] = job;
-        if (t == Tiling::LARGE) large[n_large++] = job;
-        if (t != Tiling::FLOAT32) continue;
-        const int j = wb.count++;
-        work += (double)(job.D + 1) * (double)job.H * (double)B;
-        Shape sh = make_shape(job.D + 1, job.H, B, true);
-        if (partial + partial_floats(sh) > scratch.partial_floats ||
-            counters + sh.tiles > scratch.n_counters)
-            sh = make_shape(job.D + 1, job.H, B, false);
-        wb.shape[j] = sh;
-        wb.a[j] = InputRowsT{InputRows{job.in, job.D, NULL}};
-        wb.b[j] = MatB{job.dout, job.H};
-        wb.epi[j] = OptimizerUpdate{job.W_aug, job.M, job.V, job.H, job.D, step};
-        wb.first_block[j] = blocks;
-        wb.partial_off[j] = partial;
-        wb.counter_off[j] = counters;
-        blocks += sh.tiles * sh.splits;
-        partial += partial_floats(sh);
-        if (sh.splits > 1) counters += sh.tiles;
+        const int64_t M = job.D + 1, N = job.H;
+        const OptimizerUpdate epi{job.W_aug, job.M, job.V, job.H, job.D, step};
+        const Tiling t = job.in.act ? tiling(scratch, M, N, B) : Tiling::FLOAT32;
+        if (t == Tiling::FLOAT32) {
+            f32.add(float32_shape(M, N, B, true), float32_shape(M, N, B, false),
+                    InputRowsT{InputRows{job.in, job.D, NULL}}, MatB{job.dout, job.H}, epi,
+                    scratch);
+            continue;
+        }
+        const tensor::Stored a = stored(job.in.act, job.D, B, job.D, true);
+        const tensor::Stored b = stored(job.dout, job.H, B, job.H, false);
+        if (t == Tiling::LARGE)
+            large.add(tensor_shape<tensor::Large>(M, N, B, true),
+                      tensor_shape<tensor::Large>(M, N, B, false), a, b, epi, scratch);
+        else
+            small.add(tensor_shape<tensor::Small>(M, N, B, true),
+                      tensor_shape<tensor::Small>(M, N, B, false), a, b, epi, scratch);
     }
-    if (n_large) tensor_weights_update<tensor::Large>(s, large, n_large, B, step, scratch);
-    if (n_small) tensor_weights_update<tensor::Small>(s, small, n_small, B, step, scratch);
-    if (!wb.count) return;
-    wb.first_block[wb.count] = blocks;
-    launch_chained(chain(scratch, work), weights_kernel, dim3((unsigned)blocks), dim3(THREADS), 0, s,
-                   wb, scratch.partial, scratch.counters);
+    using L = tensor::Large;
+    using S = tensor::Small;
+    if (large.count)
+        launch_chained(chain(scratch, large.work), tensor_weights_kernel<L>,
+                       dim3((unsigned)large.blocks()), dim3(L::THREADS), L::SMEM_BYTES, s, large,
+                       scratch.partial, scratch.counters);
+    if (small.count)
+        launch_chained(chain(scratch, small.work), tensor_weights_kernel<S>,
+                       dim3((unsigned)small.blocks()), dim3(S::THREADS), S::SMEM_BYTES, s, small,
+                       scratch.partial, scratch.counters);
+    if (f32.count)
+        launch_chained(chain(scratch, f32.work), weights_kernel, dim3((unsigned)f32.blocks()),
+                       dim3(THREADS), 0, s, f32, scratch.partial, scratch.counters);
 }
 
 void head_forward_backward(cudaStream_t s, float *logits, float *dlogits, float *dh,

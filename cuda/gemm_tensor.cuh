@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 #include "common.cuh"
+#include "gemm_shape.cuh"
 #include "tf32.cuh"
 
 namespace gemm {
@@ -67,15 +68,12 @@ struct Tiles {
 using Large = Tiles<128, 128, 2, 4, 2>; /* 256 threads, warps of 64 x 32; 96 KB; two an SM */
 using Small = Tiles<64, 64, 2, 2, 4>;   /* 128 threads, warps of 32 x 32; 48 KB; four an SM */
 
-/* A stored row-major matrix of `rows` x `cols` (leading dimension ld),
- * rows looked up through order[start + r] when order is set, and when
- * `ones`, one more column of constant 1 after the last. `vec`: p and ld
- * allow 16-byte copies. */
+/* A stored row-major matrix of `rows` x `cols` (leading dimension ld), and
+ * when `ones`, one more column of constant 1 after the last. `vec`: p and
+ * ld allow 16-byte copies. */
 struct Stored {
     const float *p;
     int64_t ld, rows, cols;
-    const int64_t *order;
-    int64_t start;
     bool ones, vec;
 };
 
@@ -83,15 +81,21 @@ __device__ inline void zero4(float *dst) {
     *reinterpret_cast<float4 *>(dst) = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
 }
 
+/* Which row of an m16 piece of the product holds a lane's (g, h) values
+ * (the m16n8k8 product's rows g and g + 8, h = 0 or 1): see Layout. */
+template <bool A_K>
+__device__ inline int piece_row(int g, int h) {
+    return A_K ? g + 8 * h : 2 * g + h;
+}
+
 #if MLP_HAVE_TF32
 /* Copies one chunk, the stored matrix's row r0 + r and columns c0 + c ..
  * c0 + c + 4, into tile (rows of TC + PAD floats), zeros outside rows <
  * row_end and columns < col_end (the product's edges and the split's slice
- * of K), and the column of ones where the chunk holds it. row_at, when
- * given, holds the stored row of each of the tile's rows. */
+ * of K), and the column of ones where the chunk holds it. */
 template <int TC, int PAD>
 __device__ void copy_chunk(float *tile, const Stored &s, int r, int c, int64_t r0, int64_t c0,
-                           int64_t row_end, int64_t col_end, const int64_t *row_at) {
+                           int64_t row_end, int64_t col_end) {
     float *dst = tile + r * (TC + PAD) + c;
     const int64_t gr = r0 + r, gc = c0 + c;
     if (gr >= row_end || gc >= col_end) {
@@ -99,8 +103,7 @@ __device__ void copy_chunk(float *tile, const Stored &s, int r, int c, int64_t r
         return;
     }
     const int64_t real_end = col_end < s.cols ? col_end : s.cols;
-    const int64_t row = row_at ? row_at[r] : s.order ? s.order[s.start + gr] : s.start + gr;
-    const float *src = s.p + row * s.ld + gc;
+    const float *src = s.p + gr * s.ld + gc;
     if (s.vec && gc + 4 <= real_end) {
         cp_async16(dst, src, 16);
         return;
@@ -114,21 +117,42 @@ __device__ void copy_chunk(float *tile, const Stored &s, int r, int c, int64_t r
 }
 
 /* Which way the stored matrices lie: A_K, A stored (M, K), else (K, M);
- * B_N, B stored (K, N), else (N, K). Where A's k are contiguous (A_K), a
- * lane group's four k of an m16n8k8 product are taken as rows 2q and 2q + 1
- * instead of q and q + 4 (the same order for A and B; a sum over k does not
- * depend on which k the hardware calls which), so that a k-contiguous
- * operand gives each lane its two values in one 8-byte read. */
+ * B_N, B stored (K, N), else (N, K). The order of an m16n8k8 product's
+ * rows and k is ours to choose as long as the fragments of A, B and the
+ * sums agree, so each is chosen for 8-byte reads:
+ * - A_K: a lane group's four k are taken as 2q and 2q + 1 instead of q and
+ *   q + 4 (the same order for A and B; a sum over k does not depend on
+ *   which k the hardware calls which): a k-contiguous operand gives each
+ *   lane its two values of a row in one read (PAIRED).
+ * - otherwise (A m-contiguous): a lane's rows g and g + 8 are taken as the
+ *   piece's rows 2g and 2g + 1 (piece_row; the sums lie there too), which
+ *   gives it its two rows' values of one k in one read. */
 template <class T, bool A_K, bool B_N>
 struct Layout {
     static constexpr bool PAIRED = A_K;
     static constexpr int A_LD = A_K ? BK + PAD_K : T::BM + pad_mn(PAIRED);
     static constexpr int B_LD = B_N ? T::BN + pad_mn(PAIRED) : BK + PAD_K;
-    /* the two A (or B) values of lane (g, q) at k-step kk: k = kk + 2q, +1
-     * when PAIRED, else kk + q, + 4 */
-    __device__ static float2 a_pair(const float *As, int m, int kk, int q) {
-        if (A_K) return *reinterpret_cast<const float2 *>(&As[m * A_LD + kk + 2 * q]);
-        return make_float2(As[(kk + q) * A_LD + m], As[(kk + q + 4) * A_LD + m]);
+    /* the A fragment of lane (g, q) at k-step kk of the m16 piece from row
+     * m0: (row g, k0), (g + 8, k0), (g, k1), (g + 8, k1) in the hardware's
+     * names; k0, k1 = kk + 2q, + 1 when PAIRED, else kk + q, + 4 */
+    __device__ static void a_frag(const float *As, int m0, int kk, int g, int q, float (&af)[4]) {
+        if (A_K) {
+            const float2 lo = *reinterpret_cast<const float2 *>(&As[(m0 + g) * A_LD + kk + 2 * q]);
+            const float2 hi =
+                *reinterpret_cast<const float2 *>(&As[(m0 + g + 8) * A_LD + kk + 2 * q]);
+            af[0] = lo.x;
+            af[1] = hi.x;
+            af[2] = lo.y;
+            af[3] = hi.y;
+            return;
+        }
+        const int m = m0 + piece_row<A_K>(g, 0); /* and m + 1 */
+        const float2 k0 = *reinterpret_cast<const float2 *>(&As[(kk + q) * A_LD + m]);
+        const float2 k1 = *reinterpret_cast<const float2 *>(&As[(kk + q + 4) * A_LD + m]);
+        af[0] = k0.x;
+        af[1] = k0.y;
+        af[2] = k1.x;
+        af[3] = k1.y;
     }
     __device__ static float2 b_pair(const float *Bs, int n, int kk, int q) {
         const int k0 = PAIRED ? kk + 2 * q : kk + q, k1 = PAIRED ? k0 + 1 : k0 + 4;
@@ -145,8 +169,7 @@ struct Layout {
  * k-tile then moves them by one step along K; the k-tile at the end of K,
  * and every chunk that is not plain, take copy_chunk's general path.
  * K_COLS: K runs along the stored matrix's columns (A stored (M, K), B
- * stored (N, K)), else along its rows (which are then never looked up
- * through an order: A stored (K, M), B stored (K, N)). */
+ * stored (N, K)), else along its rows (A stored (K, M), B stored (K, N)). */
 template <int TR, int TC, int PAD, int THREADS, bool K_COLS>
 struct TileCopy {
     static constexpr int PER = TR * TC / 4 / THREADS;
@@ -159,8 +182,7 @@ struct TileCopy {
 
     /* mn0, mn_end: where the block's rows (K_COLS) or columns start and end
      * along M or N; kbeg: the block's first k */
-    __device__ void init(const Stored &s, int64_t mn0, int64_t mn_end, int64_t kbeg,
-                         const int64_t *row_at) {
+    __device__ void init(const Stored &s, int64_t mn0, int64_t mn_end, int64_t kbeg) {
         const bool fits = s.vec && s.rows * s.ld < INT32_MAX - 4 * BK * s.ld;
         step = fits ? (int32_t)(K_COLS ? BK : BK * s.ld) : 0;
 #pragma unroll
@@ -171,8 +193,7 @@ struct TileCopy {
             if (!fits) continue;
             if (K_COLS) {
                 const int64_t gr = mn0 + r;
-                if (gr < mn_end)
-                    off[i] = (int32_t)((row_at ? row_at[r] : s.start + gr) * s.ld + kbeg + c);
+                if (gr < mn_end) off[i] = (int32_t)(gr * s.ld + kbeg + c);
             } else {
                 const int64_t gc = mn0 + c;
                 const int64_t end = mn_end < s.cols ? mn_end : s.cols;
@@ -184,7 +205,7 @@ struct TileCopy {
     /* the chunks of k-tile kt (from the block's first), whole inside K
      * (`inside`) or not */
     __device__ void copy(float *tile, const Stored &s, int64_t kt, bool inside, int64_t r0,
-                         int64_t c0, int64_t row_end, int64_t col_end, const int64_t *row_at) const {
+                         int64_t c0, int64_t row_end, int64_t col_end) const {
 #pragma unroll
         for (int i = 0; i < PER; i++) {
             const int idx = threadIdx.x + i * THREADS;
@@ -192,7 +213,7 @@ struct TileCopy {
             if (inside && off[i] >= 0)
                 cp_async16(tile + r * (TC + PAD) + c, s.p + off[i] + (int32_t)kt * step, 16);
             else
-                copy_chunk<TC, PAD>(tile, s, r, c, r0, c0, row_end, col_end, row_at);
+                copy_chunk<TC, PAD>(tile, s, r, c, r0, c0, row_end, col_end);
         }
     }
 };
@@ -211,17 +232,16 @@ struct StageCopy {
 template <class T, bool A_K, bool B_N>
 __device__ inline void load_stage(float *st, const StageCopy<T, A_K, B_N> &cp, const Stored &a,
                                   const Stored &b, int64_t m0, int64_t n0, int64_t kbeg,
-                                  int64_t kt, int64_t kend, int64_t M, int64_t N,
-                                  const int64_t *rows_a) {
+                                  int64_t kt, int64_t kend, int64_t M, int64_t N) {
     float *As = st, *Bs = st + T::A_FLOATS;
     const int64_t k0 = kbeg + kt * BK;
     /* inside K: no slice end, no column of ones, no stored edge in the k-tile */
     const bool a_in = k0 + BK <= kend && (!A_K || k0 + BK <= a.cols);
     const bool b_in = k0 + BK <= kend && (B_N || k0 + BK <= b.cols);
-    if (A_K) cp.a.copy(As, a, kt, a_in, m0, k0, M, kend, rows_a);
-    else cp.a.copy(As, a, kt, a_in, k0, m0, kend, M, NULL);
-    if (B_N) cp.b.copy(Bs, b, kt, b_in, k0, n0, kend, N, NULL);
-    else cp.b.copy(Bs, b, kt, b_in, n0, k0, N, kend, NULL);
+    if (A_K) cp.a.copy(As, a, kt, a_in, m0, k0, M, kend);
+    else cp.a.copy(As, a, kt, a_in, k0, m0, kend, M);
+    if (B_N) cp.b.copy(Bs, b, kt, b_in, k0, n0, kend, N);
+    else cp.b.copy(Bs, b, kt, b_in, n0, k0, N, kend);
 }
 
 /* acc += this stage's A (warp rows wm..) @ B (warp columns wn..), three
@@ -236,14 +256,7 @@ __device__ inline void multiply_stage(float (&acc)[T::MI][T::NI][4], const float
     for (int kk = 0; kk < BK; kk += 8) {
         float af[T::MI][4], bf[T::NI][2];
 #pragma unroll
-        for (int mi = 0; mi < T::MI; mi++) {
-            const int m = wm + mi * 16 + g;
-            const float2 lo = L::a_pair(As, m, kk, q), hi = L::a_pair(As, m + 8, kk, q);
-            af[mi][0] = lo.x; /* (g, k0) */
-            af[mi][1] = hi.x; /* (g + 8, k0) */
-            af[mi][2] = lo.y; /* (g, k1) */
-            af[mi][3] = hi.y; /* (g + 8, k1) */
-        }
+        for (int mi = 0; mi < T::MI; mi++) L::a_frag(As, wm + mi * 16, kk, g, q, af[mi]);
 #pragma unroll
         for (int ni = 0; ni < T::NI; ni++) {
             const float2 v = L::b_pair(Bs, wn + ni * 8 + g, kk, q);
@@ -271,40 +284,36 @@ __device__ inline void multiply_stage(float (&acc)[T::MI][T::NI][4], const float
 }
 #endif
 
-/* The product's tiles and slices of K, as gemm.cu's Shape but for these
- * tiles. */
-struct TShape {
-    int64_t M, N, K;
-    int64_t tiles_n, tiles;
-    int64_t k_per_split;
-    int splits;
-};
+/* Calls f(mi, ni, h, lm, ln) for each pair of a thread's sums,
+ * acc[mi][ni][2h] and [2h + 1]: the block's (row lm, columns ln, ln + 1). */
+template <class T, bool A_K, class F>
+__device__ inline void each_pair(int wm, int wn, F f) {
+    const int lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
+#pragma unroll
+    for (int mi = 0; mi < T::MI; mi++)
+#pragma unroll
+        for (int ni = 0; ni < T::NI; ni++)
+#pragma unroll
+            for (int h = 0; h < 2; h++)
+                f(mi, ni, h, wm + mi * 16 + piece_row<A_K>(g, h), wn + ni * 8 + 2 * q);
+}
 
-/* Block (tile, split) of C (M,N) = A @ B: as gemm_block, each finished sum
- * goes to epi (two adjacent columns at a time), or with several splits
- * through partial and the last block of the tile. */
+/* Block (tile, split) of C (M,N) = A @ B, sh cut into tiles of T: as
+ * gemm_block, each finished sum goes to epi (two adjacent columns at a
+ * time), or with several splits through partial and the last block of the
+ * tile. */
 template <class T, bool A_K, bool B_N, class Epi>
-__device__ void tensor_block(const TShape &sh, int64_t tile, int split, const Stored &a,
+__device__ void tensor_block(const Shape &sh, int64_t tile, int split, const Stored &a,
                              const Stored &b, const Epi &epi, float *partial,
                              unsigned *counters) {
 #if MLP_HAVE_TF32
-    constexpr int BM = T::BM, BN = T::BN, MI = T::MI, NI = T::NI;
+    constexpr int MI = T::MI, NI = T::NI;
+    constexpr int64_t TILE_FLOATS = (int64_t)T::BM * T::BN;
     extern __shared__ __align__(16) float smem[];
-    __shared__ int64_t rows_a[A_K ? BM : 1];
-    __shared__ bool is_last;
-    const int64_t m0 = tile / sh.tiles_n * BM, n0 = tile % sh.tiles_n * BN;
+    const int64_t m0 = tile / sh.tiles_n * T::BM, n0 = tile % sh.tiles_n * T::BN;
     const int64_t kbeg = split * sh.k_per_split;
     const int64_t kend = kbeg + sh.k_per_split < sh.K ? kbeg + sh.k_per_split : sh.K;
-    const int64_t *row_at = NULL;
-    if (A_K) {
-        for (int i = threadIdx.x; i < BM; i += T::THREADS) {
-            const int64_t gm = m0 + i;
-            rows_a[i] = gm >= sh.M ? 0 : a.order ? a.order[a.start + gm] : a.start + gm;
-        }
-        __syncthreads();
-        row_at = rows_a;
-    }
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
+    const int warp = threadIdx.x / 32;
     const int wm = (warp / T::WARPS_N) * T::WM, wn = (warp % T::WARPS_N) * T::WN;
     float acc[MI][NI][4];
 #pragma unroll
@@ -315,14 +324,14 @@ __device__ void tensor_block(const TShape &sh, int64_t tile, int split, const St
             for (int j = 0; j < 4; j++) acc[mi][ni][j] = 0.0f;
 
     StageCopy<T, A_K, B_N> cp;
-    cp.a.init(a, m0, sh.M, kbeg, row_at);
-    cp.b.init(b, n0, sh.N, kbeg, NULL);
+    cp.a.init(a, m0, sh.M, kbeg);
+    cp.b.init(b, n0, sh.N, kbeg);
     const int64_t ktiles = (kend - kbeg + BK - 1) / BK;
 #pragma unroll
     for (int s = 0; s < STAGES - 1; s++) {
         if (s < ktiles)
             load_stage<T, A_K, B_N>(smem + s * T::STAGE_FLOATS, cp, a, b, m0, n0, kbeg, s, kend,
-                                    sh.M, sh.N, row_at);
+                                    sh.M, sh.N);
         cp_async_commit();
     }
     for (int64_t kt = 0; kt < ktiles; kt++) {
@@ -331,67 +340,43 @@ __device__ void tensor_block(const TShape &sh, int64_t tile, int split, const St
         const int64_t next = kt + STAGES - 1;
         if (next < ktiles)
             load_stage<T, A_K, B_N>(smem + (next % STAGES) * T::STAGE_FLOATS, cp, a, b, m0, n0,
-                                    kbeg, next, kend, sh.M, sh.N, row_at);
+                                    kbeg, next, kend, sh.M, sh.N);
         cp_async_commit();
         multiply_stage<T, A_K, B_N>(acc, smem + (kt % STAGES) * T::STAGE_FLOATS, wm, wn);
     }
     cp_async_wait<0>();
     chained_next(); /* the products are done: the next kernel may be scheduled */
 
-    /* thread's sums: (m, n) = (wm + 16 mi + g + 8 h, wn + 8 ni + 2 q + {0, 1}) */
+    /* the finished sums x, y of the block's (lm, ln), (lm, ln + 1) */
+    auto finish = [&](int lm, int ln, float x, float y) {
+        const int64_t gm = m0 + lm, gn = n0 + ln;
+        const int count = sh.N - gn < 2 ? (int)(sh.N - gn) : 2;
+        const float v[4] = {x, y, 0.0f, 0.0f};
+        if (gm < sh.M && count > 0) epi(gm, gn, v, count);
+    };
     if (sh.splits == 1) {
-#pragma unroll
-        for (int mi = 0; mi < MI; mi++)
-#pragma unroll
-            for (int ni = 0; ni < NI; ni++)
-#pragma unroll
-                for (int h = 0; h < 2; h++) {
-                    const int64_t gm = m0 + wm + mi * 16 + g + 8 * h;
-                    const int64_t gn = n0 + wn + ni * 8 + 2 * q;
-                    const int count = sh.N - gn < 2 ? (int)(sh.N - gn) : 2;
-                    const float v[4] = {acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1], 0.0f, 0.0f};
-                    if (gm < sh.M && count > 0) epi(gm, gn, v, count);
-                }
+        each_pair<T, A_K>(wm, wn, [&](int mi, int ni, int h, int lm, int ln) {
+            finish(lm, ln, acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
+        });
         return;
     }
-    const int64_t tile_floats = BM * BN;
-    float *mine = partial + ((int64_t)split * sh.tiles + tile) * tile_floats;
-#pragma unroll
-    for (int mi = 0; mi < MI; mi++)
-#pragma unroll
-        for (int ni = 0; ni < NI; ni++)
-#pragma unroll
-            for (int h = 0; h < 2; h++) {
-                const int lm = wm + mi * 16 + g + 8 * h, ln = wn + ni * 8 + 2 * q;
-                *reinterpret_cast<float2 *>(&mine[lm * BN + ln]) =
-                    make_float2(acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
-            }
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) is_last = atomicAdd(&counters[tile], 1u) == (unsigned)sh.splits - 1;
-    __syncthreads();
-    if (!is_last) return;
-    __threadfence();
-#pragma unroll
-    for (int mi = 0; mi < MI; mi++)
-#pragma unroll
-        for (int ni = 0; ni < NI; ni++)
-#pragma unroll
-            for (int h = 0; h < 2; h++) {
-                const int lm = wm + mi * 16 + g + 8 * h, ln = wn + ni * 8 + 2 * q;
-                float2 v = make_float2(0.0f, 0.0f);
-                for (int s = 0; s < sh.splits; s++) {
-                    const float2 p = __ldcg(reinterpret_cast<const float2 *>(
-                        &partial[((int64_t)s * sh.tiles + tile) * tile_floats + lm * BN + ln]));
-                    v.x += p.x;
-                    v.y += p.y;
-                }
-                const int64_t gm = m0 + lm, gn = n0 + ln;
-                const int count = sh.N - gn < 2 ? (int)(sh.N - gn) : 2;
-                const float vs[4] = {v.x, v.y, 0.0f, 0.0f};
-                if (gm < sh.M && count > 0) epi(gm, gn, vs, count);
-            }
-    if (threadIdx.x == 0) counters[tile] = 0; /* ready for the next product */
+    each_pair<T, A_K>(wm, wn, [&](int mi, int ni, int h, int lm, int ln) {
+        float *mine = partial + ((int64_t)split * sh.tiles + tile) * TILE_FLOATS;
+        *reinterpret_cast<float2 *>(&mine[lm * T::BN + ln]) =
+            make_float2(acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
+    });
+    if (!last_of_tile(counters, tile, sh.splits)) return;
+    each_pair<T, A_K>(wm, wn, [&](int, int, int, int lm, int ln) {
+        float2 v = make_float2(0.0f, 0.0f);
+        for (int s = 0; s < sh.splits; s++) {
+            const float2 p = __ldcg(reinterpret_cast<const float2 *>(
+                &partial[((int64_t)s * sh.tiles + tile) * TILE_FLOATS + lm * T::BN + ln]));
+            v.x += p.x;
+            v.y += p.y;
+        }
+        finish(lm, ln, v.x, v.y);
+    });
+    tile_released(counters, tile);
 #else
     (void)sh, (void)tile, (void)split, (void)a, (void)b, (void)epi, (void)partial,
         (void)counters;

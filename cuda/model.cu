@@ -330,6 +330,16 @@ static double tensor_min_work(void) {
     return v;
 }
 
+/* gemm::Scratch's tensor_tiles: MLP_CUDA_TENSOR_TILES=small or large
+ * forces one tiling on every product that runs on tensor cores (for
+ * measuring them); otherwise gemm.cu's tiling picks. */
+static int tensor_tiles(void) {
+    const char *want = getenv("MLP_CUDA_TENSOR_TILES");
+    if (want && strcmp(want, "small") == 0) return 1;
+    if (want && strcmp(want, "large") == 0) return 2;
+    return 0;
+}
+
 extern "C" mlp_status mlp_create(mlp_model **model, const mlp_config *config) {
     mlp_clear_error();
     if (!model) return mlp_fail(MLP_ERR_INVALID, "model is NULL");
@@ -378,12 +388,7 @@ extern "C" mlp_status mlp_create(mlp_model **model, const mlp_config *config) {
     m->scratch.n_counters = gemm::scratch_counters();
     m->scratch.chained = chaining_wanted();
     m->scratch.tensor_min_work = tensor_min_work();
-    {
-        const char *tiles = getenv("MLP_CUDA_TENSOR_TILES");
-        m->scratch.tensor_tiles = !tiles ? 0 : !strcmp(tiles, "small") ? 1
-                                  : !strcmp(tiles, "large")            ? 2
-                                                                       : 0;
-    }
+    m->scratch.tensor_tiles = tensor_tiles();
     const size_t bytes = sizeof(float) * (size_t)n;
     e = cudaMemsetAsync(m->params, 0, bytes, m->stream);
     if (e == cudaSuccess)

@@ -1,0 +1,52 @@
+/*
+ * gemm_shape.cuh - how gemm.cu cuts one product into blocks, for its float32
+ * tiles and its tensor-core tiles (gemm_tensor.cuh) alike.
+ */
+#ifndef MLP_CUDA_GEMM_SHAPE_CUH
+#define MLP_CUDA_GEMM_SHAPE_CUH
+
+#include <stdint.h>
+
+namespace gemm {
+
+__host__ __device__ inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* One product C (M,N) = A (M,K) @ B (K,N), cut into tiles and, when that
+ * gives too few blocks, into `splits` slices of K. (Kernels index arrays
+ * of these: one more field cost the float32 weight update 26 registers a
+ * thread and a block an SM.) */
+struct Shape {
+    int64_t M, N, K;
+    int64_t tiles_n, tiles; /* tiles across N, tiles in all */
+    int64_t k_per_split;
+    int splits;
+};
+
+/* K halved into more slices while there are fewer than target_blocks blocks
+ * and each slice keeps at least one k-tile of bk (target_blocks 0: no
+ * split). */
+inline Shape split_shape(int64_t M, int64_t N, int64_t K, int bm, int bn, int bk,
+                         int64_t target_blocks) {
+    Shape sh;
+    sh.M = M;
+    sh.N = N;
+    sh.K = K;
+    sh.tiles_n = cdiv(N, bn);
+    sh.tiles = cdiv(M, bm) * sh.tiles_n;
+    const int64_t ktiles = cdiv(K, bk);
+    int64_t splits = 1;
+    while (sh.tiles * splits < target_blocks && ktiles >= 2 * splits) splits *= 2;
+    sh.k_per_split = cdiv(ktiles, splits) * bk;
+    sh.splits = (int)cdiv(K, sh.k_per_split);
+    return sh;
+}
+
+/* the scratch floats that a split product's partial tiles of tile_floats
+ * take */
+inline int64_t partial_floats(const Shape &sh, int64_t tile_floats) {
+    return sh.splits > 1 ? (int64_t)sh.splits * sh.tiles * tile_floats : 0;
+}
+
+} // namespace gemm
+
+#endif /* MLP_CUDA_GEMM_SHAPE_CUH */
