@@ -8,7 +8,8 @@
 //   nvcc -std=c++17 -O3 -Icsrc -Icuda -arch=sm_90 benchmarks/gemm_products.cu \
 //       cuda/gemm.cu cuda/ops.cu -o /tmp/gemm_products && /tmp/gemm_products [KINDS]
 //
-// KINDS (f, d, w or several, e.g. "w"): only those products.
+// KINDS (f, d, w or several, e.g. "w"): only those products; KINDS M N K:
+// only that one (for a profiler).
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -51,6 +52,8 @@ int main(int argc, char **argv) {
     printf("kind M N K | float32 small large (us)\n");
     for (auto p : ps) {
         if (argc > 1 && !strchr(argv[1], p.kind)) continue;
+        if (argc > 4 && (p.M != atoll(argv[2]) || p.N != atoll(argv[3]) || p.K != atoll(argv[4])))
+            continue;
         double t[3];
         for (int mode = 0; mode < 3; mode++) {
             sc.tensor_min_work = mode ? 1.0 : 0.0; sc.tensor_tiles = mode;

@@ -367,6 +367,9 @@ __device__ void tensor_block(const Shape &sh, int64_t tile, int split, const Sto
     });
     if (!last_of_tile(counters, tile, sh.splits)) return;
     each_pair<T, A_K>(wm, wn, [&](int, int, int, int lm, int ln) {
+        /* one load at a time, unlike gemm_block: the products that tiling
+         * puts here split K a few times, and the weight kernels have no
+         * registers to spare for more loads (benchmarks/RESULTS.md) */
         float2 v = make_float2(0.0f, 0.0f);
         for (int s = 0; s < sh.splits; s++) {
             const float2 p = __ldcg(reinterpret_cast<const float2 *>(
