@@ -41,6 +41,7 @@ int main(int argc, char **argv) {
     cudaMemcpy(D, h.data(), 4 * BIG * 4, cudaMemcpyHostToDevice);
     Scratch sc{};
     sc.partial_floats = scratch_partial_floats(); sc.n_counters = scratch_counters();
+    sc.sms = scratch_sms();
     cudaMalloc(&sc.partial, sc.partial_floats * 4); cudaMalloc(&sc.counters, sc.n_counters * 4);
     cudaMemset(sc.counters, 0, sc.n_counters * 4);
     StepInfo si{}; si.s.lr = 1e-6f;

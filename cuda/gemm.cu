@@ -164,10 +164,22 @@ struct OptimizerUpdate { /* linear_backward's dW, db (+ the optimizer update) */
  * at least one k-tile. Few tiles (a small batch): aim high, latency is all;
  * many: half, so fewer partial sums are written and read back
  * (benchmarks/RESULTS.md, batch 64 vs 1024). */
-Shape float32_shape(int64_t M, int64_t N, int64_t K, bool allow_split) {
+Shape float32_shape(int64_t M, int64_t N, int64_t K, bool allow_split, int64_t slots) {
     const int64_t tiles = cdiv(M, BM) * cdiv(N, BN);
     const int64_t target = !allow_split ? 0 : tiles <= 8 ? TARGET_BLOCKS : TARGET_BLOCKS / 2;
-    return split_shape(M, N, K, BM, BN, BK, target);
+    return split_shape(M, N, K, BM, BN, BK, target, slots);
+}
+
+/* how many blocks of `kernel` (THREADS threads, no dynamic shared memory)
+ * an SM runs at once, or 0 where not known */
+template <typename... Params>
+int blocks_per_sm(void (*kernel)(Params...)) {
+    int per_sm = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, THREADS, 0) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return per_sm;
 }
 
 __device__ inline float4 add(float4 a, float4 b) {
@@ -332,9 +344,10 @@ gemm_kernel(Shape sh, LA a, LB b, Epi epi, float *partial, unsigned *counters) {
 template <class LA, class LB, class Epi>
 void gemm(cudaStream_t s, int64_t M, int64_t N, int64_t K, LA a, LB b, Epi epi,
           Scratch scratch) {
-    Shape sh = float32_shape(M, N, K, true);
+    static const int per_sm = blocks_per_sm(gemm_kernel<LA, LB, Epi>);
+    Shape sh = float32_shape(M, N, K, true, scratch.sms * per_sm);
     if (partial_floats(sh, BM * BN) > scratch.partial_floats || sh.tiles > scratch.n_counters)
-        sh = float32_shape(M, N, K, false); /* cannot happen; see scratch_partial_floats */
+        sh = float32_shape(M, N, K, false, 0); /* cannot happen; see scratch_partial_floats */
     launch_chained(chain(scratch, (double)M * (double)N * (double)K), gemm_kernel<LA, LB, Epi>,
                    dim3((unsigned)(sh.tiles * sh.splits)), dim3(THREADS), 0, s, sh, a, b, epi,
                    scratch.partial, scratch.counters);
@@ -349,9 +362,9 @@ constexpr int64_t tensor_target_blocks() { return 128 * T::MIN_BLOCKS; }
 
 /* A product on tensor-core tiles T */
 template <class T>
-Shape tensor_shape(int64_t M, int64_t N, int64_t K, bool allow_split) {
+Shape tensor_shape(const Scratch &scratch, int64_t M, int64_t N, int64_t K, bool allow_split) {
     return split_shape(M, N, K, T::BM, T::BN, tensor::BK,
-                       allow_split ? tensor_target_blocks<T>() : 0);
+                       allow_split ? tensor_target_blocks<T>() : 0, scratch.sms * T::MIN_BLOCKS);
 }
 
 /* Which tiles multiply a product of M x N x K: the float32 ones of
@@ -406,10 +419,10 @@ tensor_kernel(Shape sh, tensor::Stored a, tensor::Stored b, Epi epi, float *part
 template <class T, bool A_K, bool B_N, class Epi>
 void tensor_gemm_as(cudaStream_t s, int64_t M, int64_t N, int64_t K, tensor::Stored a,
                     tensor::Stored b, Epi epi, Scratch scratch) {
-    Shape sh = tensor_shape<T>(M, N, K, true);
+    Shape sh = tensor_shape<T>(scratch, M, N, K, true);
     if (partial_floats(sh, T::BM * T::BN) > scratch.partial_floats ||
         sh.tiles > scratch.n_counters)
-        sh = tensor_shape<T>(M, N, K, false); /* cannot happen; see scratch_partial_floats */
+        sh = tensor_shape<T>(scratch, M, N, K, false); /* cannot happen; see scratch_partial_floats */
     launch_chained(chain(scratch, (double)M * (double)N * (double)K),
                    tensor_kernel<T, A_K, B_N, Epi>, dim3((unsigned)(sh.tiles * sh.splits)),
                    dim3(T::THREADS), T::SMEM_BYTES, s, sh, a, b, epi, scratch.partial,
@@ -578,6 +591,16 @@ int64_t scratch_partial_floats(void) {
 
 int64_t scratch_counters(void) { return (int64_t)MLP_MAX_FUSED_LAYERS * TARGET_BLOCKS; }
 
+int64_t scratch_sms(void) {
+    int dev = 0, sms = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return sms;
+}
+
 /* Whether the current GPU's compute capability is at least `major_min`.0
  * and `kernel` was loaded from code for at least that (PTX version
  * ptx_min): a build whose newest code is older runs through the driver's
@@ -676,7 +699,9 @@ void linear_backward_weights_update(cudaStream_t s, const WeightsJob *jobs, int 
         const OptimizerUpdate epi{job.W_aug, job.M, job.V, job.H, job.D, step};
         const Tiling t = job.in.act ? tiling(scratch, M, N, B) : Tiling::FLOAT32;
         if (t == Tiling::FLOAT32) {
-            f32.add(float32_shape(M, N, B, true), float32_shape(M, N, B, false),
+            static const int per_sm = blocks_per_sm(weights_kernel);
+            f32.add(float32_shape(M, N, B, true, scratch.sms * per_sm),
+                    float32_shape(M, N, B, false, 0),
                     InputRowsT{InputRows{job.in, job.D, NULL}}, MatB{job.dout, job.H}, epi,
                     scratch);
             continue;
@@ -684,11 +709,11 @@ void linear_backward_weights_update(cudaStream_t s, const WeightsJob *jobs, int 
         const tensor::Stored a = stored(job.in.act, job.D, B, job.D, true);
         const tensor::Stored b = stored(job.dout, job.H, B, job.H, false);
         if (t == Tiling::LARGE)
-            large.add(tensor_shape<tensor::Large>(M, N, B, true),
-                      tensor_shape<tensor::Large>(M, N, B, false), a, b, epi, scratch);
+            large.add(tensor_shape<tensor::Large>(scratch, M, N, B, true),
+                      tensor_shape<tensor::Large>(scratch, M, N, B, false), a, b, epi, scratch);
         else
-            small.add(tensor_shape<tensor::Small>(M, N, B, true),
-                      tensor_shape<tensor::Small>(M, N, B, false), a, b, epi, scratch);
+            small.add(tensor_shape<tensor::Small>(scratch, M, N, B, true),
+                      tensor_shape<tensor::Small>(scratch, M, N, B, false), a, b, epi, scratch);
     }
     using L = tensor::Large;
     using S = tensor::Small;

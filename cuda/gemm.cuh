@@ -50,9 +50,13 @@ struct Scratch {
     /* which tensor-core tiles: 0 as gemm.cu's tiling picks, 1 small, 2 large
      * (MLP_CUDA_TENSOR_TILES, for measuring them) */
     int tensor_tiles;
+    /* the GPU's multiprocessors, for cutting products into whole waves of
+     * blocks (0: not known; K is then split as if waves did not matter) */
+    int64_t sms;
 };
 int64_t scratch_partial_floats(void);
 int64_t scratch_counters(void);
+int64_t scratch_sms(void); /* the current GPU's multiprocessors, or 0 */
 
 /* Whether the current GPU runs programmatic dependent launch (compute
  * capability 9.0 or more) and the kernels loaded for it were compiled for

@@ -24,9 +24,12 @@ struct Shape {
 
 /* K halved into more slices while there are fewer than target_blocks blocks
  * and each slice keeps at least one k-tile of bk (target_blocks 0: no
- * split). */
+ * split). Then, where `slots` blocks run at once on the GPU (0: not known),
+ * fewer slices where that takes less time by its count of waves times the
+ * k-tiles of a slice: 576 blocks of 64 k-tiles on 528 slots are two waves,
+ * 504 blocks of 74 k-tiles one. */
 inline Shape split_shape(int64_t M, int64_t N, int64_t K, int bm, int bn, int bk,
-                         int64_t target_blocks) {
+                         int64_t target_blocks, int64_t slots) {
     Shape sh;
     sh.M = M;
     sh.N = N;
@@ -36,6 +39,13 @@ inline Shape split_shape(int64_t M, int64_t N, int64_t K, int bm, int bn, int bk
     const int64_t ktiles = cdiv(K, bk);
     int64_t splits = 1;
     while (sh.tiles * splits < target_blocks && ktiles >= 2 * splits) splits *= 2;
+    if (slots > 0) {
+        auto cost = [&](int64_t s) { return cdiv(sh.tiles * s, slots) * cdiv(ktiles, s); };
+        int64_t best = splits;
+        for (int64_t s = splits - 1; s >= 1; s--)
+            if (cost(s) < cost(best)) best = s;
+        splits = best;
+    }
     sh.k_per_split = cdiv(ktiles, splits) * bk;
     sh.splits = (int)cdiv(K, sh.k_per_split);
     return sh;

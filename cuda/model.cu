@@ -387,6 +387,7 @@ extern "C" mlp_status mlp_create(mlp_model **model, const mlp_config *config) {
     m->scratch.partial_floats = gemm::scratch_partial_floats();
     m->scratch.n_counters = gemm::scratch_counters();
     m->scratch.chained = chaining_wanted();
+    m->scratch.sms = gemm::scratch_sms();
     m->scratch.tensor_min_work = tensor_min_work();
     m->scratch.tensor_tiles = tensor_tiles();
     const size_t bytes = sizeof(float) * (size_t)n;
