@@ -160,10 +160,11 @@ struct OptimizerUpdate { /* linear_backward's dW, db (+ the optimizer update) */
 
 /* ---- the matrix multiply --------------------------------------------- */
 
-/* A product on the float32 tiles. More blocks while each slice of K keeps
- * at least one k-tile. Few tiles (a small batch): aim high, latency is all;
- * many: half, so fewer partial sums are written and read back
- * (benchmarks/RESULTS.md, batch 64 vs 1024). */
+/* A product on the float32 tiles, `slots` of whose blocks run at once
+ * (split_shape). More blocks while each slice of K keeps at least one
+ * k-tile. Few tiles (a small batch): aim high, latency is all; many: half,
+ * so fewer partial sums are written and read back (benchmarks/RESULTS.md,
+ * batch 64 vs 1024). */
 Shape float32_shape(int64_t M, int64_t N, int64_t K, bool allow_split, int64_t slots) {
     const int64_t tiles = cdiv(M, BM) * cdiv(N, BN);
     const int64_t target = !allow_split ? 0 : tiles <= 8 ? TARGET_BLOCKS : TARGET_BLOCKS / 2;
