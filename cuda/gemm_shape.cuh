@@ -1,6 +1,7 @@
 /*
  * gemm_shape.cuh - how gemm.cu cuts one product into blocks, for its float32
- * tiles and its tensor-core tiles (gemm_tensor.cuh) alike.
+ * tiles and its tensor-core tiles (gemm_tensor.cuh) alike. Host arithmetic
+ * only: tests/test_gemm_shape.py compiles it as plain C++.
  */
 #ifndef MLP_CUDA_GEMM_SHAPE_CUH
 #define MLP_CUDA_GEMM_SHAPE_CUH
