@@ -93,6 +93,16 @@ __device__ inline void chained_next() {
 #endif
 }
 
+/* An attribute of the current GPU into *value; false (the error cleared)
+ * where it cannot be read */
+inline bool device_attribute(cudaDeviceAttr what, int *value) {
+    int dev = 0;
+    if (cudaGetDevice(&dev) == cudaSuccess && cudaDeviceGetAttribute(value, what, dev) == cudaSuccess)
+        return true;
+    (void)cudaGetLastError();
+    return false;
+}
+
 /* kernel<<<grid, block, smem, s>>>(args...), chained to the kernel before
  * it in s when `chained` (only where gemm::chaining_supported: a kernel
  * compiled for an older GPU has no chained_start to wait in) */

@@ -483,11 +483,17 @@ struct WeightsBatch {
         work += (double)sh.M * (double)sh.N * (double)sh.K;
     }
     __host__ int64_t blocks() const { return first_block[count]; }
-    /* which job block blockIdx.x belongs to */
-    __device__ int job() const {
+    /* Block blockIdx.x's part of the launch: its job's tile and slice, by
+     * `block` (gemm_block or a tensor_block), with the job's operands,
+     * update and scratch. */
+    template <class Block>
+    __device__ void run(Block block, float *partial_base, unsigned *counters_base) const {
         int j = 0;
         while (j + 1 < count && (int64_t)blockIdx.x >= first_block[j + 1]) j++;
-        return j;
+        const int64_t at = blockIdx.x - first_block[j];
+        const Shape &sh = shape[j];
+        block(sh, at % sh.tiles, (int)(at / sh.tiles), a[j], b[j], epi[j],
+              partial_base + partial_off[j], counters_base + counter_off[j]);
     }
 };
 
@@ -498,11 +504,10 @@ using TensorWeights = WeightsBatch<tensor::Stored, tensor::Stored, T::BM * T::BN
 __global__ void __launch_bounds__(THREADS)
 weights_kernel(Float32Weights wb, float *partial, unsigned *counters) {
     chained_start();
-    const int j = wb.job();
-    const int64_t block = blockIdx.x - wb.first_block[j];
-    const Shape &sh = wb.shape[j];
-    gemm_block(sh, block % sh.tiles, (int)(block / sh.tiles), wb.a[j], wb.b[j], wb.epi[j],
-               partial + wb.partial_off[j], counters + wb.counter_off[j]);
+    wb.run([](const Shape &sh, int64_t tile, int slice, const InputRowsT &a, const MatB &b,
+              const OptimizerUpdate &epi, float *p, unsigned *c) {
+        gemm_block(sh, tile, slice, a, b, epi, p, c);
+    }, partial, counters);
 }
 
 /* The layers whose weight gradient runs on tensor cores in tiles T: A =
@@ -511,12 +516,10 @@ template <class T>
 __global__ void __launch_bounds__(T::THREADS, T::MIN_BLOCKS)
 tensor_weights_kernel(TensorWeights<T> wb, float *partial, unsigned *counters) {
     chained_start();
-    const int j = wb.job();
-    const int64_t block = blockIdx.x - wb.first_block[j];
-    const Shape &sh = wb.shape[j];
-    tensor::tensor_block<T, false, true>(sh, block % sh.tiles, (int)(block / sh.tiles), wb.a[j],
-                                         wb.b[j], wb.epi[j], partial + wb.partial_off[j],
-                                         counters + wb.counter_off[j]);
+    wb.run([](const Shape &sh, int64_t tile, int slice, const tensor::Stored &a,
+              const tensor::Stored &b, const OptimizerUpdate &epi, float *p, unsigned *c) {
+        tensor::tensor_block<T, false, true>(sh, tile, slice, a, b, epi, p, c);
+    }, partial, counters);
 }
 
 /* ---- the head: last layer, softmax cross-entropy, back to dh ---------- */
@@ -593,13 +596,8 @@ int64_t scratch_partial_floats(void) {
 int64_t scratch_counters(void) { return (int64_t)MLP_MAX_FUSED_LAYERS * TARGET_BLOCKS; }
 
 int64_t scratch_sms(void) {
-    int dev = 0, sms = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
-        (void)cudaGetLastError();
-        return 0;
-    }
-    return sms;
+    int sms = 0;
+    return device_attribute(cudaDevAttrMultiProcessorCount, &sms) ? sms : 0;
 }
 
 /* Whether the current GPU's compute capability is at least `major_min`.0
@@ -608,12 +606,10 @@ int64_t scratch_sms(void) {
  * compiler as that older GPU's code. */
 template <typename... Params>
 static bool runs_as(int major_min, int ptx_min, void (*kernel)(Params...)) {
-    int dev = 0, major = 0;
+    int major = 0;
     cudaFuncAttributes attr;
-    return cudaGetDevice(&dev) == cudaSuccess &&
-           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
-           major >= major_min && cudaFuncGetAttributes(&attr, kernel) == cudaSuccess &&
-           attr.ptxVersion >= ptx_min;
+    return device_attribute(cudaDevAttrComputeCapabilityMajor, &major) && major >= major_min &&
+           cudaFuncGetAttributes(&attr, kernel) == cudaSuccess && attr.ptxVersion >= ptx_min;
 }
 
 bool chaining_supported(void) { return runs_as(9, 90, weights_kernel); }
