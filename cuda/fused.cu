@@ -972,16 +972,12 @@ FusedPlan fused_plan(int64_t D, int64_t H, int64_t C, int64_t batch, mlp_dtype d
     plan.general = general;
     plan.kept_moments = moments;
     const Tiles t = tiles_of(D, H);
-    int dev = 0, coop = 0, sms = 0, optin = 0, major = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) !=
-            cudaSuccess) {
-        cudaGetLastError();
+    int coop = 0, sms = 0, optin = 0, major = 0;
+    if (!device_attribute(cudaDevAttrCooperativeLaunch, &coop) ||
+        !device_attribute(cudaDevAttrMultiProcessorCount, &sms) ||
+        !device_attribute(cudaDevAttrComputeCapabilityMajor, &major) ||
+        !device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, &optin))
         return plan;
-    }
     if (!coop) return plan;
     plan.tensor_cores = tensor_cores && major >= 8;
     plan.async_copy = plan.tensor_cores && D * mlp_dtype_bytes(dtype) % 16 == 0 && H % 4 == 0;

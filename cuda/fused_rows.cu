@@ -678,12 +678,10 @@ bool fused_rows_plan(FusedPlan &plan, int64_t D, int64_t H, int64_t C, int64_t b
                      bool general) {
     const void *kernel = rows_kernel(general);
     if (C > MAX_CLASSES) return false;
-    int dev = 0, optin = 0, per_sm = 0;
+    int optin = 0, per_sm = 0;
     cudaFuncAttributes attr;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) !=
-            cudaSuccess ||
-        cudaFuncGetAttributes(&attr, kernel) != cudaSuccess) {
+    if (!device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, &optin)) return false;
+    if (cudaFuncGetAttributes(&attr, kernel) != cudaSuccess) {
         cudaGetLastError();
         return false;
     }
