@@ -11,6 +11,7 @@ Needs scikit-learn and scipy (the package's "sklearn" extra).
 from __future__ import annotations
 
 import numbers
+import threading
 import warnings
 from typing import Any
 
@@ -72,6 +73,59 @@ def _pack(coefs: list[Array], intercepts: list[Array]) -> FloatArray:
     """The flat parameter buffer of csrc/mlp.h: W1, b1, W2, b2, ..."""
     return np.concatenate([np.concatenate([W.ravel(), b]) for W, b in zip(coefs, intercepts)]
                           ).astype(np.float32)
+
+
+class _EpochOrders:
+    """Each epoch's sample order, drawn from random_state as scikit-learn's
+    MLP draws it: a shuffle of the previous epoch's order.
+
+    With ahead, the order of the epoch after next is drawn in a background
+    thread while the core trains (a GPU epoch leaves the host idle, and a
+    million rows take tens of milliseconds to shuffle). The thread draws from
+    a copy of random_state, which takes the copy's state only when that
+    order is used: random_state ends where scikit-learn leaves it, however
+    many epochs run."""
+
+    def __init__(self, sample_idx: Array, random_state: np.random.RandomState,
+                 ahead: bool) -> None:
+        self._last = sample_idx
+        self._random_state = random_state
+        self._ahead = ahead
+        self._pending: tuple[threading.Thread, dict[str, Any]] | None = None
+
+    def next(self, more: bool) -> Array:
+        """The next epoch's order; more: whether another epoch may follow it."""
+        order: Array
+        if self._pending is None:
+            order = _shuffle(self._last, random_state=self._random_state)
+        else:
+            thread, box = self._pending
+            self._pending = None
+            thread.join()
+            if "error" in box:
+                raise box["error"]
+            order = box["order"]
+            self._random_state.set_state(box["state"])
+        self._last = order
+        if self._ahead and more:
+            self._pending = self._draw_in_background(order)
+        return order
+
+    def _draw_in_background(self, order: Array) -> tuple[threading.Thread, dict[str, Any]]:
+        copy = np.random.RandomState()
+        copy.set_state(self._random_state.get_state())
+        box: dict[str, Any] = {}
+
+        def draw() -> None:
+            try:
+                box["order"] = _shuffle(order, random_state=copy)
+                box["state"] = copy.get_state()
+            except BaseException as exc:  # re-raised in next(), on the fitting thread
+                box["error"] = exc
+
+        thread = threading.Thread(target=draw, daemon=True)
+        thread.start()
+        return thread, box
 
 
 class _BaseMLP(BaseEstimator):  # type: ignore[misc]
@@ -263,11 +317,12 @@ class _BaseMLP(BaseEstimator):  # type: ignore[misc]
         rows[-1] = n - batch_size * (len(rows) - 1)
         opt = self._optimizer()
         sample_idx = np.arange(n, dtype=np.int64)
+        orders = _EpochOrders(sample_idx, self._random_state, ahead=net.device == "cuda")
         try:
             self.n_iter_ = 0
-            for _ in range(self.max_iter):
+            for epoch in range(self.max_iter):
                 if self.shuffle:
-                    sample_idx = _shuffle(sample_idx, random_state=self._random_state)
+                    sample_idx = orders.next(more=not incremental and epoch + 1 < self.max_iter)
                 batch_losses, _, _ = net.train_epoch(
                     data, np.ascontiguousarray(sample_idx, dtype=np.int64), batch_size,
                     opt.with_lr(self._learning_rate).core_dict())

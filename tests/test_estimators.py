@@ -219,6 +219,55 @@ def test_n_threads_does_not_change_results():
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("draws", [1, 2, 5])
+def test_epoch_orders_drawn_ahead_are_scikit_learns(draws):
+    """Orders drawn one epoch ahead in a thread: the same orders as drawn in
+    turn, and the random state advanced only by the orders used."""
+    from sklearn.utils import shuffle
+
+    from mlp.estimators import _EpochOrders
+    idx = np.arange(1000, dtype=np.int64)
+    theirs, expected = np.random.RandomState(4), []
+    order = idx
+    for _ in range(draws):
+        order = shuffle(order, random_state=theirs)
+        expected.append(order)
+    for ahead in (False, True):
+        ours = np.random.RandomState(4)
+        orders = _EpochOrders(idx, ours, ahead=ahead)
+        got = [orders.next(more=True) for _ in range(draws)]  # one more drawn, never used
+        for a, b in zip(got, expected):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(ours.get_state()[1], theirs.get_state()[1])
+        assert ours.get_state()[2] == theirs.get_state()[2]
+
+
+def test_fit_with_orders_drawn_ahead_matches_scikit_learn(monkeypatch):
+    """The estimator with the GPU's draw-ahead forced on the C core, early
+    stopping ending the fit before max_iter: the same parameters as
+    scikit-learn's, and the caller's RandomState left where scikit-learn
+    leaves it."""
+    import mlp.estimators as estimators
+
+    class Ahead(estimators._EpochOrders):
+        def __init__(self, sample_idx, random_state, ahead):
+            super().__init__(sample_idx, random_state, ahead=True)
+
+    monkeypatch.setattr(estimators, "_EpochOrders", Ahead)
+    rng = np.random.default_rng(13)
+    X = rng.standard_normal((60, 5)).astype(np.float32)
+    y = rng.integers(0, 3, 60)
+    ours_rs, theirs_rs = np.random.RandomState(8), np.random.RandomState(8)
+    kw = dict(hidden_layer_sizes=(7,), batch_size=16, max_iter=50, tol=1e9, n_iter_no_change=2,
+              learning_rate_init=0.05)
+    ours, theirs = fit_both(mlp.MLPClassifier(device="cpu", random_state=ours_rs, **kw),
+                            SkClassifier(random_state=theirs_rs, **kw), X, y)
+    assert ours.n_iter_ == theirs.n_iter_ < 50
+    assert_same_parameters(ours, theirs)
+    np.testing.assert_array_equal(ours_rs.get_state()[1], theirs_rs.get_state()[1])
+    assert ours_rs.get_state()[2] == theirs_rs.get_state()[2]
+
+
 @pytest.mark.parametrize("device", ["numpy", pytest.param("cuda", marks=pytest.mark.cuda)])
 def test_other_devices_give_the_same_fit(device):
     rng = np.random.default_rng(12)
