@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static _Thread_local char last_error[512];
 
@@ -24,6 +25,23 @@ void mlp_watch_forks(void) {
 #else
 void mlp_watch_forks(void) {}
 #endif
+
+void *mlp_alloc(size_t bytes) {
+    if (bytes == 0) bytes = 1;
+#if defined(_WIN32)
+    return malloc(bytes); /* _aligned_malloc's memory would need _aligned_free */
+#else
+    void *p = NULL;
+    return posix_memalign(&p, MLP_ALIGN, bytes) == 0 ? p : NULL;
+#endif
+}
+
+void *mlp_alloc_zeroed(size_t count, size_t size) {
+    if (size != 0 && count > SIZE_MAX / size) return NULL;
+    void *p = mlp_alloc(count * size);
+    if (p) memset(p, 0, count * size);
+    return p;
+}
 
 const char *mlp_last_error(void) { return last_error; }
 

@@ -5,6 +5,7 @@
 #ifndef MLP_COMMON_H
 #define MLP_COMMON_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "mlp.h"
@@ -20,6 +21,16 @@ extern volatile int mlp_forked;
 
 /* Registers the fork handler that sets mlp_forked (once; any thread). */
 void mlp_watch_forks(void);
+
+/* Host buffers that the loops read a vector register at a time: on a
+ * 64-byte boundary, a cache line's. malloc's 16 bytes left the rows of W,
+ * the hidden layer and its gradient on or across cache-line boundaries by
+ * where the heap happened to be (about 20% of an epoch on the development
+ * machine: benchmarks/RESULTS.md). Freed with free(); NULL when memory is
+ * short or the size overflows. */
+#define MLP_ALIGN 64
+void *mlp_alloc(size_t bytes);
+void *mlp_alloc_zeroed(size_t count, size_t size);
 
 /* Records a printf-style detail for mlp_last_error(); returns status. */
 mlp_status mlp_fail(mlp_status status, const char *fmt, ...);

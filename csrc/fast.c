@@ -84,14 +84,14 @@ static void *lists_alloc(size_t bytes) {
         return p;
     }
 #endif
-    return malloc(bytes > 0 ? bytes : 1);
+    return mlp_alloc(bytes);
 }
 
 nz_cache *nz_cache_build(const mlp_kernels *K, const void *X, mlp_dtype dtype, int64_t n,
                          int64_t d, size_t max_bytes) {
     const int64_t blocks = FAST_BLOCKS(d);
     const int u8 = dtype == MLP_UINT8;
-    int64_t *start = malloc(sizeof(int64_t) * (size_t)(n + 1));
+    int64_t *start = mlp_alloc(sizeof(int64_t) * (size_t)(n + 1));
     if (!start) return NULL;
 #pragma omp parallel for schedule(static) if (PAR(n * d > PAR_MIN))
     for (int64_t r = 0; r < n; r++)
@@ -111,8 +111,8 @@ nz_cache *nz_cache_build(const mlp_kernels *K, const void *X, mlp_dtype dtype, i
     nz_cache *c = calloc(1, sizeof *c);
     /* a row's lists are found in a thread's scratch row (row_nonzeros may
      * write past the count) and copied into place */
-    int32_t *scratch_ix = malloc(sizeof(int32_t) * (size_t)threads * (size_t)d);
-    float *scratch_vx = malloc(sizeof(float) * (size_t)threads * (size_t)d);
+    int32_t *scratch_ix = mlp_alloc(sizeof(int32_t) * (size_t)threads * (size_t)d);
+    float *scratch_vx = mlp_alloc(sizeof(float) * (size_t)threads * (size_t)d);
     if (c) {
         c->start = start;
         c->idx = lists_alloc(sizeof(int32_t) * (size_t)start[n]);

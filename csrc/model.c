@@ -140,7 +140,9 @@ static void free_workspace(mlp_model *m) {
 }
 
 static float *alloc_floats(int64_t rows, int64_t cols) {
-    return malloc(sizeof(float) * (size_t)rows * (size_t)cols);
+    if (rows < 0 || cols < 0 || (cols > 0 && (size_t)rows > SIZE_MAX / sizeof(float) / (size_t)cols))
+        return NULL;
+    return mlp_alloc(sizeof(float) * (size_t)rows * (size_t)cols);
 }
 
 /* Grows the workspace to hold `rows` rows; never shrinks it. */
@@ -154,34 +156,33 @@ static mlp_status reserve_rows(mlp_model *m, int64_t rows) {
     m->out = alloc_floats(rows, s[n_layers]);
     m->dbuf[0] = alloc_floats(rows, m->L.max_width);
     m->dbuf[1] = alloc_floats(rows, m->L.max_width);
-    m->ybuf = malloc(sizeof(int32_t) * (size_t)rows);
+    m->ybuf = mlp_alloc(sizeof(int32_t) * (size_t)rows);
     m->nz = calloc((size_t)n_layers, sizeof(nz_rows));
-    m->rowbuf = malloc(sizeof(int64_t) * (size_t)rows);
+    m->rowbuf = mlp_alloc(sizeof(int64_t) * (size_t)rows);
     int ok = m->x && m->acts && m->out && m->dbuf[0] && m->dbuf[1] && m->ybuf && m->nz &&
              m->rowbuf;
     for (int l = 0; ok && l < n_layers; l++) ok = (m->acts[l] = alloc_floats(rows, s[l + 1])) != NULL;
     int64_t widest_in = 1;
     for (int l = 0; l < n_layers; l++) widest_in = s[l] > widest_in ? s[l] : widest_in;
-    m->cols.start = malloc(sizeof(int32_t) * (size_t)(widest_in + 1));
-    m->cols.next = malloc(sizeof(int32_t) * (size_t)widest_in);
-    m->cols.row = malloc(sizeof(int32_t) * (size_t)rows * (size_t)widest_in);
+    m->cols.start = mlp_alloc(sizeof(int32_t) * (size_t)(widest_in + 1));
+    m->cols.next = mlp_alloc(sizeof(int32_t) * (size_t)widest_in);
+    m->cols.row = mlp_alloc(sizeof(int32_t) * (size_t)rows * (size_t)widest_in);
     m->cols.val = alloc_floats(rows, widest_in);
 #ifdef _OPENMP
     m->cols.threads = omp_get_max_threads();
 #else
     m->cols.threads = 1;
 #endif
-    m->cols.counts = malloc(sizeof(int32_t) * (size_t)m->cols.threads);
+    m->cols.counts = mlp_alloc(sizeof(int32_t) * (size_t)m->cols.threads);
     ok = ok && m->cols.start && m->cols.next && m->cols.row && m->cols.val && m->cols.counts;
     for (int l = 0; ok && l < n_layers; l++) {
-        m->nz[l].idx = malloc(sizeof(int32_t) * (size_t)rows * (size_t)s[l]);
+        m->nz[l].idx = mlp_alloc(sizeof(int32_t) * (size_t)rows * (size_t)s[l]);
         m->nz[l].val = alloc_floats(rows, s[l]);
-        m->nz[l].nnz = malloc(sizeof(int64_t) * (size_t)rows);
-        m->nz[l].blk = malloc(sizeof(int32_t) * (size_t)rows * (size_t)(FAST_BLOCKS(s[l]) + 1));
+        m->nz[l].nnz = mlp_alloc(sizeof(int64_t) * (size_t)rows);
+        m->nz[l].blk = mlp_alloc(sizeof(int32_t) * (size_t)rows * (size_t)(FAST_BLOCKS(s[l]) + 1));
         ok = m->nz[l].idx && m->nz[l].val && m->nz[l].nnz && m->nz[l].blk;
     }
-    /* what the default recipe does not use, last (the heap layout of the hot
-     * buffers above then stays as it was before these existed) */
+    /* what the default recipe does not use */
     m->pre = ok ? calloc((size_t)n_layers, sizeof(float *)) : NULL;
     m->tbuf = ok ? alloc_floats(rows, s[n_layers]) : NULL;
     m->wbuf = ok ? alloc_floats(rows, 1) : NULL;
@@ -240,10 +241,10 @@ mlp_status mlp_create(mlp_model **model, const mlp_config *config) {
     m->input_scale = config->input_scale;
     atomic_init(&m->stop, 0);
     const size_t bytes = sizeof(float) * (size_t)m->L.n_params;
-    m->params = calloc(1, bytes);
-    m->grads = calloc(1, bytes);
-    m->m = calloc(1, bytes);
-    m->v = calloc(1, bytes);
+    m->params = mlp_alloc_zeroed(1, bytes);
+    m->grads = mlp_alloc_zeroed(1, bytes);
+    m->m = mlp_alloc_zeroed(1, bytes);
+    m->v = mlp_alloc_zeroed(1, bytes);
     int64_t narrow = 1, squares = 1;
     for (int l = 0; l < m->L.n_layers; l++) {
         const int64_t D = m->L.sizes[l], H = m->L.sizes[l + 1];
@@ -251,8 +252,8 @@ mlp_status mlp_create(mlp_model **model, const mlp_config *config) {
         if ((D + FAST_WBLOCK - 1) / FAST_WBLOCK * H > squares)
             squares = (D + FAST_WBLOCK - 1) / FAST_WBLOCK * H;
     }
-    m->T = malloc(sizeof(float) * (size_t)narrow);
-    m->squares = malloc(sizeof(float) * (size_t)squares);
+    m->T = mlp_alloc(sizeof(float) * (size_t)narrow);
+    m->squares = mlp_alloc(sizeof(float) * (size_t)squares);
     m->kernels = mlp_pick_kernels();
     m->plain = !fast_paths_support(&m->L);
     m->wl0 = (wlayout){m->L.sizes[0], m->L.sizes[1], 0};
@@ -798,7 +799,7 @@ static int enter_panels(mlp_model *m, const mlp_optimizer *opt, int64_t steps, i
     if (!always && (threads < 2 || steps < PANEL_STEPS)) return 0;
     const size_t each = sizeof(float) * (size_t)D * (size_t)H;
     if (each > PANEL_BYTES / 3) return 0;
-    if (!m->panels && !(m->panels = malloc(3 * each))) return 0;
+    if (!m->panels && !(m->panels = mlp_alloc(3 * each))) return 0;
     m->wl0 = (wlayout){D, H, FAST_PANEL};
     copy_panels(m, opt, &m->wl0, 1);
     return 1;
