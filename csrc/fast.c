@@ -515,8 +515,6 @@ void linear_backward_weights_fast(const mlp_kernels *K, float *GW, const wlayout
                                   const float *dout, float scale, float *GT, nz_cols *cols,
                                   const fused_step *u) {
     const int64_t B = inp->B, D = inp->D, H = wl->H;
-    const int presorted = cols->sorted == inp;
-    cols->sorted = NULL;
     if (H >= NARROW && dense_inp && nz_density(inp) > FAST_DENSE) {
         /* most inputs nonzero: dense register blocks of weight rows x
          * columns, each summed over the whole batch by one thread */
@@ -581,6 +579,11 @@ void linear_backward_weights_fast(const mlp_kernels *K, float *GW, const wlayout
     const int64_t CHUNK = K->chunk, chunks = (H + CHUNK - 1) / CHUNK;
     const int64_t kblocks = (D + WBLOCK - 1) / WBLOCK;
     const int64_t rows = u ? B : FAST_RBLOCK;
+    /* Only this path reads (and uses up) a sort by nz_sort_columns: the
+     * dense paths above run on another thread while that sort may still be
+     * going on (model.c, step_above_first), and must not touch it. */
+    const int presorted = cols->sorted == inp;
+    cols->sorted = NULL;
     bias_grad(K, Gb, dout, B, H, scale, u);
     for (int64_t r0 = 0; r0 < B; r0 += rows) {
         if (!(presorted && rows >= B)) /* else nz_sort_columns did it */

@@ -674,6 +674,7 @@ static double train_step(mlp_model *m, const mlp_data *data, const int64_t *idx,
     const batch_targets t = gather_targets(m, data, idx, 0, B);
     const double w = batch_weight(t.weights, B);
     const mlp_step s = mlp_step_init(opt, m->steps + 1, w);
+    m->cols.sorted = NULL; /* the first layer uses only a sort of this step's rows */
     const double l2 = reported_l2(opt, w);
     double penalty = 0.0;
     /* the penalty's squares: the layers whose step is fused find theirs
