@@ -36,9 +36,13 @@ void *mlp_alloc(size_t bytes) {
 #endif
 }
 
-void *mlp_alloc_zeroed(size_t count, size_t size) {
+void *mlp_alloc_array(size_t count, size_t size) {
     if (size != 0 && count > SIZE_MAX / size) return NULL;
-    void *p = mlp_alloc(count * size);
+    return mlp_alloc(count * size);
+}
+
+void *mlp_alloc_zeroed(size_t count, size_t size) {
+    void *p = mlp_alloc_array(count, size);
     if (p) memset(p, 0, count * size);
     return p;
 }

@@ -30,6 +30,7 @@ void mlp_watch_forks(void);
  * short or the size overflows. */
 #define MLP_ALIGN 64
 void *mlp_alloc(size_t bytes);
+void *mlp_alloc_array(size_t count, size_t size); /* count elements of size bytes */
 void *mlp_alloc_zeroed(size_t count, size_t size);
 
 /* Records a printf-style detail for mlp_last_error(); returns status. */

@@ -140,9 +140,8 @@ static void free_workspace(mlp_model *m) {
 }
 
 static float *alloc_floats(int64_t rows, int64_t cols) {
-    if (rows < 0 || cols < 0 || (cols > 0 && (size_t)rows > SIZE_MAX / sizeof(float) / (size_t)cols))
-        return NULL;
-    return mlp_alloc(sizeof(float) * (size_t)rows * (size_t)cols);
+    if (rows < 0 || cols < 0) return NULL;
+    return mlp_alloc_array((size_t)rows, sizeof(float) * (size_t)cols);
 }
 
 /* Grows the workspace to hold `rows` rows; never shrinks it. */

@@ -1,6 +1,6 @@
-"""The cores' host buffers (csrc/common.c's mlp_alloc, mlp_alloc_zeroed):
-on a 64-byte boundary whatever the heap's state, zeroed where asked, and
-NULL instead of a wrapped-around size. Compiled with the C compiler, so it
+"""The cores' host buffers (csrc/common.c's mlp_alloc and its array and
+zeroed forms): on a 64-byte boundary whatever the heap's state, zeroed
+where asked, and NULL instead of a wrapped-around size. Compiled with the C compiler, so it
 runs without building the package."""
 
 import pathlib
@@ -41,6 +41,7 @@ int main(void) {
     for (int i = 0; i < 600; i++) free(keep[i]);
     if (mlp_alloc_zeroed(SIZE_MAX / 2 + 2, 2)) { printf("overflow not refused\n"); bad++; }
     if (mlp_alloc_zeroed(3, SIZE_MAX / 2)) { printf("overflow not refused\n"); bad++; }
+    if (mlp_alloc_array(SIZE_MAX / 4 + 1, 4)) { printf("overflow not refused\n"); bad++; }
     void *zero = mlp_alloc(0);
     if (!zero || (uintptr_t)zero % MLP_ALIGN) { printf("0 bytes: %p\n", zero); bad++; }
     free(zero);
