@@ -19,14 +19,15 @@
  *   3. each block reads every row's dlogits from its peers (distributed
  *      shared memory): dW2 and its W2 rows' update, dh (B,16), dW1 =
  *      [X, 1]^T @ dh and its W1 columns' update (pointwise.h's mlp_update)
- * The next step's rows stream in (cp.async) during this one. Products run
- * on the float32 units. Every sum has a fixed order.
+ * The next step's rows stream in (cp.async) during this one. The two
+ * products run on the float32 units (or, with -DTENSOR_PRODUCTS, on TF32
+ * tensor cores). Every sum has a fixed order.
  *
  * The program checks its parameters after a few steps against a host
  * reference in double precision that takes the same steps, then times
  * whole epochs:
  *
- *   nvcc -O3 -std=c++17 -arch=sm_90 -Icsrc benchmarks/cluster_step.cu -o cluster_step
+ *   nvcc -O3 -std=c++17 -arch=sm_90 -Icsrc -Icuda benchmarks/cluster_step.cu -o cluster_step
  *   ./cluster_step [D H C B [STEPS]]   (defaults: 100 256 1 200 5000, the tabular set)
  *
  * (-DPHASES adds block 0's time in each phase.) Random data of STEPS whole
@@ -50,6 +51,16 @@
 #include <vector>
 
 #include "pointwise.h"
+#include "tf32.cuh"
+
+/* the products on the float32 units, or with -DTENSOR_PRODUCTS on TF32
+ * tensor cores (each operand split in two TF32 parts, three products a
+ * term: float32's accuracy), which measured no faster (RESULTS.md) */
+#if MLP_HAVE_TF32 && defined(TENSOR_PRODUCTS)
+#define USE_TENSOR 1
+#else
+#define USE_TENSOR 0
+#endif
 
 namespace cg = cooperative_groups;
 
@@ -134,7 +145,7 @@ struct Layout {
 
 __host__ __device__ inline Layout layout_of(int D, int B, int C, int XS) {
     Layout l;
-    const int w1 = (D + 4) / 4 * 4 * U, w2 = (U + 1) * C; /* W1's rows past D are zeros; block 0's extra W2 row: b2 */
+    const int w1 = (D + 8) / 8 * 8 * U, w2 = (U + 1) * C; /* W1's rows past D are zeros; block 0's extra W2 row: b2 */
     int at = 0;
     l.w1 = at; at += w1;
     l.m1 = at; at += w1;
@@ -176,7 +187,7 @@ __global__ void __launch_bounds__(THREADS, 1) cluster_epoch(Args a) {
     const int j0 = r * U;
 
     /* the block's weights and moments in */
-    for (int i = (D + 1) * U + tid; i < (D + 4) / 4 * 4 * U; i += THREADS) w1[i] = m1[i] = v1[i] = 0.0f;
+    for (int i = (D + 1) * U + tid; i < (D + 8) / 8 * 8 * U; i += THREADS) w1[i] = m1[i] = v1[i] = 0.0f;
     for (int i = tid; i < (D + 1) * U; i += THREADS) {
         const int k = i / U, u = i % U;
         w1[i] = a.W1[(size_t)k * H + j0 + u];
@@ -212,6 +223,8 @@ __global__ void __launch_bounds__(THREADS, 1) cluster_epoch(Args a) {
     unsigned long long last_ns = now_ns();
 #endif
     const int KG = (D + 4) / 4; /* groups of 4 inputs, the bias input included */
+    const int KP = (D + 8) / 8 * 8; /* the inputs and the bias input, padded with zeros to the k of an MMA */
+    (void)KG, (void)KP;
     for (int s = 0; s < steps; s++) {
         const int par = s & 1;
         if (s + 1 < steps) {
@@ -226,6 +239,53 @@ __global__ void __launch_bounds__(THREADS, 1) cluster_epoch(Args a) {
         const float *xs = sm + L.xs + par * B * XS;
         float *zp = sm + L.zp + par * B * C, *dl = sm + L.dl + par * B * C;
 
+#if USE_TENSOR
+        /* 1. forward on tensor cores: a warp per 16 rows, both 8-unit
+         * halves, [X, 1] and W1 each split in two TF32 parts; then the
+         * rows' shares of the logits from h in shared memory */
+        {
+            const int warp = tid >> 5, lane = tid & 31, g = lane >> 2, q = lane & 3;
+            for (int mt = warp; mt < (B + 15) / 16; mt += THREADS / 32) {
+                const int ra = mt * 16 + g, rb = ra + 8;
+                const float *xa = xs + (ra < B ? ra : B - 1) * XS, *xb = xs + (rb < B ? rb : B - 1) * XS;
+                float d[2][4] = {};
+                for (int k0 = 0; k0 < KP; k0 += 8) {
+                    const float av[4] = {xa[k0 + q], xb[k0 + q], xa[k0 + q + 4], xb[k0 + q + 4]};
+                    uint32_t ah[4], al[4];
+                    split_tf32(av, ah, al);
+#pragma unroll
+                    for (int n = 0; n < 2; n++) {
+                        const float bv[2] = {w1[(k0 + q) * U + 8 * n + g], w1[(k0 + q + 4) * U + 8 * n + g]};
+                        uint32_t bh[2], bl[2];
+                        split_tf32(bv, bh, bl);
+                        mma_tf32(d[n], al, bh);
+                        mma_tf32(d[n], ah, bl);
+                        mma_tf32(d[n], ah, bh);
+                    }
+                }
+#pragma unroll
+                for (int n = 0; n < 2; n++) {
+                    const int u = 8 * n + 2 * q;
+                    if (ra < B) {
+                        hd[ra * HS + u] = mlp_activation_forward(MLP_RELU, d[n][0]);
+                        hd[ra * HS + u + 1] = mlp_activation_forward(MLP_RELU, d[n][1]);
+                    }
+                    if (rb < B) {
+                        hd[rb * HS + u] = mlp_activation_forward(MLP_RELU, d[n][2]);
+                        hd[rb * HS + u + 1] = mlp_activation_forward(MLP_RELU, d[n][3]);
+                    }
+                }
+            }
+        }
+        __syncthreads();
+        for (int i = tid; i < B * C; i += THREADS) {
+            const int b = i / C, c = i % C;
+            float z = r == 0 ? w2[U * C + c] : 0.0f;
+#pragma unroll
+            for (int u = 0; u < U; u++) z += hd[b * HS + u] * w2[u * C + c];
+            zp[i] = z;
+        }
+#else
         /* 1. forward: a row a thread, its 16 units in registers: four
          * inputs of the row in one load, W1's rows the same for the whole
          * warp (broadcast); then the row's share of the logits. (Two
@@ -260,6 +320,7 @@ __global__ void __launch_bounds__(THREADS, 1) cluster_epoch(Args a) {
                 zp[b * C + c] = z;
             }
         }
+#endif
         MARK(1);
         cluster.sync();
         MARK(2);
@@ -332,6 +393,42 @@ __global__ void __launch_bounds__(THREADS, 1) cluster_epoch(Args a) {
         if (tid < U * C || (r == 0 && tid < (U + 1) * C))
             w2[tid] = mlp_update(&sc, w2[tid], g2, &m2[tid], &v2[tid], tid >= U * C);
         MARK(6);
+#if USE_TENSOR
+        /* dW1 on tensor cores: a warp per 16 inputs x 8 units, over the
+         * whole batch in steps of 8 rows; each lane then updates the four
+         * weights its accumulators hold */
+        {
+            const int warp = tid >> 5, lane = tid & 31, g = lane >> 2, q = lane & 3;
+            MARK(9);
+            for (int pr = warp; pr < (KP + 15) / 16 * 2; pr += THREADS / 32) {
+                const int n = pr & 1, ka = (pr >> 1) * 16 + g, kb = ka + 8;
+                float d[4] = {};
+                for (int b0 = 0; b0 < B; b0 += 8) {
+                    const int r0 = b0 + q, r1 = b0 + q + 4;
+                    const float av[4] = {r0 < B && ka < KP ? xs[r0 * XS + ka] : 0.0f,
+                                         r0 < B && kb < KP ? xs[r0 * XS + kb] : 0.0f,
+                                         r1 < B && ka < KP ? xs[r1 * XS + ka] : 0.0f,
+                                         r1 < B && kb < KP ? xs[r1 * XS + kb] : 0.0f};
+                    const float bv[2] = {r0 < B ? hd[r0 * HS + 8 * n + g] : 0.0f,
+                                         r1 < B ? hd[r1 * HS + 8 * n + g] : 0.0f};
+                    uint32_t ah[4], al[4], bh[2], bl[2];
+                    split_tf32(av, ah, al);
+                    split_tf32(bv, bh, bl);
+                    mma_tf32(d, al, bh);
+                    mma_tf32(d, ah, bl);
+                    mma_tf32(d, ah, bh);
+                }
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    const int k = i < 2 ? ka : kb, u = 8 * n + 2 * q + (i & 1);
+                    if (k > D) continue;
+                    const int at = k * U + u;
+                    w1[at] = mlp_update(&sc, w1[at], d[i], &m1[at], &v1[at], k == D);
+                }
+            }
+        }
+        __syncthreads();
+#else
         /* dW1: 4 inputs x 4 units a thread over a quarter of the rows; the
          * four quarters (lanes l, l^8, l^16, l^24) added by shuffles, which
          * leave every one of those lanes the same sums, each then updating
@@ -379,6 +476,7 @@ __global__ void __launch_bounds__(THREADS, 1) cluster_epoch(Args a) {
             }
         }
         __syncthreads();
+#endif
         MARK(7);
     }
     cluster.sync(); /* no block leaves while a peer may read its shared memory */

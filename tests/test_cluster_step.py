@@ -23,8 +23,8 @@ pytestmark = pytest.mark.skipif(NVCC is None or not SOURCE.is_file(),
 def program(tmp_path_factory):
     exe = tmp_path_factory.mktemp("cluster_step") / "cluster_step"
     done = subprocess.run([NVCC, "-O3", "-std=c++17", "-arch=sm_90", f"-I{ROOT / 'csrc'}",
-                           str(SOURCE), "-o", str(exe)], capture_output=True, text=True,
-                          timeout=600)
+                           f"-I{ROOT / 'cuda'}", str(SOURCE), "-o", str(exe)],
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     return exe
 
