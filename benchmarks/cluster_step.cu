@@ -140,7 +140,7 @@ struct Args {
 
 /* shared memory, in floats */
 struct Layout {
-    int w1, m1, v1, w2, m2, v2, xs, hd, zp, dl, dla, red, total;
+    int w1, m1, v1, w2, m2, v2, xs, hd, zp, dl, dla, total;
 };
 
 __host__ __device__ inline Layout layout_of(int D, int B, int C, int XS) {
@@ -159,7 +159,6 @@ __host__ __device__ inline Layout layout_of(int D, int B, int C, int XS) {
     l.zp = at; at += 2 * B * C;
     l.dl = at; at += 2 * B * C;
     l.dla = at; at += B * C;
-    l.red = at; at += THREADS;
     l.total = at;
     return l;
 }
@@ -183,7 +182,7 @@ __global__ void __launch_bounds__(THREADS, 1) cluster_epoch(Args a) {
     const Layout L = layout_of(D, B, C, XS);
     float *w1 = sm + L.w1, *m1 = sm + L.m1, *v1 = sm + L.v1;
     float *w2 = sm + L.w2, *m2 = sm + L.m2, *v2 = sm + L.v2;
-    float *hd = sm + L.hd, *dla = sm + L.dla, *red = sm + L.red;
+    float *hd = sm + L.hd, *dla = sm + L.dla;
     const int j0 = r * U;
 
     /* the block's weights and moments in */
@@ -369,19 +368,20 @@ __global__ void __launch_bounds__(THREADS, 1) cluster_epoch(Args a) {
             dla[i] = cluster.map_shared_rank(dl, owner_of(i / C, B, CS))[i];
         __syncthreads();
         MARK(8);
-        /* W2's gradient (row U: b2's), each sum in P slices of rows added in order */
-        const int O = (U + 1) * C, P = THREADS / O;
-        if (tid < P * O) {
-            const int o = tid % O, p = tid / O, u = o / C, c = o % C;
-            float g = 0.0f;
-            for (int b = p * B / P; b < (p + 1) * B / P; b++)
-                g += (u < U ? hd[b * HS + u] : 1.0f) * dla[b * C + c];
-            red[p * O + o] = g;
-        }
-        __syncthreads();
+        /* W2's gradient (row U: b2's): L neighbouring lanes per output, each
+         * over every L-th row, then added across those lanes by shuffles,
+         * which leave every one of them the same sum */
+        const int O = (U + 1) * C;
+        int L = 32;
+        while (L > 1 && O * L > THREADS) L >>= 1;
+        const int o2 = tid / L, l2 = tid % L;
         float g2 = 0.0f;
-        if (tid < O)
-            for (int p = 0; p < P; p++) g2 += red[p * O + tid];
+        if (o2 < O) {
+            const int u = o2 / C, c = o2 % C;
+            for (int b = l2; b < B; b += L) g2 += (u < U ? hd[b * HS + u] : 1.0f) * dla[b * C + c];
+        }
+        for (int off = L / 2; off > 0; off >>= 1) g2 += __shfl_xor_sync(0xffffffffu, g2, off);
+        __syncthreads(); /* dh below overwrites h */
         MARK(5);
         for (int i = tid; i < B * U; i += THREADS) {
             const int b = i / U, u = i % U;
@@ -390,8 +390,8 @@ __global__ void __launch_bounds__(THREADS, 1) cluster_epoch(Args a) {
             hd[b * HS + u] = mlp_activation_backward(MLP_RELU, 0.0f, hd[b * HS + u], g);
         }
         __syncthreads(); /* dh has read W2 */
-        if (tid < U * C || (r == 0 && tid < (U + 1) * C))
-            w2[tid] = mlp_update(&sc, w2[tid], g2, &m2[tid], &v2[tid], tid >= U * C);
+        if (l2 == 0 && (o2 < U * C || (r == 0 && o2 < O)))
+            w2[o2] = mlp_update(&sc, w2[o2], g2, &m2[o2], &v2[o2], o2 >= U * C);
         MARK(6);
 #if USE_TENSOR
         /* dW1 on tensor cores: a warp per 16 inputs x 8 units, over the
@@ -441,7 +441,7 @@ __global__ void __launch_bounds__(THREADS, 1) cluster_epoch(Args a) {
                 const bool on = it < KG * 4;
                 const float *xk = xs + 4 * (on ? kg : 0), *gu = hd + 4 * ug;
                 float acc[4][4] = {};
-#pragma unroll 2
+#pragma unroll 4
                 for (int b = b0; b < b1; b++) {
                     const float4 x = *(const float4 *)(xk + b * XS);
                     const float4 g = *(const float4 *)(gu + b * HS);

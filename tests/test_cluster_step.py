@@ -4,6 +4,7 @@ that it does not rot beside the cores it borrows pointwise.h from), and on
 a GPU with clusters (compute capability 9.0 or newer) its parameters after
 a few steps match its host reference in double precision."""
 
+import os
 import pathlib
 import shutil
 import subprocess
@@ -18,13 +19,18 @@ NVCC = shutil.which("nvcc") or next(
 pytestmark = pytest.mark.skipif(NVCC is None or not SOURCE.is_file(),
                                 reason="needs nvcc and the source tree")
 
+# nvcc and the program are programs of their own: not under the sanitizer
+# runtime that CI's sanitizer step preloads into the test process
+ENV = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS",
+                                                        "UBSAN_OPTIONS")}
+
 
 @pytest.fixture(scope="module")
 def program(tmp_path_factory):
     exe = tmp_path_factory.mktemp("cluster_step") / "cluster_step"
     done = subprocess.run([NVCC, "-O3", "-std=c++17", "-arch=sm_90", f"-I{ROOT / 'csrc'}",
                            f"-I{ROOT / 'cuda'}", str(SOURCE), "-o", str(exe)],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, env=ENV)
     assert done.returncode == 0, done.stderr
     return exe
 
@@ -38,7 +44,7 @@ def compute_capability():
     if smi is None:
         return None
     out = subprocess.run([smi, "--query-gpu=compute_cap", "--format=csv,noheader"],
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=60, env=ENV)
     try:
         return float(out.stdout.split()[0])
     except (IndexError, ValueError):
@@ -56,7 +62,7 @@ def test_matches_host_reference(program, sizes):
     if cc is None or cc < 9.0:
         pytest.skip(f"thread-block clusters need compute capability 9.0, this GPU has {cc}")
     done = subprocess.run([str(program), *sizes.split(), "8"], capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, env=ENV)
     assert done.returncode == 0, done.stdout + done.stderr
     assert ": ok" in done.stdout
 
@@ -64,6 +70,6 @@ def test_matches_host_reference(program, sizes):
 def test_refuses_sizes_it_cannot_take(program):
     """An odd input width is refused before anything runs (no GPU needed)."""
     done = subprocess.run([str(program), "99", "256", "2", "64"], capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=60, env=ENV)
     assert done.returncode == 2
     assert "multiple of 4" in done.stderr
