@@ -250,7 +250,7 @@ __global__ void __launch_bounds__(THREADS, 1) cluster_epoch(Args a) {
                 float d[2][4] = {};
                 for (int k0 = 0; k0 < KP; k0 += 8) {
                     const float av[4] = {xa[k0 + q], xb[k0 + q], xa[k0 + q + 4], xb[k0 + q + 4]};
-                    uint32_t ah[4], al[4];
+                    uint32_t ah[4], al[4]; /* split once for both halves */
                     split_tf32(av, ah, al);
 #pragma unroll
                     for (int n = 0; n < 2; n++) {
@@ -411,12 +411,7 @@ __global__ void __launch_bounds__(THREADS, 1) cluster_epoch(Args a) {
                                          r1 < B && kb < KP ? xs[r1 * XS + kb] : 0.0f};
                     const float bv[2] = {r0 < B ? hd[r0 * HS + 8 * n + g] : 0.0f,
                                          r1 < B ? hd[r1 * HS + 8 * n + g] : 0.0f};
-                    uint32_t ah[4], al[4], bh[2], bl[2];
-                    split_tf32(av, ah, al);
-                    split_tf32(bv, bh, bl);
-                    mma_tf32(d, al, bh);
-                    mma_tf32(d, ah, bl);
-                    mma_tf32(d, ah, bh);
+                    mma_3xtf32(d, av, bv);
                 }
 #pragma unroll
                 for (int i = 0; i < 4; i++) {

@@ -541,15 +541,6 @@ struct ChunkRing {
     __device__ float *dh(int64_t c) const { return dring + c % STAGES * RT * DSW; }
 };
 
-/* d += a @ b in 3xTF32, a (16x8) and b (8x8) given as float fragments */
-__device__ inline void mma_3xtf32(float (&d)[4], const float (&a)[4], const float (&b)[2]) {
-    uint32_t ah[4], al[4], bh[2], bl[2];
-    split_tf32(a, ah, al);
-    split_tf32(b, bh, bl);
-    mma_tf32(d, al, bh);
-    mma_tf32(d, ah, bl);
-    mma_tf32(d, ah, bh);
-}
 
 /* kept: the block's kept copy of this tile (kept.base NULL where none) */
 __device__ void forward_tile_mma(const FusedEpoch &e, const Tiles &t, int64_t item,

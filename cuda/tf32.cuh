@@ -53,6 +53,17 @@ __device__ inline void mma_tf32(float (&d)[4], const uint32_t (&a)[4], const uin
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
+/* d += a @ b in 3xTF32 (float32's accuracy), a (16x8) and b (8x8) given as
+ * float fragments laid out as mma_tf32's: the small terms first */
+__device__ inline void mma_3xtf32(float (&d)[4], const float (&a)[4], const float (&b)[2]) {
+    uint32_t ah[4], al[4], bh[2], bl[2];
+    split_tf32(a, ah, al);
+    split_tf32(b, bh, bl);
+    mma_tf32(d, al, bh);
+    mma_tf32(d, ah, bl);
+    mma_tf32(d, ah, bh);
+}
+
 /* Asynchronous copies global -> shared; bytes past src_bytes are zeros. */
 __device__ inline void cp_async16(void *dst, const void *src, int src_bytes) {
     const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
