@@ -166,6 +166,7 @@ __host__ __device__ inline Layout layout_of(int D, int B, int C, int XS) {
 /* the first of the B rows that block q of CS handles in the head */
 __device__ inline int head_row(int q, int B, int CS) { return q * B / CS; }
 
+/* the block whose head rows hold row b */
 __device__ inline int owner_of(int b, int B, int CS) {
     int q = b * CS / B;
     while (q + 1 < CS && head_row(q + 1, B, CS) <= b) q++;
