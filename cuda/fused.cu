@@ -541,7 +541,6 @@ struct ChunkRing {
     __device__ float *dh(int64_t c) const { return dring + c % STAGES * RT * DSW; }
 };
 
-
 /* kept: the block's kept copy of this tile (kept.base NULL where none) */
 __device__ void forward_tile_mma(const FusedEpoch &e, const Tiles &t, int64_t item,
                                  int64_t start, int64_t B, float *smem, KeptTile kept) {
