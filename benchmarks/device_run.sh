@@ -17,8 +17,8 @@ if ls "$REPO"/.whl/*.whl > /dev/null 2>&1; then
     --target /tmp/site "$REPO"/.whl/*.whl && export PYTHONPATH=/tmp/site
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
-# CUDA_ARCHS: the architectures to build (default: only sm_90, the lent GPUs')
-CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHS:-90-real}" \
+# CUDA_ARCHS: the architectures to build (default: only sm_90a, the lent GPUs')
+CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHS:-90a-real}" \
   python3 -m pip install --no-build-isolation --no-deps -v . > "$OUT/build.log" 2>&1 \
   || { tail -40 "$OUT/build.log"; exit 1; }
 grep "mlp:" "$OUT/build.log"
@@ -50,7 +50,7 @@ fi
 [ "${BENCH:-1}" = 1 ] || exit 0
 echo "== the default recipe against the build of the commit before (.baseline/, carried)"
 if [ -d "$REPO/.baseline" ]; then
-  (cd "$REPO/.baseline" && CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHS:-90-real}" \
+  (cd "$REPO/.baseline" && CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHS:-90a-real}" \
     python3 -m pip install --no-build-isolation --no-deps --target /tmp/oldsite . \
     > "$OUT/build-old.log" 2>&1) || tail -20 "$OUT/build-old.log"
   python3 "$REPO/benchmarks/compare_builds.py" --device cuda --mnist "$REPO/.data" \

@@ -1,11 +1,14 @@
 // One product of cuda/gemm.cu at a time, on its float32 tiles and on each
-// tensor-core tiling of gemm_tensor.cuh: microseconds a launch (the mean of
-// 20, or 5 for the largest, after 3), for choosing gemm.cu's tiling.
+// tensor-core tiling of gemm_tensor.cuh (the large tiles on mma.sync, then
+// on wgmma where the build and the GPU have it, else -1): microseconds a
+// launch (the mean of 20, or 5 for the largest, after 3), for choosing
+// gemm.cu's tiling.
 // f: linear_forward (M = B, N = H, K = D + 1); d: linear_backward_input
 // (M = B, N = D, K = H); w: linear_backward_weights_update, one layer, SGD
 // (M = D + 1, N = H, K = B). On the GPU machine, from the repository root:
 //
-//   nvcc -std=c++17 -O3 -Icsrc -Icuda -arch=sm_90 benchmarks/gemm_products.cu \
+//   nvcc -std=c++17 -O3 -Icsrc -Icuda -gencode=arch=compute_90a,code=sm_90a \
+//       benchmarks/gemm_products.cu \
 //       cuda/gemm.cu cuda/ops.cu -o /tmp/gemm_products && /tmp/gemm_products [KINDS]
 //
 // KINDS (f, d, w or several, e.g. "w"): only those products; KINDS M N K:
@@ -47,17 +50,19 @@ int main(int argc, char **argv) {
     StepInfo si{}; si.s.lr = 1e-6f;
     StepInfo *sd; cudaMalloc(&sd, sizeof si); cudaMemcpy(sd, &si, sizeof si, cudaMemcpyHostToDevice);
     bool ok = tensor_supported();
-    printf("tensor_supported %d\n", ok);
+    const bool wgmma = wgmma_supported();
+    printf("tensor_supported %d wgmma_supported %d\n", ok, wgmma);
     cudaStream_t s; cudaStreamCreate(&s);
     cudaEvent_t e0, e1; cudaEventCreate(&e0); cudaEventCreate(&e1);
-    printf("kind M N K | float32 small large (us)\n");
+    printf("kind M N K | float32 small large wide (us)\n");
     for (auto p : ps) {
         if (argc > 1 && !strchr(argv[1], p.kind)) continue;
         if (argc > 4 && (p.M != atoll(argv[2]) || p.N != atoll(argv[3]) || p.K != atoll(argv[4])))
             continue;
-        double t[3];
-        for (int mode = 0; mode < 3; mode++) {
-            sc.tensor_min_work = mode ? 1.0 : 0.0; sc.tensor_tiles = mode;
+        double t[4] = {0, 0, 0, -1};
+        for (int mode = 0; mode < (wgmma ? 4 : 3); mode++) {
+            sc.tensor_min_work = mode ? 1.0 : 0.0; sc.tensor_tiles = mode < 3 ? mode : 2;
+            sc.wgmma = mode == 3;
             auto run = [&]() {
                 if (p.kind == 'f') {
                     LayerInput in{A, NULL, MLP_FLOAT32, 1.0f, NULL, 0};
@@ -79,8 +84,9 @@ int main(int argc, char **argv) {
             t[mode] = 1000.0 * ms / reps;
         }
         cudaError_t err = cudaGetLastError();
-        printf("%c %5lld %5lld %5lld | %9.1f %9.1f %9.1f  %s\n", p.kind, (long long)p.M, (long long)p.N,
-               (long long)p.K, t[0], t[1], t[2], err ? cudaGetErrorString(err) : "");
+        printf("%c %5lld %5lld %5lld | %9.1f %9.1f %9.1f %9.1f  %s\n", p.kind, (long long)p.M,
+               (long long)p.N, (long long)p.K, t[0], t[1], t[2], t[3],
+               err ? cudaGetErrorString(err) : "");
     }
     return 0;
 }

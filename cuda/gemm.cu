@@ -433,7 +433,9 @@ void tensor_gemm_as(cudaStream_t s, int64_t M, int64_t N, int64_t K, tensor::Sto
 template <bool A_K, bool B_N, class Epi>
 void tensor_gemm(Tiling t, cudaStream_t s, int64_t M, int64_t N, int64_t K, tensor::Stored a,
                  tensor::Stored b, Epi epi, Scratch scratch) {
-    if (t == Tiling::LARGE)
+    if (t == Tiling::LARGE && scratch.wgmma)
+        tensor_gemm_as<tensor::Wide, A_K, B_N>(s, M, N, K, a, b, epi, scratch);
+    else if (t == Tiling::LARGE)
         tensor_gemm_as<tensor::Large, A_K, B_N>(s, M, N, K, a, b, epi, scratch);
     else
         tensor_gemm_as<tensor::Small, A_K, B_N>(s, M, N, K, a, b, epi, scratch);
@@ -632,6 +634,26 @@ bool tensor_supported(void) {
     return ok;
 }
 
+/* 1 in a build whose loaded kernels have wgmma (sm_90a code) */
+__device__ int wgmma_built;
+__global__ void wgmma_built_kernel() { wgmma_built = MLP_HAVE_WGMMA; }
+
+bool wgmma_supported(void) {
+    int major = 0, minor = 0, built = 0;
+    if (!tensor_supported() || !device_attribute(cudaDevAttrComputeCapabilityMajor, &major) ||
+        !device_attribute(cudaDevAttrComputeCapabilityMinor, &minor) || major != 9 || minor != 0)
+        return false;
+    wgmma_built_kernel<<<1, 1>>>();
+    if (cudaDeviceSynchronize() != cudaSuccess ||
+        cudaMemcpyFromSymbol(&built, wgmma_built, sizeof built) != cudaSuccess) {
+        (void)cudaGetLastError(); /* no kernel image for this GPU: not an error here */
+        return false;
+    }
+    const bool ok = built == 1 && give_smem<tensor::Wide>();
+    if (!ok) (void)cudaGetLastError();
+    return ok;
+}
+
 bool any_on_tensor(const Scratch &scratch, const int64_t *sizes, int n_layers, int64_t B) {
     for (int l = 0; l < n_layers; l++)
         if (tiling(scratch, sizes[l] + 1, sizes[l + 1], B) != Tiling::FLOAT32) return true;
@@ -687,9 +709,11 @@ void linear_backward_weights_update(cudaStream_t s, const WeightsJob *jobs, int 
     Float32Weights f32;
     TensorWeights<tensor::Small> small;
     TensorWeights<tensor::Large> large;
+    TensorWeights<tensor::Wide> wide;
     f32.clear();
     small.clear();
     large.clear();
+    wide.clear();
     for (int i = 0; i < n_jobs; i++) {
         const WeightsJob &job = jobs[i];
         const int64_t M = job.D + 1, N = job.H;
@@ -705,7 +729,10 @@ void linear_backward_weights_update(cudaStream_t s, const WeightsJob *jobs, int 
         }
         const tensor::Stored a = stored(job.in.act, job.D, B, job.D, true);
         const tensor::Stored b = stored(job.dout, job.H, B, job.H, false);
-        if (t == Tiling::LARGE)
+        if (t == Tiling::LARGE && scratch.wgmma)
+            wide.add(tensor_shape<tensor::Wide>(scratch, M, N, B, true),
+                     tensor_shape<tensor::Wide>(scratch, M, N, B, false), a, b, epi, scratch);
+        else if (t == Tiling::LARGE)
             large.add(tensor_shape<tensor::Large>(scratch, M, N, B, true),
                       tensor_shape<tensor::Large>(scratch, M, N, B, false), a, b, epi, scratch);
         else
@@ -714,6 +741,11 @@ void linear_backward_weights_update(cudaStream_t s, const WeightsJob *jobs, int 
     }
     using L = tensor::Large;
     using S = tensor::Small;
+    using W = tensor::Wide;
+    if (wide.count)
+        launch_chained(chain(scratch, wide.work), tensor_weights_kernel<W>,
+                       dim3((unsigned)wide.blocks()), dim3(W::THREADS), W::SMEM_BYTES, s, wide,
+                       scratch.partial, scratch.counters);
     if (large.count)
         launch_chained(chain(scratch, large.work), tensor_weights_kernel<L>,
                        dim3((unsigned)large.blocks()), dim3(L::THREADS), L::SMEM_BYTES, s, large,

@@ -50,6 +50,9 @@ struct Scratch {
     /* which tensor-core tiles: 0 as gemm.cu's tiling picks, 1 small, 2 large
      * (MLP_CUDA_TENSOR_TILES, for measuring them) */
     int tensor_tiles;
+    /* the large tiles on Hopper's warpgroup products (gemm_tensor.cuh's
+     * Wide): wgmma_supported, and MLP_CUDA_WGMMA is not 0 */
+    bool wgmma;
     /* the GPU's multiprocessors, for cutting products into whole waves of
      * blocks (0: not known; K is then split as if waves did not matter) */
     int64_t sms;
@@ -68,6 +71,11 @@ bool chaining_supported(void);
  * more), the loaded tensor kernels were compiled for one, and it gives them
  * the shared memory they ask for. */
 bool tensor_supported(void);
+
+/* Whether tensor_supported, the current GPU is compute capability 9.0, the
+ * loaded kernels were built for sm_90a (which has wgmma) and it gives the
+ * Wide tiles their shared memory. */
+bool wgmma_supported(void);
 
 /* The products gemm_tensor.cuh takes by default: at least this many
  * multiply-adds (smaller ones are a few tiles, where the float32 tiles'

@@ -24,6 +24,11 @@
  * Each output element is summed by one thread in a fixed order, split-K
  * partials added in slice order, as in gemm_block: results are bit-identical
  * from run to run.
+ *
+ * On Hopper (code built for sm_90a), the large tiles multiply with the
+ * warpgroup products (wgmma) instead: Wide below. A stage is copied in as
+ * for mma.sync, then split into its TF32 parts once, K-major, where wgmma
+ * reads them; the same three products a term.
  */
 #ifndef MLP_CUDA_GEMM_TENSOR_CUH
 #define MLP_CUDA_GEMM_TENSOR_CUH
@@ -64,9 +69,25 @@ struct Tiles {
                                                                         : BK * (BN + 8);
     static constexpr int STAGE_FLOATS = A_FLOATS + B_FLOATS;
     static constexpr int SMEM_BYTES = STAGES * STAGE_FLOATS * (int)sizeof(float);
+    static constexpr bool WGMMA = false;
 };
 using Large = Tiles<128, 128, 2, 4, 2>; /* 256 threads, warps of 64 x 32; 96 KB; two an SM */
 using Small = Tiles<64, 64, 2, 2, 4>;   /* 128 threads, warps of 32 x 32; 48 KB; four an SM */
+
+/* Large's tiles and stages on wgmma (sm_90a): two warpgroups of 64 rows x
+ * 128 columns. Each stage is split into four parts (A's and B's high and
+ * rest), each 128 rows of BK floats, K-major, 64-byte rows swizzled as the
+ * wgmma descriptors' 64-byte mode reads them; two sets of parts, so that
+ * one stage's split overlaps the products of the stage before. 161 KB: one
+ * block an SM. */
+struct Wide : Large {
+    static constexpr int MIN_BLOCKS = 1;
+    static constexpr bool WGMMA = true;
+    static constexpr int PART_BYTES = 128 * BK * (int)sizeof(float); /* 8 KB */
+    static constexpr int STAGES_BYTES = STAGES * STAGE_FLOATS * (int)sizeof(float);
+    /* the parts start at the first 1024-byte boundary after the stages */
+    static constexpr int SMEM_BYTES = STAGES_BYTES + 1024 + 2 * 4 * PART_BYTES;
+};
 
 /* A stored row-major matrix of `rows` x `cols` (leading dimension ld), and
  * when `ones`, one more column of constant 1 after the last. `vec`: p and
@@ -284,18 +305,141 @@ __device__ inline void multiply_stage(float (&acc)[T::MI][T::NI][4], const float
 }
 #endif
 
+/* Whether this compilation has wgmma (sm_90a code). */
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define MLP_HAVE_WGMMA 1
+#else
+#define MLP_HAVE_WGMMA 0
+#endif
+
+#if MLP_HAVE_WGMMA
+/* A part's (row r, 16-byte chunk c of its 64-byte row): the 64-byte
+ * swizzle, which XORs the chunk with bits 1-2 of the row so that the eight
+ * rows of a core matrix fall in different banks. */
+__device__ inline uint32_t part_offset(int r, int c) {
+    return (uint32_t)(r * 64 + ((c ^ ((r >> 1) & 3)) << 4));
+}
+
+/* wgmma's shared-memory descriptor of a K-major part from byte address
+ * `addr` (shared space): 64-byte swizzle, 512 bytes from one group of 8
+ * rows to the next. */
+__device__ inline uint64_t part_desc(uint32_t addr) {
+    return (uint64_t)((addr & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(512 >> 4) << 32) |
+           ((uint64_t)2 << 62);
+}
+
+/* Split stage st (laid out as Layout says) into the parts at `parts`: A's
+ * high, A's rest, B's high, B's rest. A thread takes four chunks of 4 k;
+ * neighbouring lanes take neighbouring rows, whose values lie side by side
+ * where the stage is M- or N-major. */
+template <class T, bool A_K, bool B_N>
+__device__ inline void split_stage(const float *st, unsigned char *parts) {
+    using L = Layout<T, A_K, B_N>;
+    const float *As = st, *Bs = st + T::A_FLOATS;
+    constexpr int CHUNKS = 128 * (BK / 4); /* an operand's */
+    static_assert(T::BM == 128 && T::BN == 128 && 2 * CHUNKS % T::THREADS == 0, "Wide's tiles");
+#pragma unroll
+    for (int i = 0; i < 2 * CHUNKS / T::THREADS; i++) {
+        const int idx = threadIdx.x + i * T::THREADS;
+        const bool is_b = idx >= CHUNKS; /* known at compile time: THREADS divides CHUNKS */
+        const int r = idx % 128, c = (idx % CHUNKS) / 128;
+        float x[4];
+        if (!is_b && A_K) {
+            const float4 v = *reinterpret_cast<const float4 *>(&As[r * L::A_LD + 4 * c]);
+            x[0] = v.x, x[1] = v.y, x[2] = v.z, x[3] = v.w;
+        } else if (!is_b) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) x[e] = As[(4 * c + e) * L::A_LD + r];
+        } else if (!B_N) {
+            const float4 v = *reinterpret_cast<const float4 *>(&Bs[r * L::B_LD + 4 * c]);
+            x[0] = v.x, x[1] = v.y, x[2] = v.z, x[3] = v.w;
+        } else {
+#pragma unroll
+            for (int e = 0; e < 4; e++) x[e] = Bs[(4 * c + e) * L::B_LD + r];
+        }
+        uint32_t hi[4], lo[4];
+        split_tf32(x, hi, lo);
+        unsigned char *at = parts + (is_b ? 2 * Wide::PART_BYTES : 0) + part_offset(r, c);
+        *reinterpret_cast<uint4 *>(at) = make_uint4(hi[0], hi[1], hi[2], hi[3]);
+        *reinterpret_cast<uint4 *>(at + Wide::PART_BYTES) = make_uint4(lo[0], lo[1], lo[2], lo[3]);
+    }
+}
+
+#define MLP_WG_D8(i)                                                                         \
+    "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), \
+        "+f"(d[i + 6]), "+f"(d[i + 7])
+
+/* d (this warpgroup's 64 x 128) = A (64 x 8) @ B (128 x 8)^T, plus d
+ * unless `fresh`; TF32 parts read through the descriptors. (A fresh start
+ * instead of zeroed sums: ptxas serializes every wgmma of a kernel where
+ * other instructions may write the sums while products are in flight.) */
+__device__ inline void wgmma_tf32(float (&d)[64], uint64_t a, uint64_t b, bool fresh) {
+    asm volatile("{\n.reg .pred add;\nsetp.eq.u32 add, %66, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k8.f32.tf32.tf32 "
+                 "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+                 "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"
+                 "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,"
+                 "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, "
+                 "%64, %65, add, 1, 1;\n}"
+                 : MLP_WG_D8(0), MLP_WG_D8(8), MLP_WG_D8(16), MLP_WG_D8(24), MLP_WG_D8(32),
+                   MLP_WG_D8(40), MLP_WG_D8(48), MLP_WG_D8(56)
+                 : "l"(a), "l"(b), "r"((uint32_t)fresh));
+}
+#undef MLP_WG_D8
+
+/* this warpgroup's products of the parts at `parts` (shared-space
+ * address), the small terms first, as multiply_stage; `first`: the
+ * block's first k-tile, whose first product starts the sums */
+__device__ inline void wgmma_stage(float (&d)[64], uint32_t parts, bool first) {
+    const uint32_t a_hi = parts + (threadIdx.x / 128) * 64 * 64, a_lo = a_hi + Wide::PART_BYTES;
+    const uint32_t b_hi = parts + 2 * Wide::PART_BYTES, b_lo = b_hi + Wide::PART_BYTES;
+    asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+#pragma unroll
+    for (int kk = 0; kk < BK / 8; kk++) {
+        const uint32_t k = kk * 8 * (uint32_t)sizeof(float);
+        wgmma_tf32(d, part_desc(a_lo + k), part_desc(b_hi + k), first && kk == 0);
+        wgmma_tf32(d, part_desc(a_hi + k), part_desc(b_lo + k), false);
+        wgmma_tf32(d, part_desc(a_hi + k), part_desc(b_hi + k), false);
+    }
+    asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+}
+
+/* waits until at most N of this warpgroup's groups of products are in
+ * flight; with N = 0 the sums may be read after it */
+template <int N>
+__device__ inline void wgmma_wait(float (&d)[64]) {
+    asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
+    if (N == 0) {
+#pragma unroll
+        for (int i = 0; i < 64; i++) asm volatile("" : "+f"(d[i])::"memory");
+    }
+}
+#endif
+
 /* Calls f(mi, ni, h, lm, ln) for each pair of a thread's sums,
  * acc[mi][ni][2h] and [2h + 1]: the block's (row lm, columns ln, ln + 1). */
 template <class T, bool A_K, class F>
 __device__ inline void each_pair(int wm, int wn, F f) {
     const int lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
+    if constexpr (T::WGMMA) {
+        /* wgmma's: warp w of warpgroup wg holds rows 64 wg + 16 w + g and
+         * + 8, the sums of n8 piece i = 4 mi + ni at acc[mi][ni] */
+        const int row = (threadIdx.x / 128) * 64 + (threadIdx.x % 128) / 32 * 16 + g;
 #pragma unroll
-    for (int mi = 0; mi < T::MI; mi++)
+        for (int mi = 0; mi < T::MI; mi++)
 #pragma unroll
-        for (int ni = 0; ni < T::NI; ni++)
+            for (int ni = 0; ni < T::NI; ni++)
 #pragma unroll
-            for (int h = 0; h < 2; h++)
-                f(mi, ni, h, wm + mi * 16 + piece_row<A_K>(g, h), wn + ni * 8 + 2 * q);
+                for (int h = 0; h < 2; h++) f(mi, ni, h, row + 8 * h, 8 * (mi * T::NI + ni) + 2 * q);
+    } else {
+#pragma unroll
+        for (int mi = 0; mi < T::MI; mi++)
+#pragma unroll
+            for (int ni = 0; ni < T::NI; ni++)
+#pragma unroll
+                for (int h = 0; h < 2; h++)
+                    f(mi, ni, h, wm + mi * 16 + piece_row<A_K>(g, h), wn + ni * 8 + 2 * q);
+    }
 }
 
 /* Block (tile, split) of C (M,N) = A @ B, sh cut into tiles of T: as
@@ -316,12 +460,14 @@ __device__ void tensor_block(const Shape &sh, int64_t tile, int split, const Sto
     const int warp = threadIdx.x / 32;
     const int wm = (warp / T::WARPS_N) * T::WM, wn = (warp % T::WARPS_N) * T::WN;
     float acc[MI][NI][4];
+    if constexpr (!T::WGMMA) { /* Wide's first product starts its sums (K > 0: ktiles >= 1) */
 #pragma unroll
-    for (int mi = 0; mi < MI; mi++)
+        for (int mi = 0; mi < MI; mi++)
 #pragma unroll
-        for (int ni = 0; ni < NI; ni++)
+            for (int ni = 0; ni < NI; ni++)
 #pragma unroll
-            for (int j = 0; j < 4; j++) acc[mi][ni][j] = 0.0f;
+                for (int j = 0; j < 4; j++) acc[mi][ni][j] = 0.0f;
+    }
 
     StageCopy<T, A_K, B_N> cp;
     cp.a.init(a, m0, sh.M, kbeg);
@@ -334,16 +480,43 @@ __device__ void tensor_block(const Shape &sh, int64_t tile, int split, const Sto
                                     sh.M, sh.N);
         cp_async_commit();
     }
+#if MLP_HAVE_WGMMA
+    /* Wide: the parts' two sets, at the first 1024-byte boundary after the
+     * stages (the swizzle's pattern repeats every 512 bytes of a part) */
+    const uint32_t raw = (uint32_t)__cvta_generic_to_shared(smem);
+    const uint32_t parts = (raw + Wide::STAGES_BYTES + 1023) & ~1023u;
+    unsigned char *parts_p = reinterpret_cast<unsigned char *>(smem) + (parts - raw);
+    float(&d)[64] = *reinterpret_cast<float(*)[64]>(&acc[0][0][0]);
+#endif
     for (int64_t kt = 0; kt < ktiles; kt++) {
         cp_async_wait<STAGES - 2>();
-        __syncthreads(); /* stage kt is in; every warp is done with kt - 1's */
+        /* stage kt is in; every warp is done with kt - 1's (Wide: and every
+         * warpgroup's products of kt - 2, whose parts kt's split reuses) */
+        __syncthreads();
         const int64_t next = kt + STAGES - 1;
         if (next < ktiles)
             load_stage<T, A_K, B_N>(smem + (next % STAGES) * T::STAGE_FLOATS, cp, a, b, m0, n0,
                                     kbeg, next, kend, sh.M, sh.N);
         cp_async_commit();
-        multiply_stage<T, A_K, B_N>(acc, smem + (kt % STAGES) * T::STAGE_FLOATS, wm, wn);
+        if constexpr (T::WGMMA) {
+#if MLP_HAVE_WGMMA
+            const int set = (int)(kt % 2) * 4 * Wide::PART_BYTES;
+            split_stage<T, A_K, B_N>(smem + (kt % STAGES) * T::STAGE_FLOATS, parts_p + set);
+            /* the tensor cores read the parts through the async proxy */
+            asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+            __syncthreads();
+            wgmma_stage(d, parts + set, kt == 0);
+            wgmma_wait<1>(d); /* kt - 1's products done */
+#else
+            __trap(); /* gemm.cu launches Wide only where wgmma_supported */
+#endif
+        } else {
+            multiply_stage<T, A_K, B_N>(acc, smem + (kt % STAGES) * T::STAGE_FLOATS, wm, wn);
+        }
     }
+#if MLP_HAVE_WGMMA
+    if constexpr (T::WGMMA) wgmma_wait<0>(d);
+#endif
     cp_async_wait<0>();
     chained_next(); /* the products are done: the next kernel may be scheduled */
 

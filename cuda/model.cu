@@ -330,6 +330,15 @@ static double tensor_min_work(void) {
     return v;
 }
 
+/* gemm::Scratch's wgmma: gemm::wgmma_supported, and MLP_CUDA_WGMMA is not
+ * "0" (which keeps the large tiles on mma.sync, for measuring and testing
+ * both) */
+static bool wgmma_wanted(double tensor_work) {
+    const char *want = getenv("MLP_CUDA_WGMMA");
+    if (!(tensor_work > 0.0) || (want && strcmp(want, "0") == 0)) return false;
+    return gemm::wgmma_supported();
+}
+
 /* gemm::Scratch's tensor_tiles: MLP_CUDA_TENSOR_TILES=small or large
  * forces one tiling on every product that runs on tensor cores (for
  * measuring them); otherwise gemm.cu's tiling picks. */
@@ -390,6 +399,7 @@ extern "C" mlp_status mlp_create(mlp_model **model, const mlp_config *config) {
     m->scratch.sms = gemm::scratch_sms();
     m->scratch.tensor_min_work = tensor_min_work();
     m->scratch.tensor_tiles = tensor_tiles();
+    m->scratch.wgmma = wgmma_wanted(m->scratch.tensor_min_work);
     const size_t bytes = sizeof(float) * (size_t)n;
     e = cudaMemsetAsync(m->params, 0, bytes, m->stream);
     if (e == cudaSuccess)

@@ -118,7 +118,9 @@ def test_cuda_core_matches_c_core(shape, path, monkeypatch):
 
 # cuda/gemm_tensor.cuh against gemm.cu's float32 tiles: products that gemm.cu
 # puts on tensor cores by default (its tiling), and every product forced
-# (MLP_CUDA_TENSOR=1) onto the small or the large tiles. uint8 and float32
+# (MLP_CUDA_TENSOR=1) onto the small or the large tiles (on an H100 or H200
+# with an sm_90a build, the large tiles run on wgmma; "large-mma" keeps them
+# on mma.sync there, MLP_CUDA_WGMMA=0). uint8 and float32
 # rows (gathered, then multiplied; predicting reads the data set's rows on
 # the float32 tiles, the layers above on tensor cores), widths that are not
 # multiples of 4 (the copies of 4 bytes), K split across blocks (a few tiles
@@ -133,8 +135,9 @@ TENSOR_SHAPES = {
 @pytest.mark.cuda
 @pytest.mark.parametrize("name,tensor", [
     ("mnist-like", "default"), ("mnist-like", "small"), ("mnist-like", "large"),
-    ("odd-widths-adam", "default"), ("odd-widths-adam", "small"), ("odd-widths-adam", "large"),
-    ("split-k", "small"), ("split-k", "large")])
+    ("mnist-like", "large-mma"), ("odd-widths-adam", "default"), ("odd-widths-adam", "small"),
+    ("odd-widths-adam", "large"), ("odd-widths-adam", "large-mma"), ("split-k", "small"),
+    ("split-k", "large"), ("split-k", "large-mma")])
 def test_tensor_products_match_float32_tiles(name, tensor, monkeypatch):
     shape, adam = TENSOR_SHAPES[name]
     monkeypatch.setenv("MLP_KERNELS", "gemm")
@@ -144,11 +147,14 @@ def test_tensor_products_match_float32_tiles(name, tensor, monkeypatch):
     for setting in ("0", tensor, tensor):
         monkeypatch.delenv("MLP_CUDA_TENSOR", raising=False)
         monkeypatch.delenv("MLP_CUDA_TENSOR_TILES", raising=False)
+        monkeypatch.delenv("MLP_CUDA_WGMMA", raising=False)
         if setting == "0":
             monkeypatch.setenv("MLP_CUDA_TENSOR", "0")
         elif setting != "default":
             monkeypatch.setenv("MLP_CUDA_TENSOR", "1")
-            monkeypatch.setenv("MLP_CUDA_TENSOR_TILES", setting)
+            monkeypatch.setenv("MLP_CUDA_TENSOR_TILES", setting.removesuffix("-mma"))
+            if setting.endswith("-mma"):
+                monkeypatch.setenv("MLP_CUDA_WGMMA", "0")
         runs.append(run_backend("cuda", sizes, params, X, y, orders[:2], batch, opt=opt))
     (f_losses, f_final, f_net), (t_losses, t_final, t_net), (_, again, _) = runs
     assert f_net.model.kernel_set == "cuda"
