@@ -9,6 +9,8 @@ import pathlib
 import shutil
 import subprocess
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 NVCC = shutil.which("nvcc") or shutil.which("nvcc", path="/usr/local/cuda/bin")
 
@@ -18,12 +20,20 @@ ENV = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTI
                                                         "UBSAN_OPTIONS")}
 
 
-def build(source, exe, arch_flags):
-    """Compiles benchmarks/<source> to exe with the cores' headers on the
-    include path; returns nvcc's finished process."""
-    return subprocess.run([NVCC, "-O3", "-std=c++17", *arch_flags, f"-I{ROOT / 'csrc'}",
+needs_nvcc = pytest.mark.skipif(NVCC is None or not (ROOT / "benchmarks").is_dir(),
+                                reason="needs nvcc and the source tree")
+
+
+def build(tmp_path_factory, source, arch_flags):
+    """benchmarks/<source> compiled with the cores' headers on the include
+    path, in a fresh folder; fails the test with nvcc's errors."""
+    stem = pathlib.Path(source).stem
+    exe = tmp_path_factory.mktemp(stem) / stem
+    done = subprocess.run([NVCC, "-O3", "-std=c++17", *arch_flags, f"-I{ROOT / 'csrc'}",
                            f"-I{ROOT / 'cuda'}", str(ROOT / "benchmarks" / source), "-o",
                            str(exe)], capture_output=True, text=True, timeout=600, env=ENV)
+    assert done.returncode == 0, done.stderr
+    return exe
 
 
 def run(exe, *args, timeout=300):

@@ -6,18 +6,14 @@ a few steps match its host reference in double precision."""
 
 import pytest
 
-from cuda_programs import NVCC, ROOT, build, compute_capability, run
+from cuda_programs import build, compute_capability, needs_nvcc, run
 
-pytestmark = pytest.mark.skipif(NVCC is None or not (ROOT / "benchmarks").is_dir(),
-                                reason="needs nvcc and the source tree")
+pytestmark = needs_nvcc
 
 
 @pytest.fixture(scope="module")
 def program(tmp_path_factory):
-    exe = tmp_path_factory.mktemp("cluster_step") / "cluster_step"
-    done = build("cluster_step.cu", exe, ["-arch=sm_90"])
-    assert done.returncode == 0, done.stderr
-    return exe
+    return build(tmp_path_factory, "cluster_step.cu", ["-arch=sm_90"])
 
 
 def test_compiles(program):

@@ -6,18 +6,14 @@ float64 on sampled outputs to float32's accuracy."""
 
 import pytest
 
-from cuda_programs import NVCC, ROOT, build, compute_capability, run
+from cuda_programs import build, compute_capability, needs_nvcc, run
 
-pytestmark = pytest.mark.skipif(NVCC is None or not (ROOT / "benchmarks").is_dir(),
-                                reason="needs nvcc and the source tree")
+pytestmark = needs_nvcc
 
 
 @pytest.fixture(scope="module")
 def program(tmp_path_factory):
-    exe = tmp_path_factory.mktemp("wgmma_probe") / "wgmma_probe"
-    done = build("wgmma_probe.cu", exe, ["-gencode=arch=compute_90a,code=sm_90a"])
-    assert done.returncode == 0, done.stderr
-    return exe
+    return build(tmp_path_factory, "wgmma_probe.cu", ["-gencode=arch=compute_90a,code=sm_90a"])
 
 
 @pytest.mark.cuda
