@@ -27,8 +27,9 @@
  *
  * On Hopper (code built for sm_90a), the large tiles multiply with the
  * warpgroup products (wgmma) instead: Wide below. A stage is copied in as
- * for mma.sync, then split into its TF32 parts once, K-major, where wgmma
- * reads them; the same three products a term.
+ * for mma.sync; A's fragments go to registers as for mma.sync, B is split
+ * into its TF32 parts once, K-major, where wgmma reads them; the same
+ * three products a term.
  */
 #ifndef MLP_CUDA_GEMM_TENSOR_CUH
 #define MLP_CUDA_GEMM_TENSOR_CUH
@@ -75,18 +76,18 @@ using Large = Tiles<128, 128, 2, 4, 2>; /* 256 threads, warps of 64 x 32; 96 KB;
 using Small = Tiles<64, 64, 2, 2, 4>;   /* 128 threads, warps of 32 x 32; 48 KB; four an SM */
 
 /* Large's tiles and stages on wgmma (sm_90a): two warpgroups of 64 rows x
- * 128 columns. Each stage is split into four parts (A's and B's high and
- * rest), each 128 rows of BK floats, K-major, 64-byte rows swizzled as the
- * wgmma descriptors' 64-byte mode reads them; two sets of parts, so that
- * one stage's split overlaps the products of the stage before. 161 KB: one
- * block an SM. */
+ * 128 columns. A's fragments are read from the stage into registers as for
+ * mma.sync; B is split into two parts (high and rest), each 128 rows of BK
+ * floats, K-major, 64-byte rows swizzled as the wgmma descriptors' 64-byte
+ * mode reads them; two sets of parts, so that one stage's split overlaps
+ * the products of the stage before. 129 KB: one block an SM. */
 struct Wide : Large {
     static constexpr int MIN_BLOCKS = 1;
     static constexpr bool WGMMA = true;
     static constexpr int PART_BYTES = 128 * BK * (int)sizeof(float); /* 8 KB */
     static constexpr int STAGES_BYTES = STAGES * STAGE_FLOATS * (int)sizeof(float);
     /* the parts start at the first 1024-byte boundary after the stages */
-    static constexpr int SMEM_BYTES = STAGES_BYTES + 1024 + 2 * 4 * PART_BYTES;
+    static constexpr int SMEM_BYTES = STAGES_BYTES + 1024 + 2 * 2 * PART_BYTES;
 };
 
 /* A stored row-major matrix of `rows` x `cols` (leading dimension ld), and
@@ -328,40 +329,38 @@ __device__ inline uint64_t part_desc(uint32_t addr) {
            ((uint64_t)2 << 62);
 }
 
-/* Split stage st (laid out as Layout says) into the parts at `parts`: A's
- * high, A's rest, B's high, B's rest. A thread takes four chunks of 4 k;
- * neighbouring lanes take neighbouring rows, whose values lie side by side
- * where the stage is M- or N-major. */
+/* Split B of stage st (laid out as Layout says) into its parts at
+ * `parts`: high, then rest. A thread takes one group of 8 k of one row of
+ * B. Where A's fragments pair their k (Layout::PAIRED: lane q takes k 2q
+ * and 2q + 1 of each 8), the group is stored in that order, 0 2 4 6 1 3 5
+ * 7, so that B's k meet A's. */
 template <class T, bool A_K, bool B_N>
-__device__ inline void split_stage(const float *st, unsigned char *parts) {
+__device__ inline void split_b(const float *st, unsigned char *parts) {
     using L = Layout<T, A_K, B_N>;
-    const float *As = st, *Bs = st + T::A_FLOATS;
-    constexpr int CHUNKS = 128 * (BK / 4); /* an operand's */
-    static_assert(T::BM == 128 && T::BN == 128 && 2 * CHUNKS % T::THREADS == 0, "Wide's tiles");
+    const float *Bs = st + T::A_FLOATS;
+    static_assert(T::BN == 128 && T::BN * (BK / 8) == T::THREADS, "Wide's tiles");
+    const int r = threadIdx.x % T::BN, grp = threadIdx.x / T::BN;
+    float x[8];
+    if (!B_N) {
+        const float4 u = *reinterpret_cast<const float4 *>(&Bs[r * L::B_LD + 8 * grp]);
+        const float4 v = *reinterpret_cast<const float4 *>(&Bs[r * L::B_LD + 8 * grp + 4]);
+        x[0] = u.x, x[1] = u.y, x[2] = u.z, x[3] = u.w, x[4] = v.x, x[5] = v.y, x[6] = v.z,
+        x[7] = v.w;
+    } else {
 #pragma unroll
-    for (int i = 0; i < 2 * CHUNKS / T::THREADS; i++) {
-        const int idx = threadIdx.x + i * T::THREADS;
-        const bool is_b = idx >= CHUNKS; /* known at compile time: THREADS divides CHUNKS */
-        const int r = idx % 128, c = (idx % CHUNKS) / 128;
-        float x[4];
-        if (!is_b && A_K) {
-            const float4 v = *reinterpret_cast<const float4 *>(&As[r * L::A_LD + 4 * c]);
-            x[0] = v.x, x[1] = v.y, x[2] = v.z, x[3] = v.w;
-        } else if (!is_b) {
+        for (int e = 0; e < 8; e++) x[e] = Bs[(8 * grp + e) * L::B_LD + r];
+    }
+    float y[8];
 #pragma unroll
-            for (int e = 0; e < 4; e++) x[e] = As[(4 * c + e) * L::A_LD + r];
-        } else if (!B_N) {
-            const float4 v = *reinterpret_cast<const float4 *>(&Bs[r * L::B_LD + 4 * c]);
-            x[0] = v.x, x[1] = v.y, x[2] = v.z, x[3] = v.w;
-        } else {
+    for (int p = 0; p < 8; p++) y[p] = L::PAIRED ? x[p < 4 ? 2 * p : 2 * (p - 4) + 1] : x[p];
+    uint32_t hi[8], lo[8];
+    split_tf32(y, hi, lo);
 #pragma unroll
-            for (int e = 0; e < 4; e++) x[e] = Bs[(4 * c + e) * L::B_LD + r];
-        }
-        uint32_t hi[4], lo[4];
-        split_tf32(x, hi, lo);
-        unsigned char *at = parts + (is_b ? 2 * Wide::PART_BYTES : 0) + part_offset(r, c);
-        *reinterpret_cast<uint4 *>(at) = make_uint4(hi[0], hi[1], hi[2], hi[3]);
-        *reinterpret_cast<uint4 *>(at + Wide::PART_BYTES) = make_uint4(lo[0], lo[1], lo[2], lo[3]);
+    for (int h = 0; h < 2; h++) {
+        unsigned char *at = parts + part_offset(r, 2 * grp + h);
+        *reinterpret_cast<uint4 *>(at) = make_uint4(hi[4 * h], hi[4 * h + 1], hi[4 * h + 2], hi[4 * h + 3]);
+        *reinterpret_cast<uint4 *>(at + Wide::PART_BYTES) =
+            make_uint4(lo[4 * h], lo[4 * h + 1], lo[4 * h + 2], lo[4 * h + 3]);
     }
 }
 
@@ -370,36 +369,50 @@ __device__ inline void split_stage(const float *st, unsigned char *parts) {
         "+f"(d[i + 6]), "+f"(d[i + 7])
 
 /* d (this warpgroup's 64 x 128) = A (64 x 8) @ B (128 x 8)^T, plus d
- * unless `fresh`; TF32 parts read through the descriptors. (A fresh start
- * instead of zeroed sums: ptxas serializes every wgmma of a kernel where
- * other instructions may write the sums while products are in flight.) */
-__device__ inline void wgmma_tf32(float (&d)[64], uint64_t a, uint64_t b, bool fresh) {
-    asm volatile("{\n.reg .pred add;\nsetp.eq.u32 add, %66, 0;\n"
+ * unless `fresh`; A's TF32 fragment in registers (laid out as mma_tf32's,
+ * warp w of the warpgroup holding rows 16 w ..), B's part read through the
+ * descriptor. (A fresh start instead of zeroed sums: ptxas serializes
+ * every wgmma of a kernel where other instructions may write the sums
+ * while products are in flight.) */
+__device__ inline void wgmma_tf32(float (&d)[64], const uint32_t (&a)[4], uint64_t b, bool fresh) {
+    asm volatile("{\n.reg .pred add;\nsetp.eq.u32 add, %69, 0;\n"
                  "wgmma.mma_async.sync.aligned.m64n128k8.f32.tf32.tf32 "
                  "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
                  "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"
                  "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,"
                  "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, "
-                 "%64, %65, add, 1, 1;\n}"
+                 "{%64,%65,%66,%67}, %68, add, 1, 1;\n}"
                  : MLP_WG_D8(0), MLP_WG_D8(8), MLP_WG_D8(16), MLP_WG_D8(24), MLP_WG_D8(32),
                    MLP_WG_D8(40), MLP_WG_D8(48), MLP_WG_D8(56)
-                 : "l"(a), "l"(b), "r"((uint32_t)fresh));
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"((uint32_t)fresh));
 }
 #undef MLP_WG_D8
 
-/* this warpgroup's products of the parts at `parts` (shared-space
- * address), the small terms first, as multiply_stage; `first`: the
- * block's first k-tile, whose first product starts the sums */
-__device__ inline void wgmma_stage(float (&d)[64], uint32_t parts, bool first) {
-    const uint32_t a_hi = parts + (threadIdx.x / 128) * 64 * 64, a_lo = a_hi + Wide::PART_BYTES;
-    const uint32_t b_hi = parts + 2 * Wide::PART_BYTES, b_lo = b_hi + Wide::PART_BYTES;
+/* this warpgroup's products of stage st's A (its fragments read and split
+ * here) and B's parts at `parts` (shared-space address), the small terms
+ * first, as multiply_stage; `first`: the block's first k-tile, whose first
+ * product starts the sums. The products of the stage before must be done:
+ * this reuses their fragments' registers. */
+template <class T, bool A_K, bool B_N>
+__device__ inline void wgmma_stage(float (&d)[64], const float *st, uint32_t parts, bool first) {
+    using L = Layout<T, A_K, B_N>;
+    const int lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
+    const int m0 = (threadIdx.x / 128) * 64 + (threadIdx.x % 128) / 32 * 16;
+    uint32_t ah[BK / 8][4], al[BK / 8][4];
+#pragma unroll
+    for (int kk = 0; kk < BK / 8; kk++) {
+        float af[4];
+        L::a_frag(st, m0, 8 * kk, g, q, af);
+        split_tf32(af, ah[kk], al[kk]);
+    }
+    const uint32_t b_hi = parts, b_lo = parts + Wide::PART_BYTES;
     asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
 #pragma unroll
     for (int kk = 0; kk < BK / 8; kk++) {
         const uint32_t k = kk * 8 * (uint32_t)sizeof(float);
-        wgmma_tf32(d, part_desc(a_lo + k), part_desc(b_hi + k), first && kk == 0);
-        wgmma_tf32(d, part_desc(a_hi + k), part_desc(b_lo + k), false);
-        wgmma_tf32(d, part_desc(a_hi + k), part_desc(b_hi + k), false);
+        wgmma_tf32(d, al[kk], part_desc(b_hi + k), first && kk == 0);
+        wgmma_tf32(d, ah[kk], part_desc(b_lo + k), false);
+        wgmma_tf32(d, ah[kk], part_desc(b_hi + k), false);
     }
     asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
 }
@@ -407,12 +420,14 @@ __device__ inline void wgmma_stage(float (&d)[64], uint32_t parts, bool first) {
 /* waits until at most N of this warpgroup's groups of products are in
  * flight; with N = 0 the sums may be read after it */
 template <int N>
-__device__ inline void wgmma_wait(float (&d)[64]) {
+__device__ inline void wgmma_wait() {
     asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
-    if (N == 0) {
+}
+/* the same for the last: the sums may be read after it */
+__device__ inline void wgmma_wait_sums(float (&d)[64]) {
+    wgmma_wait<0>();
 #pragma unroll
-        for (int i = 0; i < 64; i++) asm volatile("" : "+f"(d[i])::"memory");
-    }
+    for (int i = 0; i < 64; i++) asm volatile("" : "+f"(d[i])::"memory");
 }
 #endif
 
@@ -422,15 +437,17 @@ template <class T, bool A_K, class F>
 __device__ inline void each_pair(int wm, int wn, F f) {
     const int lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
     if constexpr (T::WGMMA) {
-        /* wgmma's: warp w of warpgroup wg holds rows 64 wg + 16 w + g and
-         * + 8, the sums of n8 piece i = 4 mi + ni at acc[mi][ni] */
-        const int row = (threadIdx.x / 128) * 64 + (threadIdx.x % 128) / 32 * 16 + g;
+        /* wgmma's: warp w of warpgroup wg holds the 16 rows from 64 wg +
+         * 16 w (its A fragment's rows, as piece_row orders them), the sums
+         * of n8 piece i = 4 mi + ni at acc[mi][ni] */
+        const int rows = (threadIdx.x / 128) * 64 + (threadIdx.x % 128) / 32 * 16;
 #pragma unroll
         for (int mi = 0; mi < T::MI; mi++)
 #pragma unroll
             for (int ni = 0; ni < T::NI; ni++)
 #pragma unroll
-                for (int h = 0; h < 2; h++) f(mi, ni, h, row + 8 * h, 8 * (mi * T::NI + ni) + 2 * q);
+                for (int h = 0; h < 2; h++)
+                    f(mi, ni, h, rows + piece_row<A_K>(g, h), 8 * (mi * T::NI + ni) + 2 * q);
     } else {
 #pragma unroll
         for (int mi = 0; mi < T::MI; mi++)
@@ -500,13 +517,14 @@ __device__ void tensor_block(const Shape &sh, int64_t tile, int split, const Sto
         cp_async_commit();
         if constexpr (T::WGMMA) {
 #if MLP_HAVE_WGMMA
-            const int set = (int)(kt % 2) * 4 * Wide::PART_BYTES;
-            split_stage<T, A_K, B_N>(smem + (kt % STAGES) * T::STAGE_FLOATS, parts_p + set);
+            const float *st = smem + (kt % STAGES) * T::STAGE_FLOATS;
+            const int set = (int)(kt % 2) * 2 * Wide::PART_BYTES;
+            split_b<T, A_K, B_N>(st, parts_p + set); /* beside kt - 1's products */
             /* the tensor cores read the parts through the async proxy */
             asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
             __syncthreads();
-            wgmma_stage(d, parts + set, kt == 0);
-            wgmma_wait<1>(d); /* kt - 1's products done */
+            wgmma_wait<0>(); /* kt - 1's products done: their registers are free */
+            wgmma_stage<T, A_K, B_N>(d, st, parts + set, kt == 0);
 #else
             __trap(); /* gemm.cu launches Wide only where wgmma_supported */
 #endif
@@ -515,7 +533,7 @@ __device__ void tensor_block(const Shape &sh, int64_t tile, int split, const Sto
         }
     }
 #if MLP_HAVE_WGMMA
-    if constexpr (T::WGMMA) wgmma_wait<0>(d);
+    if constexpr (T::WGMMA) wgmma_wait_sums(d);
 #endif
     cp_async_wait<0>();
     chained_next(); /* the products are done: the next kernel may be scheduled */
