@@ -69,31 +69,26 @@ constexpr int THREADS = 512;
 constexpr int MAXC = 16;      /* outputs the head handles */
 constexpr int HS = U + 4;     /* row stride of h and dh: rows 16-byte aligned, a warp's rows in distinct banks */
 
-/* asynchronous 16-byte copies global -> shared (sm_80 and newer) */
+/* tf32.cuh's asynchronous copies global -> shared; the host pass, which
+ * has none (MLP_HAVE_TF32 is 0 there), compiles no device code */
 __device__ inline void copy16_async(void *dst, const void *src) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src));
-#else
-    *(float4 *)dst = *(const float4 *)src;
+#if MLP_HAVE_TF32
+    cp_async16(dst, src, 16);
 #endif
 }
 __device__ inline void copy4_async(void *dst, const void *src) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(d), "l"(src));
-#else
-    *(float *)dst = *(const float *)src;
+#if MLP_HAVE_TF32
+    cp_async4(dst, src, 4);
 #endif
 }
 __device__ inline void copies_commit() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile("cp.async.commit_group;");
+#if MLP_HAVE_TF32
+    cp_async_commit();
 #endif
 }
 template <int N> __device__ inline void copies_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile("cp.async.wait_group %0;" ::"n"(N));
+#if MLP_HAVE_TF32
+    cp_async_wait<N>();
 #endif
 }
 
