@@ -649,7 +649,16 @@ bool wgmma_supported(void) {
         (void)cudaGetLastError(); /* no kernel image for this GPU: not an error here */
         return false;
     }
-    const bool ok = built == 1 && give_smem<tensor::Wide>();
+    const cudaFuncAttribute max_smem = cudaFuncAttributeMaxDynamicSharedMemorySize;
+    using W = tensor::Wide;
+    using WW = tensor::WideWeights;
+    const bool ok =
+        built == 1 &&
+        cudaFuncSetAttribute(tensor_kernel<W, true, true, StoreForward>, max_smem,
+                             W::SMEM_BYTES) == cudaSuccess &&
+        cudaFuncSetAttribute(tensor_kernel<W, true, false, StoreBackward>, max_smem,
+                             W::SMEM_BYTES) == cudaSuccess &&
+        cudaFuncSetAttribute(tensor_weights_kernel<WW>, max_smem, WW::SMEM_BYTES) == cudaSuccess;
     if (!ok) (void)cudaGetLastError();
     return ok;
 }
@@ -709,7 +718,7 @@ void linear_backward_weights_update(cudaStream_t s, const WeightsJob *jobs, int 
     Float32Weights f32;
     TensorWeights<tensor::Small> small;
     TensorWeights<tensor::Large> large;
-    TensorWeights<tensor::Wide> wide;
+    TensorWeights<tensor::WideWeights> wide;
     f32.clear();
     small.clear();
     large.clear();
@@ -730,8 +739,9 @@ void linear_backward_weights_update(cudaStream_t s, const WeightsJob *jobs, int 
         const tensor::Stored a = stored(job.in.act, job.D, B, job.D, true);
         const tensor::Stored b = stored(job.dout, job.H, B, job.H, false);
         if (t == Tiling::LARGE && scratch.wgmma)
-            wide.add(tensor_shape<tensor::Wide>(scratch, M, N, B, true),
-                     tensor_shape<tensor::Wide>(scratch, M, N, B, false), a, b, epi, scratch);
+            wide.add(tensor_shape<tensor::WideWeights>(scratch, M, N, B, true),
+                     tensor_shape<tensor::WideWeights>(scratch, M, N, B, false), a, b, epi,
+                     scratch);
         else if (t == Tiling::LARGE)
             large.add(tensor_shape<tensor::Large>(scratch, M, N, B, true),
                       tensor_shape<tensor::Large>(scratch, M, N, B, false), a, b, epi, scratch);
@@ -741,7 +751,7 @@ void linear_backward_weights_update(cudaStream_t s, const WeightsJob *jobs, int 
     }
     using L = tensor::Large;
     using S = tensor::Small;
-    using W = tensor::Wide;
+    using W = tensor::WideWeights;
     if (wide.count)
         launch_chained(chain(scratch, wide.work), tensor_weights_kernel<W>,
                        dim3((unsigned)wide.blocks()), dim3(W::THREADS), W::SMEM_BYTES, s, wide,

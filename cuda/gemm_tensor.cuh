@@ -57,9 +57,10 @@ __host__ __device__ constexpr int pad_mn(bool paired) { return paired ? 4 : 8; }
  * each warp (BM / WARPS_M) x (BN / WARPS_N) in m16n8 pieces. Large: fewer
  * bytes moved per product, for products of many tiles; small: more blocks,
  * for the others. */
-template <int BM_, int BN_, int WARPS_M_, int WARPS_N_, int MIN_BLOCKS_>
+template <int BM_, int BN_, int WARPS_M_, int WARPS_N_, int MIN_BLOCKS_, int STAGES_ = STAGES>
 struct Tiles {
     static constexpr int BM = BM_, BN = BN_, WARPS_M = WARPS_M_, WARPS_N = WARPS_N_;
+    static constexpr int STAGES = STAGES_;
     static constexpr int THREADS = 32 * WARPS_M * WARPS_N, MIN_BLOCKS = MIN_BLOCKS_;
     static constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N;
     static constexpr int MI = WM / 16, NI = WN / 8;
@@ -75,20 +76,30 @@ struct Tiles {
 using Large = Tiles<128, 128, 2, 4, 2>; /* 256 threads, warps of 64 x 32; 96 KB; two an SM */
 using Small = Tiles<64, 64, 2, 2, 4>;   /* 128 threads, warps of 32 x 32; 48 KB; four an SM */
 
-/* Large's tiles and stages on wgmma (sm_90a): two warpgroups of 64 rows x
- * 128 columns. A's fragments are read from the stage into registers as for
+/* Large's tiles on wgmma (sm_90a): two warpgroups of 64 rows x 128
+ * columns. A's fragments are read from the stage into registers as for
  * mma.sync; B is split into two parts (high and rest), each 128 rows of BK
  * floats, K-major, 64-byte rows swizzled as the wgmma descriptors' 64-byte
  * mode reads them; two sets of parts, so that one stage's split overlaps
- * the products of the stage before. 129 KB: one block an SM. */
-struct Wide : Large {
-    static constexpr int MIN_BLOCKS = 1;
+ * the products of the stage before. */
+template <int MIN_BLOCKS_, int STAGES_>
+struct WideTiles : Tiles<128, 128, 2, 4, MIN_BLOCKS_, STAGES_> {
+    using Base = Tiles<128, 128, 2, 4, MIN_BLOCKS_, STAGES_>;
     static constexpr bool WGMMA = true;
     static constexpr int PART_BYTES = 128 * BK * (int)sizeof(float); /* 8 KB */
-    static constexpr int STAGES_BYTES = STAGES * STAGE_FLOATS * (int)sizeof(float);
+    static constexpr int STAGES_BYTES = STAGES_ * Base::STAGE_FLOATS * (int)sizeof(float);
     /* the parts start at the first 1024-byte boundary after the stages */
     static constexpr int SMEM_BYTES = STAGES_BYTES + 1024 + 2 * 2 * PART_BYTES;
 };
+/* The forward and input-gradient products: three stages, 105 KB, two
+ * blocks an SM, so that one block's split, barriers and epilogue overlap
+ * the other's products (1.1-1.4x faster than one block of four stages;
+ * benchmarks/RESULTS.md). */
+using Wide = WideTiles<2, 3>;
+/* The weight gradients: their update epilogue needs more registers than
+ * two blocks an SM leave (with them the products spilled and ran 15-55%
+ * slower), so four stages, 129 KB, one block an SM. */
+using WideWeights = WideTiles<1, 4>;
 
 /* A stored row-major matrix of `rows` x `cols` (leading dimension ld), and
  * when `ones`, one more column of constant 1 after the last. `vec`: p and
@@ -359,7 +370,7 @@ __device__ inline void split_b(const float *st, unsigned char *parts) {
     for (int h = 0; h < 2; h++) {
         unsigned char *at = parts + part_offset(r, 2 * grp + h);
         *reinterpret_cast<uint4 *>(at) = make_uint4(hi[4 * h], hi[4 * h + 1], hi[4 * h + 2], hi[4 * h + 3]);
-        *reinterpret_cast<uint4 *>(at + Wide::PART_BYTES) =
+        *reinterpret_cast<uint4 *>(at + T::PART_BYTES) =
             make_uint4(lo[4 * h], lo[4 * h + 1], lo[4 * h + 2], lo[4 * h + 3]);
     }
 }
@@ -405,7 +416,7 @@ __device__ inline void wgmma_stage(float (&d)[64], const float *st, uint32_t par
         L::a_frag(st, m0, 8 * kk, g, q, af);
         split_tf32(af, ah[kk], al[kk]);
     }
-    const uint32_t b_hi = parts, b_lo = parts + Wide::PART_BYTES;
+    const uint32_t b_hi = parts, b_lo = parts + T::PART_BYTES;
     asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
 #pragma unroll
     for (int kk = 0; kk < BK / 8; kk++) {
@@ -490,6 +501,7 @@ __device__ void tensor_block(const Shape &sh, int64_t tile, int split, const Sto
     cp.a.init(a, m0, sh.M, kbeg);
     cp.b.init(b, n0, sh.N, kbeg);
     const int64_t ktiles = (kend - kbeg + BK - 1) / BK;
+    constexpr int STAGES = T::STAGES;
 #pragma unroll
     for (int s = 0; s < STAGES - 1; s++) {
         if (s < ktiles)
@@ -501,7 +513,8 @@ __device__ void tensor_block(const Shape &sh, int64_t tile, int split, const Sto
     /* Wide: the parts' two sets, at the first 1024-byte boundary after the
      * stages (the swizzle's pattern repeats every 512 bytes of a part) */
     const uint32_t raw = (uint32_t)__cvta_generic_to_shared(smem);
-    const uint32_t parts = (raw + Wide::STAGES_BYTES + 1023) & ~1023u;
+    const uint32_t parts =
+        (raw + T::STAGES * T::STAGE_FLOATS * (uint32_t)sizeof(float) + 1023) & ~1023u;
     unsigned char *parts_p = reinterpret_cast<unsigned char *>(smem) + (parts - raw);
     float(&d)[64] = *reinterpret_cast<float(*)[64]>(&acc[0][0][0]);
 #endif
@@ -518,7 +531,7 @@ __device__ void tensor_block(const Shape &sh, int64_t tile, int split, const Sto
         if constexpr (T::WGMMA) {
 #if MLP_HAVE_WGMMA
             const float *st = smem + (kt % STAGES) * T::STAGE_FLOATS;
-            const int set = (int)(kt % 2) * 2 * Wide::PART_BYTES;
+            const int set = (int)(kt % 2) * 2 * T::PART_BYTES;
             split_b<T, A_K, B_N>(st, parts_p + set); /* beside kt - 1's products */
             /* the tensor cores read the parts through the async proxy */
             asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
