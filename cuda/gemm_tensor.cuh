@@ -26,7 +26,7 @@
  * from run to run.
  *
  * On Hopper (code built for sm_90a), the large tiles multiply with the
- * warpgroup products (wgmma) instead: Wide below. A stage is copied in as
+ * warpgroup products (wgmma) instead: Wide and WideWeights below. A stage is copied in as
  * for mma.sync; A's fragments go to registers as for mma.sync, B is split
  * into its TF32 parts once, K-major, where wgmma reads them; the same
  * three products a term.
@@ -93,12 +93,12 @@ struct WideTiles : Tiles<128, 128, 2, 4, MIN_BLOCKS_, STAGES_> {
 };
 /* The forward and input-gradient products: three stages, 105 KB, two
  * blocks an SM, so that one block's split, barriers and epilogue overlap
- * the other's products (1.1-1.4x faster than one block of four stages;
+ * the other's products (faster than one block of four stages:
  * benchmarks/RESULTS.md). */
 using Wide = WideTiles<2, 3>;
 /* The weight gradients: their update epilogue needs more registers than
- * two blocks an SM leave (with them the products spilled and ran 15-55%
- * slower), so four stages, 129 KB, one block an SM. */
+ * two blocks an SM leave (there they spilled and ran slower), so four
+ * stages, 129 KB, one block an SM. */
 using WideWeights = WideTiles<1, 4>;
 
 /* A stored row-major matrix of `rows` x `cols` (leading dimension ld), and
