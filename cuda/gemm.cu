@@ -12,6 +12,8 @@
  */
 #include <math.h>
 
+#include <atomic>
+
 #include "gemm.cuh"
 #include "common.cuh"
 #include "gemm_shape.cuh"
@@ -638,22 +640,47 @@ bool tensor_supported(void) {
 __device__ int wgmma_built;
 __global__ void wgmma_built_kernel() { wgmma_built = MLP_HAVE_WGMMA; }
 
-bool wgmma_supported(void) {
-    int major = 0, minor = 0, built = 0;
-    if (!tensor_supported() || !device_attribute(cudaDevAttrComputeCapabilityMajor, &major) ||
-        !device_attribute(cudaDevAttrComputeCapabilityMinor, &minor) || major != 9 || minor != 0)
-        return false;
-    wgmma_built_kernel<<<1, 1>>>();
-    if (cudaDeviceSynchronize() != cudaSuccess ||
-        cudaMemcpyFromSymbol(&built, wgmma_built, sizeof built) != cudaSuccess) {
-        (void)cudaGetLastError(); /* no kernel image for this GPU: not an error here */
+/* Whether the kernels loaded for the current GPU were built with wgmma:
+ * asked once a device, on a stream of its own, so that a model created
+ * while others train waits for none of their work. */
+static bool wgmma_built_here(void) {
+    constexpr int MAX_DEVICES = 64;
+    static std::atomic<int> known[MAX_DEVICES]; /* 0 not asked, 1 no, 2 yes */
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0) {
+        (void)cudaGetLastError();
         return false;
     }
+    if (dev < MAX_DEVICES && known[dev].load() != 0) return known[dev].load() == 2;
+    int built = 0;
+    cudaStream_t s = NULL;
+    bool ok = cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) == cudaSuccess;
+    if (ok) {
+        wgmma_built_kernel<<<1, 1, 0, s>>>();
+        ok = cudaGetLastError() == cudaSuccess &&
+             cudaMemcpyFromSymbolAsync(&built, wgmma_built, sizeof built, 0,
+                                       cudaMemcpyDeviceToHost, s) == cudaSuccess &&
+             cudaStreamSynchronize(s) == cudaSuccess;
+    }
+    if (s) (void)cudaStreamDestroy(s);
+    if (!ok) {
+        (void)cudaGetLastError(); /* no kernel image for this GPU: not an error here */
+        return false; /* not remembered: the next model asks again */
+    }
+    if (dev < MAX_DEVICES) known[dev].store(built == 1 ? 2 : 1);
+    return built == 1;
+}
+
+bool wgmma_supported(void) {
+    int major = 0, minor = 0;
+    if (!tensor_supported() || !device_attribute(cudaDevAttrComputeCapabilityMajor, &major) ||
+        !device_attribute(cudaDevAttrComputeCapabilityMinor, &minor) || major != 9 ||
+        minor != 0 || !wgmma_built_here())
+        return false;
     const cudaFuncAttribute max_smem = cudaFuncAttributeMaxDynamicSharedMemorySize;
     using W = tensor::Wide;
     using WW = tensor::WideWeights;
     const bool ok =
-        built == 1 &&
         cudaFuncSetAttribute(tensor_kernel<W, true, true, StoreForward>, max_smem,
                              W::SMEM_BYTES) == cudaSuccess &&
         cudaFuncSetAttribute(tensor_kernel<W, true, false, StoreBackward>, max_smem,
