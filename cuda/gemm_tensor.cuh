@@ -488,7 +488,9 @@ __device__ void tensor_block(const Shape &sh, int64_t tile, int split, const Sto
     const int warp = threadIdx.x / 32;
     const int wm = (warp / T::WARPS_N) * T::WM, wn = (warp % T::WARPS_N) * T::WN;
     float acc[MI][NI][4];
-    if constexpr (!T::WGMMA) { /* Wide's first product starts its sums (K > 0: ktiles >= 1) */
+    /* Wide's first product starts its sums (K > 0: ktiles >= 1), where
+     * there are products: a Wide kernel of code without wgmma only traps */
+    if constexpr (!T::WGMMA || !MLP_HAVE_WGMMA) {
 #pragma unroll
         for (int mi = 0; mi < MI; mi++)
 #pragma unroll
