@@ -618,15 +618,18 @@ static bool runs_as(int major_min, int ptx_min, void (*kernel)(Params...)) {
 
 bool chaining_supported(void) { return runs_as(9, 90, weights_kernel); }
 
+/* Whether the GPU lets `kernel` have `bytes` of dynamic shared memory. */
+template <typename... Params>
+static bool allow_smem(void (*kernel)(Params...), int bytes) {
+    return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) ==
+           cudaSuccess;
+}
+
 template <class T>
 static bool give_smem(void) {
-    const int bytes = T::SMEM_BYTES;
-    const cudaFuncAttribute max_smem = cudaFuncAttributeMaxDynamicSharedMemorySize;
-    return cudaFuncSetAttribute(tensor_weights_kernel<T>, max_smem, bytes) == cudaSuccess &&
-           cudaFuncSetAttribute(tensor_kernel<T, true, true, StoreForward>, max_smem, bytes) ==
-               cudaSuccess &&
-           cudaFuncSetAttribute(tensor_kernel<T, true, false, StoreBackward>, max_smem, bytes) ==
-               cudaSuccess;
+    return allow_smem(tensor_weights_kernel<T>, T::SMEM_BYTES) &&
+           allow_smem(tensor_kernel<T, true, true, StoreForward>, T::SMEM_BYTES) &&
+           allow_smem(tensor_kernel<T, true, false, StoreBackward>, T::SMEM_BYTES);
 }
 
 bool tensor_supported(void) {
@@ -677,15 +680,11 @@ bool wgmma_supported(void) {
         !device_attribute(cudaDevAttrComputeCapabilityMinor, &minor) || major != 9 ||
         minor != 0 || !wgmma_built_here())
         return false;
-    const cudaFuncAttribute max_smem = cudaFuncAttributeMaxDynamicSharedMemorySize;
     using W = tensor::Wide;
     using WW = tensor::WideWeights;
-    const bool ok =
-        cudaFuncSetAttribute(tensor_kernel<W, true, true, StoreForward>, max_smem,
-                             W::SMEM_BYTES) == cudaSuccess &&
-        cudaFuncSetAttribute(tensor_kernel<W, true, false, StoreBackward>, max_smem,
-                             W::SMEM_BYTES) == cudaSuccess &&
-        cudaFuncSetAttribute(tensor_weights_kernel<WW>, max_smem, WW::SMEM_BYTES) == cudaSuccess;
+    const bool ok = allow_smem(tensor_kernel<W, true, true, StoreForward>, W::SMEM_BYTES) &&
+                    allow_smem(tensor_kernel<W, true, false, StoreBackward>, W::SMEM_BYTES) &&
+                    allow_smem(tensor_weights_kernel<WW>, WW::SMEM_BYTES);
     if (!ok) (void)cudaGetLastError();
     return ok;
 }

@@ -26,10 +26,10 @@
  * from run to run.
  *
  * On Hopper (code built for sm_90a), the large tiles multiply with the
- * warpgroup products (wgmma) instead: Wide and WideWeights below. A stage is copied in as
- * for mma.sync; A's fragments go to registers as for mma.sync, B is split
- * into its TF32 parts once, K-major, where wgmma reads them; the same
- * three products a term.
+ * warpgroup products (wgmma) instead: Wide and WideWeights below. A stage
+ * is copied in as for mma.sync; A's fragments go to registers as for
+ * mma.sync, B is split into its TF32 parts once, K-major, where wgmma reads
+ * them; the same three products a term.
  */
 #ifndef MLP_CUDA_GEMM_TENSOR_CUH
 #define MLP_CUDA_GEMM_TENSOR_CUH
@@ -369,7 +369,8 @@ __device__ inline void split_b(const float *st, unsigned char *parts) {
 #pragma unroll
     for (int h = 0; h < 2; h++) {
         unsigned char *at = parts + part_offset(r, 2 * grp + h);
-        *reinterpret_cast<uint4 *>(at) = make_uint4(hi[4 * h], hi[4 * h + 1], hi[4 * h + 2], hi[4 * h + 3]);
+        *reinterpret_cast<uint4 *>(at) =
+            make_uint4(hi[4 * h], hi[4 * h + 1], hi[4 * h + 2], hi[4 * h + 3]);
         *reinterpret_cast<uint4 *>(at + T::PART_BYTES) =
             make_uint4(lo[4 * h], lo[4 * h + 1], lo[4 * h + 2], lo[4 * h + 3]);
     }
