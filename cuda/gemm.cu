@@ -97,18 +97,30 @@ struct MatBT {
 };
 
 /* ---- epilogues: what happens to finished sums v[0..count) at (m, n..) --
- * Each takes a thread's run of up to TN adjacent columns, and reads what it
- * needs before it writes, so the loads are in flight together. */
+ * Each takes a thread's run of up to W adjacent columns (TN in gemm_block, 2
+ * in the tensor tiles) in two halves: load, which reads what the epilogue
+ * needs (In<W>), and store, which writes. A caller with several runs
+ * issues the loads of a group of them before the first store, so that
+ * their round trips to memory overlap (the compiler may not move a load
+ * above a store to another array that it cannot prove apart). */
 
 struct StoreForward { /* linear_forward (+ activation_forward) */
     float *out, *pre;
     int64_t N;
     mlp_activation act;
     bool activate;
-    __device__ void operator()(int64_t m, int64_t n, const float (&v)[TN], int count) const {
+    template <int W>
+    struct In {};
+    template <int W>
+    __device__ In<W> load(int64_t, int64_t, int) const {
+        return {};
+    }
+    template <int W>
+    __device__ void store(int64_t m, int64_t n, const In<W> &, const float (&v)[W],
+                          int count) const {
         float *o = out + m * N + n;
 #pragma unroll
-        for (int j = 0; j < TN; j++) {
+        for (int j = 0; j < W; j++) {
             if (j >= count) continue;
             if (pre) pre[m * N + n + j] = v[j];
             o[j] = activate ? mlp_activation_forward(act, v[j]) : v[j];
@@ -121,17 +133,28 @@ struct StoreBackward { /* linear_backward's dinp (+ activation_backward) */
     const float *act_out, *pre; /* the activation's output and (or NULL) input */
     int64_t N;
     mlp_activation act;
-    __device__ void operator()(int64_t m, int64_t n, const float (&v)[TN], int count) const {
+    template <int W>
+    struct In {
+        float y[W], x[W];
+    };
+    template <int W>
+    __device__ In<W> load(int64_t m, int64_t n, int count) const {
         const int64_t i = m * N + n;
-        float y[TN], x[TN];
+        In<W> in;
 #pragma unroll
-        for (int j = 0; j < TN; j++) {
-            y[j] = j < count ? act_out[i + j] : 0.0f;
-            x[j] = j < count && pre ? pre[i + j] : 0.0f;
+        for (int j = 0; j < W; j++) {
+            in.y[j] = j < count ? act_out[i + j] : 0.0f;
+            in.x[j] = j < count && pre ? pre[i + j] : 0.0f;
         }
+        return in;
+    }
+    template <int W>
+    __device__ void store(int64_t m, int64_t n, const In<W> &in, const float (&v)[W],
+                          int count) const {
+        const int64_t i = m * N + n;
 #pragma unroll
-        for (int j = 0; j < TN; j++)
-            if (j < count) out[i + j] = mlp_activation_backward(act, x[j], y[j], v[j]);
+        for (int j = 0; j < W; j++)
+            if (j < count) out[i + j] = mlp_activation_backward(act, in.x[j], in.y[j], v[j]);
     }
 };
 
@@ -139,26 +162,47 @@ struct OptimizerUpdate { /* linear_backward's dW, db (+ the optimizer update) */
     float *P, *M, *V;
     int64_t N, bias_row; /* row D of the augmented (D+1, N) view holds the biases */
     const StepInfo *step;
-    __device__ void operator()(int64_t m, int64_t n, const float (&grad)[TN], int count) const {
+    template <int W>
+    struct In {
+        float p[W], m[W], v[W];
+    };
+    template <int W>
+    __device__ In<W> load(int64_t m, int64_t n, int count) const {
+        const mlp_step &s = step->s;
+        const bool with_m = s.adam || s.momentum != 0.0f, with_v = s.adam;
+        const int64_t i = m * N + n;
+        In<W> in;
+#pragma unroll
+        for (int j = 0; j < W; j++) {
+            in.p[j] = j < count ? P[i + j] : 0.0f;
+            in.m[j] = j < count && with_m ? M[i + j] : 0.0f;
+            in.v[j] = j < count && with_v ? V[i + j] : 0.0f;
+        }
+        return in;
+    }
+    template <int W>
+    __device__ void store(int64_t m, int64_t n, In<W> &in, const float (&grad)[W],
+                          int count) const {
         const mlp_step s = step->s;
         const bool with_m = s.adam || s.momentum != 0.0f, with_v = s.adam;
         const int64_t i = m * N + n;
-        float p[TN], mv[TN], vv[TN];
 #pragma unroll
-        for (int j = 0; j < TN; j++) {
-            p[j] = j < count ? P[i + j] : 0.0f;
-            mv[j] = j < count && with_m ? M[i + j] : 0.0f;
-            vv[j] = j < count && with_v ? V[i + j] : 0.0f;
-        }
-#pragma unroll
-        for (int j = 0; j < TN; j++) {
+        for (int j = 0; j < W; j++) {
             if (j >= count) continue;
-            P[i + j] = mlp_update(&s, p[j], grad[j], &mv[j], &vv[j], m == bias_row);
-            if (with_m) M[i + j] = mv[j];
-            if (with_v) V[i + j] = vv[j];
+            P[i + j] = mlp_update(&s, in.p[j], grad[j], &in.m[j], &in.v[j], m == bias_row);
+            if (with_m) M[i + j] = in.m[j];
+            if (with_v) V[i + j] = in.v[j];
         }
     }
 };
+
+/* an epilogue's load and store of one run, one after the other */
+template <class Epi, int W>
+__device__ inline void finish_run(const Epi &epi, int64_t m, int64_t n, const float (&v)[W],
+                                  int count) {
+    auto in = epi.template load<W>(m, n, count);
+    epi.template store<W>(m, n, in, v, count);
+}
 
 /* ---- the matrix multiply --------------------------------------------- */
 
@@ -306,13 +350,16 @@ __device__ void gemm_block(const Shape &sh, int64_t tile, int split, const LA &a
     }
     chained_next(); /* the products are done: the next kernel may be scheduled */
 
+    /* one row at a time: with the loads of several rows together, the
+     * weight update took more registers, ran fewer blocks an SM and was
+     * slower (benchmarks/RESULTS.md, "the tensor tiles' epilogue") */
     const int64_t gn = n0 + tx * TN;
     const int count = sh.N - gn < TN ? (int)(sh.N - gn) : TN;
     if (sh.splits == 1) {
 #pragma unroll
         for (int i = 0; i < TM; i++) {
             const int64_t gm = m0 + ty * TM + i;
-            if (gm < sh.M && count > 0) epi(gm, gn, acc[i], count);
+            if (gm < sh.M && count > 0) finish_run(epi, gm, gn, acc[i], count);
         }
         return;
     }
@@ -331,7 +378,7 @@ __device__ void gemm_block(const Shape &sh, int64_t tile, int split, const LA &a
         const float4 v = sums[i];
         const float vs[TN] = {v.x, v.y, v.z, v.w};
         const int64_t gm = m0 + ty * TM + i;
-        if (gm < sh.M && count > 0) epi(gm, gn, vs, count);
+        if (gm < sh.M && count > 0) finish_run(epi, gm, gn, vs, count);
     }
     tile_released(counters, tile);
 }
@@ -375,17 +422,21 @@ Shape tensor_shape(const Scratch &scratch, int64_t M, int64_t N, int64_t K, bool
  * for every SM, small ones where there are at least 64 of them and the
  * product gives each SM enough tile k-steps (small tiles times k-tiles of
  * BK) to amortize splitting K, and the float32 tiles otherwise and for
- * short K. Measured product by product (benchmarks/RESULTS.md,
- * benchmarks/results/cuda-h200-2026-11-26-tensor-products-2.txt): a K of
- * 64 (the weight gradient at batch 64), a few small tiles over a long K, or
- * short products of a few hundred columns are faster on the float32 tiles. */
+ * short K. On wgmma (Scratch::wgmma), a forward or input-gradient product
+ * takes the large tiles from half as many of them; a weight gradient
+ * (`weights`) does not (at 72 tiles its small tiles were faster). Measured
+ * product by product (benchmarks/RESULTS.md, "the tensor tiles'
+ * epilogue"; benchmarks/results/cuda-h200-2026-11-27-stop31-products.txt):
+ * a K of 64 (the weight gradient at batch 64), a few small tiles over a
+ * long K, or short products of a few hundred columns are faster on the
+ * float32 tiles. */
 enum class Tiling { FLOAT32, SMALL, LARGE };
 
 constexpr int64_t TENSOR_MIN_K = 96;
 constexpr int64_t SMALL_MIN_TILES = 64;
-constexpr int64_t SMALL_MIN_STEPS = 6400; /* about 48 an SM of 132 */
+constexpr int64_t SMALL_MIN_STEPS = 3000; /* about 23 an SM of 132 */
 
-static Tiling tiling(const Scratch &scratch, int64_t M, int64_t N, int64_t K) {
+static Tiling tiling(const Scratch &scratch, int64_t M, int64_t N, int64_t K, bool weights) {
     if (!(scratch.tensor_min_work > 0.0) ||
         (double)M * (double)N * (double)K < scratch.tensor_min_work)
         return Tiling::FLOAT32;
@@ -393,7 +444,9 @@ static Tiling tiling(const Scratch &scratch, int64_t M, int64_t N, int64_t K) {
     if (scratch.tensor_tiles == 2) return Tiling::LARGE;
     if (K < TENSOR_MIN_K) return Tiling::FLOAT32;
     const int64_t large = cdiv(M, tensor::Large::BM) * cdiv(N, tensor::Large::BN);
-    if (large >= tensor_target_blocks<tensor::Large>() / 2) return Tiling::LARGE;
+    const int64_t large_min =
+        tensor_target_blocks<tensor::Large>() / (scratch.wgmma && !weights ? 4 : 2);
+    if (large >= large_min) return Tiling::LARGE;
     const int64_t small = cdiv(M, tensor::Small::BM) * cdiv(N, tensor::Small::BN);
     return small >= SMALL_MIN_TILES && small * cdiv(K, tensor::BK) >= SMALL_MIN_STEPS
                ? Tiling::SMALL
@@ -681,17 +734,16 @@ bool wgmma_supported(void) {
         minor != 0 || !wgmma_built_here())
         return false;
     using W = tensor::Wide;
-    using WW = tensor::WideWeights;
     const bool ok = allow_smem(tensor_kernel<W, true, true, StoreForward>, W::SMEM_BYTES) &&
                     allow_smem(tensor_kernel<W, true, false, StoreBackward>, W::SMEM_BYTES) &&
-                    allow_smem(tensor_weights_kernel<WW>, WW::SMEM_BYTES);
+                    allow_smem(tensor_weights_kernel<W>, W::SMEM_BYTES);
     if (!ok) (void)cudaGetLastError();
     return ok;
 }
 
 bool any_on_tensor(const Scratch &scratch, const int64_t *sizes, int n_layers, int64_t B) {
     for (int l = 0; l < n_layers; l++)
-        if (tiling(scratch, sizes[l] + 1, sizes[l + 1], B) != Tiling::FLOAT32) return true;
+        if (tiling(scratch, sizes[l] + 1, sizes[l + 1], B, true) != Tiling::FLOAT32) return true;
     return false;
 }
 
@@ -703,7 +755,7 @@ bool head_fits(int64_t H, int64_t C, mlp_loss loss, mlp_activation act) {
 void linear_forward(cudaStream_t s, float *out, float *pre, LayerInput in, const float *W_aug,
                     int64_t B, int64_t D, int64_t H, mlp_activation act, bool activate,
                     float *stash, Scratch scratch) {
-    const Tiling t = tiling(scratch, B, H, D + 1);
+    const Tiling t = tiling(scratch, B, H, D + 1, false);
     if (t != Tiling::FLOAT32) {
         if (stash) { /* the gathered floats, which the weight update reads, first */
             gather_batch(s, stash, in, B, D);
@@ -725,7 +777,7 @@ void linear_forward(cudaStream_t s, float *out, float *pre, LayerInput in, const
 void linear_backward_input(cudaStream_t s, float *dinp, const float *dout, const float *W,
                            mlp_activation act, const float *pre_in, const float *act_in,
                            int64_t B, int64_t D, int64_t H, Scratch scratch) {
-    const Tiling t = tiling(scratch, B, D, H);
+    const Tiling t = tiling(scratch, B, D, H, false);
     if (t != Tiling::FLOAT32) {
         tensor_gemm<true, false>(t, s, B, D, H, stored(dout, H, B, H, false),
                                  stored(W, H, D, H, false),
@@ -744,7 +796,7 @@ void linear_backward_weights_update(cudaStream_t s, const WeightsJob *jobs, int 
     Float32Weights f32;
     TensorWeights<tensor::Small> small;
     TensorWeights<tensor::Large> large;
-    TensorWeights<tensor::WideWeights> wide;
+    TensorWeights<tensor::Wide> wide;
     f32.clear();
     small.clear();
     large.clear();
@@ -753,7 +805,7 @@ void linear_backward_weights_update(cudaStream_t s, const WeightsJob *jobs, int 
         const WeightsJob &job = jobs[i];
         const int64_t M = job.D + 1, N = job.H;
         const OptimizerUpdate epi{job.W_aug, job.M, job.V, job.H, job.D, step};
-        const Tiling t = job.in.act ? tiling(scratch, M, N, B) : Tiling::FLOAT32;
+        const Tiling t = job.in.act ? tiling(scratch, M, N, B, true) : Tiling::FLOAT32;
         if (t == Tiling::FLOAT32) {
             static const int per_sm = blocks_per_sm(weights_kernel);
             f32.add(float32_shape(M, N, B, true, scratch.sms * per_sm),
@@ -765,8 +817,8 @@ void linear_backward_weights_update(cudaStream_t s, const WeightsJob *jobs, int 
         const tensor::Stored a = stored(job.in.act, job.D, B, job.D, true);
         const tensor::Stored b = stored(job.dout, job.H, B, job.H, false);
         if (t == Tiling::LARGE && scratch.wgmma)
-            wide.add(tensor_shape<tensor::WideWeights>(scratch, M, N, B, true),
-                     tensor_shape<tensor::WideWeights>(scratch, M, N, B, false), a, b, epi,
+            wide.add(tensor_shape<tensor::Wide>(scratch, M, N, B, true),
+                     tensor_shape<tensor::Wide>(scratch, M, N, B, false), a, b, epi,
                      scratch);
         else if (t == Tiling::LARGE)
             large.add(tensor_shape<tensor::Large>(scratch, M, N, B, true),
@@ -777,7 +829,7 @@ void linear_backward_weights_update(cudaStream_t s, const WeightsJob *jobs, int 
     }
     using L = tensor::Large;
     using S = tensor::Small;
-    using W = tensor::WideWeights;
+    using W = tensor::Wide;
     if (wide.count)
         launch_chained(chain(scratch, wide.work), tensor_weights_kernel<W>,
                        dim3((unsigned)wide.blocks()), dim3(W::THREADS), W::SMEM_BYTES, s, wide,

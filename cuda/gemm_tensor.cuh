@@ -26,7 +26,7 @@
  * from run to run.
  *
  * On Hopper (code built for sm_90a), the large tiles multiply with the
- * warpgroup products (wgmma) instead: Wide and WideWeights below. A stage
+ * warpgroup products (wgmma) instead: Wide below. A stage
  * is copied in as for mma.sync; A's fragments go to registers as for
  * mma.sync, B is split into its TF32 parts once, K-major, where wgmma reads
  * them; the same three products a term.
@@ -91,15 +91,12 @@ struct WideTiles : Tiles<128, 128, 2, 4, MIN_BLOCKS_, STAGES_> {
     /* the parts start at the first 1024-byte boundary after the stages */
     static constexpr int SMEM_BYTES = STAGES_BYTES + 1024 + 2 * 2 * PART_BYTES;
 };
-/* The forward and input-gradient products: three stages, 105 KB, two
- * blocks an SM, so that one block's split, barriers and epilogue overlap
- * the other's products (faster than one block of four stages:
- * benchmarks/RESULTS.md). */
+/* Every product on wgmma: three stages, 105 KB, two blocks an SM, so that
+ * one block's split, barriers and epilogue overlap the other's products
+ * (faster than one block of four stages: benchmarks/RESULTS.md; the weight
+ * gradients too, since their epilogue's loads go out in groups: "the
+ * tensor tiles' epilogue" there). */
 using Wide = WideTiles<2, 3>;
-/* The weight gradients: their update epilogue needs more registers than
- * two blocks an SM leave (there they spilled and ran slower), so four
- * stages, 129 KB, one block an SM. */
-using WideWeights = WideTiles<1, 4>;
 
 /* A stored row-major matrix of `rows` x `cols` (leading dimension ld), and
  * when `ones`, one more column of constant 1 after the last. `vec`: p and
@@ -443,31 +440,21 @@ __device__ inline void wgmma_wait_sums(float (&d)[64]) {
 }
 #endif
 
-/* Calls f(mi, ni, h, lm, ln) for each pair of a thread's sums,
- * acc[mi][ni][2h] and [2h + 1]: the block's (row lm, columns ln, ln + 1). */
-template <class T, bool A_K, class F>
-__device__ inline void each_pair(int wm, int wn, F f) {
+/* Where a thread's pair of sums acc[mi][ni][2h], [2h + 1] lies in the
+ * block's tile: row lm, columns ln and ln + 1. */
+template <class T, bool A_K>
+__device__ inline void pair_place(int wm, int wn, int mi, int ni, int h, int &lm, int &ln) {
     const int lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
     if constexpr (T::WGMMA) {
         /* wgmma's: warp w of warpgroup wg holds the 16 rows from 64 wg +
          * 16 w (its A fragment's rows, as piece_row orders them), the sums
          * of n8 piece i = 4 mi + ni at acc[mi][ni] */
         const int rows = (threadIdx.x / 128) * 64 + (threadIdx.x % 128) / 32 * 16;
-#pragma unroll
-        for (int mi = 0; mi < T::MI; mi++)
-#pragma unroll
-            for (int ni = 0; ni < T::NI; ni++)
-#pragma unroll
-                for (int h = 0; h < 2; h++)
-                    f(mi, ni, h, rows + piece_row<A_K>(g, h), 8 * (mi * T::NI + ni) + 2 * q);
+        lm = rows + piece_row<A_K>(g, h);
+        ln = 8 * (mi * T::NI + ni) + 2 * q;
     } else {
-#pragma unroll
-        for (int mi = 0; mi < T::MI; mi++)
-#pragma unroll
-            for (int ni = 0; ni < T::NI; ni++)
-#pragma unroll
-                for (int h = 0; h < 2; h++)
-                    f(mi, ni, h, wm + mi * 16 + piece_row<A_K>(g, h), wn + ni * 8 + 2 * q);
+        lm = wm + mi * 16 + piece_row<A_K>(g, h);
+        ln = wn + ni * 8 + 2 * q;
     }
 }
 
@@ -554,39 +541,68 @@ __device__ void tensor_block(const Shape &sh, int64_t tile, int split, const Sto
     cp_async_wait<0>();
     chained_next(); /* the products are done: the next kernel may be scheduled */
 
-    /* the finished sums x, y of the block's (lm, ln), (lm, ln + 1) */
-    auto finish = [&](int lm, int ln, float x, float y) {
-        const int64_t gm = m0 + lm, gn = n0 + ln;
-        const int count = sh.N - gn < 2 ? (int)(sh.N - gn) : 2;
-        const float v[4] = {x, y, 0.0f, 0.0f};
-        if (gm < sh.M && count > 0) epi(gm, gn, v, count);
-    };
-    if (sh.splits == 1) {
-        each_pair<T, A_K>(wm, wn, [&](int mi, int ni, int h, int lm, int ln) {
-            finish(lm, ln, acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
-        });
-        return;
-    }
-    each_pair<T, A_K>(wm, wn, [&](int mi, int ni, int h, int lm, int ln) {
+    /* A thread's pairs of sums, p = (mi * NI + ni) * 2 + h, go to the
+     * epilogue G at a time: the epilogue's loads of the G pairs (and with
+     * several splits, the partials of each slice for the G pairs) go out
+     * together, then the stores. One pair at a time, each waited for its
+     * loads, which took the weight gradients' last blocks tens of
+     * microseconds (benchmarks/RESULTS.md). */
+    constexpr int PAIRS = MI * NI * 2;
+    constexpr int G = T::MIN_BLOCKS == 1 ? 8 : 4;
+    static_assert(PAIRS % G == 0, "whole groups of pairs");
+    const bool split_k = sh.splits > 1;
+    if (split_k) {
         float *mine = partial + ((int64_t)split * sh.tiles + tile) * TILE_FLOATS;
-        *reinterpret_cast<float2 *>(&mine[lm * T::BN + ln]) =
-            make_float2(acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
-    });
-    if (!last_of_tile(counters, tile, sh.splits)) return;
-    each_pair<T, A_K>(wm, wn, [&](int, int, int, int lm, int ln) {
-        /* one load at a time, unlike gemm_block: the products that tiling
-         * puts here split K a few times, and the weight kernels have no
-         * registers to spare for more loads (benchmarks/RESULTS.md) */
-        float2 v = make_float2(0.0f, 0.0f);
-        for (int s = 0; s < sh.splits; s++) {
-            const float2 p = __ldcg(reinterpret_cast<const float2 *>(
-                &partial[((int64_t)s * sh.tiles + tile) * TILE_FLOATS + lm * T::BN + ln]));
-            v.x += p.x;
-            v.y += p.y;
+#pragma unroll
+        for (int p = 0; p < PAIRS; p++) {
+            const int mi = p / (2 * NI), ni = p / 2 % NI, h = p % 2;
+            int lm, ln;
+            pair_place<T, A_K>(wm, wn, mi, ni, h, lm, ln);
+            *reinterpret_cast<float2 *>(&mine[lm * T::BN + ln]) =
+                make_float2(acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
         }
-        finish(lm, ln, v.x, v.y);
-    });
-    tile_released(counters, tile);
+        if (!last_of_tile(counters, tile, sh.splits)) return;
+    }
+    const float *slices = partial + tile * TILE_FLOATS;
+    const int64_t slice_stride = sh.tiles * TILE_FLOATS;
+#pragma unroll
+    for (int p0 = 0; p0 < PAIRS; p0 += G) {
+        int64_t gm[G], gn[G];
+        int at[G], count[G];
+        typename Epi::template In<2> in[G];
+        float v[G][2];
+#pragma unroll
+        for (int g = 0; g < G; g++) {
+            const int p = p0 + g, mi = p / (2 * NI), ni = p / 2 % NI, h = p % 2;
+            int lm, ln;
+            pair_place<T, A_K>(wm, wn, mi, ni, h, lm, ln);
+            gm[g] = m0 + lm;
+            gn[g] = n0 + ln;
+            at[g] = lm * T::BN + ln;
+            count[g] = gm[g] >= sh.M ? 0 : sh.N - gn[g] < 2 ? (int)(sh.N - gn[g]) : 2;
+            in[g] = epi.template load<2>(gm[g], gn[g], count[g]); /* nothing where count <= 0 */
+            v[g][0] = split_k ? 0.0f : acc[mi][ni][2 * h];
+            v[g][1] = split_k ? 0.0f : acc[mi][ni][2 * h + 1];
+        }
+        if (split_k) { /* the slices' partials added in slice order, from zero */
+            for (int s = 0; s < sh.splits; s++) {
+                float2 part[G];
+#pragma unroll
+                for (int g = 0; g < G; g++)
+                    part[g] = __ldcg(reinterpret_cast<const float2 *>(
+                        slices + (int64_t)s * slice_stride + at[g]));
+#pragma unroll
+                for (int g = 0; g < G; g++) {
+                    v[g][0] += part[g].x;
+                    v[g][1] += part[g].y;
+                }
+            }
+        }
+#pragma unroll
+        for (int g = 0; g < G; g++)
+            if (count[g] > 0) epi.template store<2>(gm[g], gn[g], in[g], v[g], count[g]);
+    }
+    if (split_k) tile_released(counters, tile);
 #else
     (void)sh, (void)tile, (void)split, (void)a, (void)b, (void)epi, (void)partial,
         (void)counters;
