@@ -419,7 +419,7 @@ Shape tensor_shape(const Scratch &scratch, int64_t M, int64_t N, int64_t K, bool
 
 /* Which tiles multiply a product of M x N x K: the float32 ones of
  * gemm_block, or on tensor cores large tiles where there are enough of them
- * for every SM, small ones where there are at least 64 of them and the
+ * for every SM, small ones where there are at least 16 of them and the
  * product gives each SM enough tile k-steps (small tiles times k-tiles of
  * BK) to amortize splitting K, and the float32 tiles otherwise and for
  * short K. On wgmma (Scratch::wgmma), a forward or input-gradient product
@@ -427,13 +427,14 @@ Shape tensor_shape(const Scratch &scratch, int64_t M, int64_t N, int64_t K, bool
  * (`weights`) does not (at 72 tiles its small tiles were faster). Measured
  * product by product (benchmarks/RESULTS.md, "the tensor tiles'
  * epilogue"; benchmarks/results/cuda-h200-2026-11-27-stop31-products.txt):
- * a K of 64 (the weight gradient at batch 64), a few small tiles over a
- * long K, or short products of a few hundred columns are faster on the
- * float32 tiles. */
+ * a K of 64 (the weight gradient at batch 64) or short products of a few
+ * hundred columns are faster on the float32 tiles; since the epilogue's
+ * loads go out in groups, a few small tiles over a long K are not (w 101 x
+ * 512 x 8192: 80 against 90 us). */
 enum class Tiling { FLOAT32, SMALL, LARGE };
 
 constexpr int64_t TENSOR_MIN_K = 96;
-constexpr int64_t SMALL_MIN_TILES = 64;
+constexpr int64_t SMALL_MIN_TILES = 16;
 constexpr int64_t SMALL_MIN_STEPS = 3000; /* about 23 an SM of 132 */
 
 static Tiling tiling(const Scratch &scratch, int64_t M, int64_t N, int64_t K, bool weights) {
