@@ -802,11 +802,32 @@ void linear_backward_weights_update(cudaStream_t s, const WeightsJob *jobs, int 
     small.clear();
     large.clear();
     wide.clear();
+    /* Each job's split of K is chosen as if it had the GPU to itself, but the
+     * jobs of one kind of tiles share a launch: where their tiles unsplit
+     * fill most of one wave (three quarters to all of the blocks the GPU
+     * runs at once), none is split. */
+    Tiling kind[MLP_MAX_FUSED_LAYERS];
+    int64_t small_tiles = 0, large_tiles = 0;
+    for (int i = 0; i < n_jobs; i++) {
+        const int64_t M = jobs[i].D + 1, N = jobs[i].H;
+        kind[i] = jobs[i].in.act ? tiling(scratch, M, N, B, true) : Tiling::FLOAT32;
+        if (kind[i] == Tiling::SMALL)
+            small_tiles += cdiv(M, tensor::Small::BM) * cdiv(N, tensor::Small::BN);
+        if (kind[i] == Tiling::LARGE)
+            large_tiles += cdiv(M, tensor::Large::BM) * cdiv(N, tensor::Large::BN);
+    }
+    auto one_wave = [&](int64_t tiles, int64_t per_sm) {
+        const int64_t slots = scratch.sms * per_sm;
+        return slots > 0 && 4 * tiles >= 3 * slots && tiles <= slots;
+    };
+    const bool split_small = !one_wave(small_tiles, tensor::Small::MIN_BLOCKS);
+    const bool split_large = !one_wave(large_tiles, scratch.wgmma ? tensor::Wide::MIN_BLOCKS
+                                                                  : tensor::Large::MIN_BLOCKS);
     for (int i = 0; i < n_jobs; i++) {
         const WeightsJob &job = jobs[i];
         const int64_t M = job.D + 1, N = job.H;
         const OptimizerUpdate epi{job.W_aug, job.M, job.V, job.H, job.D, step};
-        const Tiling t = job.in.act ? tiling(scratch, M, N, B, true) : Tiling::FLOAT32;
+        const Tiling t = kind[i];
         if (t == Tiling::FLOAT32) {
             static const int per_sm = blocks_per_sm(weights_kernel);
             f32.add(float32_shape(M, N, B, true, scratch.sms * per_sm),
@@ -818,14 +839,14 @@ void linear_backward_weights_update(cudaStream_t s, const WeightsJob *jobs, int 
         const tensor::Stored a = stored(job.in.act, job.D, B, job.D, true);
         const tensor::Stored b = stored(job.dout, job.H, B, job.H, false);
         if (t == Tiling::LARGE && scratch.wgmma)
-            wide.add(tensor_shape<tensor::Wide>(scratch, M, N, B, true),
+            wide.add(tensor_shape<tensor::Wide>(scratch, M, N, B, split_large),
                      tensor_shape<tensor::Wide>(scratch, M, N, B, false), a, b, epi,
                      scratch);
         else if (t == Tiling::LARGE)
-            large.add(tensor_shape<tensor::Large>(scratch, M, N, B, true),
+            large.add(tensor_shape<tensor::Large>(scratch, M, N, B, split_large),
                       tensor_shape<tensor::Large>(scratch, M, N, B, false), a, b, epi, scratch);
         else
-            small.add(tensor_shape<tensor::Small>(scratch, M, N, B, true),
+            small.add(tensor_shape<tensor::Small>(scratch, M, N, B, split_small),
                       tensor_shape<tensor::Small>(scratch, M, N, B, false), a, b, epi, scratch);
     }
     using L = tensor::Large;
