@@ -840,8 +840,7 @@ void linear_backward_weights_update(cudaStream_t s, const WeightsJob *jobs, int 
         const tensor::Stored b = stored(job.dout, job.H, B, job.H, false);
         if (t == Tiling::LARGE && scratch.wgmma)
             wide.add(tensor_shape<tensor::Wide>(scratch, M, N, B, split_large),
-                     tensor_shape<tensor::Wide>(scratch, M, N, B, false), a, b, epi,
-                     scratch);
+                     tensor_shape<tensor::Wide>(scratch, M, N, B, false), a, b, epi, scratch);
         else if (t == Tiling::LARGE)
             large.add(tensor_shape<tensor::Large>(scratch, M, N, B, split_large),
                       tensor_shape<tensor::Large>(scratch, M, N, B, false), a, b, epi, scratch);

@@ -70,7 +70,8 @@ struct Tiles {
     static constexpr int B_FLOATS = (BN * (BK + PAD_K) > BK * (BN + 8)) ? BN * (BK + PAD_K)
                                                                         : BK * (BN + 8);
     static constexpr int STAGE_FLOATS = A_FLOATS + B_FLOATS;
-    static constexpr int SMEM_BYTES = STAGES * STAGE_FLOATS * (int)sizeof(float);
+    static constexpr int STAGES_BYTES = STAGES * STAGE_FLOATS * (int)sizeof(float);
+    static constexpr int SMEM_BYTES = STAGES_BYTES;
     static constexpr bool WGMMA = false;
 };
 using Large = Tiles<128, 128, 2, 4, 2>; /* 256 threads, warps of 64 x 32; 96 KB; two an SM */
@@ -81,22 +82,18 @@ using Small = Tiles<64, 64, 2, 2, 4>;   /* 128 threads, warps of 32 x 32; 48 KB;
  * mma.sync; B is split into two parts (high and rest), each 128 rows of BK
  * floats, K-major, 64-byte rows swizzled as the wgmma descriptors' 64-byte
  * mode reads them; two sets of parts, so that one stage's split overlaps
- * the products of the stage before. */
-template <int MIN_BLOCKS_, int STAGES_>
-struct WideTiles : Tiles<128, 128, 2, 4, MIN_BLOCKS_, STAGES_> {
-    using Base = Tiles<128, 128, 2, 4, MIN_BLOCKS_, STAGES_>;
+ * the products of the stage before. Every product on wgmma takes them:
+ * three stages, 105 KB, two blocks an SM, so that one block's split,
+ * barriers and epilogue overlap the other's products (faster than one
+ * block of four stages: benchmarks/RESULTS.md; the weight gradients too,
+ * since their epilogue's loads go out in groups: "the tensor tiles'
+ * epilogue" there). */
+struct Wide : Tiles<128, 128, 2, 4, 2, 3> {
     static constexpr bool WGMMA = true;
     static constexpr int PART_BYTES = 128 * BK * (int)sizeof(float); /* 8 KB */
-    static constexpr int STAGES_BYTES = STAGES_ * Base::STAGE_FLOATS * (int)sizeof(float);
     /* the parts start at the first 1024-byte boundary after the stages */
     static constexpr int SMEM_BYTES = STAGES_BYTES + 1024 + 2 * 2 * PART_BYTES;
 };
-/* Every product on wgmma: three stages, 105 KB, two blocks an SM, so that
- * one block's split, barriers and epilogue overlap the other's products
- * (faster than one block of four stages: benchmarks/RESULTS.md; the weight
- * gradients too, since their epilogue's loads go out in groups: "the
- * tensor tiles' epilogue" there). */
-using Wide = WideTiles<2, 3>;
 
 /* A stored row-major matrix of `rows` x `cols` (leading dimension ld), and
  * when `ones`, one more column of constant 1 after the last. `vec`: p and
@@ -503,8 +500,7 @@ __device__ void tensor_block(const Shape &sh, int64_t tile, int split, const Sto
     /* Wide: the parts' two sets, at the first 1024-byte boundary after the
      * stages (the swizzle's pattern repeats every 512 bytes of a part) */
     const uint32_t raw = (uint32_t)__cvta_generic_to_shared(smem);
-    const uint32_t parts =
-        (raw + T::STAGES * T::STAGE_FLOATS * (uint32_t)sizeof(float) + 1023) & ~1023u;
+    const uint32_t parts = (raw + T::STAGES_BYTES + 1023) & ~1023u;
     unsigned char *parts_p = reinterpret_cast<unsigned char *>(smem) + (parts - raw);
     float(&d)[64] = *reinterpret_cast<float(*)[64]>(&acc[0][0][0]);
 #endif
@@ -548,7 +544,7 @@ __device__ void tensor_block(const Shape &sh, int64_t tile, int split, const Sto
      * loads, which took the weight gradients' last blocks tens of
      * microseconds (benchmarks/RESULTS.md). */
     constexpr int PAIRS = MI * NI * 2;
-    constexpr int G = T::MIN_BLOCKS == 1 ? 8 : 4;
+    constexpr int G = 4;
     static_assert(PAIRS % G == 0, "whole groups of pairs");
     const bool split_k = sh.splits > 1;
     if (split_k) {
