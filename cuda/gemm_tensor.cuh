@@ -2,7 +2,7 @@
  * gemm_tensor.cuh - gemm.cu's large products on tensor cores (compute
  * capability 8.0 and newer): 128 x 128 or 64 x 64 tiles fed by asynchronous copies
  * through four shared-memory stages (at most 96 KB, which every such GPU
- * gives a block), each float32 operand split into two
+ * gives a block; Wide's three, on Hopper only), each float32 operand split into two
  * TF32 parts and multiplied three times (tf32.cuh), which keeps float32's
  * precision as the fused epochs do. gemm.cu's tiling picks it, and which
  * tiles, for products of at least Scratch::tensor_min_work multiply-adds
