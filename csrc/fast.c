@@ -15,6 +15,9 @@
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
+#if !defined(_WIN32)
+#include <unistd.h> /* sysconf */
+#endif
 
 #define NARROW FAST_NARROW
 
@@ -28,6 +31,7 @@
  * pieces go to the threads in contiguous runs (schedule(static)), so that a
  * thread's pieces share their columns of dout in its cache. */
 #define WBLOCK FAST_WBLOCK
+_Static_assert(FAST_WBLOCK % 2 == 0, "a block of weight rows holds whole pairs of columns");
 #define PAR(enough) ((enough) && !mlp_forked)
 
 /* ---- nonzero lists ------------------------------------------------------ */
@@ -385,23 +389,68 @@ void optimizer_update_layer_fast(const mlp_kernels *K, const mlp_layout *L, int 
 
 /* ---- linear_backward: the weight gradient (+ sgd_update) ------------------ */
 
-/* The entries of rows r0 .. r1 of inp by column: for column k, rows
- * cols->row[start[k] .. start[k+1]) in ascending order and their values. */
-static void to_columns_serial(nz_cols *cols, const nz_rows *inp, int64_t r0, int64_t r1) {
-    const int64_t D = inp->D;
+/* Where a row's entry (column k, value v; the entry before it in the row
+ * at column k_before, value v_before) goes in the lists by column, or when
+ * paired, by pairs of columns: its list (key), whether it joins the slot of
+ * the entry before it (column k - 1 of the same pair, which the row's order
+ * by column puts just before), and the values of the slot it writes (the
+ * slot again, whole, when it joins). */
+typedef struct slot_entry {
+    int32_t key;
+    int joins;
+    float v0, v1;
+} slot_entry;
+
+static inline slot_entry slot_of(int paired, int32_t k, float v, int32_t k_before,
+                                 float v_before) {
+    slot_entry e;
+    const int odd = paired && (k & 1);
+    e.key = paired ? k >> 1 : k;
+    e.joins = odd && k_before == k - 1;
+    e.v0 = odd ? (e.joins ? v_before : 0.0f) : v;
+    e.v1 = odd ? v : 0.0f;
+    return e;
+}
+
+static inline void put_slot(nz_cols *cols, int paired, int32_t at, int64_t r, slot_entry e) {
+    cols->row[at] = (int32_t)r;
+    if (paired) {
+        cols->val[2 * at] = e.v0;
+        cols->val[2 * at + 1] = e.v1;
+    } else {
+        cols->val[at] = e.v0;
+    }
+}
+
+/* A row's entries e0 .. e1 counted into their lists' lengths (cnt[key]),
+ * or when place, written to their slots at the lists' cursors (cnt[key]). */
+static inline void row_slots(nz_cols *cols, int paired, int place, int32_t *cnt, const nz_rows *inp,
+                             int64_t r, int64_t e0, int64_t e1) {
+    const int32_t *ix = inp->idx + r * inp->D;
+    const float *vx = inp->val + r * inp->D;
+    int32_t k_before = -2;
+    float v_before = 0.0f;
+    for (int64_t t = e0; t < e1; t++) {
+        const slot_entry e = slot_of(paired, ix[t], vx[t], k_before, v_before);
+        if (place) put_slot(cols, paired, cnt[e.key] - e.joins, r, e);
+        cnt[e.key] += !e.joins;
+        k_before = ix[t], v_before = vx[t];
+    }
+}
+
+/* The entries of rows r0 .. r1 of inp by column or by pairs of columns
+ * (nz_cols): a list for each column or pair, its rows in ascending order. */
+static void to_columns_serial(nz_cols *cols, const nz_rows *inp, int64_t r0, int64_t r1,
+                              int paired) {
+    cols->paired = paired;
+    const int64_t lists = paired ? NZ_PAIRS(inp->D) : inp->D;
     int32_t *start = cols->start;
-    memset(start, 0, sizeof(int32_t) * (size_t)(D + 1));
-    for (int64_t r = r0; r < r1; r++)
-        for (int64_t t = 0; t < inp->nnz[r]; t++) start[inp->idx[r * D + t] + 1]++;
-    for (int64_t k = 0; k < D; k++) start[k + 1] += start[k];
+    memset(start, 0, sizeof(int32_t) * (size_t)(lists + 1));
+    for (int64_t r = r0; r < r1; r++) row_slots(cols, paired, 0, start + 1, inp, r, 0, inp->nnz[r]);
+    for (int64_t k = 0; k < lists; k++) start[k + 1] += start[k];
     int32_t *next = cols->next;
-    memcpy(next, start, sizeof(int32_t) * (size_t)D);
-    for (int64_t r = r0; r < r1; r++)
-        for (int64_t t = 0; t < inp->nnz[r]; t++) {
-            const int32_t k = inp->idx[r * D + t], at = next[k]++;
-            cols->row[at] = (int32_t)r;
-            cols->val[at] = inp->val[r * D + t];
-        }
+    memcpy(next, start, sizeof(int32_t) * (size_t)lists);
+    for (int64_t r = r0; r < r1; r++) row_slots(cols, paired, 1, next, inp, r, 0, inp->nnz[r]);
 }
 
 /* The first entry of a row's column-sorted list idx[0 .. n) at column k or
@@ -418,7 +467,7 @@ static int64_t first_at(const int32_t *idx, int64_t n, int64_t k) {
     return lo;
 }
 
-/* The same, the columns cut into one contiguous range per thread: each
+/* The same, the lists cut into one contiguous range per thread: each
  * thread finds its columns' entries in every row (a row's list is sorted by
  * column), counts them, and after one barrier writes them after the entries
  * of the threads before it. Each thread writes only its own part of the
@@ -426,7 +475,7 @@ static int64_t first_at(const int32_t *idx, int64_t n, int64_t k) {
  * thread took a part of the rows and wrote into every column), and the
  * lists come out as the serial ones do. The ranges have equal numbers of
  * columns: MNIST's pixels split into the image's top and bottom halves. */
-static void to_columns(nz_cols *cols, const nz_rows *inp, int64_t r0, int64_t r1) {
+static void to_columns(nz_cols *cols, const nz_rows *inp, int64_t r0, int64_t r1, int paired) {
     const int64_t D = inp->D;
     int64_t entries = 0;
     for (int64_t r = r0; r < r1; r++) entries += inp->nnz[r];
@@ -436,11 +485,13 @@ static void to_columns(nz_cols *cols, const nz_rows *inp, int64_t r0, int64_t r1
     int T = 1;
 #endif
     T = T < cols->threads ? T : cols->threads;
-    if (!PAR(entries > PAR_MIN) || T < 2 || D < 2 * T) {
-        to_columns_serial(cols, inp, r0, r1);
+    const int64_t lists = paired ? NZ_PAIRS(D) : D;
+    if (!PAR(entries > PAR_MIN) || T < 2 || lists < 2 * T) {
+        to_columns_serial(cols, inp, r0, r1, paired);
         return;
     }
-    int32_t *totals = cols->counts; /* each thread's entries */
+    cols->paired = paired;
+    int32_t *totals = cols->counts; /* each thread's slots */
 #pragma omp parallel num_threads(T)
     {
 #ifdef _OPENMP
@@ -448,14 +499,15 @@ static void to_columns(nz_cols *cols, const nz_rows *inp, int64_t r0, int64_t r1
 #else
         const int t = 0, n_t = 1;
 #endif
-        const int64_t ka = D * t / n_t, kb = D * (t + 1) / n_t;
-        int32_t *cnt = cols->next; /* counts, then cursors, of this thread's columns */
+        const int64_t ka = lists * t / n_t, kb = lists * (t + 1) / n_t; /* this thread's lists */
+        const int64_t ca = paired ? 2 * ka : ka, cb = paired ? 2 * kb : kb; /* and columns */
+        int32_t *cnt = cols->next; /* counts, then cursors, of this thread's lists */
         memset(cnt + ka, 0, sizeof(int32_t) * (size_t)(kb - ka));
         int32_t mine = 0;
         for (int64_t r = r0; r < r1; r++) {
             const int32_t *ix = inp->idx + r * D;
-            const int64_t n = inp->nnz[r], e1 = first_at(ix, n, kb);
-            for (int64_t e = first_at(ix, n, ka); e < e1; e++) cnt[ix[e]]++;
+            const int64_t n = inp->nnz[r];
+            row_slots(cols, paired, 0, cnt, inp, r, first_at(ix, n, ca), first_at(ix, n, cb));
         }
         for (int64_t k = ka; k < kb; k++) mine += cnt[k];
         totals[t] = mine;
@@ -467,23 +519,34 @@ static void to_columns(nz_cols *cols, const nz_rows *inp, int64_t r0, int64_t r1
             cols->start[k] = cnt[k] = at;
             at += c;
         }
-        if (t == n_t - 1) cols->start[D] = at;
+        if (t == n_t - 1) cols->start[lists] = at;
         for (int64_t r = r0; r < r1; r++) {
             const int32_t *ix = inp->idx + r * D;
-            const float *vx = inp->val + r * D;
-            const int64_t n = inp->nnz[r], e1 = first_at(ix, n, kb);
-            for (int64_t e = first_at(ix, n, ka); e < e1; e++) {
-                const int32_t k = ix[e], to = cnt[k]++;
-                cols->row[to] = (int32_t)r;
-                cols->val[to] = vx[e];
-            }
+            const int64_t n = inp->nnz[r];
+            row_slots(cols, paired, 1, cnt, inp, r, first_at(ix, n, ca), first_at(ix, n, cb));
         }
     }
 }
 
-void nz_sort_columns(nz_cols *cols, const nz_rows *inp) {
-    to_columns_serial(cols, inp, 0, inp->B);
+/* whether a sort of B rows for the weight pass pairs the columns: only for
+ * a fused step's (with_step), which takes the whole batch at once */
+static int pairs_pay(const nz_cols *cols, int64_t B, int with_step) {
+    return with_step && B >= cols->pair_rows;
+}
+
+void nz_sort_columns(nz_cols *cols, const nz_rows *inp, int with_step) {
+    to_columns_serial(cols, inp, 0, inp->B, pairs_pay(cols, inp->B, with_step));
     cols->sorted = inp;
+}
+
+int64_t nz_pair_rows(const mlp_kernels *K) {
+    if (!K->weights_pair) return INT64_MAX;
+    long l1 = 0;
+#ifdef _SC_LEVEL1_DCACHE_SIZE
+    l1 = sysconf(_SC_LEVEL1_DCACHE_SIZE);
+#endif
+    if (l1 <= 0) l1 = 32768;
+    return l1 / (K->chunk * (int64_t)sizeof(float)) + 1;
 }
 
 int64_t nz_columns_rows(const nz_rows *inp, const float *dense_inp, int64_t H, int with_step) {
@@ -582,33 +645,42 @@ void linear_backward_weights_fast(const mlp_kernels *K, float *GW, const wlayout
     /* Only this path reads (and uses up) a sort by nz_sort_columns: the
      * dense paths above run on another thread while that sort may still be
      * going on (model.c, step_above_first), and must not touch it. */
-    const int presorted = cols->sorted == inp;
+    const int presorted = cols->sorted == inp && cols->paired == pairs_pay(cols, B, u != NULL);
     cols->sorted = NULL;
     bias_grad(K, Gb, dout, B, H, scale, u);
     for (int64_t r0 = 0; r0 < B; r0 += rows) {
         if (!(presorted && rows >= B)) /* else nz_sort_columns did it */
-            to_columns(cols, inp, r0, r0 + rows < B ? r0 + rows : B);
+            to_columns(cols, inp, r0, r0 + rows < B ? r0 + rows : B,
+                       pairs_pay(cols, rows, u != NULL));
 #pragma omp parallel for collapse(2) schedule(static) if (PAR(B * H > PAR_MIN))
         for (int64_t c = 0; c < chunks; c++)
             for (int64_t kb = 0; kb < kblocks; kb++) {
                 const int64_t j0 = c * CHUNK, w = H - j0 < CHUNK ? H - j0 : CHUNK;
                 const int64_t k1 = (kb + 1) * WBLOCK < D ? (kb + 1) * WBLOCK : D;
                 const int64_t shift = wl_shift(wl, j0), ld = wl_ld(wl, j0);
-                if (!u) {
+                if (!u) { /* lists by column: pairs_pay */
                     K->weights_cols(GW + shift, ld, cols->start, cols->row, cols->val,
                                     kb * WBLOCK, k1, dout, H, j0, w, scale);
                     continue;
                 }
                 float sq[MLP_CHUNK_MAX] = {0}; /* u->squares of this block of rows */
-                for (int64_t k = kb * WBLOCK; k < k1; k++) {
-                    const int64_t first = cols->start[k], n = cols->start[k + 1] - first;
-                    const int64_t at = shift + k * ld + j0;
-                    float g[MLP_CHUNK_MAX] = {0};
-                    if (n > 0)
-                        K->weights_chunk(g, cols->row + first, cols->val + first, n, dout, H,
+                const int step = cols->paired ? 2 : 1; /* weight rows a list holds */
+                for (int64_t k = kb * WBLOCK; k < k1; k += step) {
+                    const int32_t *st = cols->start + k / step;
+                    const int64_t first = st[0], n = st[1] - first;
+                    float g[2][MLP_CHUNK_MAX];
+                    memset(g, 0, sizeof g[0] * (size_t)step);
+                    if (n > 0 && step == 2)
+                        K->weights_pair(g[0], g[1], cols->row + first, cols->val + 2 * first,
+                                        n, dout, H, j0, w, 1.0f);
+                    else if (n > 0)
+                        K->weights_chunk(g[0], cols->row + first, cols->val + first, n, dout, H,
                                          j0, w, 1.0f);
-                    if (u->squares) K->add_squares(sq, GW + at, w);
-                    K->update(u->s, GW + at, g, u->mW + at, u->vW + at, w, 0);
+                    for (int64_t i = 0; i < step && k + i < k1; i++) {
+                        const int64_t at = shift + (k + i) * ld + j0;
+                        if (u->squares) K->add_squares(sq, GW + at, w);
+                        K->update(u->s, GW + at, g[i], u->mW + at, u->vW + at, w, 0);
+                    }
                 }
                 if (u->squares) memcpy(u->squares + kb * H + j0, sq, sizeof(float) * (size_t)w);
             }

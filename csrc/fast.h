@@ -108,10 +108,22 @@ typedef struct nz_rows {
 } nz_rows;
 
 /* The same entries by column (scratch of linear_backward_weights_fast):
- * D + 1 column starts, D cursors, B * D rows and values. */
+ * for column k, rows row[start[k] .. start[k + 1]) in ascending order and
+ * their values val[..]. Or, when paired, by pairs of columns: for pair p,
+ * columns 2p and 2p + 1, a slot s in start[p] .. start[p + 1] for each row
+ * that has either column, in ascending row order: row[s], and val[2s] and
+ * val[2s + 1], the row's values in the two columns (0 where it has none).
+ * A row of dout is then read once for both columns (kernels.h,
+ * weights_pair), which pays where a batch's rows of dout do not fit the L1
+ * cache (pair_rows) and neighbouring columns are often nonzero together
+ * (MNIST's 150 entries a row take 88 slots). Room: D + 1 starts, D cursors,
+ * B * D rows and B * (D + 1) values. */
+#define NZ_PAIRS(D) (((D) + 1) / 2)
 typedef struct nz_cols {
     int32_t *start, *next, *row;
     float *val;
+    int paired;        /* how the last sort laid the lists out */
+    int64_t pair_rows; /* sorts of this many rows or more are paired (nz_pair_rows) */
     int32_t *counts; /* each thread's entries when they share the work */
     int threads;     /* how many threads counts has room for */
     const nz_rows *sorted; /* the rows nz_sort_columns sorted, until the next pass */
@@ -122,10 +134,16 @@ typedef struct nz_cols {
  * read them by column. */
 int64_t nz_columns_rows(const nz_rows *inp, const float *dense_inp, int64_t H, int with_step);
 
+/* The rows from which a sort by column pays to pair the columns with
+ * kernel set K: where the set has weights_pair and a chunk of that many
+ * rows of dout is more than the L1 data cache holds; else INT64_MAX. */
+int64_t nz_pair_rows(const mlp_kernels *K);
+
 /* All of inp's rows by column, on the calling thread, for the next
  * linear_backward_weights_fast on inp (which then sorts nothing when it
- * takes the whole batch at once). */
-void nz_sort_columns(nz_cols *cols, const nz_rows *inp);
+ * takes the whole batch at once; with_step: it is given a fused_step, and
+ * the lists may be paired). */
+void nz_sort_columns(nz_cols *cols, const nz_rows *inp, int with_step);
 
 /* Every row's nonzero entries of a data set, built once and kept with it
  * (rows r's entries at start[r] .. start[r + 1], values unscaled; blk: per

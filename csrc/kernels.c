@@ -200,6 +200,56 @@ static void weights_cols(float *GW, int64_t ldg, const int32_t *start, const int
     }
 }
 
+#ifdef __AVX512F__
+/* Rows k and k + 1 of GW (g0, g1), columns [j0, j0 + w): += scale * the
+ * sums over the slots (r, v0, v1) of the pair of input columns k, k + 1 of
+ * v0 * dout[r] and v1 * dout[r]. With AVX-512's 32 registers both rows'
+ * sums fit beside a row of dout, which is then read once for both: where
+ * dout's rows do not fit the L1 cache, its bandwidth from the L2 cache, not
+ * the multiply-adds, bounds weights_chunk. A slot whose row has only one of
+ * the two columns holds 0 for the other, and 0 * dout added to a sum leaves
+ * it as it was (a sum that starts from +0 is never -0; dout is finite where
+ * it matters, and where it is not, 0 * inf makes NaN as the dense X^T @ dout
+ * does), so each sum is weights_chunk's over its own column, bit for bit. */
+static void weights_pair(float *g0, float *g1, const int32_t *rows, const float *vals, int64_t n,
+                         const float *dout, int64_t H, int64_t j0, int64_t w, float scale) {
+    if (w == CHUNK) {
+        vf a0 = SPLAT(0.0f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+        vf b0 = a0, b1 = a0, b2 = a0, b3 = a0, b4 = a0, b5 = a0, b6 = a0, b7 = a0;
+        for (int64_t t = 0; t < n; t++) {
+            const float *d = dout + (int64_t)rows[t] * H + j0;
+            const vf s0 = SPLAT(vals[2 * t]), s1 = SPLAT(vals[2 * t + 1]);
+            const vf d0 = LOAD(d), d1 = LOAD(d + VL), d2 = LOAD(d + 2 * VL), d3 = LOAD(d + 3 * VL);
+            const vf d4 = LOAD(d + 4 * VL), d5 = LOAD(d + 5 * VL), d6 = LOAD(d + 6 * VL),
+                     d7 = LOAD(d + 7 * VL);
+            a0 += s0 * d0, a1 += s0 * d1, a2 += s0 * d2, a3 += s0 * d3;
+            a4 += s0 * d4, a5 += s0 * d5, a6 += s0 * d6, a7 += s0 * d7;
+            b0 += s1 * d0, b1 += s1 * d1, b2 += s1 * d2, b3 += s1 * d3;
+            b4 += s1 * d4, b5 += s1 * d5, b6 += s1 * d6, b7 += s1 * d7;
+        }
+        const vf c = SPLAT(scale);
+        const vf as[8] = {a0, a1, a2, a3, a4, a5, a6, a7}, bs[8] = {b0, b1, b2, b3, b4, b5, b6, b7};
+#pragma GCC unroll 8
+        for (int q = 0; q < 8; q++) {
+            STORE(g0 + q * VL, LOAD(g0 + q * VL) + c * as[q]);
+            STORE(g1 + q * VL, LOAD(g1 + q * VL) + c * bs[q]);
+        }
+        return;
+    }
+    float acc0[CHUNK] = {0}, acc1[CHUNK] = {0};
+    for (int64_t t = 0; t < n; t++) {
+        const float *d = dout + (int64_t)rows[t] * H + j0;
+        const float s0 = vals[2 * t], s1 = vals[2 * t + 1];
+        for (int64_t j = 0; j < w; j++) acc0[j] += s0 * d[j], acc1[j] += s1 * d[j];
+    }
+    for (int64_t j = 0; j < w; j++) g0[j] += scale * acc0[j], g1[j] += scale * acc1[j];
+}
+
+#define WEIGHTS_PAIR weights_pair
+#else /* too few registers for both rows' sums: the sets without do not pair columns */
+#define WEIGHTS_PAIR NULL
+#endif
+
 /* Rows x[0 .. n) (n <= DENSE_ROWS, dense, ldx apart), columns [j0, j0 + w)
  * (w <= DENSE_COLS): o = b + x @ W (b NULL: no bias), ReLU when relu. The
  * rows share each load of W. */
@@ -411,6 +461,7 @@ static void update(const mlp_step *step, float *p, const float *g, float *m, flo
 
 const mlp_kernels TABLE(MLP_KERNEL_SET) = {
     NAME(MLP_KERNEL_SET), CHUNK,         DENSE_ROWS,   DENSE_COLS,    dot,
-    relu_mask,            forward_rows,  weights_chunk, weights_cols,  forward_dense,
-    weights_dense,        row_nonzeros,  add_squares,   count_nonzeros, update,
+    relu_mask,            forward_rows,  weights_chunk, weights_cols,  WEIGHTS_PAIR,
+    forward_dense,        weights_dense, row_nonzeros,  add_squares,   count_nonzeros,
+    update,
 };

@@ -46,6 +46,13 @@ typedef struct mlp_kernels {
     void (*weights_cols)(float *GW, int64_t ldg, const int32_t *start, const int32_t *rows,
                          const float *vals, int64_t k0, int64_t k1, const float *dout, int64_t H,
                          int64_t j0, int64_t w, float scale);
+    /* With AVX-512 only (NULL in the other sets): rows k and k + 1 of GW
+     * (g0, g1), columns [j0, j0 + w): += scale * the sums of v0 * dout[r]
+     * and v1 * dout[r] over the n slots (r, v0, v1) of the pair of input
+     * columns k, k + 1 (rows[t], vals[2t], vals[2t + 1]; 0 where the row
+     * lacks that column); each sum weights_chunk's, bit for bit */
+    void (*weights_pair)(float *g0, float *g1, const int32_t *rows, const float *vals, int64_t n,
+                         const float *dout, int64_t H, int64_t j0, int64_t w, float scale);
     /* dense rows x[0 .. n) (ldx apart), columns [j0, j0 + w): o (ldo
      * apart) = b + x @ W (or x @ W when b is NULL; W's rows H apart), ReLU
      * when relu; the sums start from the bias (or zero) and run over k in

@@ -166,7 +166,8 @@ static mlp_status reserve_rows(mlp_model *m, int64_t rows) {
     m->cols.start = mlp_alloc(sizeof(int32_t) * (size_t)(widest_in + 1));
     m->cols.next = mlp_alloc(sizeof(int32_t) * (size_t)widest_in);
     m->cols.row = mlp_alloc(sizeof(int32_t) * (size_t)rows * (size_t)widest_in);
-    m->cols.val = alloc_floats(rows, widest_in);
+    m->cols.val = alloc_floats(rows, widest_in + 1); /* room for pairs: fast.h */
+    m->cols.pair_rows = nz_pair_rows(m->kernels);
 #ifdef _OPENMP
     m->cols.threads = omp_get_max_threads();
 #else
@@ -658,7 +659,7 @@ static double step_above_first(mlp_model *m, const mlp_data *data, const int64_t
 #pragma omp single
     {
 #pragma omp task
-        nz_sort_columns(&m->cols, &m->nz[0]);
+        nz_sort_columns(&m->cols, &m->nz[0], with_step);
         loss_sum = forward_layers(m, data, idx, 0, t, B, correct, 1, 1, n);
         backward_layers(m, t, B, w, s, n - 1, 1);
 #pragma omp taskwait

@@ -103,6 +103,58 @@ def test_rows_with_empty_input_blocks_match_reference(monkeypatch, kernels):
     np.testing.assert_allclose(net.predict(net.bind(X)), same.predict(X), rtol=1e-5, atol=1e-7)
 
 
+def strokes(rng, n, d):
+    """Pixel-like uint8 rows whose nonzero inputs come in runs of neighbours
+    (2 to 7 long, starting at odd and even columns; some at the last
+    column), as a drawn stroke's pixels do, and rows with no entry."""
+    X = np.zeros((n, d), np.uint8)
+    for r in range(n):
+        for _ in range(int(rng.integers(4, 20))):
+            a, length = int(rng.integers(0, d)), int(rng.integers(2, 8))
+            X[r, a:a + length] = rng.integers(1, 256, size=len(X[r, a:a + length]))
+    X[::9] = 0
+    X[5::13, -1] = 200
+    return X
+
+
+@pytest.mark.parametrize("hidden", [(70,), (70, 40)])
+@pytest.mark.parametrize("recipe", ["momentum", "adam", "sklearn-adam"])
+def test_weight_pass_by_pairs_of_columns_matches_reference(monkeypatch, recipe, hidden):
+    """A fused step's weight pass over a batch whose rows of dout do not fit
+    the L1 cache reads the entries by pairs of neighbouring input columns
+    (fast.h, nz_cols; AVX-512 only): a row with both columns of a pair
+    takes one slot, a row with one of them a slot with a zero for the
+    other. Against the float64 reference, and bit for bit against the AVX2
+    set, which never pairs them. Runs of nonzero neighbours, an odd width
+    (the last pair has one column), batches of more entries than the sort
+    shares between threads (which the first layer's step does itself when a
+    wide layer above keeps it from sorting beside the layers above, model.c's
+    step_above_first)."""
+    rng = np.random.default_rng(21)
+    n, d, classes, batch = 300, 101, 4, 150
+    X = strokes(rng, n, d)
+    y = rng.integers(0, classes, n).astype(np.int32)
+    sizes = (d, *hidden, classes)
+    params, orders = initial_state(sizes, n, 3, seed=4)
+    if recipe == "sklearn-adam":
+        opt = make_optimizer("adam", 0.01, weight_decay=1e-3, convention="sklearn").core_dict()
+    else:
+        opt = optimizer(0.9 if recipe == "momentum" else "adam", 1e-3)
+    results = {}
+    for kernels in [k for k in KERNEL_SETS if k != "base"]:
+        monkeypatch.setenv("MLP_KERNELS", kernels)
+        losses, final, net = run_backend("cpu", sizes, params, X, y, orders, batch, opt=opt)
+        assert net.model.kernel_set == kernels
+        results[kernels] = (losses, final)
+    ref_losses, ref_final, _ = run_reference(sizes, params, X, y, orders, batch, opt=opt)
+    for losses, final in results.values():
+        np.testing.assert_allclose(losses, ref_losses, rtol=1e-4)
+        assert rel_err(final, ref_final) < 1e-4
+    if "avx512" in results:
+        for a, b in zip(results["avx2"], results["avx512"]):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_unknown_kernel_request_falls_back_to_the_best_set(monkeypatch):
     monkeypatch.setenv("MLP_KERNELS", "avx9000")
     net = get_backend("cpu").network((3, 2, 2), np.zeros(3 * 2 + 2 + 2 * 2 + 2, np.float32))
