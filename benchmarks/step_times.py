@@ -3,7 +3,7 @@ size and recipe, through the backend's train_epoch (what mlp.train and the
 estimators call each epoch): one warm-up epoch, then the median of
 --repeats epochs. Prints the kernels each epoch ran (kernel_set). With
 --kernels, each MLP_KERNELS setting named ("default" for none, "gemm",
-"base") trains a network of its own, their epochs interleaved.
+"base", "fused") trains a network of its own, their epochs interleaved.
 
     python benchmarks/step_times.py --device cuda --mnist DIR [--batch-sizes 64 200 1024]
 """
@@ -89,7 +89,7 @@ def main():
                    choices=["mnist-uint8", "mnist-float32", "tabular"])
     p.add_argument("--hidden-sizes", type=int, nargs="+", help="instead of --hidden: several")
     p.add_argument("--kernels", nargs="+", default=["default"],
-                   choices=["default", "gemm", "base"])
+                   choices=["default", "gemm", "base", "fused"])
     p.add_argument("--rows", type=int, help="only the first ROWS rows of each data set")
     p.add_argument("--lr", type=float, help="SGD's learning rate (default 0.1)")
     p.add_argument("--json")

@@ -752,6 +752,20 @@ static mlp_status record_epoch(mlp_model *m, const mlp_data *data, int64_t n, in
     return MLP_OK;
 }
 
+/* Whether a one-hidden-layer net trains faster one kernel per op at this
+ * batch size: a fused epoch's time grows with the hidden units and hardly
+ * falls with the batch, while the kernel-per-op path's large products on
+ * Hopper's warpgroup tiles (gemm_tensor.cuh's Wide) fill the GPU at large
+ * batches. Measured on an H200 (benchmarks/RESULTS.md, "one kernel per op
+ * for wide layers at large batches"): from 2^22 hidden values a step every
+ * shape measured of 512 units or more was faster one kernel per op (1.15x
+ * to 1.8x), at 2^21 some were slower (to 0.90x); 784-256-10 at 8192 was
+ * slower (0.85x), hence the 512 units. */
+static bool wide_products_win(const mlp_model *m, int64_t batch) {
+    const int64_t H = m->L.sizes[1];
+    return m->scratch.wgmma && H >= 512 && H * batch >= ((int64_t)1 << 22);
+}
+
 /* The fused kernel's plan for this model at a batch size (rows per step):
  * ok = false when the model takes a kernel-per-op path. */
 static FusedPlan plan_for(mlp_model *m, const mlp_data *data, const mlp_optimizer &opt,
@@ -762,9 +776,12 @@ static FusedPlan plan_for(mlp_model *m, const mlp_data *data, const mlp_optimize
         return FusedPlan{};
     const bool general = fused_general(m->act, m->loss, opt);
     /* MLP_KERNELS=base: the float32 units only, as in the C core's baseline;
-     * MLP_KERNELS=gemm: the tuned kernel-per-op path (benchmarks) */
+     * MLP_KERNELS=gemm: the tuned kernel-per-op path; MLP_KERNELS=fused: the
+     * one-kernel epoch even where wide_products_win (benchmarks) */
     const char *kernels = getenv("MLP_KERNELS");
     if (kernels && strcmp(kernels, "gemm") == 0) return FusedPlan{};
+    if (!(kernels && strcmp(kernels, "fused") == 0) && wide_products_win(m, batch))
+        return FusedPlan{};
     const bool tensor = !(kernels && strcmp(kernels, "base") == 0);
     /* plan_batch 0 until the first plan */
     const int moments = fused_moments(opt);

@@ -2,6 +2,8 @@
 weights, the same batches, the same losses at every step and the same
 parameters after 50 steps; and the cores against each other."""
 
+import subprocess
+
 import numpy as np
 import pytest
 
@@ -381,6 +383,43 @@ def test_fused_general_code_matches_c_core(activation, loss, opt_name, batch, d,
     assert net.model.kernel_set in kernels
     np.testing.assert_allclose(g_losses, c_losses, rtol=1e-4)
     assert rel_err(g_final, c_final) < 1e-4
+
+
+def gpu_is_hopper():
+    """Whether the GPU is of compute capability 9.0, where a default build
+    (CMakeLists.txt: auto or release) carries sm_90a's warpgroup products."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return out.split("\n")[0].strip() == "9.0"
+
+
+@pytest.mark.cuda
+def test_wide_hidden_layers_at_large_batches_train_one_kernel_per_op(monkeypatch):
+    """wide_products_win (cuda/model.cu): a one-hidden-layer net of at least
+    512 hidden units takes the kernel-per-op path from 2^22 hidden values a
+    step where its large products run on Hopper's warpgroup tiles, and the
+    one-kernel epoch below that or with those tiles kept on mma.sync
+    (MLP_CUDA_WGMMA=0); each against the C core."""
+    rng = np.random.default_rng(8)
+    X, y = make_problem(rng, 16384, 100, 3)
+    sizes = (100, 512, 3)
+    params, orders = initial_state(sizes, len(X), 1, seed=8)
+    fused = {"fused-rows", "fused-tensor", "fused"}
+    wide = {"cuda-tensor"} if gpu_is_hopper() else fused
+    for batch, wgmma, kernels in [(4096, None, fused), (8192, "0", fused), (8192, None, wide)]:
+        if wgmma is None:
+            monkeypatch.delenv("MLP_CUDA_WGMMA", raising=False)
+        else:
+            monkeypatch.setenv("MLP_CUDA_WGMMA", wgmma)
+        c_losses, c_final, _ = run_backend("cpu", sizes, params, X, y, orders, batch, 0.05, 0.9)
+        g_losses, g_final, net = run_backend("cuda", sizes, params, X, y, orders, batch, 0.05,
+                                             0.9)
+        assert net.model.kernel_set in kernels, (batch, wgmma)
+        np.testing.assert_allclose(g_losses, c_losses, rtol=1e-4)
+        assert rel_err(g_final, c_final) < 1e-4
 
 
 @pytest.mark.cuda
