@@ -228,12 +228,22 @@ static void weights_pair(float *g0, float *g1, const int32_t *rows, const float 
             b4 += s1 * d4, b5 += s1 * d5, b6 += s1 * d6, b7 += s1 * d7;
         }
         const vf c = SPLAT(scale);
-        const vf as[8] = {a0, a1, a2, a3, a4, a5, a6, a7}, bs[8] = {b0, b1, b2, b3, b4, b5, b6, b7};
-#pragma GCC unroll 8
-        for (int q = 0; q < 8; q++) {
-            STORE(g0 + q * VL, LOAD(g0 + q * VL) + c * as[q]);
-            STORE(g1 + q * VL, LOAD(g1 + q * VL) + c * bs[q]);
-        }
+        STORE(g0, LOAD(g0) + c * a0);
+        STORE(g1, LOAD(g1) + c * b0);
+        STORE(g0 + 1 * VL, LOAD(g0 + 1 * VL) + c * a1);
+        STORE(g1 + 1 * VL, LOAD(g1 + 1 * VL) + c * b1);
+        STORE(g0 + 2 * VL, LOAD(g0 + 2 * VL) + c * a2);
+        STORE(g1 + 2 * VL, LOAD(g1 + 2 * VL) + c * b2);
+        STORE(g0 + 3 * VL, LOAD(g0 + 3 * VL) + c * a3);
+        STORE(g1 + 3 * VL, LOAD(g1 + 3 * VL) + c * b3);
+        STORE(g0 + 4 * VL, LOAD(g0 + 4 * VL) + c * a4);
+        STORE(g1 + 4 * VL, LOAD(g1 + 4 * VL) + c * b4);
+        STORE(g0 + 5 * VL, LOAD(g0 + 5 * VL) + c * a5);
+        STORE(g1 + 5 * VL, LOAD(g1 + 5 * VL) + c * b5);
+        STORE(g0 + 6 * VL, LOAD(g0 + 6 * VL) + c * a6);
+        STORE(g1 + 6 * VL, LOAD(g1 + 6 * VL) + c * b6);
+        STORE(g0 + 7 * VL, LOAD(g0 + 7 * VL) + c * a7);
+        STORE(g1 + 7 * VL, LOAD(g1 + 7 * VL) + c * b7);
         return;
     }
     float acc0[CHUNK] = {0}, acc1[CHUNK] = {0};
