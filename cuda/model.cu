@@ -758,9 +758,9 @@ static mlp_status record_epoch(mlp_model *m, const mlp_data *data, int64_t n, in
  * Hopper's warpgroup tiles (gemm_tensor.cuh's Wide) fill the GPU at large
  * batches. Measured on an H200 (benchmarks/RESULTS.md, "one kernel per op
  * for wide layers at large batches"): from 2^22 hidden values a step every
- * shape measured of 512 units or more was faster one kernel per op (1.15x
- * to 1.8x), at 2^21 some were slower (to 0.90x); 784-256-10 at 8192 was
- * slower (0.85x), hence the 512 units. */
+ * shape measured of 512 units or more was faster one kernel per op (1.17x
+ * to 2.41x), at 2^21 some were slower (to 0.90x); 784-256-10 at 8192 was
+ * slower (0.83x), hence the 512 units. */
 static bool wide_products_win(const mlp_model *m, int64_t batch) {
     const int64_t H = m->L.sizes[1];
     return m->scratch.wgmma && H >= 512 && H * batch >= ((int64_t)1 << 22);
