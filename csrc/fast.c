@@ -46,6 +46,7 @@ void nz_gather(const mlp_kernels *K, nz_rows *nz, const void *X, mlp_dtype dtype
                const int64_t *idx, int64_t start, int64_t B, float scale) {
     nz->B = B;
     nz->D = d;
+    nz->has_pairs = 0;
     const int64_t blocks = FAST_BLOCKS(d);
 #pragma omp parallel for schedule(static) if (PAR(B * d > PAR_MIN))
     for (int64_t r = 0; r < B; r++) {
@@ -63,6 +64,7 @@ double nz_count(const mlp_kernels *K, nz_rows *nz, const float *X, int64_t d,
                 const int64_t *idx, int64_t start, int64_t B) {
     nz->B = B;
     nz->D = d;
+    nz->has_pairs = 0;
     int64_t total = 0;
 #pragma omp parallel for schedule(static) reduction(+ : total) if (PAR(B * d > PAR_MIN))
     for (int64_t r = 0; r < B; r++) {
@@ -91,6 +93,16 @@ static void *lists_alloc(size_t bytes) {
     return mlp_alloc(bytes);
 }
 
+/* A row's pairs of columns, one a slot (nz_rows' pkey), from its n
+ * entries' columns ix (ascending): the pair of each entry but one of column
+ * 2p + 1 that follows one of column 2p; returns how many. */
+static int64_t row_pairs(int32_t *pkey, const int32_t *ix, int64_t n) {
+    int64_t s = 0;
+    for (int64_t t = 0; t < n; t++)
+        if (!((ix[t] & 1) && t > 0 && ix[t - 1] == ix[t] - 1)) pkey[s++] = ix[t] >> 1;
+    return s;
+}
+
 nz_cache *nz_cache_build(const mlp_kernels *K, const void *X, mlp_dtype dtype, int64_t n,
                          int64_t d, size_t max_bytes) {
     const int64_t blocks = FAST_BLOCKS(d);
@@ -103,6 +115,8 @@ nz_cache *nz_cache_build(const mlp_kernels *K, const void *X, mlp_dtype dtype, i
     start[0] = 0;
     for (int64_t r = 0; r < n; r++) start[r + 1] += start[r];
     const double bytes = 8.0 * (double)start[n] + 4.0 * (double)n * (double)(blocks + 1);
+    /* the pairs of columns where they fit too (4 more bytes an entry) */
+    const int pairs = bytes + 4.0 * (double)(start[n] + n) <= (double)max_bytes;
     if (bytes > (double)max_bytes || (double)start[n] > FAST_DENSE * (double)n * (double)d) {
         free(start);
         return NULL;
@@ -122,10 +136,15 @@ nz_cache *nz_cache_build(const mlp_kernels *K, const void *X, mlp_dtype dtype, i
         c->idx = lists_alloc(sizeof(int32_t) * (size_t)start[n]);
         c->val = lists_alloc(sizeof(float) * (size_t)start[n]);
         c->blk = lists_alloc(sizeof(int32_t) * (size_t)n * (size_t)(blocks + 1));
+        if (pairs) {
+            c->pkey = lists_alloc(sizeof(int32_t) * (size_t)start[n]);
+            c->pslots = mlp_alloc(sizeof(int32_t) * (size_t)n);
+        }
         c->n = n;
         c->d = d;
     }
-    if (!c || !c->idx || !c->val || !c->blk || !scratch_ix || !scratch_vx) {
+    if (!c || !c->idx || !c->val || !c->blk || (pairs && (!c->pkey || !c->pslots)) ||
+        !scratch_ix || !scratch_vx) {
         if (c) nz_cache_free(c);
         else free(start);
         free(scratch_ix);
@@ -146,6 +165,7 @@ nz_cache *nz_cache_build(const mlp_kernels *K, const void *X, mlp_dtype dtype, i
         blk[blocks] = (int32_t)got;
         memcpy(c->idx + start[r], ix, sizeof(int32_t) * (size_t)got);
         memcpy(c->val + start[r], vx, sizeof(float) * (size_t)got);
+        if (pairs) c->pslots[r] = (int32_t)row_pairs(c->pkey + start[r], ix, got);
     }
     free(scratch_ix);
     free(scratch_vx);
@@ -158,6 +178,8 @@ void nz_cache_free(nz_cache *c) {
     free(c->idx);
     free(c->val);
     free(c->blk);
+    free(c->pkey);
+    free(c->pslots);
     free(c);
 }
 
@@ -177,7 +199,12 @@ void nz_gather_cached(nz_rows *nz, const nz_cache *c, const int64_t *idx, int64_
         memcpy(nz->blk + r * (blocks + 1), c->blk + row * (blocks + 1),
                sizeof(int32_t) * (size_t)(blocks + 1));
         nz->nnz[r] = n;
+        if (nz->pkey && c->pkey) {
+            nz->pslots[r] = c->pslots[row];
+            memcpy(nz->pkey + r * d, c->pkey + first, sizeof(int32_t) * (size_t)c->pslots[row]);
+        }
     }
+    nz->has_pairs = nz->pkey && c->pkey;
 }
 
 void nz_from_dense(const mlp_kernels *K, nz_rows *nz, const float *act, int64_t B, int64_t D) {
@@ -446,7 +473,15 @@ static void to_columns_serial(nz_cols *cols, const nz_rows *inp, int64_t r0, int
     const int64_t lists = paired ? NZ_PAIRS(inp->D) : inp->D;
     int32_t *start = cols->start;
     memset(start, 0, sizeof(int32_t) * (size_t)(lists + 1));
-    for (int64_t r = r0; r < r1; r++) row_slots(cols, paired, 0, start + 1, inp, r, 0, inp->nnz[r]);
+    if (paired) { /* each row's pairs, kept with the data set (pairs_pay) */
+        for (int64_t r = r0; r < r1; r++) {
+            const int32_t *pk = inp->pkey + r * inp->D;
+            for (int64_t s = 0; s < inp->pslots[r]; s++) start[pk[s] + 1]++;
+        }
+    } else {
+        for (int64_t r = r0; r < r1; r++)
+            row_slots(cols, paired, 0, start + 1, inp, r, 0, inp->nnz[r]);
+    }
     for (int64_t k = 0; k < lists; k++) start[k + 1] += start[k];
     int32_t *next = cols->next;
     memcpy(next, start, sizeof(int32_t) * (size_t)lists);
@@ -505,6 +540,12 @@ static void to_columns(nz_cols *cols, const nz_rows *inp, int64_t r0, int64_t r1
         memset(cnt + ka, 0, sizeof(int32_t) * (size_t)(kb - ka));
         int32_t mine = 0;
         for (int64_t r = r0; r < r1; r++) {
+            if (paired) { /* each row's pairs, kept with the data set (pairs_pay) */
+                const int32_t *pk = inp->pkey + r * D;
+                const int64_t n = inp->pslots[r], s1 = first_at(pk, n, kb);
+                for (int64_t s = first_at(pk, n, ka); s < s1; s++) cnt[pk[s]]++;
+                continue;
+            }
             const int32_t *ix = inp->idx + r * D;
             const int64_t n = inp->nnz[r];
             row_slots(cols, paired, 0, cnt, inp, r, first_at(ix, n, ca), first_at(ix, n, cb));
@@ -528,14 +569,16 @@ static void to_columns(nz_cols *cols, const nz_rows *inp, int64_t r0, int64_t r1
     }
 }
 
-/* whether a sort of B rows for the weight pass pairs the columns: only for
- * a fused step's (with_step), which takes the whole batch at once */
-static int pairs_pay(const nz_cols *cols, int64_t B, int with_step) {
-    return with_step && B >= cols->pair_rows;
+/* whether a sort of B rows of inp for the weight pass pairs the columns:
+ * only for a fused step's (with_step), which takes the whole batch at once,
+ * and rows that came with their pairs (nz_rows' has_pairs; counting them
+ * in the sort made it the longer of step_above_first's halves) */
+static int pairs_pay(const nz_cols *cols, const nz_rows *inp, int64_t B, int with_step) {
+    return with_step && B >= cols->pair_rows && inp->has_pairs;
 }
 
 void nz_sort_columns(nz_cols *cols, const nz_rows *inp, int with_step) {
-    to_columns_serial(cols, inp, 0, inp->B, pairs_pay(cols, inp->B, with_step));
+    to_columns_serial(cols, inp, 0, inp->B, pairs_pay(cols, inp, inp->B, with_step));
     cols->sorted = inp;
 }
 
@@ -645,13 +688,14 @@ void linear_backward_weights_fast(const mlp_kernels *K, float *GW, const wlayout
     /* Only this path reads (and uses up) a sort by nz_sort_columns: the
      * dense paths above run on another thread while that sort may still be
      * going on (model.c, step_above_first), and must not touch it. */
-    const int presorted = cols->sorted == inp && cols->paired == pairs_pay(cols, B, u != NULL);
+    const int presorted =
+        cols->sorted == inp && cols->paired == pairs_pay(cols, inp, B, u != NULL);
     cols->sorted = NULL;
     bias_grad(K, Gb, dout, B, H, scale, u);
     for (int64_t r0 = 0; r0 < B; r0 += rows) {
         if (!(presorted && rows >= B)) /* else nz_sort_columns did it */
             to_columns(cols, inp, r0, r0 + rows < B ? r0 + rows : B,
-                       pairs_pay(cols, rows, u != NULL));
+                       pairs_pay(cols, inp, rows, u != NULL));
 #pragma omp parallel for collapse(2) schedule(static) if (PAR(B * H > PAR_MIN))
         for (int64_t c = 0; c < chunks; c++)
             for (int64_t kb = 0; kb < kblocks; kb++) {

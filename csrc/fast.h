@@ -105,6 +105,13 @@ typedef struct nz_rows {
     int64_t *nnz; /* entries in each row */
     int32_t *blk; /* per row, FAST_BLOCKS(D) + 1: where each block of inputs starts */
     int64_t B, D;
+    /* Where the rows came from a data set's kept lists (nz_gather_cached)
+     * that have them: each row's pairs of columns (nz_cols), one a slot,
+     * ascending, row b's at pkey + b * D, pslots[b] of them; the paired sort
+     * then counts these instead of finding them. has_pairs 0: none. */
+    int32_t *pkey;
+    int64_t *pslots;
+    int has_pairs;
 } nz_rows;
 
 /* The same entries by column (scratch of linear_backward_weights_fast):
@@ -153,6 +160,10 @@ typedef struct nz_cache {
     int64_t *start;
     int32_t *idx, *blk;
     float *val;
+    /* each row's pairs of columns, one a slot (nz_rows' pkey), at the
+     * row's start like its entries, pslots[r] of them; NULL where they would
+     * not fit max_bytes beside the lists */
+    int32_t *pkey, *pslots;
     int64_t n, d;
 } nz_cache;
 

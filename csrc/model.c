@@ -109,6 +109,8 @@ static void free_workspace(mlp_model *m) {
             free(m->nz[l].val);
             free(m->nz[l].nnz);
             free(m->nz[l].blk);
+            free(m->nz[l].pkey);
+            free(m->nz[l].pslots);
         }
     free(m->nz);
     free(m->rowbuf);
@@ -181,6 +183,11 @@ static mlp_status reserve_rows(mlp_model *m, int64_t rows) {
         m->nz[l].nnz = mlp_alloc(sizeof(int64_t) * (size_t)rows);
         m->nz[l].blk = mlp_alloc(sizeof(int32_t) * (size_t)rows * (size_t)(FAST_BLOCKS(s[l]) + 1));
         ok = m->nz[l].idx && m->nz[l].val && m->nz[l].nnz && m->nz[l].blk;
+        if (ok && l == 0) { /* the data set's pairs of columns (fast.h), for the paired sort */
+            m->nz[0].pkey = mlp_alloc(sizeof(int32_t) * (size_t)rows * (size_t)s[0]);
+            m->nz[0].pslots = mlp_alloc(sizeof(int64_t) * (size_t)rows);
+            ok = m->nz[0].pkey && m->nz[0].pslots;
+        }
     }
     /* what the default recipe does not use */
     m->pre = ok ? calloc((size_t)n_layers, sizeof(float *)) : NULL;
