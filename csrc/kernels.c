@@ -72,6 +72,19 @@ typedef v8i vi;
         a5 += s_ * LOAD(p_ + 5 * VL), a6 += s_ * LOAD(p_ + 6 * VL);                         \
         a7 += s_ * LOAD(p_ + 7 * VL);                                                       \
     } while (0)
+/* the CHUNK floats at p += c * a0 .. a7 (a register block's sums, scaled) */
+#define ADD_SCALED_CHUNK(p, c, a0, a1, a2, a3, a4, a5, a6, a7)                                  \
+    do {                                                                                    \
+        float *p_ = (p);                                                                    \
+        const vf c_ = (c);                                                                  \
+        STORE(p_, LOAD(p_) + c_ * (a0)), STORE(p_ + VL, LOAD(p_ + VL) + c_ * (a1));         \
+        STORE(p_ + 2 * VL, LOAD(p_ + 2 * VL) + c_ * (a2));                                  \
+        STORE(p_ + 3 * VL, LOAD(p_ + 3 * VL) + c_ * (a3));                                  \
+        STORE(p_ + 4 * VL, LOAD(p_ + 4 * VL) + c_ * (a4));                                  \
+        STORE(p_ + 5 * VL, LOAD(p_ + 5 * VL) + c_ * (a5));                                  \
+        STORE(p_ + 6 * VL, LOAD(p_ + 6 * VL) + c_ * (a6));                                  \
+        STORE(p_ + 7 * VL, LOAD(p_ + 7 * VL) + c_ * (a7));                                  \
+    } while (0)
 /* relu_forward of pointwise.h, a register's lanes at once (the tests hold the two together) */
 #define RELU(x) ((vf)((vi)(x) & (vi)((x) > SPLAT(0.0f))))
 
@@ -165,15 +178,7 @@ static void weights_chunk(float *g, const int32_t *rows, const float *vals, int6
             const float *d = dout + (int64_t)rows[t] * H + j0;
             ADD_CHUNK(SPLAT(vals[t]), d);
         }
-        const vf c = SPLAT(scale);
-        STORE(g, LOAD(g) + c * a0);
-        STORE(g + 1 * VL, LOAD(g + 1 * VL) + c * a1);
-        STORE(g + 2 * VL, LOAD(g + 2 * VL) + c * a2);
-        STORE(g + 3 * VL, LOAD(g + 3 * VL) + c * a3);
-        STORE(g + 4 * VL, LOAD(g + 4 * VL) + c * a4);
-        STORE(g + 5 * VL, LOAD(g + 5 * VL) + c * a5);
-        STORE(g + 6 * VL, LOAD(g + 6 * VL) + c * a6);
-        STORE(g + 7 * VL, LOAD(g + 7 * VL) + c * a7);
+        ADD_SCALED_CHUNK(g, SPLAT(scale), a0, a1, a2, a3, a4, a5, a6, a7);
         return;
     }
     float acc[CHUNK] = {0};
@@ -228,22 +233,8 @@ static void weights_pair(float *g0, float *g1, const int32_t *rows, const float 
             b4 += s1 * d4, b5 += s1 * d5, b6 += s1 * d6, b7 += s1 * d7;
         }
         const vf c = SPLAT(scale);
-        STORE(g0, LOAD(g0) + c * a0);
-        STORE(g1, LOAD(g1) + c * b0);
-        STORE(g0 + 1 * VL, LOAD(g0 + 1 * VL) + c * a1);
-        STORE(g1 + 1 * VL, LOAD(g1 + 1 * VL) + c * b1);
-        STORE(g0 + 2 * VL, LOAD(g0 + 2 * VL) + c * a2);
-        STORE(g1 + 2 * VL, LOAD(g1 + 2 * VL) + c * b2);
-        STORE(g0 + 3 * VL, LOAD(g0 + 3 * VL) + c * a3);
-        STORE(g1 + 3 * VL, LOAD(g1 + 3 * VL) + c * b3);
-        STORE(g0 + 4 * VL, LOAD(g0 + 4 * VL) + c * a4);
-        STORE(g1 + 4 * VL, LOAD(g1 + 4 * VL) + c * b4);
-        STORE(g0 + 5 * VL, LOAD(g0 + 5 * VL) + c * a5);
-        STORE(g1 + 5 * VL, LOAD(g1 + 5 * VL) + c * b5);
-        STORE(g0 + 6 * VL, LOAD(g0 + 6 * VL) + c * a6);
-        STORE(g1 + 6 * VL, LOAD(g1 + 6 * VL) + c * b6);
-        STORE(g0 + 7 * VL, LOAD(g0 + 7 * VL) + c * a7);
-        STORE(g1 + 7 * VL, LOAD(g1 + 7 * VL) + c * b7);
+        ADD_SCALED_CHUNK(g0, c, a0, a1, a2, a3, a4, a5, a6, a7);
+        ADD_SCALED_CHUNK(g1, c, b0, b1, b2, b3, b4, b5, b6, b7);
         return;
     }
     float acc0[CHUNK] = {0}, acc1[CHUNK] = {0};
