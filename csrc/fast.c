@@ -184,10 +184,11 @@ void nz_cache_free(nz_cache *c) {
 }
 
 void nz_gather_cached(nz_rows *nz, const nz_cache *c, const int64_t *idx, int64_t start,
-                      int64_t B, float scale) {
+                      int64_t B, float scale, int pairs) {
     const int64_t d = c->d, blocks = FAST_BLOCKS(d);
     nz->B = B;
     nz->D = d;
+    nz->has_pairs = pairs && nz->pkey && c->pkey;
 #pragma omp parallel for schedule(static) if (PAR(B * d > PAR_MIN))
     for (int64_t r = 0; r < B; r++) {
         const int64_t row = idx ? idx[r] : start + r, first = c->start[row];
@@ -199,12 +200,11 @@ void nz_gather_cached(nz_rows *nz, const nz_cache *c, const int64_t *idx, int64_
         memcpy(nz->blk + r * (blocks + 1), c->blk + row * (blocks + 1),
                sizeof(int32_t) * (size_t)(blocks + 1));
         nz->nnz[r] = n;
-        if (nz->pkey && c->pkey) {
+        if (nz->has_pairs) {
             nz->pslots[r] = c->pslots[row];
             memcpy(nz->pkey + r * d, c->pkey + first, sizeof(int32_t) * (size_t)c->pslots[row]);
         }
     }
-    nz->has_pairs = nz->pkey && c->pkey;
 }
 
 void nz_from_dense(const mlp_kernels *K, nz_rows *nz, const float *act, int64_t B, int64_t D) {
@@ -416,52 +416,41 @@ void optimizer_update_layer_fast(const mlp_kernels *K, const mlp_layout *L, int 
 
 /* ---- linear_backward: the weight gradient (+ sgd_update) ------------------ */
 
-/* Where a row's entry (column k, value v; the entry before it in the row
- * at column k_before, value v_before) goes in the lists by column, or when
- * paired, by pairs of columns: its list (key), whether it joins the slot of
- * the entry before it (column k - 1 of the same pair, which the row's order
- * by column puts just before), and the values of the slot it writes (the
- * slot again, whole, when it joins). */
-typedef struct slot_entry {
-    int32_t key;
-    int joins;
-    float v0, v1;
-} slot_entry;
-
-static inline slot_entry slot_of(int paired, int32_t k, float v, int32_t k_before,
-                                 float v_before) {
-    slot_entry e;
-    const int odd = paired && (k & 1);
-    e.key = paired ? k >> 1 : k;
-    e.joins = odd && k_before == k - 1;
-    e.v0 = odd ? (e.joins ? v_before : 0.0f) : v;
-    e.v1 = odd ? v : 0.0f;
-    return e;
+/* A row's list keys, sorted: its entries' columns, or when paired, its
+ * pairs of columns kept with the data set, one a slot (nz_rows' pkey;
+ * pairs_pay) */
+static inline const int32_t *row_keys(const nz_rows *inp, int paired, int64_t r, int64_t *n) {
+    *n = paired ? inp->pslots[r] : inp->nnz[r];
+    return (paired ? inp->pkey : inp->idx) + r * inp->D;
 }
 
-static inline void put_slot(nz_cols *cols, int paired, int32_t at, int64_t r, slot_entry e) {
-    cols->row[at] = (int32_t)r;
-    if (paired) {
-        cols->val[2 * at] = e.v0;
-        cols->val[2 * at + 1] = e.v1;
-    } else {
-        cols->val[at] = e.v0;
-    }
-}
-
-/* A row's entries e0 .. e1 counted into their lists' lengths (cnt[key]),
- * or when place, written to their slots at the lists' cursors (cnt[key]). */
-static inline void row_slots(nz_cols *cols, int paired, int place, int32_t *cnt, const nz_rows *inp,
+/* A row's entries e0 .. e1 written to their slots at the lists' cursors
+ * (cnt[list]), by column or, when paired, by pairs of columns (nz_cols). An
+ * entry of column 2p + 1 whose row's entry before it is of column 2p (the
+ * row's order by column puts it just before) joins that entry's slot,
+ * which it writes again, whole. */
+static inline void row_slots(nz_cols *cols, int paired, int32_t *cnt, const nz_rows *inp,
                              int64_t r, int64_t e0, int64_t e1) {
     const int32_t *ix = inp->idx + r * inp->D;
     const float *vx = inp->val + r * inp->D;
     int32_t k_before = -2;
     float v_before = 0.0f;
     for (int64_t t = e0; t < e1; t++) {
-        const slot_entry e = slot_of(paired, ix[t], vx[t], k_before, v_before);
-        if (place) put_slot(cols, paired, cnt[e.key] - e.joins, r, e);
-        cnt[e.key] += !e.joins;
-        k_before = ix[t], v_before = vx[t];
+        const int32_t k = ix[t];
+        const float v = vx[t];
+        if (!paired) {
+            const int32_t at = cnt[k]++;
+            cols->row[at] = (int32_t)r;
+            cols->val[at] = v;
+            continue;
+        }
+        const int odd = k & 1, joins = odd && k_before == k - 1;
+        const int32_t at = cnt[k >> 1] - joins;
+        cnt[k >> 1] += !joins;
+        cols->row[at] = (int32_t)r;
+        cols->val[2 * at] = odd ? (joins ? v_before : 0.0f) : v;
+        cols->val[2 * at + 1] = odd ? v : 0.0f;
+        k_before = k, v_before = v;
     }
 }
 
@@ -473,19 +462,15 @@ static void to_columns_serial(nz_cols *cols, const nz_rows *inp, int64_t r0, int
     const int64_t lists = paired ? NZ_PAIRS(inp->D) : inp->D;
     int32_t *start = cols->start;
     memset(start, 0, sizeof(int32_t) * (size_t)(lists + 1));
-    if (paired) { /* each row's pairs, kept with the data set (pairs_pay) */
-        for (int64_t r = r0; r < r1; r++) {
-            const int32_t *pk = inp->pkey + r * inp->D;
-            for (int64_t s = 0; s < inp->pslots[r]; s++) start[pk[s] + 1]++;
-        }
-    } else {
-        for (int64_t r = r0; r < r1; r++)
-            row_slots(cols, paired, 0, start + 1, inp, r, 0, inp->nnz[r]);
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t n;
+        const int32_t *key = row_keys(inp, paired, r, &n);
+        for (int64_t e = 0; e < n; e++) start[key[e] + 1]++;
     }
     for (int64_t k = 0; k < lists; k++) start[k + 1] += start[k];
     int32_t *next = cols->next;
     memcpy(next, start, sizeof(int32_t) * (size_t)lists);
-    for (int64_t r = r0; r < r1; r++) row_slots(cols, paired, 1, next, inp, r, 0, inp->nnz[r]);
+    for (int64_t r = r0; r < r1; r++) row_slots(cols, paired, next, inp, r, 0, inp->nnz[r]);
 }
 
 /* The first entry of a row's column-sorted list idx[0 .. n) at column k or
@@ -540,15 +525,10 @@ static void to_columns(nz_cols *cols, const nz_rows *inp, int64_t r0, int64_t r1
         memset(cnt + ka, 0, sizeof(int32_t) * (size_t)(kb - ka));
         int32_t mine = 0;
         for (int64_t r = r0; r < r1; r++) {
-            if (paired) { /* each row's pairs, kept with the data set (pairs_pay) */
-                const int32_t *pk = inp->pkey + r * D;
-                const int64_t n = inp->pslots[r], s1 = first_at(pk, n, kb);
-                for (int64_t s = first_at(pk, n, ka); s < s1; s++) cnt[pk[s]]++;
-                continue;
-            }
-            const int32_t *ix = inp->idx + r * D;
-            const int64_t n = inp->nnz[r];
-            row_slots(cols, paired, 0, cnt, inp, r, first_at(ix, n, ca), first_at(ix, n, cb));
+            int64_t n;
+            const int32_t *key = row_keys(inp, paired, r, &n);
+            const int64_t e1 = first_at(key, n, kb);
+            for (int64_t e = first_at(key, n, ka); e < e1; e++) cnt[key[e]]++;
         }
         for (int64_t k = ka; k < kb; k++) mine += cnt[k];
         totals[t] = mine;
@@ -564,21 +544,20 @@ static void to_columns(nz_cols *cols, const nz_rows *inp, int64_t r0, int64_t r1
         for (int64_t r = r0; r < r1; r++) {
             const int32_t *ix = inp->idx + r * D;
             const int64_t n = inp->nnz[r];
-            row_slots(cols, paired, 1, cnt, inp, r, first_at(ix, n, ca), first_at(ix, n, cb));
+            row_slots(cols, paired, cnt, inp, r, first_at(ix, n, ca), first_at(ix, n, cb));
         }
     }
 }
 
-/* whether a sort of B rows of inp for the weight pass pairs the columns:
- * only for a fused step's (with_step), which takes the whole batch at once,
- * and rows that came with their pairs (nz_rows' has_pairs; counting them
- * in the sort made it the longer of step_above_first's halves) */
-static int pairs_pay(const nz_cols *cols, const nz_rows *inp, int64_t B, int with_step) {
-    return with_step && B >= cols->pair_rows && inp->has_pairs;
-}
+/* whether a sort of inp's rows for the weight pass pairs the columns: only
+ * for a fused step's (with_step), which takes the whole batch at once, and
+ * rows gathered with their pairs (nz_rows' has_pairs, which the caller asks
+ * for where they pay: nz_pair_rows; counting the pairs in the sort made it
+ * the longer of step_above_first's halves) */
+static int pairs_pay(const nz_rows *inp, int with_step) { return with_step && inp->has_pairs; }
 
 void nz_sort_columns(nz_cols *cols, const nz_rows *inp, int with_step) {
-    to_columns_serial(cols, inp, 0, inp->B, pairs_pay(cols, inp, inp->B, with_step));
+    to_columns_serial(cols, inp, 0, inp->B, pairs_pay(inp, with_step));
     cols->sorted = inp;
 }
 
@@ -689,13 +668,13 @@ void linear_backward_weights_fast(const mlp_kernels *K, float *GW, const wlayout
      * dense paths above run on another thread while that sort may still be
      * going on (model.c, step_above_first), and must not touch it. */
     const int presorted =
-        cols->sorted == inp && cols->paired == pairs_pay(cols, inp, B, u != NULL);
+        cols->sorted == inp && cols->paired == pairs_pay(inp, u != NULL);
     cols->sorted = NULL;
     bias_grad(K, Gb, dout, B, H, scale, u);
     for (int64_t r0 = 0; r0 < B; r0 += rows) {
         if (!(presorted && rows >= B)) /* else nz_sort_columns did it */
             to_columns(cols, inp, r0, r0 + rows < B ? r0 + rows : B,
-                       pairs_pay(cols, inp, rows, u != NULL));
+                       pairs_pay(inp, u != NULL));
 #pragma omp parallel for collapse(2) schedule(static) if (PAR(B * H > PAR_MIN))
         for (int64_t c = 0; c < chunks; c++)
             for (int64_t kb = 0; kb < kblocks; kb++) {

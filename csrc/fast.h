@@ -105,10 +105,11 @@ typedef struct nz_rows {
     int64_t *nnz; /* entries in each row */
     int32_t *blk; /* per row, FAST_BLOCKS(D) + 1: where each block of inputs starts */
     int64_t B, D;
-    /* Where the rows came from a data set's kept lists (nz_gather_cached)
-     * that have them: each row's pairs of columns (nz_cols), one a slot,
-     * ascending, row b's at pkey + b * D, pslots[b] of them; the paired sort
-     * then counts these instead of finding them. has_pairs 0: none. */
+    /* Where the rows came from a data set's kept lists that have them,
+     * asked for by nz_gather_cached's pairs: each row's pairs of columns
+     * (nz_cols), one a slot, ascending, row b's at pkey + b * D, pslots[b]
+     * of them. The weight pass then sorts by pairs and counts these instead
+     * of finding them. has_pairs 0: none. */
     int32_t *pkey;
     int64_t *pslots;
     int has_pairs;
@@ -130,7 +131,7 @@ typedef struct nz_cols {
     int32_t *start, *next, *row;
     float *val;
     int paired;        /* how the last sort laid the lists out */
-    int64_t pair_rows; /* sorts of this many rows or more are paired (nz_pair_rows) */
+    int64_t pair_rows; /* batches of this many rows or more pair (nz_pair_rows) */
     int32_t *counts; /* each thread's entries when they share the work */
     int threads;     /* how many threads counts has room for */
     const nz_rows *sorted; /* the rows nz_sort_columns sorted, until the next pass */
@@ -141,9 +142,10 @@ typedef struct nz_cols {
  * read them by column. */
 int64_t nz_columns_rows(const nz_rows *inp, const float *dense_inp, int64_t H, int with_step);
 
-/* The rows from which a sort by column pays to pair the columns with
- * kernel set K: where the set has weights_pair and a chunk of that many
- * rows of dout is more than the L1 data cache holds; else INT64_MAX. */
+/* The rows from which a fused step's sort by column pays to pair the
+ * columns with kernel set K (the caller then gathers the rows with their
+ * pairs): where the set has weights_pair and a chunk of that many rows of
+ * dout is more than the L1 data cache holds; else INT64_MAX. */
 int64_t nz_pair_rows(const mlp_kernels *K);
 
 /* All of inp's rows by column, on the calling thread, for the next
@@ -175,9 +177,11 @@ nz_cache *nz_cache_build(const mlp_kernels *K, const void *X, mlp_dtype dtype, i
                          int64_t d, size_t max_bytes);
 void nz_cache_free(nz_cache *c);
 
-/* nz_gather from the cache: the same lists, values and block starts */
+/* nz_gather from the cache: the same lists, values and block starts; with
+ * pairs, also the rows' pairs of columns where the cache has them (nz_rows'
+ * has_pairs) */
 void nz_gather_cached(nz_rows *nz, const nz_cache *c, const int64_t *idx, int64_t start,
-                      int64_t B, float scale);
+                      int64_t B, float scale, int pairs);
 
 /* gather_batch as nonzero lists: rows idx (or start.. when idx is NULL) of
  * X, times scale */

@@ -455,19 +455,21 @@ static batch_targets gather_targets(mlp_model *m, const mlp_data *data, const in
  * returns the weighted sum of the rows' losses. */
 static double forward_layers(mlp_model *m, const mlp_data *data, const int64_t *idx,
                              int64_t start, const batch_targets *t, int64_t B, int64_t *correct,
-                             int outputs, int l0, int l1);
+                             int outputs, int l0, int l1, int pairs);
 
 static double forward(mlp_model *m, const mlp_data *data, const int64_t *idx, int64_t start,
                       const batch_targets *t, int64_t B, int64_t *correct, int outputs) {
-    return forward_layers(m, data, idx, start, t, B, correct, outputs, 0, m->L.n_layers);
+    return forward_layers(m, data, idx, start, t, B, correct, outputs, 0, m->L.n_layers, 0);
 }
 
 /* forward for layers l0 .. l1 only (the fast paths; the plain ops take all
- * of them): the batch is gathered when l0 is 0, and the loss is computed
- * (and returned) when l1 is the last layer's end, else 0. */
+ * of them): the batch is gathered when l0 is 0 (with the rows' pairs of
+ * columns where pairs and the data set's kept lists have them: fast.h,
+ * nz_rows), and the loss is computed (and returned) when l1 is the last
+ * layer's end, else 0. */
 static double forward_layers(mlp_model *m, const mlp_data *data, const int64_t *idx,
                              int64_t start, const batch_targets *t, int64_t B, int64_t *correct,
-                             int outputs, int l0, int l1) {
+                             int outputs, int l0, int l1, int pairs) {
     const mlp_layout *L = &m->L;
     const int last = L->n_layers - 1;
     if (m->plain) {
@@ -487,7 +489,7 @@ static double forward_layers(mlp_model *m, const mlp_data *data, const int64_t *
     } else if (l0 == 0) {
         int lists = 1;
         if (m->lists) { /* the rows' lists as the first epoch found them */
-            nz_gather_cached(&m->nz[0], m->lists, idx, start, B, m->input_scale);
+            nz_gather_cached(&m->nz[0], m->lists, idx, start, B, m->input_scale, pairs);
         } else {
             /* mostly nonzero float rows take the dense paths only: no lists
              * (the first few rows tell whether counting them all is worth it) */
@@ -638,7 +640,11 @@ static double step_above_first(mlp_model *m, const mlp_data *data, const int64_t
                                int64_t *correct) {
     const mlp_layout *L = &m->L;
     const int n = L->n_layers;
-    forward_layers(m, data, idx, 0, t, B, correct, 1, 0, 1);
+    const int with_step = !mlp_step_is_plain_sgd(s) && takes_fused_step(m, s, 0, B);
+    /* a fused step's weight pass over more rows of dout than the L1 cache
+     * holds reads them by pairs of columns (fast.h, nz_cols) */
+    forward_layers(m, data, idx, 0, t, B, correct, 1, 0, 1,
+                   with_step && B >= m->cols.pair_rows);
     /* the layers above must not sort by column themselves (narrow ones
      * never do), and the first layer's pass must sort the whole batch */
     int64_t above = 0; /* multiply-adds a row above the first layer */
@@ -647,7 +653,6 @@ static double step_above_first(mlp_model *m, const mlp_data *data, const int64_t
         above += L->sizes[l] * L->sizes[l + 1];
         narrow = narrow && L->sizes[l + 1] < FAST_NARROW;
     }
-    const int with_step = !mlp_step_is_plain_sgd(s) && takes_fused_step(m, s, 0, B);
     const int64_t rows = nz_columns_rows(&m->nz[0], m->x_dense, L->sizes[1], with_step);
     const double entries = nz_density(&m->nz[0]) * (double)L->sizes[0]; /* a row's */
     int side_by_side = narrow && rows >= B && (double)above <= SIDE_BY_SIDE_WORK * entries;
@@ -657,7 +662,7 @@ static double step_above_first(mlp_model *m, const mlp_data *data, const int64_t
     side_by_side = 0;
 #endif
     if (!side_by_side) {
-        const double loss_sum = forward_layers(m, data, idx, 0, t, B, correct, 1, 1, n);
+        const double loss_sum = forward_layers(m, data, idx, 0, t, B, correct, 1, 1, n, 0);
         backward_layers(m, t, B, w, s, n - 1, 1);
         return loss_sum;
     }
@@ -667,7 +672,7 @@ static double step_above_first(mlp_model *m, const mlp_data *data, const int64_t
     {
 #pragma omp task
         nz_sort_columns(&m->cols, &m->nz[0], with_step);
-        loss_sum = forward_layers(m, data, idx, 0, t, B, correct, 1, 1, n);
+        loss_sum = forward_layers(m, data, idx, 0, t, B, correct, 1, 1, n, 0);
         backward_layers(m, t, B, w, s, n - 1, 1);
 #pragma omp taskwait
     }
