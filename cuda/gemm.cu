@@ -580,6 +580,133 @@ tensor_weights_kernel(TensorWeights<T> wb, float *partial, unsigned *counters) {
     }, partial, counters);
 }
 
+/* ---- the weight gradient of a layer of few outputs (the head's) ------ */
+
+/* A layer of at most NARROW_MAX outputs (the last layer: C classes or
+ * targets) has a weight gradient (D+1, C) of few columns over a long K, the
+ * batch. The 64 x 64 float32 tiles leave most of each tile empty there and
+ * split K into many slices, whose whole partial tiles the last block then
+ * reads back: the head's weight update took longer than products of a
+ * hundred times its work (benchmarks/RESULTS.md). Here a block takes a
+ * group of rows of W_aug (the layer's inputs and the bias row: narrow_ipl
+ * of them a lane, read together where the width allows) and a slice of the
+ * batch, each warp every NARROW_WARPS-th row of it; a lane keeps its sums in
+ * registers, the block adds its warps' sums in warp order, and where the
+ * batch is split, the last block of a group adds the slices' sums in slice
+ * order: bit-identical run to run. */
+constexpr int NARROW_MAX = 16, NARROW_WARPS = 8;
+constexpr int NARROW_THREADS = 32 * NARROW_WARPS;
+constexpr int64_t NARROW_MIN_ROWS = 64;    /* the fewest rows a slice takes */
+constexpr int64_t NARROW_MIN_BATCH = 1024; /* below, the float32 tiles' launch is cheaper */
+
+/* inputs a lane takes for NP sums each: 16 sums a lane in all, which leaves
+ * registers for four rows' loads in flight */
+__host__ __device__ constexpr int narrow_ipl(int np) { return np >= 16 ? 1 : 16 / np > 4 ? 4 : 16 / np; }
+__host__ __device__ constexpr int narrow_cols(int np) { return 32 * narrow_ipl(np); }
+
+struct NarrowWeights {
+    const float *in, *dout; /* (B, D), (B, N) */
+    int64_t D, N, B;
+    int64_t groups;         /* of narrow_cols rows of W_aug */
+    int64_t rows_per_split; /* a multiple of NARROW_WARPS */
+    int splits;
+    bool vec;               /* in and D allow loads of narrow_ipl floats */
+    OptimizerUpdate epi;
+};
+
+/* inputs d .. d + IPL - 1 of row r of [in, 1], zeros past the bias column */
+template <int IPL>
+__device__ inline void narrow_inputs(const NarrowWeights &j, int64_t r, int64_t d, float (&x)[IPL]) {
+    const float *p = j.in + r * j.D + d;
+    if (IPL == 4 && j.vec && d + 4 <= j.D) {
+        const float4 v = *reinterpret_cast<const float4 *>(p);
+        x[0] = v.x, x[1] = v.y, x[2] = v.z, x[3] = v.w;
+        return;
+    }
+    if (IPL == 2 && j.vec && d + 2 <= j.D) {
+        const float2 v = *reinterpret_cast<const float2 *>(p);
+        x[0] = v.x, x[1] = v.y;
+        return;
+    }
+#pragma unroll
+    for (int i = 0; i < IPL; i++) x[i] = d + i < j.D ? p[i] : d + i == j.D ? 1.0f : 0.0f;
+}
+
+/* NP: N rounded up to a power of two, the sums a lane keeps per input */
+template <int NP>
+__global__ void __launch_bounds__(NARROW_THREADS)
+narrow_weights_kernel(NarrowWeights j, float *partial, unsigned *counters) {
+    constexpr int IPL = narrow_ipl(NP), COLS = narrow_cols(NP);
+    constexpr int ENTRIES = NP * COLS, PER = ENTRIES / NARROW_THREADS;
+    static_assert(PER * NARROW_THREADS == ENTRIES, "whole entries a thread");
+    __shared__ float sums[ENTRIES]; /* entry (c, l) at c * COLS + l */
+    chained_start();
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int64_t group = blockIdx.x % j.groups;
+    const int split = (int)(blockIdx.x / j.groups);
+    const int64_t d = group * COLS + IPL * lane;
+    const int64_t r1 = (split + 1) * j.rows_per_split < j.B ? (split + 1) * j.rows_per_split : j.B;
+    float acc[IPL][NP];
+#pragma unroll
+    for (int i = 0; i < IPL; i++)
+#pragma unroll
+        for (int c = 0; c < NP; c++) acc[i][c] = 0.0f;
+#pragma unroll 4
+    for (int64_t r = split * j.rows_per_split + warp; r < r1; r += NARROW_WARPS) {
+        float x[IPL];
+        narrow_inputs<IPL>(j, r, d, x);
+        const float *g = j.dout + r * j.N;
+#pragma unroll
+        for (int c = 0; c < NP; c++) {
+            if (c >= j.N) continue;
+            const float gc = __ldg(g + c);
+#pragma unroll
+            for (int i = 0; i < IPL; i++) acc[i][c] = fmaf(x[i], gc, acc[i][c]);
+        }
+    }
+    chained_next();
+    /* the warps' sums added in warp order */
+    for (int w = 0; w < NARROW_WARPS; w++) {
+        if (warp == w)
+#pragma unroll
+            for (int i = 0; i < IPL; i++)
+#pragma unroll
+                for (int c = 0; c < NP; c++) {
+                    float &e = sums[c * COLS + IPL * lane + i];
+                    e = w == 0 ? acc[i][c] : e + acc[i][c];
+                }
+        __syncthreads();
+    }
+    if (j.splits > 1) {
+        float *mine = partial + ((int64_t)split * j.groups + group) * ENTRIES;
+#pragma unroll
+        for (int i = 0; i < PER; i++)
+            mine[threadIdx.x + i * NARROW_THREADS] = sums[threadIdx.x + i * NARROW_THREADS];
+        if (!last_of_tile(counters, group, j.splits)) return;
+        float v[PER];
+#pragma unroll
+        for (int i = 0; i < PER; i++) v[i] = 0.0f;
+#pragma unroll 8
+        for (int sp = 0; sp < j.splits; sp++) {
+            const float *slice = partial + ((int64_t)sp * j.groups + group) * ENTRIES;
+#pragma unroll
+            for (int i = 0; i < PER; i++) v[i] += __ldcg(slice + threadIdx.x + i * NARROW_THREADS);
+        }
+        tile_released(counters, group);
+#pragma unroll
+        for (int i = 0; i < PER; i++) sums[threadIdx.x + i * NARROW_THREADS] = v[i];
+        __syncthreads();
+    }
+    /* the update, thread by thread along W_aug's rows of N floats */
+    for (int64_t idx = threadIdx.x; idx < COLS * j.N; idx += NARROW_THREADS) {
+        const int l = (int)(idx / j.N), c = (int)(idx % j.N);
+        const int64_t m = group * COLS + l;
+        if (m > j.D) continue;
+        const float g[1] = {sums[c * COLS + l]};
+        finish_run(j.epi, m, c, g, 1);
+    }
+}
+
 /* ---- the head: last layer, softmax cross-entropy, back to dh ---------- */
 
 constexpr int HEAD_WARPS = 8;
@@ -637,6 +764,115 @@ head_kernel(float *logits, float *dlogits, float *dh, const float *h, const floa
         if (act != MLP_RELU || mlp_relu_passes(hs[k]))
             for (int64_t c = 0; c < C; c++) s = fmaf(zs[c], W_aug[k * C + c], s);
         dh[row * H + k] = mlp_activation_backward(act, 0.0f, hs[k], s);
+    }
+}
+
+/* The same for at most HEAD_FEW_MAX classes, each thread keeping its
+ * share of every logit in registers: a team of TEAM threads a row (a warp
+ * up to the whole block) reads each row of W_aug (C contiguous floats) once
+ * for the logits and once for dh, every load of a thread independent of the
+ * others. head_kernel's warp per logit runs one chain of H / 32 dependent
+ * round trips to W_aug: 53 us a step at batch 64 and H = 4096
+ * (benchmarks/RESULTS.md). What the step before does not write (the row's
+ * label and weight, the biases, the step's constants) is read before
+ * chained_start, while that kernel ends. A team of one warp sums the logits
+ * in head_kernel's order; a larger team adds its warps' sums in warp order. */
+constexpr int HEAD_FEW_MAX = 16;
+
+template <int CP, int TEAM>
+__global__ void __launch_bounds__(32 * HEAD_WARPS)
+head_few_kernel(float *logits, float *dlogits, float *dh, const float *h, const float *W_aug,
+                int64_t B, int64_t H, int64_t C, mlp_activation act, Targets t,
+                const int64_t *order, int64_t start, const StepInfo *step, float *row_loss,
+                int32_t *row_hit) {
+    constexpr int ROWS = 32 * HEAD_WARPS / TEAM, TEAM_WARPS = TEAM / 32;
+    __shared__ float part[HEAD_WARPS][CP]; /* each warp's sums */
+    __shared__ float zs[ROWS][CP];         /* a row's logits, then dlogits */
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int team = threadIdx.x / TEAM, tt = threadIdx.x % TEAM;
+    const int64_t row = blockIdx.x * ROWS + team;
+    const bool live = row < B; /* every thread still meets the block's barriers */
+    int32_t label = 0;
+    float weight = 1.0f, bias = 0.0f, inv_wsum = 0.0f;
+    if (live && tt < 32) {
+        const int64_t r = data_row(order, start, row);
+        label = t.labels[r];
+        weight = t.weights ? t.weights[r] : 1.0f;
+        inv_wsum = step->inv_wsum;
+        if (lane < C) bias = W_aug[H * C + lane];
+    }
+    chained_start();
+    const float *hr = h + (live ? row : 0) * H;
+    float z[CP];
+#pragma unroll
+    for (int c = 0; c < CP; c++) z[c] = 0.0f;
+    if (live) {
+#pragma unroll 4
+        for (int64_t k = tt; k < H; k += TEAM) {
+            const float x = hr[k];
+            const float *w = W_aug + k * C;
+#pragma unroll
+            for (int c = 0; c < CP; c++)
+                if (c < C) z[c] = fmaf(x, w[c], z[c]);
+        }
+    }
+#pragma unroll
+    for (int c = 0; c < CP; c++) z[c] = warp_sum(z[c]);
+    if (TEAM_WARPS > 1) {
+        if (lane == 0)
+#pragma unroll
+            for (int c = 0; c < CP; c++) part[warp][c] = z[c];
+        __syncthreads();
+#pragma unroll
+        for (int c = 0; c < CP; c++) {
+            z[c] = 0.0f;
+#pragma unroll
+            for (int w = 0; w < TEAM_WARPS; w++) z[c] += part[team * TEAM_WARPS + w][c];
+        }
+    }
+    float *zr = zs[team];
+    if (tt < 32) { /* the team's first warp: softmax cross-entropy */
+#pragma unroll
+        for (int c = 0; c < CP; c++)
+            if (lane == c && c < C) zr[c] = z[c] + bias;
+        __syncwarp();
+        if (live) {
+            const RowStats st = row_stats(zr, C);
+            const float inv = mlp_div(1.0f, st.sum), scale = weight * inv_wsum;
+            if (lane == 0) {
+                row_loss[start + row] =
+                    weight * mlp_cross_entropy_loss(st.zmax, st.sum, zr[label]);
+                row_hit[start + row] = st.argmax == label;
+            }
+            __syncwarp();
+            if (lane < C) {
+                const float zc = zr[lane];
+                logits[row * C + lane] = zc;
+                const float p = mlp_softmax_prob(zc, st.zmax, inv);
+                const float g = mlp_cross_entropy_grad(p, lane == label, scale);
+                dlogits[row * C + lane] = g;
+                zr[lane] = g; /* now dlogits */
+            }
+        }
+    }
+    if (TEAM_WARPS > 1) __syncthreads();
+    else __syncwarp();
+    chained_next();
+    if (!live) return;
+    float g[CP];
+#pragma unroll
+    for (int c = 0; c < CP; c++) g[c] = c < C ? zr[c] : 0.0f;
+#pragma unroll 4
+    for (int64_t k = tt; k < H; k += TEAM) {
+        const float x = hr[k];
+        float s = 0.0f;
+        if (act != MLP_RELU || mlp_relu_passes(x)) {
+            const float *w = W_aug + k * C;
+#pragma unroll
+            for (int c = 0; c < CP; c++)
+                if (c < C) s = fmaf(g[c], w[c], s);
+        }
+        dh[row * H + k] = mlp_activation_backward(act, 0.0f, x, s);
     }
 }
 
@@ -789,9 +1025,56 @@ void linear_backward_input(cudaStream_t s, float *dinp, const float *dout, const
          scratch);
 }
 
+/* Whether a job's weight gradient runs on narrow_weights_kernel: a layer of
+ * at most NARROW_MAX outputs whose product the float32 tiles would take. */
+static bool narrow(const Scratch &scratch, const WeightsJob &job, int64_t B) {
+    return scratch.narrow && job.in.act && job.H <= NARROW_MAX && B >= NARROW_MIN_BATCH &&
+           tiling(scratch, job.D + 1, job.H, B, true) == Tiling::FLOAT32;
+}
+
+/* One job on narrow_weights_kernel: the batch split into slices of at
+ * least NARROW_MIN_ROWS rows until there are about four blocks an SM. */
+static void narrow_weights(cudaStream_t s, const WeightsJob &job, int64_t B,
+                           const StepInfo *step, const Scratch &scratch) {
+    NarrowWeights j;
+    j.in = job.in.act;
+    j.dout = job.dout;
+    j.D = job.D;
+    j.N = job.H;
+    j.B = B;
+    j.epi = OptimizerUpdate{job.W_aug, job.M, job.V, job.H, job.D, step};
+    const int np = job.H <= 2 ? 2 : job.H <= 4 ? 4 : job.H <= 8 ? 8 : 16;
+    const int ipl = narrow_ipl(np);
+    j.groups = cdiv(job.D + 1, narrow_cols(np));
+    j.vec = (uintptr_t)job.in.act % (4 * ipl) == 0 && job.D % ipl == 0;
+    int64_t splits = cdiv(scratch.sms > 0 ? 4 * scratch.sms : TARGET_BLOCKS, j.groups);
+    if (splits > B / NARROW_MIN_ROWS) splits = B / NARROW_MIN_ROWS;
+    if (splits > 1 && (splits * j.groups * np * narrow_cols(np) > scratch.partial_floats ||
+                       j.groups > scratch.n_counters))
+        splits = 1;
+    if (splits < 1) splits = 1;
+    j.rows_per_split = cdiv(cdiv(B, splits), NARROW_WARPS) * NARROW_WARPS;
+    j.splits = (int)cdiv(B, j.rows_per_split);
+    const dim3 grid((unsigned)(j.groups * j.splits)), block(NARROW_THREADS);
+    const bool chained = chain(scratch, (double)(job.D + 1) * (double)job.H * (double)B);
+    if (np == 2)
+        launch_chained(chained, narrow_weights_kernel<2>, grid, block, 0, s, j, scratch.partial,
+                       scratch.counters);
+    else if (np == 4)
+        launch_chained(chained, narrow_weights_kernel<4>, grid, block, 0, s, j, scratch.partial,
+                       scratch.counters);
+    else if (np == 8)
+        launch_chained(chained, narrow_weights_kernel<8>, grid, block, 0, s, j, scratch.partial,
+                       scratch.counters);
+    else
+        launch_chained(chained, narrow_weights_kernel<16>, grid, block, 0, s, j, scratch.partial,
+                       scratch.counters);
+}
+
 /* Each job on the tiles `tiling` picks for it: the float32 ones in one
- * launch, each kind of tensor-core tiles in another. The launches use the
- * scratch from its start: each waits for the one before to finish. */
+ * launch, each kind of tensor-core tiles in another; a layer of few outputs
+ * on narrow_weights_kernel. The launches use the scratch from its start:
+ * each waits for the one before to finish. */
 void linear_backward_weights_update(cudaStream_t s, const WeightsJob *jobs, int n_jobs,
                                     int64_t B, const StepInfo *step, Scratch scratch) {
     Float32Weights f32;
@@ -828,6 +1111,10 @@ void linear_backward_weights_update(cudaStream_t s, const WeightsJob *jobs, int 
         const int64_t M = job.D + 1, N = job.H;
         const OptimizerUpdate epi{job.W_aug, job.M, job.V, job.H, job.D, step};
         const Tiling t = kind[i];
+        if (narrow(scratch, job, B)) {
+            narrow_weights(s, job, B, step, scratch);
+            continue;
+        }
         if (t == Tiling::FLOAT32) {
             static const int per_sm = blocks_per_sm(weights_kernel);
             f32.add(float32_shape(M, N, B, true, scratch.sms * per_sm),
@@ -873,8 +1160,32 @@ void head_forward_backward(cudaStream_t s, float *logits, float *dlogits, float 
                            mlp_activation act, Targets t, const int64_t *order, int64_t start,
                            const StepInfo *step, float *row_loss, int32_t *row_hit,
                            Scratch scratch) {
+    const bool chained = chain(scratch, 2.0 * (double)B * (double)H * (double)C);
+    if (scratch.narrow && C <= HEAD_FEW_MAX) {
+        /* rows a block: the fewest (1, 2, 4 or 8) that keep the blocks to
+         * one wave of four an SM, which the kernel's registers allow */
+        const int64_t slots = scratch.sms > 0 ? 4 * scratch.sms : 512;
+        const int rows = B <= slots ? 1 : B <= 2 * slots ? 2 : B <= 4 * slots ? 4 : 8;
+        const dim3 grid((unsigned)cdiv(B, rows)), block(32 * HEAD_WARPS);
+#define MLP_HEAD_FEW(CP, ROWS)                                                              \
+    launch_chained(chained, head_few_kernel<CP, 32 * HEAD_WARPS / ROWS>, grid, block, 0, s,    \
+                   logits, dlogits, dh, h, W_aug, B, H, C, act, t, order, start, step, row_loss, \
+                   row_hit)
+#define MLP_HEAD_FEW_ROWS(CP)                                                               \
+    do {                                                                                    \
+        if (rows == 1) MLP_HEAD_FEW(CP, 1);                                                 \
+        else if (rows == 2) MLP_HEAD_FEW(CP, 2);                                            \
+        else if (rows == 4) MLP_HEAD_FEW(CP, 4);                                            \
+        else MLP_HEAD_FEW(CP, 8);                                                           \
+    } while (0)
+        if (C <= 4) MLP_HEAD_FEW_ROWS(4);
+        else MLP_HEAD_FEW_ROWS(16);
+#undef MLP_HEAD_FEW_ROWS
+#undef MLP_HEAD_FEW
+        return;
+    }
     const size_t smem = sizeof(float) * (size_t)head_smem_floats(H, C);
-    launch_chained(chain(scratch, 2.0 * (double)B * (double)H * (double)C), head_kernel,
+    launch_chained(chained, head_kernel,
                    dim3((unsigned)B), dim3(32 * HEAD_WARPS), smem, s,
                    logits, dlogits, dh, h, W_aug, B, H, C, act, t, order, start, step, row_loss,
                    row_hit);

@@ -56,6 +56,11 @@ struct Scratch {
     /* the GPU's multiprocessors, for cutting products into whole waves of
      * blocks (0: not known; K is then split as if waves did not matter) */
     int64_t sms;
+    /* a last layer of few outputs on gemm.cu's kernels for them: its
+     * weight gradient on narrow_weights_kernel, the head on
+     * head_few_kernel (MLP_CUDA_NARROW=0: on the float32 tiles and
+     * head_kernel, for measuring both) */
+    bool narrow;
 };
 int64_t scratch_partial_floats(void);
 int64_t scratch_counters(void);

@@ -339,6 +339,12 @@ static bool wgmma_wanted(double tensor_work) {
     return gemm::wgmma_supported();
 }
 
+/* gemm::Scratch's narrow: unless MLP_CUDA_NARROW is "0" */
+static bool narrow_wanted(void) {
+    const char *want = getenv("MLP_CUDA_NARROW");
+    return !(want && strcmp(want, "0") == 0);
+}
+
 /* gemm::Scratch's tensor_tiles: MLP_CUDA_TENSOR_TILES=small or large
  * forces one tiling on every product that runs on tensor cores (for
  * measuring them); otherwise gemm.cu's tiling picks. */
@@ -400,6 +406,7 @@ extern "C" mlp_status mlp_create(mlp_model **model, const mlp_config *config) {
     m->scratch.tensor_min_work = tensor_min_work();
     m->scratch.tensor_tiles = tensor_tiles();
     m->scratch.wgmma = wgmma_wanted(m->scratch.tensor_min_work);
+    m->scratch.narrow = narrow_wanted();
     const size_t bytes = sizeof(float) * (size_t)n;
     e = cudaMemsetAsync(m->params, 0, bytes, m->stream);
     if (e == cudaSuccess)

@@ -170,6 +170,59 @@ def test_tensor_products_match_float32_tiles(name, tensor, monkeypatch):
                                rtol=1e-4, atol=1e-6)
 
 
+# gemm.cu's kernels for a last layer of few outputs (on unless
+# MLP_CUDA_NARROW=0): its weight gradient for at most 16 outputs at 1024 rows
+# a step or more (narrow_weights_kernel: groups of 128 inputs, the batch cut
+# into slices, 16-byte loads where the width allows, a last group holding
+# the bias row alone where D + 1 is 129) and softmax cross-entropy's head for
+# at most 16 classes (head_few_kernel: 1, 2, 4 or 8 rows a block, fewer
+# threads a row as the batch grows). Each case against the float32 tiles and
+# head_kernel (MLP_CUDA_NARROW=0), repeated bit for bit, and against the C
+# core. Regression targets and the other losses take the narrow weight
+# gradient too; Adam, momentum, sample weights, partial last batches.
+NARROW_CASES = {
+    "head-4-rows-split": ((2600, 32, (64, 40), 10, 1200, False), "momentum", "cross_entropy",
+                          False),
+    "head-block-2-classes": ((700, 50, (300, 512), 2, 300, False), "adam", "cross_entropy", True),
+    "head-block-16-classes": ((520, 784, (48, 300), 16, 100, True), "momentum", "cross_entropy",
+                              False),
+    "head-warp-rows": ((5000, 20, (64, 300), 3, 2500, False), "adam", "cross_entropy", False),
+    "regression-bias-alone": ((2400, 20, (33, 128), 1, 1200, False), "adam", "squared_error",
+                              True),
+    "poisson-odd-inputs": ((2100, 24, (41,), 5, 1050, False), "momentum", "poisson", False),
+}
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", list(NARROW_CASES))
+def test_last_layer_of_few_outputs_matches_float32_tiles(name, monkeypatch):
+    shape, opt_name, loss, weighted = NARROW_CASES[name]
+    monkeypatch.setenv("MLP_KERNELS", "gemm")
+    monkeypatch.setenv("MLP_CUDA_TENSOR", "0")
+    X, y, sizes, params, orders, batch = schedule(shape, seed=11)
+    rng = np.random.default_rng(12)
+    t = targets(loss, y, sizes[-1], rng)
+    if loss == "poisson":
+        t = t / 4
+    opt = (make_optimizer("adam", 1e-3).core_dict() if opt_name == "adam"
+           else sgd(0.02 if loss == "cross_entropy" else 0.002, 0.9))
+    w = (rng.random(len(X)) + 0.2).astype(np.float32) if weighted else None
+    case = dict(sizes=sizes, params=params, X=X, y=t, orders=orders[:2], batch_size=batch,
+                opt=opt, loss=loss, sample_weight=w)
+    runs = []
+    for narrow in ("0", "1", "1"):
+        monkeypatch.setenv("MLP_CUDA_NARROW", narrow)
+        runs.append(run_backend("cuda", **case))
+    (o_losses, o_final, o_net), (n_losses, n_final, n_net), (_, again, _) = runs
+    assert o_net.model.kernel_set == n_net.model.kernel_set == "cuda"
+    np.testing.assert_allclose(n_losses, o_losses, rtol=1e-5)
+    assert rel_err(n_final, o_final) < 1e-5
+    assert again.tobytes() == n_final.tobytes()
+    c_losses, c_final, _ = run_backend("cpu", **case)
+    np.testing.assert_allclose(n_losses, c_losses, rtol=1e-4)
+    assert rel_err(n_final, c_final) < 1e-4
+
+
 # cuda/fused.cu keeps each block's W1 tiles, their optimizer state and (for
 # steps of at most 64 rows) their inputs in shared memory for the epoch where
 # they fit (fused_plan's stationary), and reads the tiles from device memory
