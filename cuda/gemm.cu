@@ -601,7 +601,9 @@ constexpr int64_t NARROW_MIN_BATCH = 1024; /* below, the float32 tiles' launch i
 
 /* inputs a lane takes for NP sums each: 16 sums a lane in all, which leaves
  * registers for four rows' loads in flight */
-__host__ __device__ constexpr int narrow_ipl(int np) { return np >= 16 ? 1 : 16 / np > 4 ? 4 : 16 / np; }
+__host__ __device__ constexpr int narrow_ipl(int np) {
+    return np >= 16 ? 1 : 16 / np > 4 ? 4 : 16 / np;
+}
 __host__ __device__ constexpr int narrow_cols(int np) { return 32 * narrow_ipl(np); }
 
 struct NarrowWeights {
@@ -616,7 +618,8 @@ struct NarrowWeights {
 
 /* inputs d .. d + IPL - 1 of row r of [in, 1], zeros past the bias column */
 template <int IPL>
-__device__ inline void narrow_inputs(const NarrowWeights &j, int64_t r, int64_t d, float (&x)[IPL]) {
+__device__ inline void narrow_inputs(const NarrowWeights &j, int64_t r, int64_t d,
+                                     float (&x)[IPL]) {
     const float *p = j.in + r * j.D + d;
     if (IPL == 4 && j.vec && d + 4 <= j.D) {
         const float4 v = *reinterpret_cast<const float4 *>(p);
@@ -704,6 +707,113 @@ narrow_weights_kernel(NarrowWeights j, float *partial, unsigned *counters) {
         if (m > j.D) continue;
         const float g[1] = {sums[c * COLS + l]};
         finish_run(j.epi, m, c, g, 1);
+    }
+}
+
+/* ---- the bias rows of weight gradients, apart ------------------------- */
+
+/* W_aug's last row, the biases, has the gradient sum over rows of dout.
+ * Where a layer's D inputs fill whole tiles of rows, the bias row alone
+ * would take one more row of tiles on tensor cores (D = 512 on the small
+ * tiles: 9 rows of tiles instead of 8); where that row is much work, the
+ * product stops at D and bias_kernel sums dout's columns. A block takes 32 columns (a lane each)
+ * and a slice of the rows (each warp every BIAS_WARPS-th row); the block
+ * adds its warps' sums in warp order and the last block of a group of
+ * columns adds the slices' sums in slice order: bit-identical run to run. */
+constexpr int BIAS_WARPS = 8, BIAS_THREADS = 32 * BIAS_WARPS;
+constexpr int64_t BIAS_MIN_ROWS = 64, BIAS_MAX_SPLITS = 32;
+/* Only where the row of tiles saved is at least this many multiply-adds
+ * (tabular 100-512-512-2: yes at batch 8192, 2^28; at 1024, 2^25, the
+ * product took as long without its bias row and bias_kernel's launch came
+ * on top; benchmarks/RESULTS.md) */
+constexpr double BIAS_APART_MIN_WORK = 134217728.0; /* 2^27 */
+
+struct BiasBatch {
+    int count;
+    const float *dout[MLP_MAX_FUSED_LAYERS];
+    int64_t N[MLP_MAX_FUSED_LAYERS];
+    OptimizerUpdate epi[MLP_MAX_FUSED_LAYERS]; /* its bias_row: D */
+    int64_t groups[MLP_MAX_FUSED_LAYERS], rows_per_split[MLP_MAX_FUSED_LAYERS];
+    int splits[MLP_MAX_FUSED_LAYERS];
+    int64_t first_block[MLP_MAX_FUSED_LAYERS + 1];
+    int64_t partial_off[MLP_MAX_FUSED_LAYERS], counter_off[MLP_MAX_FUSED_LAYERS];
+    int64_t partial, counters, B;
+
+    __host__ void clear(int64_t rows) {
+        count = 0;
+        first_block[0] = partial = counters = 0;
+        B = rows;
+    }
+    /* one more layer's biases, the batch cut into slices of at least
+     * BIAS_MIN_ROWS rows until there are about four blocks an SM */
+    __host__ void add(const float *dout_j, int64_t N_j, OptimizerUpdate epi_j,
+                      const Scratch &scratch) {
+        const int j = count++;
+        dout[j] = dout_j;
+        N[j] = N_j;
+        epi[j] = epi_j;
+        groups[j] = cdiv(N_j, 32);
+        int64_t sp = cdiv(scratch.sms > 0 ? 4 * scratch.sms : TARGET_BLOCKS, groups[j]);
+        if (sp > B / BIAS_MIN_ROWS) sp = B / BIAS_MIN_ROWS;
+        if (sp > BIAS_MAX_SPLITS) sp = BIAS_MAX_SPLITS;
+        if (sp > 1 && (partial + sp * groups[j] * 32 > scratch.partial_floats ||
+                       counters + groups[j] > scratch.n_counters))
+            sp = 1;
+        if (sp < 1) sp = 1;
+        rows_per_split[j] = cdiv(cdiv(B, sp), BIAS_WARPS) * BIAS_WARPS;
+        splits[j] = B > 0 ? (int)cdiv(B, rows_per_split[j]) : 1;
+        partial_off[j] = partial;
+        counter_off[j] = counters;
+        if (splits[j] > 1) {
+            partial += splits[j] * groups[j] * 32;
+            counters += groups[j];
+        }
+        first_block[j + 1] = first_block[j] + groups[j] * splits[j];
+    }
+    __host__ int64_t blocks() const { return first_block[count]; }
+};
+
+__global__ void __launch_bounds__(BIAS_THREADS)
+bias_kernel(BiasBatch bb, float *partial, unsigned *counters) {
+    __shared__ float red[BIAS_WARPS][32];
+    chained_start();
+    int j = 0;
+    while (j + 1 < bb.count && (int64_t)blockIdx.x >= bb.first_block[j + 1]) j++;
+    const int64_t at = blockIdx.x - bb.first_block[j];
+    const int64_t group = at % bb.groups[j];
+    const int split = (int)(at / bb.groups[j]);
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int64_t N = bb.N[j], n = group * 32 + lane;
+    const float *dout = bb.dout[j];
+    const int64_t r0 = split * bb.rows_per_split[j];
+    const int64_t r1 = r0 + bb.rows_per_split[j] < bb.B ? r0 + bb.rows_per_split[j] : bb.B;
+    float sum = 0.0f;
+    if (n < N) {
+#pragma unroll 8
+        for (int64_t r = r0 + warp; r < r1; r += BIAS_WARPS) sum += dout[r * N + n];
+    }
+    chained_next();
+    red[warp][lane] = sum;
+    __syncthreads();
+    float v = 0.0f;
+    if (warp == 0)
+#pragma unroll
+        for (int w = 0; w < BIAS_WARPS; w++) v += red[w][lane];
+    const int splits = bb.splits[j];
+    if (splits > 1) {
+        float *p = partial + bb.partial_off[j];
+        if (warp == 0) p[((int64_t)split * bb.groups[j] + group) * 32 + lane] = v;
+        if (!last_of_tile(counters + bb.counter_off[j], group, splits)) return;
+        v = 0.0f;
+        if (warp == 0)
+#pragma unroll 8
+            for (int sp = 0; sp < splits; sp++)
+                v += __ldcg(p + ((int64_t)sp * bb.groups[j] + group) * 32 + lane);
+        tile_released(counters + bb.counter_off[j], group);
+    }
+    if (warp == 0 && n < N) {
+        const float g[1] = {v};
+        finish_run(bb.epi[j], bb.epi[j].bias_row, n, g, 1);
     }
 }
 
@@ -1090,10 +1200,15 @@ void linear_backward_weights_update(cudaStream_t s, const WeightsJob *jobs, int 
      * fill most of one wave (three quarters to all of the blocks the GPU
      * runs at once), none is split. */
     Tiling kind[MLP_MAX_FUSED_LAYERS];
+    bool apart[MLP_MAX_FUSED_LAYERS]; /* the bias row on bias_kernel */
     int64_t small_tiles = 0, large_tiles = 0;
     for (int i = 0; i < n_jobs; i++) {
-        const int64_t M = jobs[i].D + 1, N = jobs[i].H;
-        kind[i] = jobs[i].in.act ? tiling(scratch, M, N, B, true) : Tiling::FLOAT32;
+        kind[i] = jobs[i].in.act ? tiling(scratch, jobs[i].D + 1, jobs[i].H, B, true)
+                                 : Tiling::FLOAT32;
+        const int64_t bm = kind[i] == Tiling::SMALL ? tensor::Small::BM : tensor::Large::BM;
+        apart[i] = scratch.narrow && kind[i] != Tiling::FLOAT32 && jobs[i].D % bm == 0 &&
+                   (double)bm * (double)jobs[i].H * (double)B >= BIAS_APART_MIN_WORK;
+        const int64_t M = apart[i] ? jobs[i].D : jobs[i].D + 1, N = jobs[i].H;
         if (kind[i] == Tiling::SMALL)
             small_tiles += cdiv(M, tensor::Small::BM) * cdiv(N, tensor::Small::BN);
         if (kind[i] == Tiling::LARGE)
@@ -1106,10 +1221,13 @@ void linear_backward_weights_update(cudaStream_t s, const WeightsJob *jobs, int 
     const bool split_small = !one_wave(small_tiles, tensor::Small::MIN_BLOCKS);
     const bool split_large = !one_wave(large_tiles, scratch.wgmma ? tensor::Wide::MIN_BLOCKS
                                                                   : tensor::Large::MIN_BLOCKS);
+    BiasBatch bias;
+    bias.clear(B);
     for (int i = 0; i < n_jobs; i++) {
         const WeightsJob &job = jobs[i];
-        const int64_t M = job.D + 1, N = job.H;
+        const int64_t M = apart[i] ? job.D : job.D + 1, N = job.H;
         const OptimizerUpdate epi{job.W_aug, job.M, job.V, job.H, job.D, step};
+        if (apart[i]) bias.add(job.dout, job.H, epi, scratch);
         const Tiling t = kind[i];
         if (narrow(scratch, job, B)) {
             narrow_weights(s, job, B, step, scratch);
@@ -1123,7 +1241,7 @@ void linear_backward_weights_update(cudaStream_t s, const WeightsJob *jobs, int 
                     scratch);
             continue;
         }
-        const tensor::Stored a = stored(job.in.act, job.D, B, job.D, true);
+        const tensor::Stored a = stored(job.in.act, job.D, B, job.D, !apart[i]);
         const tensor::Stored b = stored(job.dout, job.H, B, job.H, false);
         if (t == Tiling::LARGE && scratch.wgmma)
             wide.add(tensor_shape<tensor::Wide>(scratch, M, N, B, split_large),
@@ -1138,6 +1256,10 @@ void linear_backward_weights_update(cudaStream_t s, const WeightsJob *jobs, int 
     using L = tensor::Large;
     using S = tensor::Small;
     using W = tensor::Wide;
+    if (bias.count)
+        launch_chained(chain(scratch, (double)B * (double)bias.count), bias_kernel,
+                       dim3((unsigned)bias.blocks()), dim3(BIAS_THREADS), 0, s, bias,
+                       scratch.partial, scratch.counters);
     if (wide.count)
         launch_chained(chain(scratch, wide.work), tensor_weights_kernel<W>,
                        dim3((unsigned)wide.blocks()), dim3(W::THREADS), W::SMEM_BYTES, s, wide,
