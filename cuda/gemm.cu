@@ -881,10 +881,11 @@ head_kernel(float *logits, float *dlogits, float *dh, const float *h, const floa
  * share of every logit in registers: a team of TEAM threads a row (a warp
  * up to the whole block) reads each row of W_aug (C contiguous floats) once
  * for the logits and once for dh, every load of a thread independent of the
- * others. head_kernel's warp per logit runs one chain of H / 32 dependent
- * round trips to W_aug: 53 us a step at batch 64 and H = 4096
- * (benchmarks/RESULTS.md). What the step before does not write (the row's
- * label and weight, the biases, the step's constants) is read before
+ * others. head_kernel's warp per logit reads 32 rows' values of one class
+ * a load, ten cache lines at C = 10, and each lane waits on its loads one
+ * row after another: 53 us a step at batch 64 and H = 4096
+ * (benchmarks/RESULTS.md). What the kernel before does not write (the
+ * row's label and weight, the biases, the step's constants) is read before
  * chained_start, while that kernel ends. A team of one warp sums the logits
  * in head_kernel's order; a larger team adds its warps' sums in warp order. */
 constexpr int HEAD_FEW_MAX = 16;
