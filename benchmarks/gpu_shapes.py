@@ -15,6 +15,10 @@ headline, 784-1024-10 on the first 10,000 MNIST images at batch 32, lr 0.01.
     python benchmarks/gpu_shapes.py --mnist DIR [--repeats 3] [--json out.json]
         [--only-one-hidden]   (the shapes with one hidden layer only)
         [--only-deeper]       (the others: the kernel-per-op path)
+        [--variants NAME=VALUE[,NAME=VALUE] ...]
+                              (ours again with these environment variables
+                              set, after the default and before PyTorch, in
+                              the same process: one more column each)
 """
 
 from __future__ import annotations
@@ -60,7 +64,20 @@ def data_sets(folder):
     return {"mnist": (X, y), "mnist10k": (X[:10_000], y[:10_000]), "tabular": (T, t)}
 
 
-def ours(sizes, X, y, params, orders, batch, lr):
+def ours(sizes, X, y, params, orders, batch, lr, env=None):
+    saved = {k: os.environ.get(k) for k in env or {}}
+    os.environ.update(env or {})
+    try:
+        return ours_now(sizes, X, y, params, orders, batch, lr)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def ours_now(sizes, X, y, params, orders, batch, lr):
     scale = 1 / 255 if X.dtype == np.uint8 else 1.0
     net = get_backend("cuda").network(sizes, params, input_scale=scale)
     data = net.bind(X, y)
@@ -115,11 +132,16 @@ def main():
                     help="only the shapes with one hidden layer (the one-kernel epochs)")
     ap.add_argument("--only-deeper", action="store_true",
                     help="only the shapes with more hidden layers (the kernel-per-op path)")
+    ap.add_argument("--variants", nargs="*", default=[],
+                    help="NAME=VALUE[,NAME=VALUE]: ours again with these variables set")
     args = ap.parse_args()
+    variants = [dict(kv.split("=", 1) for kv in v.split(",")) for v in args.variants]
     sets = data_sets(args.mnist)
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}", flush=True)
-    print("| shape | batch | mlp epoch | PyTorch CUDA graph | graph / ours | kernels |")
-    print("| --- | ---: | ---: | ---: | ---: | --- |", flush=True)
+    extra = "".join(f" {v} | graph / it |" for v in args.variants)
+    print(f"| shape | batch | mlp epoch | PyTorch CUDA graph | graph / ours | kernels |{extra}")
+    print("| --- | ---: | ---: | ---: | ---: | --- |" + " ---: | ---: |" * len(variants),
+          flush=True)
     rows = []
     for name, sizes, batch, lr, which in SHAPES:
         if (args.only_one_hidden and len(sizes) != 3) or (args.only_deeper and len(sizes) == 3):
@@ -129,11 +151,14 @@ def main():
         rng = np.random.default_rng(1)
         orders = [rng.permutation(len(X)).astype(np.int64) for _ in range(args.repeats + 1)]
         t_ours, kernels = ours(sizes, X, y, params, orders, batch, lr)
+        t_vars = [ours(sizes, X, y, params, orders, batch, lr, env)[0] for env in variants]
         t_torch = torch_graph(sizes, X, y, params, orders, batch, lr)
         rows.append(dict(shape=name, sizes=sizes, batch=batch, ours_s=t_ours,
-                         torch_graph_s=t_torch, kernels=kernels))
+                         torch_graph_s=t_torch, kernels=kernels,
+                         variants={v: t for v, t in zip(args.variants, t_vars)}))
+        cols = "".join(f" {t * 1e3:.2f} ms | {t_torch / t:.2f}x |" for t in t_vars)
         print(f"| {name} | {batch} | {t_ours * 1e3:.2f} ms | {t_torch * 1e3:.2f} ms | "
-              f"{t_torch / t_ours:.2f}x | {kernels} |", flush=True)
+              f"{t_torch / t_ours:.2f}x | {kernels} |{cols}", flush=True)
         torch.cuda.empty_cache()
     if args.json:
         with open(args.json, "w") as f:

@@ -403,6 +403,39 @@ void gemm(cudaStream_t s, int64_t M, int64_t N, int64_t K, LA a, LB b, Epi epi,
                    scratch.partial, scratch.counters);
 }
 
+/* ---- the first layer's batch, gathered ------------------------------- */
+
+/* ops.cu's gather_batch_kernel, 4 inputs a thread (one row lookup, one
+ * load and one store for 4): rows of D % 4 == 0 inputs, X and out aligned
+ * for the 4-wide loads and stores (4 bytes for uint8, 16 for float32) */
+__global__ void gather4_kernel(float *out, LayerInput in, int64_t B, int64_t D) {
+    const int64_t i = 4 * ((int64_t)blockIdx.x * blockDim.x + threadIdx.x);
+    if (i >= B * D) return;
+    const int64_t r = data_row(in.order, in.start, i / D), k = i % D;
+    float4 v;
+    if (in.dtype == MLP_UINT8) {
+        const uchar4 u = *reinterpret_cast<const uchar4 *>((const uint8_t *)in.X + r * D + k);
+        v = make_float4((float)u.x * in.scale, (float)u.y * in.scale, (float)u.z * in.scale,
+                        (float)u.w * in.scale);
+    } else {
+        const float4 x = *reinterpret_cast<const float4 *>((const float *)in.X + r * D + k);
+        v = make_float4(x.x * in.scale, x.y * in.scale, x.z * in.scale, x.w * in.scale);
+    }
+    *reinterpret_cast<float4 *>(out + i) = v;
+}
+
+static void gather(cudaStream_t s, float *out, const LayerInput &in, int64_t B, int64_t D,
+                   const Scratch &scratch) {
+    const uintptr_t align = in.dtype == MLP_UINT8 ? 4 : 16;
+    if (!scratch.gather4 || D % 4 != 0 || (uintptr_t)in.X % align != 0 ||
+        (uintptr_t)out % 16 != 0) {
+        gather_batch(s, out, in, B, D);
+        return;
+    }
+    const int64_t threads = B * D / 4;
+    gather4_kernel<<<(unsigned)cdiv(threads > 0 ? threads : 1, 256), 256, 0, s>>>(out, in, B, D);
+}
+
 /* ---- the same products on tensor cores (gemm_tensor.cuh) ------------- */
 
 /* Split K until a product has this many blocks: as many as 128 SMs run at
@@ -891,11 +924,11 @@ head_kernel(float *logits, float *dlogits, float *dh, const float *h, const floa
 constexpr int HEAD_FEW_MAX = 16;
 
 template <int CP, int TEAM>
-__global__ void __launch_bounds__(32 * HEAD_WARPS)
+__global__ void __launch_bounds__(32 * HEAD_WARPS, 4) /* four an SM: see head_forward_backward */
 head_few_kernel(float *logits, float *dlogits, float *dh, const float *h, const float *W_aug,
                 int64_t B, int64_t H, int64_t C, mlp_activation act, Targets t,
                 const int64_t *order, int64_t start, const StepInfo *step, float *row_loss,
-                int32_t *row_hit) {
+                int32_t *row_hit, bool pairs) {
     constexpr int ROWS = 32 * HEAD_WARPS / TEAM, TEAM_WARPS = TEAM / 32;
     __shared__ float part[HEAD_WARPS][CP]; /* each warp's sums */
     __shared__ float zs[ROWS][CP];         /* a row's logits, then dlogits */
@@ -917,7 +950,20 @@ head_few_kernel(float *logits, float *dlogits, float *dh, const float *h, const 
     float z[CP];
 #pragma unroll
     for (int c = 0; c < CP; c++) z[c] = 0.0f;
-    if (live) {
+    if (live && pairs) {
+#pragma unroll 4
+        for (int64_t k = tt; k < H; k += TEAM) {
+            const float x = hr[k];
+            const float2 *w = reinterpret_cast<const float2 *>(W_aug + k * C);
+#pragma unroll
+            for (int c = 0; c < CP; c += 2)
+                if (c < C) {
+                    const float2 v = w[c / 2];
+                    z[c] = fmaf(x, v.x, z[c]);
+                    z[c + 1] = fmaf(x, v.y, z[c + 1]);
+                }
+        }
+    } else if (live) {
 #pragma unroll 4
         for (int64_t k = tt; k < H; k += TEAM) {
             const float x = hr[k];
@@ -977,7 +1023,16 @@ head_few_kernel(float *logits, float *dlogits, float *dh, const float *h, const 
     for (int64_t k = tt; k < H; k += TEAM) {
         const float x = hr[k];
         float s = 0.0f;
-        if (act != MLP_RELU || mlp_relu_passes(x)) {
+        if (pairs && (act != MLP_RELU || mlp_relu_passes(x))) {
+            const float2 *w = reinterpret_cast<const float2 *>(W_aug + k * C);
+#pragma unroll
+            for (int c = 0; c < CP; c += 2)
+                if (c < C) {
+                    const float2 v = w[c / 2];
+                    s = fmaf(g[c], v.x, s);
+                    s = fmaf(g[c + 1], v.y, s);
+                }
+        } else if (act != MLP_RELU || mlp_relu_passes(x)) {
             const float *w = W_aug + k * C;
 #pragma unroll
             for (int c = 0; c < CP; c++)
@@ -1106,7 +1161,7 @@ void linear_forward(cudaStream_t s, float *out, float *pre, LayerInput in, const
     const Tiling t = tiling(scratch, B, H, D + 1, false);
     if (t != Tiling::FLOAT32) {
         if (stash) { /* the gathered floats, which the weight update reads, first */
-            gather_batch(s, stash, in, B, D);
+            gather(s, stash, in, B, D, scratch);
             in = LayerInput{stash, NULL, MLP_FLOAT32, 1.0f, NULL, 0};
         }
         /* rows of the data set itself (predicting, evaluating) stay on the
@@ -1137,10 +1192,10 @@ void linear_backward_input(cudaStream_t s, float *dinp, const float *dout, const
 }
 
 /* Whether a job's weight gradient runs on narrow_weights_kernel: a layer of
- * at most NARROW_MAX outputs whose product the float32 tiles would take. */
-static bool narrow(const Scratch &scratch, const WeightsJob &job, int64_t B) {
+ * at most NARROW_MAX outputs whose product the float32 tiles take (t). */
+static bool narrow(const Scratch &scratch, const WeightsJob &job, int64_t B, Tiling t) {
     return scratch.narrow && job.in.act && job.H <= NARROW_MAX && B >= NARROW_MIN_BATCH &&
-           tiling(scratch, job.D + 1, job.H, B, true) == Tiling::FLOAT32;
+           t == Tiling::FLOAT32;
 }
 
 /* One job on narrow_weights_kernel: the batch split into slices of at
@@ -1219,7 +1274,31 @@ void linear_backward_weights_update(cudaStream_t s, const WeightsJob *jobs, int 
         const int64_t slots = scratch.sms * per_sm;
         return slots > 0 && 4 * tiles >= 3 * slots && tiles <= slots;
     };
+    /* Where there is a launch of small tiles, the jobs the float32 tiles
+     * would take (too few tiles or k-steps to launch on tensor cores by
+     * themselves) join it, and the launch's jobs are cut into one count of
+     * slices that keeps it one wave: a launch less a step, and no job split
+     * into tens of slices as if it had the GPU to itself. Measured on an
+     * H200 (benchmarks/RESULTS.md, "joined to the small tiles"): tabular
+     * 100-512-512-2 at 1024 rows 147.8 to 123.8 ms an epoch; with either
+     * change alone, 139.0 ms (joined, each job its own slices) and no
+     * change (one count of slices for the jobs that were already there:
+     * slower at 8192 rows, 52.8 against 50.2 ms). */
+    bool joined = false;
+    if (small_tiles > 0 && scratch.join_small)
+        for (int i = 0; i < n_jobs; i++)
+            if (kind[i] == Tiling::FLOAT32 && jobs[i].in.act && B >= TENSOR_MIN_K &&
+                !narrow(scratch, jobs[i], B, kind[i])) {
+                kind[i] = Tiling::SMALL;
+                small_tiles +=
+                    cdiv(jobs[i].D + 1, tensor::Small::BM) * cdiv(jobs[i].H, tensor::Small::BN);
+                joined = true;
+            }
     const bool split_small = !one_wave(small_tiles, tensor::Small::MIN_BLOCKS);
+    const int64_t small_splits =
+        joined && split_small
+            ? shared_splits(small_tiles, B, tensor::BK, scratch.sms * tensor::Small::MIN_BLOCKS)
+            : 0;
     const bool split_large = !one_wave(large_tiles, scratch.wgmma ? tensor::Wide::MIN_BLOCKS
                                                                   : tensor::Large::MIN_BLOCKS);
     BiasBatch bias;
@@ -1230,7 +1309,7 @@ void linear_backward_weights_update(cudaStream_t s, const WeightsJob *jobs, int 
         const OptimizerUpdate epi{job.W_aug, job.M, job.V, job.H, job.D, step};
         if (apart[i]) bias.add(job.dout, job.H, epi, scratch);
         const Tiling t = kind[i];
-        if (narrow(scratch, job, B)) {
+        if (narrow(scratch, job, B, t)) {
             narrow_weights(s, job, B, step, scratch);
             continue;
         }
@@ -1250,6 +1329,10 @@ void linear_backward_weights_update(cudaStream_t s, const WeightsJob *jobs, int 
         else if (t == Tiling::LARGE)
             large.add(tensor_shape<tensor::Large>(scratch, M, N, B, split_large),
                       tensor_shape<tensor::Large>(scratch, M, N, B, false), a, b, epi, scratch);
+        else if (small_splits > 0)
+            small.add(shape_with_splits(M, N, B, tensor::Small::BM, tensor::Small::BN, tensor::BK,
+                                        small_splits),
+                      tensor_shape<tensor::Small>(scratch, M, N, B, false), a, b, epi, scratch);
         else
             small.add(tensor_shape<tensor::Small>(scratch, M, N, B, split_small),
                       tensor_shape<tensor::Small>(scratch, M, N, B, false), a, b, epi, scratch);
@@ -1290,10 +1373,13 @@ void head_forward_backward(cudaStream_t s, float *logits, float *dlogits, float 
         const int64_t slots = scratch.sms > 0 ? 4 * scratch.sms : 512;
         const int rows = B <= slots ? 1 : B <= 2 * slots ? 2 : B <= 4 * slots ? 4 : 8;
         const dim3 grid((unsigned)cdiv(B, rows)), block(32 * HEAD_WARPS);
+        /* W_aug's rows read two classes a load where C and W_aug allow:
+         * half the loads, each sum in the same order */
+        const bool pairs = scratch.head_pairs && C % 2 == 0 && (uintptr_t)W_aug % 8 == 0;
 #define MLP_HEAD_FEW(CP, ROWS)                                                              \
     launch_chained(chained, head_few_kernel<CP, 32 * HEAD_WARPS / ROWS>, grid, block, 0, s,    \
                    logits, dlogits, dh, h, W_aug, B, H, C, act, t, order, start, step, row_loss, \
-                   row_hit)
+                   row_hit, pairs)
 #define MLP_HEAD_FEW_ROWS(CP)                                                               \
     do {                                                                                    \
         if (rows == 1) MLP_HEAD_FEW(CP, 1);                                                 \

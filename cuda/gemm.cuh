@@ -61,6 +61,16 @@ struct Scratch {
      * head_few_kernel (MLP_CUDA_NARROW=0: on the float32 tiles and
      * head_kernel, for measuring both) */
     bool narrow;
+    /* the weight gradients that the float32 tiles would take join the small
+     * tensor tiles' launch where there is one (MLP_CUDA_JOIN_SMALL=0: they
+     * keep their own launch, for measuring) */
+    bool join_small;
+    /* the first layer's batch gathered 4 inputs a thread where the widths
+     * allow (MLP_CUDA_GATHER4=0: one, for measuring) */
+    bool gather4;
+    /* head_few_kernel reads two classes of W_aug a load where C and W_aug
+     * allow (MLP_CUDA_HEAD_PAIRS=0: one, for measuring) */
+    bool head_pairs;
 };
 int64_t scratch_partial_floats(void);
 int64_t scratch_counters(void);

@@ -52,6 +52,25 @@ inline Shape split_shape(int64_t M, int64_t N, int64_t K, int bm, int bn, int bk
     return sh;
 }
 
+/* The one count of slices for products of the same K that share a launch
+ * of `tiles` tiles in all: as many as keep the launch within one wave of
+ * `slots` blocks, at least 1 and at most one k-tile of bk a slice. */
+inline int64_t shared_splits(int64_t tiles, int64_t K, int bk, int64_t slots) {
+    const int64_t ktiles = cdiv(K, bk);
+    int64_t s = slots > 0 && tiles > 0 ? slots / tiles : 1;
+    if (s > ktiles) s = ktiles;
+    return s < 1 ? 1 : s;
+}
+
+/* split_shape's cut with `splits` slices chosen by the caller */
+inline Shape shape_with_splits(int64_t M, int64_t N, int64_t K, int bm, int bn, int bk,
+                               int64_t splits) {
+    Shape sh = split_shape(M, N, K, bm, bn, bk, 0, 0);
+    sh.k_per_split = cdiv(cdiv(K, bk), splits) * bk;
+    sh.splits = (int)cdiv(K, sh.k_per_split);
+    return sh;
+}
+
 /* the scratch floats that a split product's partial tiles of tile_floats
  * take */
 inline int64_t partial_floats(const Shape &sh, int64_t tile_floats) {

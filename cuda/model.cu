@@ -339,9 +339,11 @@ static bool wgmma_wanted(double tensor_work) {
     return gemm::wgmma_supported();
 }
 
-/* gemm::Scratch's narrow: unless MLP_CUDA_NARROW is "0" */
-static bool narrow_wanted(void) {
-    const char *want = getenv("MLP_CUDA_NARROW");
+/* A switch of gemm::Scratch that is on unless its variable (name) is "0":
+ * narrow (MLP_CUDA_NARROW), join_small (MLP_CUDA_JOIN_SMALL), gather4
+ * (MLP_CUDA_GATHER4), head_pairs (MLP_CUDA_HEAD_PAIRS) */
+static bool switched_on(const char *name) {
+    const char *want = getenv(name);
     return !(want && strcmp(want, "0") == 0);
 }
 
@@ -406,7 +408,10 @@ extern "C" mlp_status mlp_create(mlp_model **model, const mlp_config *config) {
     m->scratch.tensor_min_work = tensor_min_work();
     m->scratch.tensor_tiles = tensor_tiles();
     m->scratch.wgmma = wgmma_wanted(m->scratch.tensor_min_work);
-    m->scratch.narrow = narrow_wanted();
+    m->scratch.narrow = switched_on("MLP_CUDA_NARROW");
+    m->scratch.join_small = switched_on("MLP_CUDA_JOIN_SMALL");
+    m->scratch.gather4 = switched_on("MLP_CUDA_GATHER4");
+    m->scratch.head_pairs = switched_on("MLP_CUDA_HEAD_PAIRS");
     const size_t bytes = sizeof(float) * (size_t)n;
     e = cudaMemsetAsync(m->params, 0, bytes, m->stream);
     if (e == cudaSuccess)

@@ -235,6 +235,121 @@ def test_last_layer_of_few_outputs_matches_float32_tiles(name, monkeypatch):
     assert rel_err(n_final, c_final) < 1e-4
 
 
+# gemm.cu's weight update: where a step has a launch of small tensor tiles,
+# the weight gradients that the float32 tiles would take (too few tiles or
+# k-steps by themselves) join it, and the launch's jobs take one count of
+# slices of the batch (MLP_CUDA_JOIN_SMALL=0: their own launch, each job its
+# own slices). One job joined beside one on the small tiles, and two joined
+# beside one (uint8 rows, Adam, sample weights); a last batch too short for
+# the small tiles, where nothing joins. Each case against the float32 tiles
+# (the joined products' sums must change), repeated bit for bit, and
+# against the float64 reference. (Not against the C core: on the uint8
+# case its hidden layers' bias gradients, float32 sums over the batch's
+# rows one after another, are 2.7e-4 from the reference after one step
+# where a float32 reference's are 6e-7, and Adam's steps carry that to
+# 2.7e-3 of the parameters by the sixth step.)
+JOIN_CASES = {
+    "one-joined": ((2500, 100, (512, 512), 2, 1024, False), "momentum", False),
+    "two-joined": ((2200, 784, (512, 256, 128), 10, 1024, True), "adam", True),
+}
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", list(JOIN_CASES))
+def test_weights_joined_to_small_tiles_match_float32_tiles(name, monkeypatch):
+    shape, opt_name, weighted = JOIN_CASES[name]
+    monkeypatch.setenv("MLP_KERNELS", "gemm")
+    X, y, sizes, params, orders, batch = schedule(shape, seed=15)
+    rng = np.random.default_rng(16)
+    opt = make_optimizer("adam", 1e-3).core_dict() if opt_name == "adam" else sgd(0.02, 0.9)
+    w = (rng.random(len(X)) + 0.2).astype(np.float32) if weighted else None
+    case = dict(sizes=sizes, params=params, X=X, y=y, orders=orders[:2], batch_size=batch,
+                opt=opt, sample_weight=w)
+    runs = []
+    for join in ("0", "1", "1"):
+        monkeypatch.setenv("MLP_CUDA_JOIN_SMALL", join)
+        runs.append(run_backend("cuda", **case))
+    (o_losses, o_final, o_net), (j_losses, j_final, j_net), (_, again, _) = runs
+    tensor = gpu_has_tensor_products()
+    assert o_net.model.kernel_set == j_net.model.kernel_set == ("cuda-tensor" if tensor
+                                                                else "cuda")
+    np.testing.assert_allclose(j_losses, o_losses, rtol=1e-4)
+    assert rel_err(j_final, o_final) < 1e-4
+    if tensor:
+        assert j_final.tobytes() != o_final.tobytes()
+    assert again.tobytes() == j_final.tobytes()
+    r_losses, r_final, _ = run_reference(**case)
+    np.testing.assert_allclose(j_losses, r_losses, rtol=1e-4)
+    assert rel_err(j_final, r_final) < 1e-4
+
+
+# gemm.cu gathers the first layer's batch for the tensor tiles 4 inputs a
+# thread where the widths allow (rows of a multiple of 4 inputs, aligned
+# data); MLP_CUDA_GATHER4=0 keeps ops.cu's one a thread. The same floats
+# either way: uint8 and float32 rows of 784 and 300 inputs (4 a thread) and
+# of 37 (one a thread), on the tiles each product takes by default or, for
+# the last two, forced onto the small ones.
+GATHER_CASES = {
+    "uint8-784": ((2048, 784, (1024, 256), 10, 1024, True), False),
+    "float32-300": ((1500, 300, (200, 40), 7, 700, False), True),
+    "float32-37": ((1200, 37, (1030, 70), 3, 600, False), True),
+}
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", list(GATHER_CASES))
+def test_batch_gathered_four_inputs_a_thread_is_the_same(name, monkeypatch):
+    shape, forced = GATHER_CASES[name]
+    monkeypatch.setenv("MLP_KERNELS", "gemm")
+    if forced:
+        monkeypatch.setenv("MLP_CUDA_TENSOR", "1")
+        monkeypatch.setenv("MLP_CUDA_TENSOR_TILES", "small")
+    X, y, sizes, params, orders, batch = schedule(shape, seed=17)
+    runs = []
+    for four in ("0", "1"):
+        monkeypatch.setenv("MLP_CUDA_GATHER4", four)
+        runs.append(run_backend("cuda", sizes, params, X, y, orders[:2], batch, 0.02, 0.9))
+    (o_losses, o_final, o_net), (f_losses, f_final, f_net) = runs
+    assert o_net.model.kernel_set == f_net.model.kernel_set == (
+        "cuda-tensor" if gpu_has_tensor_products() else "cuda")
+    assert f_losses.tobytes() == o_losses.tobytes()
+    assert f_final.tobytes() == o_final.tobytes()
+
+
+# head_few_kernel reads two classes of W_aug a load where the classes are
+# even in number and W_aug's start allows 8-byte loads (MLP_CUDA_HEAD_PAIRS=0:
+# one a load). Each sum takes its terms in the same order either way: the
+# same bits. 10, 2 and 16 classes (one to eight rows a block, ReLU and
+# tanh), and a head whose W_aug starts at an odd float (the layer below has
+# 4 x 5 + 5 parameters), which reads one class a load.
+HEAD_PAIR_CASES = {
+    "ten-classes": ((2100, 64, (256, 1024), 10, 1024, False), "relu"),
+    "two-classes": ((300, 50, (300, 512), 2, 100, False), "relu"),
+    "sixteen-classes-tanh": ((5000, 40, (48, 300), 16, 2500, False), "tanh"),
+    "odd-start": ((400, 4, (5, 8), 2, 100, False), "relu"),
+}
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", list(HEAD_PAIR_CASES))
+def test_head_reading_class_pairs_is_the_same(name, monkeypatch):
+    shape, activation = HEAD_PAIR_CASES[name]
+    monkeypatch.setenv("MLP_KERNELS", "gemm")
+    X, y, sizes, params, orders, batch = schedule(shape, seed=19)
+    runs = []
+    for pairs in ("0", "1"):
+        monkeypatch.setenv("MLP_CUDA_HEAD_PAIRS", pairs)
+        runs.append(run_backend("cuda", sizes, params, X, y, orders[:2], batch, 0.02, 0.9,
+                                activation=activation))
+    (o_losses, o_final, _), (p_losses, p_final, _) = runs
+    assert p_losses.tobytes() == o_losses.tobytes()
+    assert p_final.tobytes() == o_final.tobytes()
+    c_losses, c_final, _ = run_backend("cpu", sizes, params, X, y, orders[:2], batch, 0.02, 0.9,
+                                       activation=activation)
+    np.testing.assert_allclose(p_losses, c_losses, rtol=1e-4)
+    assert rel_err(p_final, c_final) < 1e-4
+
+
 # cuda/fused.cu keeps each block's W1 tiles, their optimizer state and (for
 # steps of at most 64 rows) their inputs in shared memory for the epoch where
 # they fit (fused_plan's stationary), and reads the tiles from device memory

@@ -91,3 +91,59 @@ def test_slices_cover_k_and_whole_waves_never_cost_more(split_shape):
         assert cost(new[1]) <= cost(old[1])
         changed += new[1] != old[1]
     assert changed > 0  # the cases do reach the wave rule
+
+
+# reads "tiles K bk slots M N bm bn" lines, prints "s tiles splits k_per_split":
+# shared_splits(tiles, K, bk, slots), then shape_with_splits of M x N x K with s
+SHARED_PROGRAM = r"""
+#include <cstdio>
+#include "gemm_shape.cuh"
+int main() {
+    long long tiles, K, slots, M, N;
+    int bk, bm, bn;
+    while (scanf("%lld %lld %d %lld %lld %lld %d %d", &tiles, &K, &bk, &slots, &M, &N, &bm,
+                 &bn) == 8) {
+        const long long s = gemm::shared_splits(tiles, K, bk, slots);
+        const gemm::Shape sh = gemm::shape_with_splits(M, N, K, bm, bn, bk, s);
+        printf("%lld %lld %d %lld\n", s, (long long)sh.tiles, sh.splits,
+               (long long)sh.k_per_split);
+    }
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    build = tmp_path_factory.mktemp("gemm_shared")
+    (build / "main.cpp").write_text(SHARED_PROGRAM)
+    exe = build / "shared"
+    subprocess.run([CXX, "-std=c++17", "-O1", "-D__host__=", "-D__device__=",
+                    f"-I{HEADER.parent}", str(build / "main.cpp"), "-o", str(exe)],
+                   check=True, capture_output=True)
+
+    def run(cases):
+        lines = "".join(" ".join(str(v) for v in c) + "\n" for c in cases)
+        out = subprocess.run([str(exe)], input=lines, capture_output=True, text=True, check=True)
+        return [tuple(int(v) for v in line.split()) for line in out.stdout.splitlines()]
+    return run
+
+
+def test_jobs_sharing_a_launch_take_one_count_of_slices(shared):
+    # tabular 100-512-512-2 at 1024 rows: 72 + 16 small tiles on 528 slots, 6
+    # slices of 11 k-tiles (the last 9) each
+    assert shared([(88, 1024, 16, 528, 513, 512, 64, 64)]) == [(6, 72, 6, 11 * 16)]
+    assert shared([(88, 1024, 16, 528, 101, 512, 64, 64)]) == [(6, 16, 6, 11 * 16)]
+    rng = np.random.default_rng(4)
+    cases = [(int(rng.integers(0, 2000)), int(rng.integers(1, 20000)), 16,
+              int(rng.choice([0, 264, 528, 1000])), int(rng.integers(1, 5000)),
+              int(rng.integers(1, 5000)), 64, 64) for _ in range(3000)]
+    for (tiles, K, bk, slots, M, N, bm, bn), (s, t, splits, per) in zip(cases, shared(cases)):
+        k_tiles = cdiv(K, bk)
+        assert 1 <= s <= k_tiles
+        if slots > 0 and tiles > 0:
+            assert tiles * s <= slots or s == 1  # one wave where the tiles allow it
+            assert tiles * (s + 1) > slots or s == k_tiles  # and no fewer slices than that
+        assert t == cdiv(M, bm) * cdiv(N, bn)
+        assert per % bk == 0 and per == cdiv(k_tiles, s) * bk
+        assert splits <= s and (splits - 1) * per < K <= splits * per
