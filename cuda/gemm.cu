@@ -613,6 +613,36 @@ tensor_weights_kernel(TensorWeights<T> wb, float *partial, unsigned *counters) {
     }, partial, counters);
 }
 
+/* ---- kernels that sum over the batch's rows in slices ---------------- */
+
+/* How the B rows of a step are cut for `groups` blocks of a kernel that
+ * sums over rows (narrow_weights_kernel, bias_kernel): slices until there
+ * are about four blocks an SM, each of at least min_rows rows and at most
+ * max_splits of them, rounded to whole warps' worth (warps); unsplit where
+ * the slices' partial sums (floats_per_group a group) or their counters
+ * would not fit in the scratch after the partial_used floats and
+ * counters_used counters taken before. */
+struct RowSlices {
+    int64_t rows_per_split;
+    int splits;
+};
+
+static RowSlices row_slices(const Scratch &scratch, int64_t B, int64_t groups, int64_t min_rows,
+                            int64_t max_splits, int64_t floats_per_group, int64_t partial_used,
+                            int64_t counters_used, int warps) {
+    int64_t sp = cdiv(scratch.sms > 0 ? 4 * scratch.sms : TARGET_BLOCKS, groups);
+    if (sp > B / min_rows) sp = B / min_rows;
+    if (sp > max_splits) sp = max_splits;
+    if (sp > 1 && (partial_used + sp * groups * floats_per_group > scratch.partial_floats ||
+                   counters_used + groups > scratch.n_counters))
+        sp = 1;
+    if (sp < 1) sp = 1;
+    RowSlices r;
+    r.rows_per_split = cdiv(cdiv(B, sp), warps) * warps;
+    r.splits = B > 0 ? (int)cdiv(B, r.rows_per_split) : 1;
+    return r;
+}
+
 /* ---- the weight gradient of a layer of few outputs (the head's) ------ */
 
 /* A layer of at most NARROW_MAX outputs (the last layer: C classes or
@@ -786,15 +816,10 @@ struct BiasBatch {
         N[j] = N_j;
         epi[j] = epi_j;
         groups[j] = cdiv(N_j, 32);
-        int64_t sp = cdiv(scratch.sms > 0 ? 4 * scratch.sms : TARGET_BLOCKS, groups[j]);
-        if (sp > B / BIAS_MIN_ROWS) sp = B / BIAS_MIN_ROWS;
-        if (sp > BIAS_MAX_SPLITS) sp = BIAS_MAX_SPLITS;
-        if (sp > 1 && (partial + sp * groups[j] * 32 > scratch.partial_floats ||
-                       counters + groups[j] > scratch.n_counters))
-            sp = 1;
-        if (sp < 1) sp = 1;
-        rows_per_split[j] = cdiv(cdiv(B, sp), BIAS_WARPS) * BIAS_WARPS;
-        splits[j] = B > 0 ? (int)cdiv(B, rows_per_split[j]) : 1;
+        const RowSlices r = row_slices(scratch, B, groups[j], BIAS_MIN_ROWS, BIAS_MAX_SPLITS, 32,
+                                       partial, counters, BIAS_WARPS);
+        rows_per_split[j] = r.rows_per_split;
+        splits[j] = r.splits;
         partial_off[j] = partial;
         counter_off[j] = counters;
         if (splits[j] > 1) {
@@ -1213,14 +1238,10 @@ static void narrow_weights(cudaStream_t s, const WeightsJob &job, int64_t B,
     const int ipl = narrow_ipl(np);
     j.groups = cdiv(job.D + 1, narrow_cols(np));
     j.vec = (uintptr_t)job.in.act % (4 * ipl) == 0 && job.D % ipl == 0;
-    int64_t splits = cdiv(scratch.sms > 0 ? 4 * scratch.sms : TARGET_BLOCKS, j.groups);
-    if (splits > B / NARROW_MIN_ROWS) splits = B / NARROW_MIN_ROWS;
-    if (splits > 1 && (splits * j.groups * np * narrow_cols(np) > scratch.partial_floats ||
-                       j.groups > scratch.n_counters))
-        splits = 1;
-    if (splits < 1) splits = 1;
-    j.rows_per_split = cdiv(cdiv(B, splits), NARROW_WARPS) * NARROW_WARPS;
-    j.splits = (int)cdiv(B, j.rows_per_split);
+    const RowSlices r = row_slices(scratch, B, j.groups, NARROW_MIN_ROWS, INT64_MAX,
+                                   (int64_t)np * narrow_cols(np), 0, 0, NARROW_WARPS);
+    j.rows_per_split = r.rows_per_split;
+    j.splits = r.splits;
     const dim3 grid((unsigned)(j.groups * j.splits)), block(NARROW_THREADS);
     const bool chained = chain(scratch, (double)(job.D + 1) * (double)job.H * (double)B);
     if (np == 2)
