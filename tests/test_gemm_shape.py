@@ -34,11 +34,12 @@ int main() {
 """
 
 
-@pytest.fixture(scope="module")
-def split_shape(tmp_path_factory):
-    build = tmp_path_factory.mktemp("gemm_shape")
-    (build / "main.cpp").write_text(PROGRAM)
-    exe = build / "split_shape"
+def host_program(tmp_path_factory, name, source):
+    """source compiled against the header; returns run(cases): each case a
+    line of numbers in, each line of numbers out a tuple."""
+    build = tmp_path_factory.mktemp(name)
+    (build / "main.cpp").write_text(source)
+    exe = build / name
     subprocess.run([CXX, "-std=c++17", "-O1", "-D__host__=", "-D__device__=",
                     f"-I{HEADER.parent}", str(build / "main.cpp"), "-o", str(exe)],
                    check=True, capture_output=True)
@@ -48,6 +49,11 @@ def split_shape(tmp_path_factory):
         out = subprocess.run([str(exe)], input=lines, capture_output=True, text=True, check=True)
         return [tuple(int(v) for v in line.split()) for line in out.stdout.splitlines()]
     return run
+
+
+@pytest.fixture(scope="module")
+def split_shape(tmp_path_factory):
+    return host_program(tmp_path_factory, "split_shape", PROGRAM)
 
 
 def cdiv(a, b):
@@ -115,18 +121,7 @@ int main() {
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory):
-    build = tmp_path_factory.mktemp("gemm_shared")
-    (build / "main.cpp").write_text(SHARED_PROGRAM)
-    exe = build / "shared"
-    subprocess.run([CXX, "-std=c++17", "-O1", "-D__host__=", "-D__device__=",
-                    f"-I{HEADER.parent}", str(build / "main.cpp"), "-o", str(exe)],
-                   check=True, capture_output=True)
-
-    def run(cases):
-        lines = "".join(" ".join(str(v) for v in c) + "\n" for c in cases)
-        out = subprocess.run([str(exe)], input=lines, capture_output=True, text=True, check=True)
-        return [tuple(int(v) for v in line.split()) for line in out.stdout.splitlines()]
-    return run
+    return host_program(tmp_path_factory, "shared", SHARED_PROGRAM)
 
 
 def test_jobs_sharing_a_launch_take_one_count_of_slices(shared):
