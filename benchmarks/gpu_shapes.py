@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from unittest import mock
 
 import numpy as np
 import torch
@@ -65,25 +66,16 @@ def data_sets(folder):
 
 
 def ours(sizes, X, y, params, orders, batch, lr, env=None):
-    saved = {k: os.environ.get(k) for k in env or {}}
-    os.environ.update(env or {})
-    try:
-        return ours_now(sizes, X, y, params, orders, batch, lr)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def ours_now(sizes, X, y, params, orders, batch, lr):
+    """Our epoch, with the variables of env set throughout (the core reads
+    some when the network is built, MLP_KERNELS when an epoch is planned)."""
     scale = 1 / 255 if X.dtype == np.uint8 else 1.0
-    net = get_backend("cuda").network(sizes, params, input_scale=scale)
-    data = net.bind(X, y)
-    opt = make_optimizer("sgd", lr).core_dict()
-    t = time_epochs(lambda o: net.train_epoch(data, o, batch, opt)[1], orders, lambda: None)[0]
-    return t, net.model.kernel_set
+    with mock.patch.dict(os.environ, env or {}):
+        net = get_backend("cuda").network(sizes, params, input_scale=scale)
+        data = net.bind(X, y)
+        opt = make_optimizer("sgd", lr).core_dict()
+        t = time_epochs(lambda o: net.train_epoch(data, o, batch, opt)[1], orders,
+                        lambda: None)[0]
+        return t, net.model.kernel_set
 
 
 def torch_graph(sizes, X, y, params, orders, batch, lr):
