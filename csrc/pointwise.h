@@ -150,12 +150,21 @@ MLP_FN float mlp_logistic(float x) {
  * kernels skip the work of a blocked unit. */
 MLP_FN int mlp_relu_passes(float y) { return y > 0.0f; }
 
+/* GELU(x) = x Phi(x), Phi the standard normal distribution function; its
+ * slope Phi(x) + x phi(x) from x and Phi(x), so that a kernel that has
+ * Phi from the forward can keep the slope for the backward (fused_rows.cu)
+ * instead of computing erf again: the same expressions either way. */
+MLP_FN float mlp_gelu_cdf(float x) { return 0.5f * (1.0f + erff(x * 0.70710678118654752f)); }
+MLP_FN float mlp_gelu_slope(float x, float cdf) {
+    return cdf + x * (0.39894228040143268f * expf(-0.5f * x * x));
+}
+
 MLP_FN float mlp_activation_forward(mlp_activation act, float x) {
     switch (act) {
     case MLP_RELU: return x > 0.0f ? x : 0.0f;
     case MLP_TANH: return tanhf(x);
     case MLP_LOGISTIC: return mlp_logistic(x);
-    case MLP_GELU: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+    case MLP_GELU: return x * mlp_gelu_cdf(x);
     case MLP_IDENTITY: default: return x;
     }
 }
@@ -166,17 +175,14 @@ MLP_FN float mlp_activation_backward(mlp_activation act, float x, float y, float
     case MLP_RELU: return mlp_relu_passes(y) ? dy : 0.0f;
     case MLP_TANH: return dy * (1.0f - y * y);
     case MLP_LOGISTIC: return dy * (y * (1.0f - y));
-    case MLP_GELU: {
-        /* d/dx x * Phi(x) = Phi(x) + x * phi(x) */
-        const float Phi = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
-        const float phi = 0.39894228040143268f * expf(-0.5f * x * x);
-        return dy * (Phi + x * phi);
-    }
+    case MLP_GELU: return dy * mlp_gelu_slope(x, mlp_gelu_cdf(x));
     case MLP_IDENTITY: default: return dy;
     }
 }
 
-/* Whether the backward pass needs the activation's input x (not only y). */
+/* Whether the backward pass needs the activation's input x (not only y).
+ * fused_rows.cu keeps GELU's slope instead of its input: an activation added
+ * here needs its own slope kept there. */
 MLP_FN int mlp_activation_needs_input(mlp_activation act) { return act == MLP_GELU; }
 
 /* ---- losses --------------------------------------------------------------

@@ -366,16 +366,23 @@ __device__ void forward_item(const Step &st, int64_t rt, int64_t g, char *smem) 
     __syncthreads(); /* the last item's epilogue is done with W2s */
     copy_w2_group(W2s, e, j0); /* lands with the product's first chunk */
     product<T>(src, (int)cdiv(nrows, 16), smem, sm.red);
-    /* where the activation's backward needs its input, the input waits in
-     * dh for the head (head_item) */
-    const bool keep_input = GENERAL && mlp_activation_needs_input(e.act);
+    /* where the activation's backward needs its input (GELU), its slope
+     * waits in dh for the head (head_item), worked out here from the same
+     * Phi as the output: the head's chain then has no erf in it */
+    const bool keep_slope = GENERAL && mlp_activation_needs_input(e.act);
     for (int i = threadIdx.x; i < nrows * NG; i += THREADS) {
         const int m = i / NG, j = i % NG;
         const float v = result(sm.red, m, j) * st.xscale;
-        const float hv = mlp_activation_forward(GENERAL ? e.act : MLP_RELU, v);
+        float hv;
+        if (keep_slope) {
+            const float cdf = mlp_gelu_cdf(v);
+            hv = v * cdf;
+            st.dh[(g * st.rows + r0 + m) * NG + j] = mlp_gelu_slope(v, cdf);
+        } else {
+            hv = mlp_activation_forward(GENERAL ? e.act : MLP_RELU, v);
+        }
         sm.hs[m * HS + j] = hv;
         st.h[(g * st.rows + r0 + m) * NG + j] = hv;
-        if (keep_input) st.dh[(g * st.rows + r0 + m) * NG + j] = v;
     }
     __syncthreads();
     for (int i = threadIdx.x; i < (int)(nrows * C); i += THREADS) {
@@ -414,12 +421,12 @@ __device__ void head_item(const Step &st, int64_t rt, int64_t g, char *smem) {
     for (int i = threadIdx.x; i < nrows * NG / 4; i += THREADS)
         cp_async16(sm.hs + i / (NG / 4) * HS + i % (NG / 4) * 4,
                    st.h + (g * st.rows + r0) * NG + i * 4, 16);
-    /* the activation's inputs, where its backward needs them (forward_item
-     * left them in dh), in red past the labels */
-    const bool keep_input = GENERAL && mlp_activation_needs_input(e.act);
-    float *inputs = sm.red + MT;
-    for (int i = threadIdx.x; keep_input && i < nrows * NG / 4; i += THREADS)
-        cp_async16(inputs + i * 4, st.dh + (g * st.rows + r0) * NG + i * 4, 16);
+    /* the activation's slopes, where its backward needs its input
+     * (forward_item left them in dh), in red past the labels */
+    const bool keep_slope = GENERAL && mlp_activation_needs_input(e.act);
+    float *slopes = sm.red + MT;
+    for (int i = threadIdx.x; keep_slope && i < nrows * NG / 4; i += THREADS)
+        cp_async16(slopes + i * 4, st.dh + (g * st.rows + r0) * NG + i * 4, 16);
     copy_w2_group(sm.W2s, e, j0);
     for (int64_t c = threadIdx.x; c < C; c += THREADS) sm.b2s[c] = __ldcg(e.W2 + H * C + c);
     if (e.loss == MLP_CROSS_ENTROPY)
@@ -502,8 +509,10 @@ __device__ void head_item(const Step &st, int64_t rt, int64_t g, char *smem) {
             for (int c = 0; c < (int)C; c++) s = fmaf(sm.zs[m * C + c], sm.W2s[j * C + c], s);
         }
         float *at = st.dh + (g * st.rows + r0) * NG + i;
-        if (GENERAL)
-            s = mlp_activation_backward(e.act, keep_input ? inputs[i] : 0.0f, sm.hs[m * HS + j], s);
+        if (keep_slope)
+            s = s * slopes[i]; /* mlp_activation_backward's GELU: dy * slope */
+        else if (GENERAL)
+            s = mlp_activation_backward(e.act, 0.0f, sm.hs[m * HS + j], s);
         *at = s;
     }
     /* this row tile's share of dW2 (and of db2, in the first group) */

@@ -32,12 +32,31 @@ __device__ inline uint32_t rest_to_tf32(float x) {
     return (__float_as_uint(x) + 0x1000u) & 0xffffe000u;
 }
 
-/* x = hi + lo, both TF32: together they carry float32's precision. */
+/* x rounded to a nearest number of TF32's 11 significant bits, by
+ * Veltkamp's splitting (multiply by 2^13 + 1, two subtractions) on the
+ * float32 units. sm_90 code emulates cvt.rna (to_tf32) with integer
+ * instructions, which the products' fragment reads and copies compete for;
+ * the split products are faster this way (benchmarks/RESULTS.md, stop 35).
+ * It differs from to_tf32 only where x lies halfway between two TF32
+ * numbers, where both are as close to x, and hi + lo is x either way
+ * (benchmarks/tf32_split_check.cu checks every float32). Where |x| >
+ * TF32_SPLIT_MAX (x * 8193 overflows), or x is an infinity or a NaN, it is
+ * a NaN: float32 products of operands that large overflow anyway. The _rn
+ * intrinsics keep the compiler from contracting the operations into a
+ * multiply-add, which would undo the split. */
+#define TF32_SPLIT_MAX 4.0e34f
+__device__ inline uint32_t hi_tf32(float x) {
+    const float t = __fmul_rn(x, 8193.0f);
+    return __float_as_uint(__fsub_rn(t, __fsub_rn(t, x)));
+}
+
+/* x = hi + lo, both TF32: together they carry float32's precision (x - hi
+ * is exact; lo is it rounded). */
 template <int N>
 __device__ inline void split_tf32(const float (&x)[N], uint32_t (&hi)[N], uint32_t (&lo)[N]) {
 #pragma unroll
     for (int i = 0; i < N; i++) {
-        hi[i] = to_tf32(x[i]);
+        hi[i] = hi_tf32(x[i]);
         lo[i] = rest_to_tf32(x[i] - __uint_as_float(hi[i]));
     }
 }

@@ -240,28 +240,35 @@ def test_last_layer_of_few_outputs_matches_float32_tiles(name, monkeypatch):
 # k-steps by themselves) join it, and the launch's jobs take one count of
 # slices of the batch (MLP_CUDA_JOIN_SMALL=0: their own launch, each job its
 # own slices). One job joined beside one on the small tiles, and two joined
-# beside one (uint8 rows, Adam, sample weights); a last batch too short for
+# beside one (uint8 rows, sample weights); a last batch too short for
 # the small tiles, where nothing joins. Each case against the float32 tiles
 # (the joined products' sums must change), repeated bit for bit, and
 # against the float64 reference. (Not against the C core: on the uint8
 # case its hidden layers' bias gradients, float32 sums over the batch's
 # rows one after another, are 2.7e-4 from the reference after one step
 # where a float32 reference's are 6e-7, and Adam's steps carry that to
-# 2.7e-3 of the parameters by the sixth step.)
+# 2.7e-3 of the parameters by the sixth step.) Both cases take SGD with
+# momentum: with Adam, whose steps are about lr whatever a gradient's size,
+# two orders of summation that leave a row at ReLU's edge of a unit in one
+# run and not in the other part by up to lr in many parameters. Stop 35's
+# probe of this two-joined case with Adam: the float32 tiles' run 7.6e-4 from
+# the float64 reference (203 parameters apart by over lr / 2, on a few
+# units), the joined run 5.9e-7. Adam on the small tiles is
+# test_tensor_products_match_float32_tiles' odd-widths-adam.
 JOIN_CASES = {
-    "one-joined": ((2500, 100, (512, 512), 2, 1024, False), "momentum", False),
-    "two-joined": ((2200, 784, (512, 256, 128), 10, 1024, True), "adam", True),
+    "one-joined": ((2500, 100, (512, 512), 2, 1024, False), False),
+    "two-joined": ((2200, 784, (512, 256, 128), 10, 1024, True), True),
 }
 
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("name", list(JOIN_CASES))
 def test_weights_joined_to_small_tiles_match_float32_tiles(name, monkeypatch):
-    shape, opt_name, weighted = JOIN_CASES[name]
+    shape, weighted = JOIN_CASES[name]
     monkeypatch.setenv("MLP_KERNELS", "gemm")
     X, y, sizes, params, orders, batch = schedule(shape, seed=15)
     rng = np.random.default_rng(16)
-    opt = make_optimizer("adam", 1e-3).core_dict() if opt_name == "adam" else sgd(0.02, 0.9)
+    opt = sgd(0.02, 0.9)
     w = (rng.random(len(X)) + 0.2).astype(np.float32) if weighted else None
     case = dict(sizes=sizes, params=params, X=X, y=y, orders=orders[:2], batch_size=batch,
                 opt=opt, sample_weight=w)
