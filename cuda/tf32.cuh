@@ -37,13 +37,15 @@ __device__ inline uint32_t rest_to_tf32(float x) {
  * float32 units. sm_90 code emulates cvt.rna (to_tf32) with integer
  * instructions, which the products' fragment reads and copies compete for;
  * the split products are faster this way (benchmarks/RESULTS.md, stop 35).
- * It differs from to_tf32 only where x lies halfway between two TF32
- * numbers, where both are as close to x, and hi + lo is x either way
- * (benchmarks/tf32_split_check.cu checks every float32). Where |x| >
- * TF32_SPLIT_MAX (x * 8193 overflows), or x is an infinity or a NaN, it is
- * a NaN: float32 products of operands that large overflow anyway. The _rn
- * intrinsics keep the compiler from contracting the operations into a
- * multiply-add, which would undo the split. */
+ * For a normal x it differs from to_tf32 only where x lies halfway between
+ * two TF32 numbers, and hi + lo (as the tensor cores read them) is as close
+ * to x either way; for a subnormal x, hi may keep bits that TF32 drops, an
+ * error of at most 2^-136 (benchmarks/tf32_split_check.cu checks every
+ * float32). Past TF32_SPLIT_MAX (a little below FLT_MAX / 8193, where x *
+ * 8193 overflows), and for infinities and NaNs, it may be a NaN: float32
+ * products of operands that large overflow anyway. The _rn intrinsics keep
+ * the compiler from contracting the operations into a multiply-add, which
+ * would undo the split. */
 #define TF32_SPLIT_MAX 4.0e34f
 __device__ inline uint32_t hi_tf32(float x) {
     const float t = __fmul_rn(x, 8193.0f);
