@@ -908,6 +908,10 @@ bool fused_general(mlp_activation act, mlp_loss loss, const mlp_optimizer &opt) 
            opt.convention != MLP_TORCH || opt.nesterov;
 }
 
+bool fused_rows_by_activation(mlp_activation act, mlp_loss loss, const mlp_optimizer &opt) {
+    return (act == MLP_TANH || act == MLP_GELU) && !fused_general(MLP_RELU, loss, opt);
+}
+
 /* The kernel of the general code or of the default recipe's. */
 static const void *epoch_kernel(bool general) {
     return general ? (const void *)fused_epoch_kernel<true> : (const void *)fused_epoch_kernel<false>;
@@ -957,7 +961,8 @@ int fused_moments(const mlp_optimizer &opt) {
 }
 
 FusedPlan fused_plan(int64_t D, int64_t H, int64_t C, int64_t batch, mlp_dtype dtype,
-                     bool tensor_cores, bool general, int moments) {
+                     bool tensor_cores, bool general, bool by_act, mlp_activation act,
+                     int moments) {
     FusedPlan plan = {};
     plan.general = general;
     plan.kept_moments = moments;
@@ -972,8 +977,9 @@ FusedPlan fused_plan(int64_t D, int64_t H, int64_t C, int64_t batch, mlp_dtype d
     plan.tensor_cores = tensor_cores && major >= 8;
     plan.async_copy = plan.tensor_cores && D * mlp_dtype_bytes(dtype) % 16 == 0 && H % 4 == 0;
     if (plan.tensor_cores && fused_by_rows(D, dtype, batch) &&
-        fused_rows_plan(plan, D, H, C, batch, sms, general)) {
+        fused_rows_plan(plan, D, H, C, batch, sms, general, by_act, act)) {
         plan.ok = true;
+        plan.by_act = by_act;
         return plan;
     }
     if (C > MAX_CLASSES || batch > MAX_BATCH || t.k_tiles * batch * H > MAX_PARTIAL_FLOATS)

@@ -132,6 +132,8 @@ struct FusedPlan {
     bool keep_inputs;
     int64_t keep_at, kept_floats;
     bool general;        /* planned for the general code */
+    bool by_act;         /* fused_rows.cu: the default recipe's kernel for the
+                          * model's activation (fused_rows_by_activation) */
 };
 
 /* Quotients of the kernels' indices, in 32 bits. The one-kernel epochs run
@@ -256,6 +258,11 @@ bool fused_supports(bool has_weights, mlp_dtype dtype, float input_scale);
  * the code it was tuned with. */
 bool fused_general(mlp_activation act, mlp_loss loss, const mlp_optimizer &opt);
 
+/* Whether fused_rows.cu runs a recipe that needs the general code only for
+ * its activation (tanh or GELU, and otherwise the default recipe) on the
+ * default recipe's kernel compiled for that activation. */
+bool fused_rows_by_activation(mlp_activation act, mlp_loss loss, const mlp_optimizer &opt);
+
 /* Which kernel takes a step of `batch` rows of D inputs, where the GPU has
  * TF32 tensor cores: each block of fused.cu streams every row of the step
  * through its tile, in chunks of 64 rows, while each item of fused_rows.cu
@@ -276,7 +283,8 @@ int64_t fused_rows_input_chunks(int64_t D, mlp_dtype dtype);
  * launch cooperative grids, the shape does not fit in shared memory, or the
  * batch is past what the fused kernels are faster at. */
 FusedPlan fused_plan(int64_t D, int64_t H, int64_t C, int64_t batch, mlp_dtype dtype,
-                     bool tensor_cores, bool general, int moments);
+                     bool tensor_cores, bool general, bool by_act, mlp_activation act,
+                     int moments);
 
 /* The optimizer's state a parameter has: 0, 1 (momentum or Adam's first
  * moment) or 2 (Adam's second moment too). */
@@ -286,7 +294,7 @@ int fused_moments(const mlp_optimizer &opt);
  * smem_bytes, in_tile, row_stride and workspace_floats; false when the
  * shape does not fit. */
 bool fused_rows_plan(FusedPlan &plan, int64_t D, int64_t H, int64_t C, int64_t batch, int sms,
-                     bool general);
+                     bool general, bool by_act, mlp_activation act);
 
 /* Bytes of the gathered rows of an epoch of n rows. */
 int64_t fused_rows_bytes(const FusedPlan &plan, int64_t n, mlp_dtype dtype);

@@ -356,7 +356,10 @@ __device__ inline void copy_w2_group(float *W2s, const FusedEpoch &e, int64_t j0
 }
 
 /* ---- phase 1: linear_forward and relu_forward, h @ W2[group] ------------ */
-template <class T, bool GENERAL>
+/* ACT: the activation compiled into the default recipe's code (ReLU, or
+ * tanh or GELU where only the activation differs from the default recipe:
+ * fused_rows_by_activation); the general code reads e.act. */
+template <class T, bool GENERAL, mlp_activation ACT>
 __device__ void forward_item(const Step &st, int64_t rt, int64_t g, char *smem) {
     const FusedEpoch &e = *st.e;
     const int64_t r0 = rt * MT, nrows = st.B - r0 < MT ? st.B - r0 : MT, j0 = g * NG, C = e.C;
@@ -369,7 +372,8 @@ __device__ void forward_item(const Step &st, int64_t rt, int64_t g, char *smem) 
     /* where the activation's backward needs its input (GELU), its slope
      * waits in dh for the head (head_item), worked out here from the same
      * Phi as the output: the head's chain then has no erf in it */
-    const bool keep_slope = GENERAL && mlp_activation_needs_input(e.act);
+    const mlp_activation act = GENERAL ? e.act : ACT;
+    const bool keep_slope = mlp_activation_needs_input(act);
     for (int i = threadIdx.x; i < nrows * NG; i += THREADS) {
         const int m = i / NG, j = i % NG;
         const float v = result(sm.red, m, j) * st.xscale;
@@ -379,7 +383,7 @@ __device__ void forward_item(const Step &st, int64_t rt, int64_t g, char *smem) 
             hv = v * cdf;
             st.dh[(g * st.rows + r0 + m) * NG + j] = mlp_gelu_slope(v, cdf);
         } else {
-            hv = mlp_activation_forward(GENERAL ? e.act : MLP_RELU, v);
+            hv = mlp_activation_forward(act, v);
         }
         sm.hs[m * HS + j] = hv;
         st.h[(g * st.rows + r0 + m) * NG + j] = hv;
@@ -409,7 +413,7 @@ __device__ inline float dot4(const float *a, int sa, const float *b, int sb, int
     return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
-template <bool GENERAL>
+template <bool GENERAL, mlp_activation ACT>
 __device__ void head_item(const Step &st, int64_t rt, int64_t g, char *smem) {
     const FusedEpoch &e = *st.e;
     const int64_t r0 = rt * MT, nrows = st.B - r0 < MT ? st.B - r0 : MT, j0 = g * NG;
@@ -423,7 +427,8 @@ __device__ void head_item(const Step &st, int64_t rt, int64_t g, char *smem) {
                    st.h + (g * st.rows + r0) * NG + i * 4, 16);
     /* the activation's slopes, where its backward needs its input
      * (forward_item left them in dh), in red past the labels */
-    const bool keep_slope = GENERAL && mlp_activation_needs_input(e.act);
+    const mlp_activation act = GENERAL ? e.act : ACT;
+    const bool keep_slope = mlp_activation_needs_input(act);
     float *slopes = sm.red + MT;
     for (int i = threadIdx.x; keep_slope && i < nrows * NG / 4; i += THREADS)
         cp_async16(slopes + i * 4, st.dh + (g * st.rows + r0) * NG + i * 4, 16);
@@ -500,7 +505,7 @@ __device__ void head_item(const Step &st, int64_t rt, int64_t g, char *smem) {
     __syncthreads();
     /* linear_backward's dinp, then the activation's backward (ReLU's skips
      * the sum of a blocked unit) */
-    const bool relu = !GENERAL || e.act == MLP_RELU;
+    const bool relu = act == MLP_RELU;
     for (int i = threadIdx.x; i < nrows * NG; i += THREADS) {
         const int m = i / NG, j = i % NG;
         float s = 0.0f;
@@ -511,8 +516,8 @@ __device__ void head_item(const Step &st, int64_t rt, int64_t g, char *smem) {
         float *at = st.dh + (g * st.rows + r0) * NG + i;
         if (keep_slope)
             s = s * slopes[i]; /* mlp_activation_backward's GELU: dy * slope */
-        else if (GENERAL)
-            s = mlp_activation_backward(e.act, 0.0f, sm.hs[m * HS + j], s);
+        else if (GENERAL || ACT != MLP_RELU)
+            s = mlp_activation_backward(act, 0.0f, sm.hs[m * HS + j], s);
         *at = s;
     }
     /* this row tile's share of dW2 (and of db2, in the first group) */
@@ -616,7 +621,7 @@ __device__ void update_item(const Step &st, int64_t p, int64_t g, char *smem, do
     }
 }
 
-template <class T, bool GENERAL>
+template <class T, bool GENERAL, mlp_activation ACT>
 __device__ void epoch(const FusedEpoch &e, char *smem) {
     cg::grid_group grid = cg::this_grid();
     Step st;
@@ -637,14 +642,14 @@ __device__ void epoch(const FusedEpoch &e, char *smem) {
         const int64_t items = cdiv(st.B, MT) * st.G;
         stop_poll_at(e, div32(st.start, e.batch));
         for (int64_t i = blockIdx.x; i < items; i += gridDim.x)
-            forward_item<T, GENERAL>(st, div32(i, st.G), rem32(i, st.G), smem);
+            forward_item<T, GENERAL, ACT>(st, div32(i, st.G), rem32(i, st.G), smem);
         PHASE_MARK(clk, 0);
         grid.sync();
         PHASE_MARK(clk, 1);
         if (penalty && st.start > 0) penalty_total(e, div32(st.start, e.batch) - 1);
         if (stop_now_at(e, div32(st.start, e.batch))) return;
         for (int64_t i = blockIdx.x; i < items; i += gridDim.x)
-            head_item<GENERAL>(st, div32(i, st.G), rem32(i, st.G), smem);
+            head_item<GENERAL, ACT>(st, div32(i, st.G), rem32(i, st.G), smem);
         PHASE_MARK(clk, 2);
         grid.sync();
         PHASE_MARK(clk, 3);
@@ -660,20 +665,28 @@ __device__ void epoch(const FusedEpoch &e, char *smem) {
 }
 #endif
 
-template <bool GENERAL>
+template <bool GENERAL, mlp_activation ACT>
 __global__ void __launch_bounds__(THREADS, 1) fused_rows_kernel(FusedEpoch e) {
 #if MLP_HAVE_TF32
     extern __shared__ __align__(16) char smem[];
     if (e.dtype == MLP_UINT8)
-        epoch<uint8_t, GENERAL>(e, smem);
+        epoch<uint8_t, GENERAL, ACT>(e, smem);
     else
-        epoch<float, GENERAL>(e, smem);
+        epoch<float, GENERAL, ACT>(e, smem);
 #endif
 }
 
-/* The kernel of the general code or of the default recipe's. */
-const void *rows_kernel(bool general) {
-    return general ? (const void *)fused_rows_kernel<true> : (const void *)fused_rows_kernel<false>;
+/* The kernel of the general code, or the default recipe's for ReLU, tanh or
+ * GELU (by_act: fused_rows_by_activation). The general kernel runs tanh and
+ * GELU too, but its code for every activation, loss and optimizer (306
+ * against 265 KB of sm_90a code) misses the instruction cache twice as often
+ * as the default recipe's, which took every phase of a step 10-15% longer
+ * (benchmarks/RESULTS.md, stop 35). */
+const void *rows_kernel(bool general, bool by_act, mlp_activation act) {
+    if (by_act && act == MLP_TANH) return (const void *)fused_rows_kernel<false, MLP_TANH>;
+    if (by_act && act == MLP_GELU) return (const void *)fused_rows_kernel<false, MLP_GELU>;
+    return general ? (const void *)fused_rows_kernel<true, MLP_RELU>
+                   : (const void *)fused_rows_kernel<false, MLP_RELU>;
 }
 
 } // namespace
@@ -684,8 +697,8 @@ int64_t fused_rows_input_chunks(int64_t D, mlp_dtype dtype) {
 }
 
 bool fused_rows_plan(FusedPlan &plan, int64_t D, int64_t H, int64_t C, int64_t batch, int sms,
-                     bool general) {
-    const void *kernel = rows_kernel(general);
+                     bool general, bool by_act, mlp_activation act) {
+    const void *kernel = rows_kernel(general, by_act, act);
     if (C > MAX_CLASSES) return false;
     int optin = 0, per_sm = 0;
     cudaFuncAttributes attr;
@@ -730,7 +743,8 @@ bool fused_rows_plan(FusedPlan &plan, int64_t D, int64_t H, int64_t C, int64_t b
 cudaError_t fused_rows_launch(cudaStream_t s, const FusedPlan &plan, const FusedEpoch &e) {
     FusedEpoch args = e;
     void *argv[] = {&args};
-    cudaError_t err = cudaLaunchCooperativeKernel(rows_kernel(e.general), dim3(plan.blocks),
+    cudaError_t err = cudaLaunchCooperativeKernel(rows_kernel(e.general, plan.by_act, e.act),
+                                                  dim3(plan.blocks),
                                                   dim3(THREADS), argv, plan.smem_bytes, s);
     phase_report(s, "rows", plan.blocks, cdiv(e.n, e.batch));
     return err;

@@ -115,6 +115,7 @@ struct mlp_model {
     FusedPlan plan;
     int64_t plan_batch;
     bool plan_tensor;
+    bool plan_by_act;     /* planned with fused_rows_by_activation's kernel allowed */
     mlp_dtype plan_dtype; /* of the data it was planned for */
     float *partial;
     int64_t partial_cap;
@@ -787,6 +788,10 @@ static FusedPlan plan_for(mlp_model *m, const mlp_data *data, const mlp_optimize
         !fused_supports(data->weights != NULL, data->dtype, m->input_scale))
         return FusedPlan{};
     const bool general = fused_general(m->act, m->loss, opt);
+    /* MLP_CUDA_ROWS_ACT=0: tanh and GELU on fused_rows.cu's general kernel,
+     * for measuring */
+    const bool by_act =
+        fused_rows_by_activation(m->act, m->loss, opt) && switched_on("MLP_CUDA_ROWS_ACT");
     /* MLP_KERNELS=base: the float32 units only, as in the C core's baseline;
      * MLP_KERNELS=gemm: the tuned kernel-per-op path; MLP_KERNELS=fused: the
      * one-kernel epoch even where wide_products_win (benchmarks) */
@@ -798,9 +803,11 @@ static FusedPlan plan_for(mlp_model *m, const mlp_data *data, const mlp_optimize
     /* plan_batch 0 until the first plan */
     const int moments = fused_moments(opt);
     if (m->plan_batch != batch || m->plan_tensor != tensor || m->plan.general != general ||
-        m->plan_dtype != data->dtype || m->plan.kept_moments != moments) {
+        m->plan_by_act != by_act || m->plan_dtype != data->dtype ||
+        m->plan.kept_moments != moments) {
         m->plan = fused_plan(L->sizes[0], L->sizes[1], L->sizes[2], batch, data->dtype, tensor,
-                             general, moments);
+                             general, by_act, m->act, moments);
+        m->plan_by_act = by_act;
         m->plan_dtype = data->dtype;
         m->plan_batch = batch;
         m->plan_tensor = tensor;

@@ -572,6 +572,36 @@ def test_fused_general_code_matches_c_core(activation, loss, opt_name, batch, d,
     assert rel_err(g_final, c_final) < 1e-4
 
 
+# fused_rows.cu runs tanh and GELU with the default recipe's loss and
+# optimizer (softmax cross-entropy, PyTorch's SGD) on the default recipe's
+# kernel compiled for the activation (fused_rows_by_activation;
+# MLP_CUDA_ROWS_ACT=0: on the general kernel, whose code misses the
+# instruction cache more). The same arithmetic either way: the same bits, and
+# the C core's results. MNIST-like uint8 rows at batch 1024, and float32 rows
+# at batch 300; plain SGD, and momentum with weight decay.
+@pytest.mark.cuda
+@pytest.mark.parametrize("activation", ["tanh", "gelu"])
+@pytest.mark.parametrize("shape,opt", [
+    ((2100, 784, (64,), 10, 1024, True), (0.1, 0.0, 0.0)),
+    ((1000, 70, (40,), 7, 300, False), (0.05, 0.9, 1e-3))])
+def test_fused_rows_by_activation_is_the_general_code(activation, shape, opt, monkeypatch):
+    X, y, sizes, params, orders, batch = schedule(shape, seed=27)
+    case = dict(sizes=sizes, params=params, X=X, y=y, orders=orders[:2], batch_size=batch,
+                opt=sgd(*opt), activation=activation)
+    runs = []
+    for by_act in ("0", "1"):
+        monkeypatch.setenv("MLP_CUDA_ROWS_ACT", by_act)
+        runs.append(run_backend("cuda", **case))
+    (g_losses, g_final, g_net), (a_losses, a_final, a_net) = runs
+    assert g_net.model.kernel_set == a_net.model.kernel_set == (
+        "fused-rows" if gpu_has_tensor_products() else "fused")
+    assert a_losses.tobytes() == g_losses.tobytes()
+    assert a_final.tobytes() == g_final.tobytes()
+    c_losses, c_final, _ = run_backend("cpu", **case)
+    np.testing.assert_allclose(a_losses, c_losses, rtol=1e-4)
+    assert rel_err(a_final, c_final) < 1e-4
+
+
 def gpu_is_hopper():
     """Whether the GPU is of compute capability 9.0, where a default build
     (CMakeLists.txt: auto or release) carries sm_90a's warpgroup products."""
