@@ -70,7 +70,9 @@ struct FusedEpoch {
      *   (step);
      * general = true: activation act, the loss `loss` and pointwise.h's
      *   mlp_update with each step's constants from steps (device memory, one
-     *   per step). */
+     *   per step); except that fused_rows.cu runs tanh and GELU with the
+     *   default recipe's loss and optimizer on the default code compiled for
+     *   act (FusedPlan's by_act). */
     bool general;
     mlp_activation act;
     mlp_step step;
