@@ -965,6 +965,7 @@ FusedPlan fused_plan(int64_t D, int64_t H, int64_t C, int64_t batch, mlp_dtype d
                      int moments) {
     FusedPlan plan = {};
     plan.general = general;
+    plan.by_act = by_act;
     plan.kept_moments = moments;
     const Tiles t = tiles_of(D, H);
     int coop = 0, sms = 0, optin = 0, major = 0;
@@ -979,7 +980,6 @@ FusedPlan fused_plan(int64_t D, int64_t H, int64_t C, int64_t batch, mlp_dtype d
     if (plan.tensor_cores && fused_by_rows(D, dtype, batch) &&
         fused_rows_plan(plan, D, H, C, batch, sms, general, by_act, act)) {
         plan.ok = true;
-        plan.by_act = by_act;
         return plan;
     }
     if (C > MAX_CLASSES || batch > MAX_BATCH || t.k_tiles * batch * H > MAX_PARTIAL_FLOATS)

@@ -134,8 +134,9 @@ struct FusedPlan {
     bool keep_inputs;
     int64_t keep_at, kept_floats;
     bool general;        /* planned for the general code */
-    bool by_act;         /* fused_rows.cu: the default recipe's kernel for the
-                          * model's activation (fused_rows_by_activation) */
+    bool by_act;         /* planned with fused_rows.cu's default-recipe kernel
+                          * for the model's activation allowed
+                          * (fused_rows_by_activation) */
 };
 
 /* Quotients of the kernels' indices, in 32 bits. The one-kernel epochs run

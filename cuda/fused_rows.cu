@@ -678,10 +678,9 @@ __global__ void __launch_bounds__(THREADS, 1) fused_rows_kernel(FusedEpoch e) {
 
 /* The kernel of the general code, or the default recipe's for ReLU, tanh or
  * GELU (by_act: fused_rows_by_activation). The general kernel runs tanh and
- * GELU too, but its code for every activation, loss and optimizer (306
- * against 265 KB of sm_90a code) misses the instruction cache twice as often
- * as the default recipe's, which took every phase of a step 10-15% longer
- * (benchmarks/RESULTS.md, stop 35). */
+ * GELU too, but its larger code, for every activation, loss and optimizer,
+ * misses the instruction cache more often and makes every phase of a step
+ * slower (benchmarks/RESULTS.md, stop 35). */
 const void *rows_kernel(bool general, bool by_act, mlp_activation act) {
     if (by_act && act == MLP_TANH) return (const void *)fused_rows_kernel<false, MLP_TANH>;
     if (by_act && act == MLP_GELU) return (const void *)fused_rows_kernel<false, MLP_GELU>;
@@ -743,7 +742,7 @@ bool fused_rows_plan(FusedPlan &plan, int64_t D, int64_t H, int64_t C, int64_t b
 cudaError_t fused_rows_launch(cudaStream_t s, const FusedPlan &plan, const FusedEpoch &e) {
     FusedEpoch args = e;
     void *argv[] = {&args};
-    cudaError_t err = cudaLaunchCooperativeKernel(rows_kernel(e.general, plan.by_act, e.act),
+    cudaError_t err = cudaLaunchCooperativeKernel(rows_kernel(plan.general, plan.by_act, e.act),
                                                   dim3(plan.blocks),
                                                   dim3(THREADS), argv, plan.smem_bytes, s);
     phase_report(s, "rows", plan.blocks, cdiv(e.n, e.batch));

@@ -470,6 +470,12 @@ constexpr int64_t TENSOR_MIN_K = 96;
 constexpr int64_t SMALL_MIN_TILES = 16;
 constexpr int64_t SMALL_MIN_STEPS = 3000; /* about 23 an SM of 132 */
 
+/* the tiles of T that cover an M x N product */
+template <class T>
+static int64_t tile_count(int64_t M, int64_t N) {
+    return cdiv(M, T::BM) * cdiv(N, T::BN);
+}
+
 static Tiling tiling(const Scratch &scratch, int64_t M, int64_t N, int64_t K, bool weights) {
     if (!(scratch.tensor_min_work > 0.0) ||
         (double)M * (double)N * (double)K < scratch.tensor_min_work)
@@ -477,11 +483,11 @@ static Tiling tiling(const Scratch &scratch, int64_t M, int64_t N, int64_t K, bo
     if (scratch.tensor_tiles == 1) return Tiling::SMALL;
     if (scratch.tensor_tiles == 2) return Tiling::LARGE;
     if (K < TENSOR_MIN_K) return Tiling::FLOAT32;
-    const int64_t large = cdiv(M, tensor::Large::BM) * cdiv(N, tensor::Large::BN);
+    const int64_t large = tile_count<tensor::Large>(M, N);
     const int64_t large_min =
         tensor_target_blocks<tensor::Large>() / (scratch.wgmma && !weights ? 4 : 2);
     if (large >= large_min) return Tiling::LARGE;
-    const int64_t small = cdiv(M, tensor::Small::BM) * cdiv(N, tensor::Small::BN);
+    const int64_t small = tile_count<tensor::Small>(M, N);
     return small >= SMALL_MIN_TILES && small * cdiv(K, tensor::BK) >= SMALL_MIN_STEPS
                ? Tiling::SMALL
                : Tiling::FLOAT32;
@@ -1286,10 +1292,8 @@ void linear_backward_weights_update(cudaStream_t s, const WeightsJob *jobs, int 
         apart[i] = scratch.narrow && kind[i] != Tiling::FLOAT32 && jobs[i].D % bm == 0 &&
                    (double)bm * (double)jobs[i].H * (double)B >= BIAS_APART_MIN_WORK;
         const int64_t M = apart[i] ? jobs[i].D : jobs[i].D + 1, N = jobs[i].H;
-        if (kind[i] == Tiling::SMALL)
-            small_tiles += cdiv(M, tensor::Small::BM) * cdiv(N, tensor::Small::BN);
-        if (kind[i] == Tiling::LARGE)
-            large_tiles += cdiv(M, tensor::Large::BM) * cdiv(N, tensor::Large::BN);
+        if (kind[i] == Tiling::SMALL) small_tiles += tile_count<tensor::Small>(M, N);
+        if (kind[i] == Tiling::LARGE) large_tiles += tile_count<tensor::Large>(M, N);
     }
     auto one_wave = [&](int64_t tiles, int64_t per_sm) {
         const int64_t slots = scratch.sms * per_sm;
@@ -1299,20 +1303,17 @@ void linear_backward_weights_update(cudaStream_t s, const WeightsJob *jobs, int 
      * would take (too few tiles or k-steps to launch on tensor cores by
      * themselves) join it, and the launch's jobs are cut into one count of
      * slices that keeps it one wave: a launch less a step, and no job split
-     * into tens of slices as if it had the GPU to itself. Measured on an
-     * H200 (benchmarks/RESULTS.md, "joined to the small tiles"): tabular
-     * 100-512-512-2 at 1024 rows 147.8 to 123.8 ms an epoch; with either
-     * change alone, 139.0 ms (joined, each job its own slices) and no
-     * change (one count of slices for the jobs that were already there:
-     * slower at 8192 rows, 52.8 against 50.2 ms). */
+     * into tens of slices as if it had the GPU to itself. Both halves are
+     * needed, and one count of slices only where a job joined: sharing it
+     * among the jobs already there was slower (benchmarks/RESULTS.md,
+     * "joined to the small tiles"). */
     bool joined = false;
     if (small_tiles > 0 && scratch.join_small)
         for (int i = 0; i < n_jobs; i++)
             if (kind[i] == Tiling::FLOAT32 && jobs[i].in.act && B >= TENSOR_MIN_K &&
                 !narrow(scratch, jobs[i], B, kind[i])) {
                 kind[i] = Tiling::SMALL;
-                small_tiles +=
-                    cdiv(jobs[i].D + 1, tensor::Small::BM) * cdiv(jobs[i].H, tensor::Small::BN);
+                small_tiles += tile_count<tensor::Small>(jobs[i].D + 1, jobs[i].H);
                 joined = true;
             }
     const bool split_small = !one_wave(small_tiles, tensor::Small::MIN_BLOCKS);

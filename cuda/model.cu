@@ -115,7 +115,6 @@ struct mlp_model {
     FusedPlan plan;
     int64_t plan_batch;
     bool plan_tensor;
-    bool plan_by_act;     /* planned with fused_rows_by_activation's kernel allowed */
     mlp_dtype plan_dtype; /* of the data it was planned for */
     float *partial;
     int64_t partial_cap;
@@ -803,11 +802,10 @@ static FusedPlan plan_for(mlp_model *m, const mlp_data *data, const mlp_optimize
     /* plan_batch 0 until the first plan */
     const int moments = fused_moments(opt);
     if (m->plan_batch != batch || m->plan_tensor != tensor || m->plan.general != general ||
-        m->plan_by_act != by_act || m->plan_dtype != data->dtype ||
+        m->plan.by_act != by_act || m->plan_dtype != data->dtype ||
         m->plan.kept_moments != moments) {
         m->plan = fused_plan(L->sizes[0], L->sizes[1], L->sizes[2], batch, data->dtype, tensor,
                              general, by_act, m->act, moments);
-        m->plan_by_act = by_act;
         m->plan_dtype = data->dtype;
         m->plan_batch = batch;
         m->plan_tensor = tensor;

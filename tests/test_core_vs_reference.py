@@ -27,6 +27,16 @@ CORES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 STEPS = 50
 
 
+def cuda_runs(monkeypatch, switch, settings, *args, **kwargs):
+    """run_backend("cuda", *args, **kwargs) once with each setting of the
+    environment variable `switch`, in order."""
+    runs = []
+    for value in settings:
+        monkeypatch.setenv(switch, value)
+        runs.append(run_backend("cuda", *args, **kwargs))
+    return runs
+
+
 def schedule(shape, seed):
     n, d, hidden, classes, batch, uint8 = shape
     rng = np.random.default_rng(seed)
@@ -220,10 +230,7 @@ def test_last_layer_of_few_outputs_matches_float32_tiles(name, monkeypatch):
     w = (rng.random(len(X)) + 0.2).astype(np.float32) if weighted else None
     case = dict(sizes=sizes, params=params, X=X, y=t, orders=orders[:2], batch_size=batch,
                 opt=opt, loss=loss, sample_weight=w)
-    runs = []
-    for narrow in ("0", "1", "1"):
-        monkeypatch.setenv("MLP_CUDA_NARROW", narrow)
-        runs.append(run_backend("cuda", **case))
+    runs = cuda_runs(monkeypatch, "MLP_CUDA_NARROW", ("0", "1", "1"), **case)
     (o_losses, o_final, o_net), (n_losses, n_final, n_net), (_, again, _) = runs
     want = "cuda-tensor" if tensor and gpu_has_tensor_products() else "cuda"
     assert o_net.model.kernel_set == n_net.model.kernel_set == want
@@ -272,10 +279,7 @@ def test_weights_joined_to_small_tiles_match_float32_tiles(name, monkeypatch):
     w = (rng.random(len(X)) + 0.2).astype(np.float32) if weighted else None
     case = dict(sizes=sizes, params=params, X=X, y=y, orders=orders[:2], batch_size=batch,
                 opt=opt, sample_weight=w)
-    runs = []
-    for join in ("0", "1", "1"):
-        monkeypatch.setenv("MLP_CUDA_JOIN_SMALL", join)
-        runs.append(run_backend("cuda", **case))
+    runs = cuda_runs(monkeypatch, "MLP_CUDA_JOIN_SMALL", ("0", "1", "1"), **case)
     (o_losses, o_final, o_net), (j_losses, j_final, j_net), (_, again, _) = runs
     tensor = gpu_has_tensor_products()
     assert o_net.model.kernel_set == j_net.model.kernel_set == ("cuda-tensor" if tensor
@@ -312,10 +316,8 @@ def test_batch_gathered_four_inputs_a_thread_is_the_same(name, monkeypatch):
         monkeypatch.setenv("MLP_CUDA_TENSOR", "1")
         monkeypatch.setenv("MLP_CUDA_TENSOR_TILES", "small")
     X, y, sizes, params, orders, batch = schedule(shape, seed=17)
-    runs = []
-    for four in ("0", "1"):
-        monkeypatch.setenv("MLP_CUDA_GATHER4", four)
-        runs.append(run_backend("cuda", sizes, params, X, y, orders[:2], batch, 0.02, 0.9))
+    runs = cuda_runs(monkeypatch, "MLP_CUDA_GATHER4", ("0", "1"), sizes, params, X, y,
+                     orders[:2], batch, 0.02, 0.9)
     (o_losses, o_final, o_net), (f_losses, f_final, f_net) = runs
     assert o_net.model.kernel_set == f_net.model.kernel_set == (
         "cuda-tensor" if gpu_has_tensor_products() else "cuda")
@@ -343,11 +345,8 @@ def test_head_reading_class_pairs_is_the_same(name, monkeypatch):
     shape, activation = HEAD_PAIR_CASES[name]
     monkeypatch.setenv("MLP_KERNELS", "gemm")
     X, y, sizes, params, orders, batch = schedule(shape, seed=19)
-    runs = []
-    for pairs in ("0", "1"):
-        monkeypatch.setenv("MLP_CUDA_HEAD_PAIRS", pairs)
-        runs.append(run_backend("cuda", sizes, params, X, y, orders[:2], batch, 0.02, 0.9,
-                                activation=activation))
+    runs = cuda_runs(monkeypatch, "MLP_CUDA_HEAD_PAIRS", ("0", "1"), sizes, params, X, y,
+                     orders[:2], batch, 0.02, 0.9, activation=activation)
     (o_losses, o_final, _), (p_losses, p_final, _) = runs
     assert p_losses.tobytes() == o_losses.tobytes()
     assert p_final.tobytes() == o_final.tobytes()
@@ -588,10 +587,7 @@ def test_fused_rows_by_activation_is_the_general_code(activation, shape, opt, mo
     X, y, sizes, params, orders, batch = schedule(shape, seed=27)
     case = dict(sizes=sizes, params=params, X=X, y=y, orders=orders[:2], batch_size=batch,
                 opt=sgd(*opt), activation=activation)
-    runs = []
-    for by_act in ("0", "1"):
-        monkeypatch.setenv("MLP_CUDA_ROWS_ACT", by_act)
-        runs.append(run_backend("cuda", **case))
+    runs = cuda_runs(monkeypatch, "MLP_CUDA_ROWS_ACT", ("0", "1"), **case)
     (g_losses, g_final, g_net), (a_losses, a_final, a_net) = runs
     assert g_net.model.kernel_set == a_net.model.kernel_set == (
         "fused-rows" if gpu_has_tensor_products() else "fused")
