@@ -12,7 +12,10 @@
 //       cuda/gemm.cu cuda/ops.cu -o /tmp/gemm_products && /tmp/gemm_products [KINDS]
 //
 // KINDS (f, d, w or several, e.g. "w"): only those products; KINDS M N K:
-// only that one (for a profiler).
+// only that one (for a profiler). Built with -DMLP_BLOCK_TIMES as well, it
+// prints for each tensor tiling where one launch's time went: when its
+// blocks started, finished their products and finished their epilogues
+// (cuda/block_times.cuh), the blocks that finished a split tile apart.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -20,6 +23,44 @@
 #include <cuda_runtime.h>
 #include "gemm.cuh"
 using namespace gemm;
+#include "block_times.cuh"
+#ifdef MLP_BLOCK_TIMES
+// One launch's blocks: when the last started and when their products and
+// epilogues ended, from the first block's start; a block that finished a
+// split tile (or had no split) is "finishing", the others wrote partials.
+static void print_block_times(int mode) {
+    static unsigned long long bt[4 * BLOCK_TIMES_MAX];
+    block_times_read(bt);
+    unsigned long long t0 = ~0ull, t1 = 0, loops_end = 0;
+    int n = 0;
+    for (; n < BLOCK_TIMES_MAX && bt[4 * n]; n++) {
+        const unsigned long long *b = bt + 4 * n;
+        if (b[0] < t0) t0 = b[0];
+        if (b[2] > t1) t1 = b[2];
+        if (b[1] > loops_end) loops_end = b[1];
+    }
+    if (n == 0) return;
+    int finishing = 0, split = 0;
+    double loop = 0, epi_fin = 0, epi_other = 0, start = 0, start_max = 0;
+    for (int i = 0; i < n; i++) {
+        const unsigned long long *b = bt + 4 * i;
+        const bool fin = b[3] >> 16 & 1, sp = b[3] >> 17 & 1;
+        loop += b[1] - b[0];
+        start += b[0] - t0;
+        if (b[0] - t0 > start_max) start_max = b[0] - t0;
+        split += sp;
+        if (fin || !sp) finishing++, epi_fin += b[2] - b[1];
+        else epi_other += b[2] - b[1];
+    }
+    printf("   mode %d: %d blocks (%d split, %d finishing): span %.1f us, loops end by %.1f, "
+           "mean start %.1f (last %.1f), mean loop %.1f, mean epilogue finishing %.1f, "
+           "others %.1f\n",
+           mode, n, split, finishing, (t1 - t0) / 1e3, (loops_end - t0) / 1e3, start / n / 1e3,
+           start_max / 1e3, loop / n / 1e3, finishing ? epi_fin / finishing / 1e3 : 0.0,
+           n > finishing ? epi_other / (n - finishing) / 1e3 : 0.0);
+}
+#endif
+
 int main(int argc, char **argv) {
     struct P { char kind; int64_t M, N, K; };
     std::vector<P> ps = {
@@ -82,6 +123,15 @@ int main(int argc, char **argv) {
             cudaEventSynchronize(e1);
             float ms; cudaEventElapsedTime(&ms, e0, e1);
             t[mode] = 1000.0 * ms / reps;
+#ifdef MLP_BLOCK_TIMES
+            if (mode >= 1) {
+                cudaDeviceSynchronize();
+                block_times_clear();
+                run();
+                cudaDeviceSynchronize();
+                print_block_times(mode);
+            }
+#endif
         }
         cudaError_t err = cudaGetLastError();
         printf("%c %5lld %5lld %5lld | %9.1f %9.1f %9.1f %9.1f  %s\n", p.kind, (long long)p.M,

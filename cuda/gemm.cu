@@ -97,12 +97,42 @@ struct MatBT {
 };
 
 /* ---- epilogues: what happens to finished sums v[0..count) at (m, n..) --
- * Each takes a thread's run of up to W adjacent columns (TN in gemm_block, 2
- * in the tensor tiles) in two halves: load, which reads what the epilogue
+ * Each takes a thread's run of up to W adjacent columns (TN in gemm_block, 4
+ * in the tensor tiles, VEC) in two halves: load, which reads what the epilogue
  * needs (In<W>), and store, which writes. A caller with several runs
  * issues the loads of a group of them before the first store, so that
  * their round trips to memory overlap (the compiler may not move a load
  * above a store to another array that it cannot prove apart). */
+
+/* A run of W floats at p, of which the first `count` are real: with VEC,
+ * one 16-byte access where the run is four whole floats so aligned; else a
+ * float each (zeros past count when loading). VEC is the tensor tiles'
+ * (finish_runs); gemm_block's epilogue keeps its loop of single floats,
+ * which the runs cost 29 registers a thread there (and a block an SM). */
+template <int W, bool VEC>
+__device__ inline void load_run(float (&dst)[W], const float *p, int count) {
+    if constexpr (VEC && W == 4) {
+        if (count == 4 && (uintptr_t)p % 16 == 0) {
+            const float4 x = *reinterpret_cast<const float4 *>(p);
+            dst[0] = x.x, dst[1] = x.y, dst[2] = x.z, dst[3] = x.w;
+            return;
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < W; j++) dst[j] = j < count ? p[j] : 0.0f;
+}
+template <int W, bool VEC>
+__device__ inline void store_run(float *p, const float (&src)[W], int count) {
+    if constexpr (VEC && W == 4) {
+        if (count == 4 && (uintptr_t)p % 16 == 0) {
+            *reinterpret_cast<float4 *>(p) = make_float4(src[0], src[1], src[2], src[3]);
+            return;
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < W; j++)
+        if (j < count) p[j] = src[j];
+}
 
 struct StoreForward { /* linear_forward (+ activation_forward) */
     float *out, *pre;
@@ -111,19 +141,27 @@ struct StoreForward { /* linear_forward (+ activation_forward) */
     bool activate;
     template <int W>
     struct In {};
-    template <int W>
+    template <int W, bool VEC = false>
     __device__ In<W> load(int64_t, int64_t, int) const {
         return {};
     }
-    template <int W>
+    template <int W, bool VEC = false>
     __device__ void store(int64_t m, int64_t n, const In<W> &, const float (&v)[W],
                           int count) const {
-        float *o = out + m * N + n;
+        const int64_t i = m * N + n;
+        if constexpr (!VEC) {
 #pragma unroll
-        for (int j = 0; j < W; j++) {
-            if (j >= count) continue;
-            if (pre) pre[m * N + n + j] = v[j];
-            o[j] = activate ? mlp_activation_forward(act, v[j]) : v[j];
+            for (int j = 0; j < W; j++) {
+                if (j >= count) continue;
+                if (pre) pre[i + j] = v[j];
+                out[i + j] = activate ? mlp_activation_forward(act, v[j]) : v[j];
+            }
+        } else {
+            if (pre) store_run<W, VEC>(pre + i, v, count);
+            float o[W];
+#pragma unroll
+            for (int j = 0; j < W; j++) o[j] = activate ? mlp_activation_forward(act, v[j]) : v[j];
+            store_run<W, VEC>(out + i, o, count);
         }
     }
 };
@@ -137,24 +175,37 @@ struct StoreBackward { /* linear_backward's dinp (+ activation_backward) */
     struct In {
         float y[W], x[W];
     };
-    template <int W>
+    template <int W, bool VEC = false>
     __device__ In<W> load(int64_t m, int64_t n, int count) const {
         const int64_t i = m * N + n;
         In<W> in;
+        if constexpr (!VEC) {
 #pragma unroll
-        for (int j = 0; j < W; j++) {
-            in.y[j] = j < count ? act_out[i + j] : 0.0f;
-            in.x[j] = j < count && pre ? pre[i + j] : 0.0f;
+            for (int j = 0; j < W; j++) {
+                in.y[j] = j < count ? act_out[i + j] : 0.0f;
+                in.x[j] = j < count && pre ? pre[i + j] : 0.0f;
+            }
+        } else {
+            load_run<W, VEC>(in.y, act_out + i, count);
+            load_run<W, VEC>(in.x, pre ? pre + i : act_out + i, pre ? count : 0);
         }
         return in;
     }
-    template <int W>
+    template <int W, bool VEC = false>
     __device__ void store(int64_t m, int64_t n, const In<W> &in, const float (&v)[W],
                           int count) const {
-        const int64_t i = m * N + n;
+        if constexpr (!VEC) {
+            const int64_t i = m * N + n;
 #pragma unroll
-        for (int j = 0; j < W; j++)
-            if (j < count) out[i + j] = mlp_activation_backward(act, in.x[j], in.y[j], v[j]);
+            for (int j = 0; j < W; j++)
+                if (j < count) out[i + j] = mlp_activation_backward(act, in.x[j], in.y[j], v[j]);
+        } else {
+            float o[W];
+#pragma unroll
+            for (int j = 0; j < W; j++)
+                o[j] = mlp_activation_backward(act, in.x[j], in.y[j], v[j]);
+            store_run<W, VEC>(out + m * N + n, o, count);
+        }
     }
 };
 
@@ -166,32 +217,50 @@ struct OptimizerUpdate { /* linear_backward's dW, db (+ the optimizer update) */
     struct In {
         float p[W], m[W], v[W];
     };
-    template <int W>
+    template <int W, bool VEC = false>
     __device__ In<W> load(int64_t m, int64_t n, int count) const {
         const mlp_step &s = step->s;
         const bool with_m = s.adam || s.momentum != 0.0f, with_v = s.adam;
         const int64_t i = m * N + n;
         In<W> in;
+        if constexpr (!VEC) {
 #pragma unroll
-        for (int j = 0; j < W; j++) {
-            in.p[j] = j < count ? P[i + j] : 0.0f;
-            in.m[j] = j < count && with_m ? M[i + j] : 0.0f;
-            in.v[j] = j < count && with_v ? V[i + j] : 0.0f;
+            for (int j = 0; j < W; j++) {
+                in.p[j] = j < count ? P[i + j] : 0.0f;
+                in.m[j] = j < count && with_m ? M[i + j] : 0.0f;
+                in.v[j] = j < count && with_v ? V[i + j] : 0.0f;
+            }
+        } else {
+            load_run<W, VEC>(in.p, P + i, count);
+            load_run<W, VEC>(in.m, with_m ? M + i : P + i, with_m ? count : 0);
+            load_run<W, VEC>(in.v, with_v ? V + i : P + i, with_v ? count : 0);
         }
         return in;
     }
-    template <int W>
+    template <int W, bool VEC = false>
     __device__ void store(int64_t m, int64_t n, In<W> &in, const float (&grad)[W],
                           int count) const {
         const mlp_step s = step->s;
         const bool with_m = s.adam || s.momentum != 0.0f, with_v = s.adam;
         const int64_t i = m * N + n;
+        if constexpr (!VEC) {
 #pragma unroll
-        for (int j = 0; j < W; j++) {
-            if (j >= count) continue;
-            P[i + j] = mlp_update(&s, in.p[j], grad[j], &in.m[j], &in.v[j], m == bias_row);
-            if (with_m) M[i + j] = in.m[j];
-            if (with_v) V[i + j] = in.v[j];
+            for (int j = 0; j < W; j++) {
+                if (j >= count) continue;
+                P[i + j] = mlp_update(&s, in.p[j], grad[j], &in.m[j], &in.v[j], m == bias_row);
+                if (with_m) M[i + j] = in.m[j];
+                if (with_v) V[i + j] = in.v[j];
+            }
+        } else {
+            float p[W];
+#pragma unroll
+            for (int j = 0; j < W; j++)
+                p[j] = j < count ? mlp_update(&s, in.p[j], grad[j], &in.m[j], &in.v[j],
+                                              m == bias_row)
+                                 : 0.0f;
+            store_run<W, VEC>(P + i, p, count);
+            if (with_m) store_run<W, VEC>(M + i, in.m, count);
+            if (with_v) store_run<W, VEC>(V + i, in.v, count);
         }
     }
 };
@@ -535,6 +604,19 @@ void tensor_gemm(Tiling t, cudaStream_t s, int64_t M, int64_t N, int64_t K, tens
     else
         tensor_gemm_as<tensor::Small, A_K, B_N>(s, M, N, K, a, b, epi, scratch);
 }
+
+
+#ifdef MLP_BLOCK_TIMES
+} // namespace
+void block_times_read(unsigned long long *host) {
+    cudaMemcpyFromSymbol(host, block_times, sizeof(block_times));
+}
+void block_times_clear() {
+    static unsigned long long zero[4 * BLOCK_TIMES_MAX];
+    cudaMemcpyToSymbol(block_times, zero, sizeof zero);
+}
+namespace {
+#endif
 
 /* ---- every layer's weight update in one launch ----------------------- */
 

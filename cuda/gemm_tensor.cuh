@@ -36,12 +36,14 @@
 
 #include <stdint.h>
 
+#include "block_times.cuh"
 #include "common.cuh"
 #include "gemm_shape.cuh"
 #include "tf32.cuh"
 
 namespace gemm {
 namespace tensor {
+
 
 constexpr int BK = 16, STAGES = 4;
 /* Row padding (floats) of a stage's tiles, so that the 32 lanes of a
@@ -455,10 +457,105 @@ __device__ inline void pair_place(int wm, int wn, int mi, int ni, int h, int &lm
     }
 }
 
+/* A tile's sums as the epilogue takes them: four adjacent columns of row
+ * lm from column ln, the slices' partials added in slice order from zero
+ * (the same order wherever a tile is split: results are bit-identical
+ * from run to run) or read back from shared memory. */
+struct SliceSums {
+    const float *slices;
+    int64_t slice_stride;
+    int splits, ld;
+    template <int R>
+    __device__ void get(const int (&lm)[R], const int (&ln)[R], float (&v)[R][4]) const {
+#pragma unroll
+        for (int j = 0; j < R; j++) v[j][0] = v[j][1] = v[j][2] = v[j][3] = 0.0f;
+        /* four slices' loads at a time, then their sums in slice order */
+        int s = 0;
+        for (; s + 4 <= splits; s += 4) {
+            float4 part[4][R];
+#pragma unroll
+            for (int k = 0; k < 4; k++)
+#pragma unroll
+                for (int j = 0; j < R; j++) part[k][j] = load(s + k, lm[j], ln[j]);
+#pragma unroll
+            for (int k = 0; k < 4; k++)
+#pragma unroll
+                for (int j = 0; j < R; j++) add(v[j], part[k][j]);
+        }
+        for (; s < splits; s++)
+#pragma unroll
+            for (int j = 0; j < R; j++) add(v[j], load(s, lm[j], ln[j]));
+    }
+    __device__ float4 load(int s, int lm, int ln) const {
+        return __ldcg(
+            reinterpret_cast<const float4 *>(slices + (int64_t)s * slice_stride + lm * ld + ln));
+    }
+    __device__ static void add(float (&v)[4], float4 p) {
+        v[0] += p.x;
+        v[1] += p.y;
+        v[2] += p.z;
+        v[3] += p.w;
+    }
+};
+struct SharedSums {
+    const float *tile;
+    int ld;
+    template <int R>
+    __device__ void get(const int (&lm)[R], const int (&ln)[R], float (&v)[R][4]) const {
+#pragma unroll
+        for (int j = 0; j < R; j++) {
+            const float4 x = *reinterpret_cast<const float4 *>(&tile[lm[j] * ld + ln[j]]);
+            v[j][0] = x.x, v[j][1] = x.y, v[j][2] = x.z, v[j][3] = x.w;
+        }
+    }
+};
+
+/* Row padding (floats) of an unsplit tile's sums in shared memory, so that
+ * the pairs a warp writes fall in different banks: its rows are g (A_K,
+ * stride 8 apart) or 2g (stride 4) */
+__host__ __device__ constexpr int sums_pad(bool a_k) { return a_k ? 8 : 4; }
+
+/* The epilogue of a tile's sums (from `sums`), in runs of four adjacent
+ * columns: a warp takes whole rows, so its loads and stores are whole
+ * lines, and a thread's R runs' loads go out together before their
+ * stores. Pairs of sums straight from the registers instead, each pair a
+ * few bytes of eight rows, took tens of microseconds for the last block
+ * of a split tile (benchmarks/RESULTS.md, "the tiles' sums in runs"). */
+template <class T, class Epi, class Sums>
+__device__ inline void finish_runs(const Shape &sh, int64_t m0, int64_t n0, const Epi &epi,
+                                   const Sums &sums) {
+    constexpr int RUNS_ROW = T::BN / 4, PER = T::BM * RUNS_ROW / T::THREADS;
+    /* four runs a group, two where the epilogue reads three arrays (the
+     * optimizer's): at four the weight update spilled registers */
+    constexpr int WANT = sizeof(typename Epi::template In<4>) > 8 * sizeof(float) ? 2 : 4;
+    constexpr int R = PER < WANT ? PER : WANT;
+    static_assert(PER % R == 0 && T::BN % 4 == 0, "whole groups of runs");
+#pragma unroll 1
+    for (int r0 = 0; r0 < PER; r0 += R) {
+        int lm[R], ln[R], count[R];
+        typename Epi::template In<4> in[R];
+        float v[R][4];
+#pragma unroll
+        for (int j = 0; j < R; j++) {
+            const int run = threadIdx.x + (r0 + j) * T::THREADS;
+            lm[j] = run / RUNS_ROW;
+            ln[j] = run % RUNS_ROW * 4;
+            const int64_t gm = m0 + lm[j], gn = n0 + ln[j];
+            count[j] = gm >= sh.M || gn >= sh.N ? 0 : sh.N - gn < 4 ? (int)(sh.N - gn) : 4;
+            in[j] = epi.template load<4, true>(gm, gn, count[j]); /* nothing where count is 0 */
+        }
+        sums.get(lm, ln, v);
+#pragma unroll
+        for (int j = 0; j < R; j++)
+            if (count[j] > 0)
+                epi.template store<4, true>(m0 + lm[j], n0 + ln[j], in[j], v[j], count[j]);
+    }
+}
+
 /* Block (tile, split) of C (M,N) = A @ B, sh cut into tiles of T: as
- * gemm_block, each finished sum goes to epi (two adjacent columns at a
- * time), or with several splits through partial and the last block of the
- * tile. */
+ * gemm_block, each finished sum goes to epi (four adjacent columns at a
+ * time, finish_runs), or with several splits through partial and the last
+ * block of the tile. */
 template <class T, bool A_K, bool B_N, class Epi>
 __device__ void tensor_block(const Shape &sh, int64_t tile, int split, const Stored &a,
                              const Stored &b, const Epi &epi, float *partial,
@@ -467,6 +564,7 @@ __device__ void tensor_block(const Shape &sh, int64_t tile, int split, const Sto
     constexpr int MI = T::MI, NI = T::NI;
     constexpr int64_t TILE_FLOATS = (int64_t)T::BM * T::BN;
     extern __shared__ __align__(16) float smem[];
+    BLOCK_TIME_START();
     const int64_t m0 = tile / sh.tiles_n * T::BM, n0 = tile % sh.tiles_n * T::BN;
     const int64_t kbeg = split * sh.k_per_split;
     const int64_t kend = kbeg + sh.k_per_split < sh.K ? kbeg + sh.k_per_split : sh.K;
@@ -535,70 +633,53 @@ __device__ void tensor_block(const Shape &sh, int64_t tile, int split, const Sto
     if constexpr (T::WGMMA) wgmma_wait_sums(d);
 #endif
     cp_async_wait<0>();
+    BLOCK_TIME_LOOP(sh.splits > 1);
     chained_next(); /* the products are done: the next kernel may be scheduled */
 
-    /* A thread's pairs of sums, p = (mi * NI + ni) * 2 + h, go to the
-     * epilogue G at a time: the epilogue's loads of the G pairs (and with
-     * several splits, the partials of each slice for the G pairs) go out
-     * together, then the stores. One pair at a time, each waited for its
-     * loads, which took the weight gradients' last blocks tens of
-     * microseconds (benchmarks/RESULTS.md). */
-    constexpr int PAIRS = MI * NI * 2;
-    constexpr int G = 4;
-    static_assert(PAIRS % G == 0, "whole groups of pairs");
-    const bool split_k = sh.splits > 1;
-    if (split_k) {
+    /* The sums leave the tile in runs of four columns (finish_runs): a
+     * split tile's from every slice's partials, by the last of its blocks;
+     * an unsplit tile's through shared memory, free once every warp is
+     * done with the stages. */
+    if (sh.splits > 1) {
         float *mine = partial + ((int64_t)split * sh.tiles + tile) * TILE_FLOATS;
 #pragma unroll
-        for (int p = 0; p < PAIRS; p++) {
-            const int mi = p / (2 * NI), ni = p / 2 % NI, h = p % 2;
-            int lm, ln;
-            pair_place<T, A_K>(wm, wn, mi, ni, h, lm, ln);
-            *reinterpret_cast<float2 *>(&mine[lm * T::BN + ln]) =
-                make_float2(acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
-        }
-        if (!last_of_tile(counters, tile, sh.splits)) return;
-    }
-    const float *slices = partial + tile * TILE_FLOATS;
-    const int64_t slice_stride = sh.tiles * TILE_FLOATS;
+        for (int mi = 0; mi < MI; mi++)
 #pragma unroll
-    for (int p0 = 0; p0 < PAIRS; p0 += G) {
-        int64_t gm[G], gn[G];
-        int at[G], count[G];
-        typename Epi::template In<2> in[G];
-        float v[G][2];
+            for (int ni = 0; ni < NI; ni++)
 #pragma unroll
-        for (int g = 0; g < G; g++) {
-            const int p = p0 + g, mi = p / (2 * NI), ni = p / 2 % NI, h = p % 2;
-            int lm, ln;
-            pair_place<T, A_K>(wm, wn, mi, ni, h, lm, ln);
-            gm[g] = m0 + lm;
-            gn[g] = n0 + ln;
-            at[g] = lm * T::BN + ln;
-            count[g] = gm[g] >= sh.M ? 0 : sh.N - gn[g] < 2 ? (int)(sh.N - gn[g]) : 2;
-            in[g] = epi.template load<2>(gm[g], gn[g], count[g]); /* nothing where count <= 0 */
-            v[g][0] = split_k ? 0.0f : acc[mi][ni][2 * h];
-            v[g][1] = split_k ? 0.0f : acc[mi][ni][2 * h + 1];
-        }
-        if (split_k) { /* the slices' partials added in slice order, from zero */
-            for (int s = 0; s < sh.splits; s++) {
-                float2 part[G];
-#pragma unroll
-                for (int g = 0; g < G; g++)
-                    part[g] = __ldcg(reinterpret_cast<const float2 *>(
-                        slices + (int64_t)s * slice_stride + at[g]));
-#pragma unroll
-                for (int g = 0; g < G; g++) {
-                    v[g][0] += part[g].x;
-                    v[g][1] += part[g].y;
+                for (int h = 0; h < 2; h++) {
+                    int lm, ln;
+                    pair_place<T, A_K>(wm, wn, mi, ni, h, lm, ln);
+                    *reinterpret_cast<float2 *>(&mine[lm * T::BN + ln]) =
+                        make_float2(acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
                 }
-            }
+        if (!last_of_tile(counters, tile, sh.splits)) {
+            BLOCK_TIME_END();
+            return;
         }
+        BLOCK_TIME_FINISHING();
+        finish_runs<T>(sh, m0, n0, epi, SliceSums{partial + tile * TILE_FLOATS,
+                                                  sh.tiles * TILE_FLOATS, sh.splits, T::BN});
+        tile_released(counters, tile);
+    } else {
+        constexpr int LD = T::BN + sums_pad(A_K);
+        static_assert(T::BM * LD <= T::STAGES * T::STAGE_FLOATS, "the sums fit the stages");
+        __syncthreads(); /* every warp is done with the stages */
 #pragma unroll
-        for (int g = 0; g < G; g++)
-            if (count[g] > 0) epi.template store<2>(gm[g], gn[g], in[g], v[g], count[g]);
+        for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+            for (int ni = 0; ni < NI; ni++)
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    int lm, ln;
+                    pair_place<T, A_K>(wm, wn, mi, ni, h, lm, ln);
+                    *reinterpret_cast<float2 *>(&smem[lm * LD + ln]) =
+                        make_float2(acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
+                }
+        __syncthreads();
+        finish_runs<T>(sh, m0, n0, epi, SharedSums{smem, LD});
     }
-    if (split_k) tile_released(counters, tile);
+    BLOCK_TIME_END();
 #else
     (void)sh, (void)tile, (void)split, (void)a, (void)b, (void)epi, (void)partial,
         (void)counters;
