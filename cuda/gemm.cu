@@ -532,10 +532,13 @@ Shape tensor_shape(const Scratch &scratch, int64_t M, int64_t N, int64_t K, bool
  * a K of 64 (the weight gradient at batch 64) or short products of a few
  * hundred columns are faster on the float32 tiles; since the epilogue's
  * loads go out in groups, a few small tiles over a long K are not (w 101 x
- * 512 x 8192: 80 against 90 us). */
+ * 512 x 8192: 80 against 90 us). Since the tiles' epilogue takes runs of
+ * four columns (finish_runs), a weight gradient of enough large tiles
+ * takes them from a K of 64 (w 4097 x 4096 x 64: 106 us on wgmma against
+ * 198 on the float32 tiles; "the tiles' sums in runs" there). */
 enum class Tiling { FLOAT32, SMALL, LARGE };
 
-constexpr int64_t TENSOR_MIN_K = 96;
+constexpr int64_t TENSOR_MIN_K = 96, WEIGHTS_LARGE_MIN_K = 64;
 constexpr int64_t SMALL_MIN_TILES = 16;
 constexpr int64_t SMALL_MIN_STEPS = 3000; /* about 23 an SM of 132 */
 
@@ -551,10 +554,12 @@ static Tiling tiling(const Scratch &scratch, int64_t M, int64_t N, int64_t K, bo
         return Tiling::FLOAT32;
     if (scratch.tensor_tiles == 1) return Tiling::SMALL;
     if (scratch.tensor_tiles == 2) return Tiling::LARGE;
-    if (K < TENSOR_MIN_K) return Tiling::FLOAT32;
     const int64_t large = tile_count<tensor::Large>(M, N);
     const int64_t large_min =
         tensor_target_blocks<tensor::Large>() / (scratch.wgmma && !weights ? 4 : 2);
+    if (K < TENSOR_MIN_K)
+        return weights && K >= WEIGHTS_LARGE_MIN_K && large >= large_min ? Tiling::LARGE
+                                                                         : Tiling::FLOAT32;
     if (large >= large_min) return Tiling::LARGE;
     const int64_t small = tile_count<tensor::Small>(M, N);
     return small >= SMALL_MIN_TILES && small * cdiv(K, tensor::BK) >= SMALL_MIN_STEPS
