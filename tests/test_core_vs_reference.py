@@ -136,11 +136,13 @@ def test_cuda_core_matches_c_core(shape, path, monkeypatch):
 # rows (gathered, then multiplied; predicting reads the data set's rows on
 # the float32 tiles, the layers above on tensor cores), widths that are not
 # multiples of 4 (the copies of 4 bytes), K split across blocks (a few tiles
-# over many rows), Adam.
+# over many rows), Adam, and a batch of 64 (a weight gradient of 153 large
+# tiles over a K of 64, which tiling gives the large tiles by default).
 TENSOR_SHAPES = {
     "mnist-like": ((2048, 784, (1024, 256), 10, 1024, True), False),
     "odd-widths-adam": ((3000, 300, (1030, 130), 7, 3000, False), True),
     "split-k": ((1200, 37, (1030, 70), 3, 1200, False), False),
+    "batch-64": ((512, 300, (2048, 1030), 5, 64, False), False),
 }
 
 
@@ -149,7 +151,7 @@ TENSOR_SHAPES = {
     ("mnist-like", "default"), ("mnist-like", "small"), ("mnist-like", "large"),
     ("mnist-like", "large-mma"), ("odd-widths-adam", "default"), ("odd-widths-adam", "small"),
     ("odd-widths-adam", "large"), ("odd-widths-adam", "large-mma"), ("split-k", "small"),
-    ("split-k", "large"), ("split-k", "large-mma")])
+    ("split-k", "large"), ("split-k", "large-mma"), ("batch-64", "default")])
 def test_tensor_products_match_float32_tiles(name, tensor, monkeypatch):
     shape, adam = TENSOR_SHAPES[name]
     monkeypatch.setenv("MLP_KERNELS", "gemm")
