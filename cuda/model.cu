@@ -769,13 +769,13 @@ static mlp_status record_epoch(mlp_model *m, const mlp_data *data, int64_t n, in
  * falls with the batch, while the kernel-per-op path's large products on
  * Hopper's warpgroup tiles (gemm_tensor.cuh's Wide) fill the GPU at large
  * batches. Measured on an H200 (benchmarks/RESULTS.md, "one kernel per op
- * for wide layers at large batches"): from 2^22 hidden values a step every
- * shape measured of 512 units or more was faster one kernel per op (1.17x
- * to 2.41x), at 2^21 some were slower (to 0.90x); 784-256-10 at 8192 was
- * slower (0.83x), hence the 512 units. */
+ * for wide layers at large batches", and since the tiles' epilogue takes
+ * runs of four columns, "the tiles' sums in runs"): from 2^21 hidden values
+ * a step, every shape measured of 256 units or more was faster one kernel
+ * per op (1.11x to 2.35x); at 2^20, some were slower (to 0.95x). */
 static bool wide_products_win(const mlp_model *m, int64_t batch) {
     const int64_t H = m->L.sizes[1];
-    return m->scratch.wgmma && H >= 512 && H * batch >= ((int64_t)1 << 22);
+    return m->scratch.wgmma && H >= 256 && H * batch >= ((int64_t)1 << 21);
 }
 
 /* The fused kernel's plan for this model at a batch size (rows per step):

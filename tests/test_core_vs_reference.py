@@ -614,17 +614,19 @@ def gpu_is_hopper():
 @pytest.mark.cuda
 def test_wide_hidden_layers_at_large_batches_train_one_kernel_per_op(monkeypatch):
     """wide_products_win (cuda/model.cu): a one-hidden-layer net of at least
-    512 hidden units takes the kernel-per-op path from 2^22 hidden values a
+    256 hidden units takes the kernel-per-op path from 2^21 hidden values a
     step where its large products run on Hopper's warpgroup tiles, and the
-    one-kernel epoch below that or with those tiles kept on mma.sync
-    (MLP_CUDA_WGMMA=0); each against the C core."""
+    one-kernel epoch below that, with fewer units, or with those tiles kept
+    on mma.sync (MLP_CUDA_WGMMA=0); each against the C core."""
     rng = np.random.default_rng(8)
     X, y = make_problem(rng, 16384, 100, 3)
-    sizes = (100, 512, 3)
-    params, orders = initial_state(sizes, len(X), 1, seed=8)
     fused = {"fused-rows", "fused-tensor", "fused"}
-    wide = {"cuda-tensor"} if gpu_is_hopper() else fused
-    for batch, wgmma, kernels in [(4096, None, fused), (8192, "0", fused), (8192, None, wide)]:
+    # one kernel per op; 101 x 256 weights are too few tiles for tensor cores
+    per_op = {"cuda", "cuda-tensor"} if gpu_is_hopper() else fused
+    for hidden, batch, wgmma, kernels in [(256, 4096, None, fused), (256, 8192, "0", fused),
+                                          (256, 8192, None, per_op), (128, 16384, None, fused)]:
+        sizes = (100, hidden, 3)
+        params, orders = initial_state(sizes, len(X), 1, seed=8)
         if wgmma is None:
             monkeypatch.delenv("MLP_CUDA_WGMMA", raising=False)
         else:
@@ -632,7 +634,7 @@ def test_wide_hidden_layers_at_large_batches_train_one_kernel_per_op(monkeypatch
         c_losses, c_final, _ = run_backend("cpu", sizes, params, X, y, orders, batch, 0.05, 0.9)
         g_losses, g_final, net = run_backend("cuda", sizes, params, X, y, orders, batch, 0.05,
                                              0.9)
-        assert net.model.kernel_set in kernels, (batch, wgmma)
+        assert net.model.kernel_set in kernels, (hidden, batch, wgmma)
         np.testing.assert_allclose(g_losses, c_losses, rtol=1e-4)
         assert rel_err(g_final, c_final) < 1e-4
 
