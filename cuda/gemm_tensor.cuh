@@ -552,6 +552,25 @@ __device__ inline void finish_runs(const Shape &sh, int64_t m0, int64_t n0, cons
     }
 }
 
+/* A thread's sums, pair by pair, into a tile whose rows lie ld floats
+ * apart from dst: a split tile's partials or an unsplit tile's sums in
+ * shared memory. */
+template <class T, bool A_K>
+__device__ inline void write_sums(const float (&acc)[T::MI][T::NI][4], int wm, int wn,
+                                  float *dst, int ld) {
+#pragma unroll
+    for (int mi = 0; mi < T::MI; mi++)
+#pragma unroll
+        for (int ni = 0; ni < T::NI; ni++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                int lm, ln;
+                pair_place<T, A_K>(wm, wn, mi, ni, h, lm, ln);
+                *reinterpret_cast<float2 *>(&dst[lm * ld + ln]) =
+                    make_float2(acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
+            }
+}
+
 /* Block (tile, split) of C (M,N) = A @ B, sh cut into tiles of T: as
  * gemm_block, each finished sum goes to epi (four adjacent columns at a
  * time, finish_runs), or with several splits through partial and the last
@@ -641,18 +660,8 @@ __device__ void tensor_block(const Shape &sh, int64_t tile, int split, const Sto
      * an unsplit tile's through shared memory, free once every warp is
      * done with the stages. */
     if (sh.splits > 1) {
-        float *mine = partial + ((int64_t)split * sh.tiles + tile) * TILE_FLOATS;
-#pragma unroll
-        for (int mi = 0; mi < MI; mi++)
-#pragma unroll
-            for (int ni = 0; ni < NI; ni++)
-#pragma unroll
-                for (int h = 0; h < 2; h++) {
-                    int lm, ln;
-                    pair_place<T, A_K>(wm, wn, mi, ni, h, lm, ln);
-                    *reinterpret_cast<float2 *>(&mine[lm * T::BN + ln]) =
-                        make_float2(acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
-                }
+        write_sums<T, A_K>(acc, wm, wn,
+                           partial + ((int64_t)split * sh.tiles + tile) * TILE_FLOATS, T::BN);
         if (!last_of_tile(counters, tile, sh.splits)) {
             BLOCK_TIME_END();
             return;
@@ -665,17 +674,7 @@ __device__ void tensor_block(const Shape &sh, int64_t tile, int split, const Sto
         constexpr int LD = T::BN + sums_pad(A_K);
         static_assert(T::BM * LD <= T::STAGES * T::STAGE_FLOATS, "the sums fit the stages");
         __syncthreads(); /* every warp is done with the stages */
-#pragma unroll
-        for (int mi = 0; mi < MI; mi++)
-#pragma unroll
-            for (int ni = 0; ni < NI; ni++)
-#pragma unroll
-                for (int h = 0; h < 2; h++) {
-                    int lm, ln;
-                    pair_place<T, A_K>(wm, wn, mi, ni, h, lm, ln);
-                    *reinterpret_cast<float2 *>(&smem[lm * LD + ln]) =
-                        make_float2(acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
-                }
+        write_sums<T, A_K>(acc, wm, wn, smem, LD);
         __syncthreads();
         finish_runs<T>(sh, m0, n0, epi, SharedSums{smem, LD});
     }
