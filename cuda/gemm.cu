@@ -104,11 +104,10 @@ struct MatBT {
  * their round trips to memory overlap (the compiler may not move a load
  * above a store to another array that it cannot prove apart). */
 
-/* A run of W floats at p, of which the first `count` are real: with VEC,
- * one 16-byte access where the run is four whole floats so aligned; else a
- * float each (zeros past count when loading). VEC is the tensor tiles'
- * (finish_runs); gemm_block's epilogue keeps its loop of single floats,
- * which the runs cost 29 registers a thread there (and a block an SM). */
+/* A run of W floats at p, of which the first `count` are real: with VEC
+ * (the tensor tiles' runs, finish_runs), one 16-byte access where the run
+ * is four whole floats so aligned; else a float each (zeros past count
+ * when loading). */
 template <int W, bool VEC>
 __device__ inline void load_run(float (&dst)[W], const float *p, int count) {
     if constexpr (VEC && W == 4) {
@@ -149,6 +148,10 @@ struct StoreForward { /* linear_forward (+ activation_forward) */
     __device__ void store(int64_t m, int64_t n, const In<W> &, const float (&v)[W],
                           int count) const {
         const int64_t i = m * N + n;
+        /* gemm_block's forward keeps its loop of single floats: with the
+         * runs' form (fewer registers, other code) 784-512-256-128-10 at
+         * batch 64, whose forward runs here, took 72.4 ms an epoch against
+         * 68.1 (benchmarks/RESULTS.md, stop 36) */
         if constexpr (!VEC) {
 #pragma unroll
             for (int j = 0; j < W; j++) {
@@ -179,33 +182,17 @@ struct StoreBackward { /* linear_backward's dinp (+ activation_backward) */
     __device__ In<W> load(int64_t m, int64_t n, int count) const {
         const int64_t i = m * N + n;
         In<W> in;
-        if constexpr (!VEC) {
-#pragma unroll
-            for (int j = 0; j < W; j++) {
-                in.y[j] = j < count ? act_out[i + j] : 0.0f;
-                in.x[j] = j < count && pre ? pre[i + j] : 0.0f;
-            }
-        } else {
-            load_run<W, VEC>(in.y, act_out + i, count);
-            load_run<W, VEC>(in.x, pre ? pre + i : act_out + i, pre ? count : 0);
-        }
+        load_run<W, VEC>(in.y, act_out + i, count);
+        load_run<W, VEC>(in.x, pre ? pre + i : act_out + i, pre ? count : 0);
         return in;
     }
     template <int W, bool VEC = false>
     __device__ void store(int64_t m, int64_t n, const In<W> &in, const float (&v)[W],
                           int count) const {
-        if constexpr (!VEC) {
-            const int64_t i = m * N + n;
+        float o[W];
 #pragma unroll
-            for (int j = 0; j < W; j++)
-                if (j < count) out[i + j] = mlp_activation_backward(act, in.x[j], in.y[j], v[j]);
-        } else {
-            float o[W];
-#pragma unroll
-            for (int j = 0; j < W; j++)
-                o[j] = mlp_activation_backward(act, in.x[j], in.y[j], v[j]);
-            store_run<W, VEC>(out + m * N + n, o, count);
-        }
+        for (int j = 0; j < W; j++) o[j] = mlp_activation_backward(act, in.x[j], in.y[j], v[j]);
+        store_run<W, VEC>(out + m * N + n, o, count);
     }
 };
 
@@ -223,6 +210,8 @@ struct OptimizerUpdate { /* linear_backward's dW, db (+ the optimizer update) */
         const bool with_m = s.adam || s.momentum != 0.0f, with_v = s.adam;
         const int64_t i = m * N + n;
         In<W> in;
+        /* gemm_block's weight update keeps its loop of single floats: the
+         * runs' form cost 29 registers a thread there, and a block an SM */
         if constexpr (!VEC) {
 #pragma unroll
             for (int j = 0; j < W; j++) {

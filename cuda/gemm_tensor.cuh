@@ -44,7 +44,6 @@
 namespace gemm {
 namespace tensor {
 
-
 constexpr int BK = 16, STAGES = 4;
 /* Row padding (floats) of a stage's tiles, so that the 32 lanes of a
  * fragment read fall in different banks and rows stay 16-byte aligned for
